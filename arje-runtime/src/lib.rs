@@ -1,0 +1,1 @@
+//! arje runtime.

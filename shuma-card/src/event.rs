@@ -1,0 +1,110 @@
+//! Records of the event journal: lifecycle events with increasing ids.
+
+use serde::{Deserialize, Serialize};
+
+/// How a command ended.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exited normally with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+    /// Killed by the kernel's OOM killer at the workspace's memory.max (SIGKILL).
+    OomKilled,
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// The shell's convention: the code, or 128 + the signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+            ExitStatus::OomKilled => 128 + 9,
+        }
+    }
+}
+
+impl core::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+            ExitStatus::OomKilled => write!(f, "killed by the kernel's OOM killer at memory.max"),
+        }
+    }
+}
+
+/// One journal record.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Strictly increasing, never reused (survives restarts through the snapshot).
+    pub id: u64,
+    /// CLOCK_MONOTONIC in microseconds: for intervals (e.g. restart backoff).
+    pub mono_us: u64,
+    /// Wall clock, milliseconds since the Unix epoch: for display.
+    pub unix_ms: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    WorkspaceCreated { workspace: String },
+    WorkspaceStopped { workspace: String },
+    CommandStarted { workspace: String, command: String, pid: i32 },
+    CommandExited { workspace: String, command: String, pid: i32, status: ExitStatus },
+    /// A service will be started again after `delay_ms`; `restarts` counts this one.
+    CommandRestarting { workspace: String, command: String, delay_ms: u64, restarts: u32 },
+    /// A service gave up: no more restarts.
+    CommandFailed { workspace: String, command: String, reason: String },
+    /// The start itself failed (exec error, missing user, ...).
+    SpawnFailed { workspace: String, command: String, error: String },
+    /// memory.events `oom_kill` rose: the kernel killed a task of this workspace.
+    OomKill { workspace: String, command: Option<String>, count: u64 },
+    /// memory.events `max` or `high` rose: the workspace hit memory.max / memory.high.
+    MemoryLimit { workspace: String, which: String, count: u64 },
+    /// pids.events `max` rose: a fork failed at pids.max.
+    PidsMax { workspace: String, count: u64 },
+    /// A limit was changed while running.
+    LimitChanged { workspace: String, key: String, value: String },
+    /// Something the operator should see (a limit not enforced, a snapshot set aside...).
+    Warning { message: String },
+}
+
+impl core::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use EventKind::*;
+        match self {
+            WorkspaceCreated { workspace } => write!(f, "workspace {workspace} created"),
+            WorkspaceStopped { workspace } => write!(f, "workspace {workspace} stopped"),
+            CommandStarted { workspace, command, pid } => {
+                write!(f, "{workspace}/{command} started pid {pid}")
+            }
+            CommandExited { workspace, command, pid, status } => {
+                write!(f, "{workspace}/{command} pid {pid} exited: {status}")
+            }
+            CommandRestarting { workspace, command, delay_ms, restarts } => {
+                write!(f, "{workspace}/{command} restarting in {delay_ms}ms (restart {restarts})")
+            }
+            CommandFailed { workspace, command, reason } => {
+                write!(f, "{workspace}/{command} failed: {reason}")
+            }
+            SpawnFailed { workspace, command, error } => {
+                write!(f, "{workspace}/{command} could not start: {error}")
+            }
+            OomKill { workspace, command, count } => match command {
+                Some(c) => write!(f, "{workspace}/{c} OOM: killed by the kernel at memory.max (oom_kill {count})"),
+                None => write!(f, "{workspace} OOM: killed by the kernel at memory.max (oom_kill {count})"),
+            },
+            MemoryLimit { workspace, which, count } => {
+                write!(f, "{workspace} hit {which} ({count} times)")
+            }
+            PidsMax { workspace, count } => write!(f, "{workspace} hit pids.max ({count} forks refused)"),
+            LimitChanged { workspace, key, value } => write!(f, "{workspace} {key} set to {value}"),
+            Warning { message } => write!(f, "warning: {message}"),
+        }
+    }
+}

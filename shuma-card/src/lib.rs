@@ -1,0 +1,11 @@
+//! Plain data shared by both ends of arje: workspace and command specs ("cards") and
+//! their TOML loading, the control protocol (requests, responses, framing), the event
+//! journal's records and the snapshot schema. No syscalls live here.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod protocol;
+pub mod spec;
+
+pub use event::{Event, EventKind, ExitStatus};
+pub use spec::{CommandKind, CommandSpec, Limits, LogTarget, RestartPolicy, WorkspaceSpec};

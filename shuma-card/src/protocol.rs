@@ -1,0 +1,290 @@
+//! The control protocol spoken over arje's unix socket.
+//!
+//! A frame is a u32 big-endian payload length followed by that many bytes of postcard.
+//! Frames are at most [`MAX_FRAME`] bytes of payload. The first request on a connection
+//! must be [`Request::Hello`] carrying [`PROTOCOL_VERSION`]; the server answers
+//! [`Response::Hello`] or, on a mismatch, an [`Response::Error`] with
+//! [`ErrorCode::Version`] and closes. Postcard encodes enum variants by index, so a
+//! variant is only ever appended, never reordered or removed, within one version.
+//!
+//! Version history:
+//! - 1: first release.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, ExitStatus};
+use crate::spec::{CommandSpec, Limits, WorkspaceSpec};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest payload of one frame, in bytes.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    Both,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownKind {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Must be first on a connection.
+    Hello { version: u32, client: String },
+    Ping,
+    Status,
+    /// Create a workspace and start its commands.
+    WsCreate { spec: WorkspaceSpec },
+    WsList,
+    WsShow { name: String },
+    /// Stop every command (stop signal, grace, kill) and remove the workspace.
+    WsStop { name: String, grace_ms: Option<u64> },
+    /// Change one limit of a running workspace, e.g. key "memory_max", value "64M".
+    WsSet { name: String, key: String, value: String },
+    WsStats { name: String },
+    /// Start a one-shot command in a workspace. With `wait`, the answer is
+    /// [`Response::Exited`] once it ends; otherwise [`Response::Started`].
+    Run { workspace: String, command: CommandSpec, wait: bool },
+    /// Commands of one workspace, or of all.
+    Ps { workspace: Option<String> },
+    /// Captured output. With `follow`, [`Response::Log`] frames keep coming.
+    Logs { workspace: String, command: String, stream: Stream, follow: bool },
+    /// Journal records with id > `after`. With `follow`, [`Response::Events`] keep coming.
+    Events { after: Option<u64>, follow: bool },
+    /// What arje can enforce here.
+    Caps,
+    Shutdown { kind: ShutdownKind },
+    /// Flush the snapshot and exec `binary` (default: the running one) in place.
+    DaemonReexec { binary: Option<String> },
+    /// Panic inside a handler. Only honoured by a build with the `test-hooks` feature.
+    TestPanic,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Protocol version mismatch.
+    Version,
+    /// A frame that did not decode, was too large, or came out of order.
+    BadFrame,
+    /// The peer is not allowed.
+    Denied,
+    NotFound,
+    AlreadyExists,
+    Invalid,
+    /// A cap (workspaces, commands, connections) is reached.
+    Limit,
+    /// Something failed on the server's side (a syscall, a cgroup write).
+    Internal,
+    Unsupported,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Pid1,
+    Subreaper,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StatusInfo {
+    pub version: String,
+    pub pid: i32,
+    pub mode: Mode,
+    pub uptime_ms: u64,
+    pub workspaces: u32,
+    pub commands: u32,
+    pub running: u32,
+    pub connections: u32,
+    pub last_event_id: u64,
+    /// Orphans reaped that arje did not start.
+    pub orphans_reaped: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum WsState {
+    Running,
+    Stopping,
+    Stopped,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceInfo {
+    pub name: String,
+    pub state: WsState,
+    pub commands: u32,
+    pub running: u32,
+    pub limits: Limits,
+    /// Relative cgroup path, if the workspace has a cgroup.
+    pub cgroup: Option<String>,
+    pub created_unix_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum CmdState {
+    /// Not started yet, or waiting out a restart backoff.
+    Waiting,
+    Running,
+    Stopping,
+    /// A task that finished, or a service that was stopped.
+    Exited,
+    /// A service that gave up.
+    Failed,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommandInfo {
+    pub id: u64,
+    pub workspace: String,
+    pub name: String,
+    pub service: bool,
+    pub pid: Option<i32>,
+    pub state: CmdState,
+    pub restarts: u32,
+    pub last_exit: Option<ExitStatus>,
+    /// Why it failed, when `state` is Failed.
+    pub reason: Option<String>,
+    /// Since the current run started, if running.
+    pub uptime_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceDetail {
+    pub info: WorkspaceInfo,
+    pub spec: WorkspaceSpec,
+    pub commands: Vec<CommandInfo>,
+    /// Limits that the card asks for but this host cannot enforce, each with the reason.
+    pub unenforced: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatsSample {
+    pub unix_ms: u64,
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub cpu_usage_us: Option<u64>,
+    /// CPU use between this sample and the previous, in hundredths of a percent of one CPU.
+    pub cpu_percent_x100: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    pub name: String,
+    pub enforced: bool,
+    /// Why not, when not enforced; or where, when enforced.
+    pub detail: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Response {
+    Hello { version: u32, server: String },
+    Pong,
+    Ok,
+    Error { code: ErrorCode, message: String },
+    Status(StatusInfo),
+    /// A workspace was created; `warnings` names limits that are not enforced.
+    Created { name: String, warnings: Vec<String> },
+    Workspaces(Vec<WorkspaceInfo>),
+    Workspace(Box<WorkspaceDetail>),
+    Commands(Vec<CommandInfo>),
+    Started { id: u64, pid: i32 },
+    Exited { id: u64, status: ExitStatus },
+    /// A chunk of captured output. `dropped` counts bytes lost from the ring before it.
+    Log { stream: Stream, data: Vec<u8>, dropped: u64 },
+    Events(Vec<Event>),
+    Stats { name: String, samples: Vec<StatsSample> },
+    Caps(Vec<Capability>),
+    /// End of a non-follow listing that came as several frames.
+    End,
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The length prefix announced more than [`MAX_FRAME`].
+    TooLarge(usize),
+    /// The payload is not a valid postcard message of the expected type.
+    Decode(String),
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit"),
+            FrameError::Decode(e) => write!(f, "frame does not decode: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Encode `msg` as one frame: length prefix plus postcard payload.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    // Serialising our own enums into a Vec cannot fail: no maps of unknown length,
+    // no custom serialisers that error.
+    out = postcard::to_extend(msg, out).unwrap_or_else(|_| vec![0u8; HEADER_LEN]);
+    let len = (out.len() - HEADER_LEN) as u32;
+    out[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// Decode one payload (without its length prefix).
+pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError> {
+    postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Look for one complete frame at the start of `buf`.
+///
+/// Returns `Ok(Some((payload_range_end, payload)))` when a whole frame is there, with
+/// the number of bytes it occupies, `Ok(None)` when more bytes are needed, and
+/// `Err(TooLarge)` as soon as the prefix announces an oversized frame, so a reader
+/// never buffers more than [`MAX_FRAME`] + [`HEADER_LEN`] bytes.
+pub fn split_frame(buf: &[u8]) -> Result<Option<(usize, &[u8])>, FrameError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let end = HEADER_LEN + len;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    Ok(Some((end, &buf[HEADER_LEN..end])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_frame_round_trip_request() {
+        let req = Request::Hello { version: PROTOCOL_VERSION, client: "t".into() };
+        let frame = encode_frame(&req);
+        let (used, payload) = split_frame(&frame).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(decode_payload::<Request>(payload).unwrap(), req);
+    }
+
+    #[test]
+    fn test_split_frame_partial_needs_more() {
+        let frame = encode_frame(&Request::Ping);
+        assert_eq!(split_frame(&frame[..frame.len() - 1]).unwrap(), None);
+        assert_eq!(split_frame(&frame[..2]).unwrap(), None);
+    }
+
+    #[test]
+    fn test_split_frame_oversized_rejected_early() {
+        let buf = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert_eq!(split_frame(&buf), Err(FrameError::TooLarge(MAX_FRAME + 1)));
+    }
+}

@@ -1,0 +1,169 @@
+//! Workspace and command specifications: what a card declares, after validation.
+//!
+//! Durations are kept in milliseconds and sizes in bytes so that the wire format and the
+//! snapshot never carry units; the card loader turns "64M" and "100ms" into these.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest workspace or command name, in bytes (`[a-z0-9][a-z0-9._-]{0,62}`).
+pub const MAX_NAME_LEN: usize = 63;
+/// Most commands (services plus tasks) one workspace may declare.
+pub const MAX_COMMANDS_PER_WORKSPACE: usize = 256;
+
+/// Is `name` a valid workspace or command name: `[a-z0-9][a-z0-9._-]{0,62}`?
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => {}
+        _ => return false,
+    }
+    bytes.len() <= MAX_NAME_LEN
+        && bytes
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// A workspace: a named group of commands sharing one cgroup subtree and its limits.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkspaceSpec {
+    pub name: String,
+    pub limits: Limits,
+    /// The workspace is stopped this long after it was created, if set.
+    pub ttl_ms: Option<u64>,
+    /// What to do when the kernel's OOM killer kills a command of this workspace.
+    pub on_oom: OomAction,
+    /// Services and tasks, in card order.
+    pub commands: Vec<CommandSpec>,
+}
+
+/// cgroup v2 limits of a workspace. `None` leaves the kernel's default ("max").
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// memory.max, bytes.
+    pub memory_max: Option<u64>,
+    /// memory.high, bytes.
+    pub memory_high: Option<u64>,
+    /// memory.swap.max, bytes.
+    pub memory_swap_max: Option<u64>,
+    /// pids.max, tasks.
+    pub pids_max: Option<u64>,
+    /// cpu.max: quota and period in microseconds.
+    pub cpu_max: Option<CpuMax>,
+    /// cpu.weight, 1..=10000.
+    pub cpu_weight: Option<u16>,
+    /// io.weight, 1..=10000.
+    pub io_weight: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuMax {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OomAction {
+    /// Treat the OOM kill as a failure and apply the command's restart policy.
+    #[default]
+    Restart,
+    /// Stop the whole workspace.
+    StopWorkspace,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommandKind {
+    /// Runs once; never restarted.
+    #[default]
+    Task,
+    /// Supervised and restarted according to its policy.
+    Service,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// Where a command's stdout and stderr go.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogTarget {
+    /// Captured into bounded ring buffers, readable with `shuma logs`.
+    #[default]
+    Ring,
+    /// Inherited from arje (the console, as PID 1).
+    Console,
+    /// Appended to a file.
+    File(String),
+}
+
+/// One command of a workspace: a service or a task.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub name: String,
+    pub kind: CommandKind,
+    pub argv: Vec<String>,
+    /// Environment as `KEY=VALUE` pairs, in card order. Nothing else is inherited.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub log: LogTarget,
+    pub restart: RestartPolicy,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Give up after this many restarts within `restart_window_ms` (0 = no limit).
+    pub max_restarts: u32,
+    pub restart_window_ms: u64,
+    /// A run shorter than this counts as a failure to start, whatever its exit status.
+    pub min_uptime_ms: u64,
+    /// Signal number sent first on stop.
+    pub stop_signal: i32,
+    pub stop_grace_ms: u64,
+}
+
+impl CommandSpec {
+    /// The defaults every card field falls back to.
+    pub fn new(name: impl Into<String>, kind: CommandKind, argv: Vec<String>) -> Self {
+        CommandSpec {
+            name: name.into(),
+            kind,
+            argv,
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            group: None,
+            log: LogTarget::Ring,
+            restart: match kind {
+                CommandKind::Task => RestartPolicy::Never,
+                CommandKind::Service => RestartPolicy::OnFailure,
+            },
+            backoff_initial_ms: 100,
+            backoff_max_ms: 30_000,
+            max_restarts: 10,
+            restart_window_ms: 60_000,
+            min_uptime_ms: 1_000,
+            stop_signal: 15,
+            stop_grace_ms: 5_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_valid_name_accepts_and_rejects() {
+        assert!(valid_name("demo"));
+        assert!(valid_name("a.b_c-1"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("Demo"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(&"a".repeat(64)));
+        assert!(valid_name(&"a".repeat(63)));
+    }
+}

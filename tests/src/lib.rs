@@ -1,0 +1,1 @@
+//! Test fixtures: run arje-init in subreaper mode, boot QEMU guests.
