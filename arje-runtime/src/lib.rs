@@ -1,1 +1,45 @@
-//! arje runtime.
+//! arje's runtime: one thread, one epoll loop over a signalfd, the children it started,
+//! timers, the control socket and log pipes. `arje-init` wires it up as PID 1 or as a
+//! subreaper; everything that does work lives here.
+#![deny(unsafe_code)]
+
+pub mod cgroup;
+pub mod persist;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use shuma_card::protocol::{Mode, ShutdownKind};
+
+/// How `arje-init` configures the runtime.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    /// The control socket's path.
+    pub socket: PathBuf,
+    /// If set, the socket is 0660 and members of this group may use it.
+    pub socket_group: Option<u32>,
+    /// Every `*.toml` in it is loaded at start.
+    pub cards_dir: Option<PathBuf>,
+    /// Where the /run snapshot lives (tmpfs): `/run/arje` as PID 1.
+    pub state_dir: PathBuf,
+    /// Where the durable copy lives (`/var/lib/arje` by default), if any.
+    pub durable_dir: Option<PathBuf>,
+    /// The cgroup v2 directory under which workspaces are created; `None` disables cgroups.
+    pub cgroup_root: Option<PathBuf>,
+    /// The bound on stopping everything at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Why [`Runtime::run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Subreaper mode: SIGTERM or SIGINT; every workspace is stopped.
+    Exit,
+    /// PID 1: a shutdown was asked for (signal or `shuma`); every workspace is stopped,
+    /// the caller kills what is left, unmounts and calls reboot(2).
+    Shutdown(ShutdownKind),
+    /// `shuma daemon-reexec`: the snapshot is flushed and the fds to keep are marked
+    /// inheritable; the caller execs `binary` with the same arguments.
+    Reexec { binary: PathBuf },
+}

@@ -1,0 +1,1 @@
+//! cgroup v2 workspaces (see the cgroup issue).

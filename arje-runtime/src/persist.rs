@@ -1,0 +1,1 @@
+//! Snapshots in /run and the durable copy.
