@@ -3,9 +3,11 @@
 //! journal's records and the snapshot schema. No syscalls live here.
 #![forbid(unsafe_code)]
 
+pub mod card;
 pub mod event;
 pub mod protocol;
 pub mod spec;
+pub mod units;
 
 pub use event::{Event, EventKind, ExitStatus};
 pub use spec::{CommandKind, CommandSpec, Limits, LogTarget, RestartPolicy, WorkspaceSpec};

@@ -1,0 +1,515 @@
+//! Cards: TOML files that declare a workspace and its commands, in human units.
+//!
+//! Loading is a pure function from text to a [`WorkspaceSpec`]: a card with any fault
+//! yields one [`CardError`] pointing at the faulty key or value, and nothing else.
+//! The loader parses the document into a span-keeping tree ([`tree`]), walks it by hand
+//! with the schema below (unknown keys are errors), then applies the semantic rules of
+//! [`validate`], the same ones the daemon applies to specs that arrive over the socket.
+//! The field reference is docs/CARDS.md.
+
+mod tree;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use crate::spec::{
+    CommandKind, CommandSpec, Limits, LogTarget, OomAction, RestartPolicy, WorkspaceSpec,
+};
+use crate::units;
+use tree::{line_col, Entries, Node};
+pub use validate::{check, check_command, check_limits, validate, validate_command, SpecError};
+
+/// Largest card file read, in bytes. A spec travels in one control frame (1 MiB), so a
+/// larger card could never be sent anyway.
+pub const MAX_CARD_BYTES: u64 = 1 << 20;
+
+/// Why a card was refused: where (1-based line and column of the faulty key or value),
+/// which field (`service[0].restart`; empty for a TOML syntax error) and what is wrong.
+/// `line` and `column` are 0 when the file could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for CardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file, self.message);
+        }
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "field {}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CardError {}
+
+/// Read and load the card at `path`; errors name the path as given.
+pub fn load_file(path: &Path) -> Result<WorkspaceSpec, CardError> {
+    let file = path.display().to_string();
+    let io_err = |message: String| CardError {
+        file: file.clone(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+    };
+    let f = std::fs::File::open(path).map_err(|e| io_err(format!("cannot open card: {e}")))?;
+    let mut src = String::new();
+    // Read one byte past the cap so that an oversized card is detected, not truncated.
+    f.take(MAX_CARD_BYTES + 1)
+        .read_to_string(&mut src)
+        .map_err(|e| io_err(format!("cannot read card: {e}")))?;
+    if src.len() as u64 > MAX_CARD_BYTES {
+        return Err(io_err(format!(
+            "card is larger than {MAX_CARD_BYTES} bytes"
+        )));
+    }
+    load_str(&src, &file)
+}
+
+/// Load a card from its text; `file` is only used in error messages.
+pub fn load_str(src: &str, file: &str) -> Result<WorkspaceSpec, CardError> {
+    let loader = Loader {
+        src,
+        file,
+        spans: HashMap::new(),
+        paths: Vec::new(),
+    };
+    loader.load()
+}
+
+const WORKSPACE_KEYS: &[&str] = &[
+    "name",
+    "memory_max",
+    "memory_high",
+    "memory_swap_max",
+    "pids_max",
+    "cpu_max",
+    "cpu_weight",
+    "io_weight",
+    "ttl",
+    "on_oom",
+];
+const COMMAND_KEYS: &[&str] = &[
+    "name",
+    "argv",
+    "stop_signal",
+    "stop_grace",
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "log",
+];
+/// Keys only a `[[service]]` may have: a task runs once.
+const SERVICE_KEYS: &[&str] = &[
+    "restart",
+    "backoff",
+    "max_restarts",
+    "restart_window",
+    "min_uptime",
+];
+
+/// Walks one card. `spans` remembers where every field came from, keyed like
+/// [`SpecError`] (command index, card field name), so a semantic error found after the
+/// walk still points into the card.
+struct Loader<'a> {
+    src: &'a str,
+    file: &'a str,
+    spans: HashMap<(Option<usize>, String), Range<usize>>,
+    /// The card path of each command ("service[0]", "task[1]"), by index in the spec.
+    paths: Vec<String>,
+}
+
+impl<'a> Loader<'a> {
+    fn error(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> CardError {
+        let (line, column) = line_col(self.src, span.start);
+        CardError {
+            file: self.file.into(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn load(mut self) -> Result<WorkspaceSpec, CardError> {
+        let root: Node = toml::from_str(self.src).map_err(|e| {
+            let message = if e.message().contains("$__toml_private_datetime") {
+                "dates and times are not valid for any card field".to_string()
+            } else {
+                e.message().to_string()
+            };
+            self.error(e.span().unwrap_or(0..0), "", message)
+        })?;
+        let Node::Table(root) = root else {
+            return Err(self.error(0..0, "", "a card is a TOML table"));
+        };
+        self.check_keys(&root, &["workspace", "service", "task"], "")?;
+        let Some(ws) = get(&root, "workspace") else {
+            return Err(self.error(0..0, "workspace", "missing the [workspace] table"));
+        };
+        let mut spec = self.workspace(ws)?;
+        // Commands in card order: the order of their [[service]] / [[task]] headers.
+        let mut tables = Vec::new();
+        for (key, kind) in [
+            ("service", CommandKind::Service),
+            ("task", CommandKind::Task),
+        ] {
+            if let Some(node) = get(&root, key) {
+                let Node::Array(items) = node.get_ref() else {
+                    let msg = format!(
+                        "expected an array of tables ([[{key}]]), got {}",
+                        node.get_ref().type_name()
+                    );
+                    return Err(self.error(node.span(), key, msg));
+                };
+                tables.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (t.span().start, format!("{key}[{i}]"), kind, t)),
+                );
+            }
+        }
+        tables.sort_by_key(|t| t.0);
+        for (index, (_, path, kind, table)) in tables.into_iter().enumerate() {
+            self.paths.push(path.clone());
+            spec.commands.push(self.command(table, &path, index, kind)?);
+        }
+        validate::check(&spec).map_err(|e| self.spec_error(e))?;
+        Ok(spec)
+    }
+
+    /// Place a semantic error at the span its field was read from.
+    fn spec_error(&self, e: SpecError) -> CardError {
+        let path = match e.command {
+            None => format!("workspace.{}", e.field),
+            Some(i) => format!(
+                "{}.{}",
+                self.paths.get(i).map_or("command", String::as_str),
+                e.field
+            ),
+        };
+        let span = self
+            .spans
+            .get(&(e.command, e.field.clone()))
+            .or_else(|| self.spans.get(&(e.command, String::new())));
+        self.error(span.cloned().unwrap_or(0..0), &path, e.message)
+    }
+
+    fn record(&mut self, command: Option<usize>, field: &str, span: Range<usize>) {
+        self.spans.insert((command, field.to_string()), span);
+    }
+
+    /// Every key of `table` must be in `allowed`; `prefix` is the table's card path.
+    fn check_keys(&self, table: &Entries, allowed: &[&str], prefix: &str) -> Result<(), CardError> {
+        for (key, _) in table {
+            if !allowed.contains(&key.get_ref().as_str()) {
+                let field = join(prefix, key.get_ref());
+                let msg = format!(
+                    "unknown field {:?}, expected one of {}",
+                    key.get_ref(),
+                    allowed.join(", ")
+                );
+                return Err(self.error(key.span(), &field, msg));
+            }
+        }
+        Ok(())
+    }
+
+    fn table<'n>(&self, node: &'n Spanned<Node>, field: &str) -> Result<&'n Entries, CardError> {
+        match node.get_ref() {
+            Node::Table(t) => Ok(t),
+            other => Err(self.type_error(node, field, other, "a table")),
+        }
+    }
+
+    fn type_error(
+        &self,
+        node: &Spanned<Node>,
+        field: &str,
+        got: &Node,
+        expected: &str,
+    ) -> CardError {
+        self.error(
+            node.span(),
+            field,
+            format!("expected {expected}, got {}", got.type_name()),
+        )
+    }
+
+    fn string(&self, node: &Spanned<Node>, field: &str) -> Result<String, CardError> {
+        match node.get_ref() {
+            Node::Str(s) => Ok(s.clone()),
+            other => Err(self.type_error(node, field, other, "a string")),
+        }
+    }
+
+    /// One of `choices`, as an index into it.
+    fn choice(
+        &self,
+        node: &Spanned<Node>,
+        field: &str,
+        choices: &[&str],
+    ) -> Result<usize, CardError> {
+        let s = self.string(node, field)?;
+        choices.iter().position(|c| *c == s).ok_or_else(|| {
+            self.error(
+                node.span(),
+                field,
+                format!("expected one of {}, got {s:?}", choices.join(", ")),
+            )
+        })
+    }
+
+    fn int(&self, node: &Spanned<Node>, field: &str, max: u64) -> Result<u64, CardError> {
+        match node.get_ref() {
+            Node::Int(n) if *n >= 0 && (*n as u64) <= max => Ok(*n as u64),
+            Node::Int(n) => {
+                Err(self.error(node.span(), field, format!("{n} is outside 0..={max}")))
+            }
+            other => Err(self.type_error(node, field, other, "an integer")),
+        }
+    }
+
+    /// A size: integer bytes, a string with a unit, or "max" (no limit, `None`).
+    fn size(&self, node: &Spanned<Node>, field: &str) -> Result<Option<u64>, CardError> {
+        match node.get_ref() {
+            Node::Str(s) if s == "max" => Ok(None),
+            Node::Str(s) => units::parse_size(s)
+                .map(Some)
+                .map_err(|e| self.error(node.span(), field, e.to_string())),
+            Node::Int(_) => self.int(node, field, u64::MAX).map(Some),
+            other => Err(self.type_error(
+                node,
+                field,
+                other,
+                "a size such as \"64M\", an integer or \"max\"",
+            )),
+        }
+    }
+
+    /// A duration: a string with a unit, or the integer 0.
+    fn duration(&self, node: &Spanned<Node>, field: &str) -> Result<u64, CardError> {
+        match node.get_ref() {
+            Node::Str(s) => units::parse_duration_ms(s)
+                .map_err(|e| self.error(node.span(), field, e.to_string())),
+            Node::Int(0) => Ok(0),
+            Node::Int(n) => Err(self.error(
+                node.span(),
+                field,
+                format!("a duration needs a unit: write \"{n}s\" or \"{n}ms\""),
+            )),
+            other => Err(self.type_error(node, field, other, "a duration such as \"5s\"")),
+        }
+    }
+
+    /// A user or group: a name, or a numeric id written either way.
+    fn id(&self, node: &Spanned<Node>, field: &str) -> Result<String, CardError> {
+        match node.get_ref() {
+            Node::Int(_) => self
+                .int(node, field, u64::from(u32::MAX))
+                .map(|n| n.to_string()),
+            _ => self.string(node, field),
+        }
+    }
+
+    fn workspace(&mut self, node: &Spanned<Node>) -> Result<WorkspaceSpec, CardError> {
+        let table = self.table(node, "workspace")?;
+        self.check_keys(table, WORKSPACE_KEYS, "workspace")?;
+        self.record(None, "", node.span());
+        let mut spec = WorkspaceSpec::default();
+        let mut limits = Limits::default();
+        let Some(name) = get(table, "name") else {
+            return Err(self.error(node.span(), "workspace.name", "missing required field"));
+        };
+        for (key, value) in table {
+            let key = key.get_ref().as_str();
+            let field = format!("workspace.{key}");
+            let f = field.as_str();
+            self.record(None, key, value.span());
+            match key {
+                "name" => spec.name = self.string(name, f)?,
+                "memory_max" => limits.memory_max = self.size(value, f)?,
+                "memory_high" => limits.memory_high = self.size(value, f)?,
+                "memory_swap_max" => limits.memory_swap_max = self.size(value, f)?,
+                "pids_max" => {
+                    limits.pids_max = match value.get_ref() {
+                        Node::Str(s) if s == "max" => None,
+                        Node::Int(_) => Some(self.int(value, f, u64::MAX)?),
+                        other => {
+                            return Err(self.type_error(value, f, other, "an integer or \"max\""))
+                        }
+                    }
+                }
+                "cpu_max" => {
+                    let s = self.string(value, f)?;
+                    limits.cpu_max = match s.as_str() {
+                        "max" => None,
+                        s => Some(
+                            units::parse_cpu_max(s)
+                                .map_err(|e| self.error(value.span(), f, e.to_string()))?,
+                        ),
+                    }
+                }
+                "cpu_weight" => limits.cpu_weight = Some(self.int(value, f, 10_000)? as u16),
+                "io_weight" => limits.io_weight = Some(self.int(value, f, 10_000)? as u16),
+                "ttl" => spec.ttl_ms = Some(self.duration(value, f)?),
+                _ => {
+                    spec.on_oom = match self.choice(value, f, &["restart", "stop-workspace"])? {
+                        0 => OomAction::Restart,
+                        _ => OomAction::StopWorkspace,
+                    }
+                }
+            }
+        }
+        spec.limits = limits;
+        Ok(spec)
+    }
+
+    fn command(
+        &mut self,
+        node: &Spanned<Node>,
+        path: &str,
+        idx: usize,
+        kind: CommandKind,
+    ) -> Result<CommandSpec, CardError> {
+        let table = self.table(node, path)?;
+        let at = Some(idx);
+        self.record(at, "", node.span());
+        if kind == CommandKind::Task {
+            if let Some((key, _)) = table
+                .iter()
+                .find(|(k, _)| SERVICE_KEYS.contains(&k.get_ref().as_str()))
+            {
+                let msg = "a task runs once and is never restarted; restart settings belong to a [[service]]";
+                return Err(self.error(key.span(), &join(path, key.get_ref()), msg));
+            }
+            self.check_keys(table, COMMAND_KEYS, path)?;
+        } else {
+            let all: Vec<&str> = COMMAND_KEYS.iter().chain(SERVICE_KEYS).copied().collect();
+            self.check_keys(table, &all, path)?;
+        }
+        let missing =
+            |field: &str| self.error(node.span(), &join(path, field), "missing required field");
+        let name = self.string(
+            get(table, "name").ok_or_else(|| missing("name"))?,
+            &join(path, "name"),
+        )?;
+        let argv_node = get(table, "argv").ok_or_else(|| missing("argv"))?;
+        let mut cmd = CommandSpec::new(name, kind, Vec::new());
+        for (key, value) in table {
+            let key = key.get_ref().as_str();
+            let field = join(path, key);
+            let f = field.as_str();
+            self.record(at, key, value.span());
+            match key {
+                "name" => {}
+                "argv" => {
+                    let Node::Array(items) = argv_node.get_ref() else {
+                        return Err(self.type_error(
+                            value,
+                            f,
+                            value.get_ref(),
+                            "an array of strings",
+                        ));
+                    };
+                    for (i, item) in items.iter().enumerate() {
+                        cmd.argv.push(self.string(item, &format!("{f}[{i}]"))?);
+                        self.record(at, &format!("argv[{i}]"), item.span());
+                    }
+                }
+                "restart" => {
+                    cmd.restart = [
+                        RestartPolicy::Never,
+                        RestartPolicy::OnFailure,
+                        RestartPolicy::Always,
+                    ][self.choice(value, f, &["never", "on-failure", "always"])?]
+                }
+                "backoff" => {
+                    let backoff = self.table(value, f)?;
+                    self.check_keys(backoff, &["initial", "max"], f)?;
+                    for (k, v) in backoff {
+                        let sub = format!("backoff.{}", k.get_ref());
+                        self.record(at, &sub, v.span());
+                        let ms = self.duration(v, &join(path, &sub))?;
+                        match k.get_ref().as_str() {
+                            "initial" => cmd.backoff_initial_ms = ms,
+                            _ => cmd.backoff_max_ms = ms,
+                        }
+                    }
+                }
+                "max_restarts" => {
+                    cmd.max_restarts = self.int(value, f, u64::from(u32::MAX))? as u32
+                }
+                "restart_window" => cmd.restart_window_ms = self.duration(value, f)?,
+                "min_uptime" => cmd.min_uptime_ms = self.duration(value, f)?,
+                "stop_signal" => {
+                    let text = match value.get_ref() {
+                        Node::Int(n) => n.to_string(),
+                        _ => self.string(value, f)?,
+                    };
+                    cmd.stop_signal = units::parse_signal(&text)
+                        .map_err(|e| self.error(value.span(), f, e.to_string()))?;
+                }
+                "stop_grace" => cmd.stop_grace_ms = self.duration(value, f)?,
+                "env" => {
+                    for (k, v) in self.table(value, f)? {
+                        let sub = format!("env.{}", k.get_ref());
+                        self.record(at, &sub, k.span());
+                        let text = self.string(v, &join(path, &sub))?;
+                        cmd.env.push((k.get_ref().clone(), text));
+                    }
+                }
+                "cwd" => cmd.cwd = Some(self.string(value, f)?),
+                "user" => cmd.user = Some(self.id(value, f)?),
+                "group" => cmd.group = Some(self.id(value, f)?),
+                _ => {
+                    let s = self.string(value, f)?;
+                    cmd.log = match s.as_str() {
+                        "ring" => LogTarget::Ring,
+                        "console" => LogTarget::Console,
+                        _ => match s.strip_prefix("file:") {
+                            Some(p) => LogTarget::File(p.to_string()),
+                            None => {
+                                let msg =
+                                    format!("expected one of ring, console, file:PATH, got {s:?}");
+                                return Err(self.error(value.span(), f, msg));
+                            }
+                        },
+                    }
+                }
+            }
+        }
+        Ok(cmd)
+    }
+}
+
+fn get<'n>(table: &'n Entries, key: &str) -> Option<&'n Spanned<Node>> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(_, v)| v)
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}

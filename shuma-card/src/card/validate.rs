@@ -1,0 +1,236 @@
+//! The semantic rules of a workspace spec, shared by the card loader (which maps a failure
+//! back to the line and column of the card) and the daemon (which checks specs arriving
+//! over the socket, where there are no spans).
+
+use std::collections::HashSet;
+
+use crate::spec::{
+    valid_name, CommandKind, CommandSpec, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+};
+use crate::spec::{MAX_COMMANDS_PER_WORKSPACE, MAX_NAME_LEN};
+use crate::units::{check_cpu_max, MAX_DURATION_MS, MAX_SIGNAL, WEIGHT_RANGE};
+
+/// A rule a spec breaks. `field` uses the card's names ("memory_high", "argv[0]",
+/// "backoff.initial", "env.PATH"), so the card loader can find the span it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// Index into `WorkspaceSpec::commands`, or `None` for a workspace-level field.
+    pub command: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// Check every rule on a spec that came without a card (e.g. over the control socket).
+/// The message names the workspace, the command and the field.
+pub fn validate(spec: &WorkspaceSpec) -> Result<(), String> {
+    check(spec).map_err(|e| match e.command {
+        None => format!(
+            "workspace {:?}: field {}: {}",
+            spec.name, e.field, e.message
+        ),
+        Some(i) => {
+            let name = spec.commands.get(i).map_or("", |c| c.name.as_str());
+            format!(
+                "workspace {:?}: command {i} ({name:?}): field {}: {}",
+                spec.name, e.field, e.message
+            )
+        }
+    })
+}
+
+/// Check one command on its own, as `shuma run` sends it.
+pub fn validate_command(cmd: &CommandSpec) -> Result<(), String> {
+    check_command(cmd)
+        .map_err(|(field, msg)| format!("command {:?}: field {field}: {msg}", cmd.name))
+}
+
+/// Every rule, stopping at the first broken one (workspace fields first, then commands in
+/// order).
+pub fn check(spec: &WorkspaceSpec) -> Result<(), SpecError> {
+    let ws = |field: &str, message: String| SpecError {
+        command: None,
+        field: field.into(),
+        message,
+    };
+    if !valid_name(&spec.name) {
+        return Err(ws("name", name_message(&spec.name)));
+    }
+    check_limits(&spec.limits).map_err(|(f, m)| ws(f, m))?;
+    if let Some(ttl) = spec.ttl_ms {
+        if ttl == 0 || ttl > MAX_DURATION_MS {
+            return Err(ws("ttl", "must be more than 0 and at most 365 days".into()));
+        }
+    }
+    if spec.commands.len() > MAX_COMMANDS_PER_WORKSPACE {
+        let message =
+            format!("a workspace may declare at most {MAX_COMMANDS_PER_WORKSPACE} commands");
+        return Err(SpecError {
+            command: Some(MAX_COMMANDS_PER_WORKSPACE),
+            field: "name".into(),
+            message,
+        });
+    }
+    let mut names = HashSet::new();
+    for (i, cmd) in spec.commands.iter().enumerate() {
+        check_command(cmd).map_err(|(field, message)| SpecError {
+            command: Some(i),
+            field,
+            message,
+        })?;
+        if !names.insert(cmd.name.as_str()) {
+            let message = format!(
+                "command name {:?} is already used by another command of this workspace",
+                cmd.name
+            );
+            return Err(SpecError {
+                command: Some(i),
+                field: "name".into(),
+                message,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn name_message(name: &str) -> String {
+    format!("{name:?} is not a valid name: 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+}
+
+/// The limits' own rules: ranges, and memory_high not above memory_max.
+pub fn check_limits(l: &Limits) -> Result<(), (&'static str, String)> {
+    if l.memory_max == Some(0) {
+        return Err((
+            "memory_max",
+            "0 bytes would leave no room for any process; use \"max\" for no limit".into(),
+        ));
+    }
+    if l.pids_max == Some(0) {
+        return Err((
+            "pids_max",
+            "0 would forbid every process; use \"max\" for no limit".into(),
+        ));
+    }
+    if let (Some(high), Some(max)) = (l.memory_high, l.memory_max) {
+        if high > max {
+            return Err((
+                "memory_high",
+                format!("memory_high ({high} bytes) is above memory_max ({max} bytes)"),
+            ));
+        }
+    }
+    if let Some(cpu) = l.cpu_max {
+        check_cpu_max(cpu).map_err(|m| ("cpu_max", m))?;
+    }
+    for (field, w) in [("cpu_weight", l.cpu_weight), ("io_weight", l.io_weight)] {
+        if let Some(w) = w {
+            if !WEIGHT_RANGE.contains(&w) {
+                return Err((field, format!("{w} is outside 1..=10000")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A string that reaches exec, a path or the environment cannot hold a NUL byte.
+fn no_nul(field: &str, s: &str) -> Result<(), (String, String)> {
+    if s.contains('\0') {
+        return Err((field.into(), "contains a NUL byte".into()));
+    }
+    Ok(())
+}
+
+/// One command's rules. The error carries the card field name and the message.
+pub fn check_command(c: &CommandSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+    if !valid_name(&c.name) {
+        return Err(("name".into(), name_message(&c.name)));
+    }
+    let Some(arg0) = c.argv.first() else {
+        return err("argv", "must name a program: at least one element");
+    };
+    // arje never searches PATH: the environment is the card's alone, so a bare name would
+    // resolve differently on every host. The program is named by its absolute path.
+    if !arg0.starts_with('/') {
+        return Err((
+            "argv[0]".into(),
+            format!("{arg0:?} is not an absolute path (arje does not search PATH)"),
+        ));
+    }
+    for (i, arg) in c.argv.iter().enumerate() {
+        no_nul(&format!("argv[{i}]"), arg)?;
+    }
+    let mut keys = HashSet::new();
+    for (key, value) in &c.env {
+        let field = format!("env.{key}");
+        if key.is_empty() || key.contains('=') {
+            return err(
+                &field,
+                "an environment variable name must be non-empty and contain no '='",
+            );
+        }
+        no_nul(&field, key)?;
+        no_nul(&field, value)?;
+        if !keys.insert(key.as_str()) {
+            return err(&field, "set twice");
+        }
+    }
+    if let Some(cwd) = &c.cwd {
+        if !cwd.starts_with('/') {
+            return err("cwd", "must be an absolute path");
+        }
+        no_nul("cwd", cwd)?;
+    }
+    for (field, id) in [("user", &c.user), ("group", &c.group)] {
+        if let Some(id) = id {
+            if id.is_empty()
+                || id.contains(|ch: char| ch == '\0' || ch == ':' || ch.is_whitespace())
+            {
+                return err(
+                    field,
+                    "must be a name or a numeric id, without spaces or ':'",
+                );
+            }
+        }
+    }
+    if let LogTarget::File(path) = &c.log {
+        if !path.starts_with('/') {
+            return err("log", "the file of file:PATH must be an absolute path");
+        }
+        no_nul("log", path)?;
+    }
+    if c.kind == CommandKind::Task && c.restart != RestartPolicy::Never {
+        return err(
+            "restart",
+            "a task runs once: its restart policy must be never",
+        );
+    }
+    if c.backoff_initial_ms == 0 {
+        return err(
+            "backoff.initial",
+            "must be at least 1ms, or a crashing service would spin",
+        );
+    }
+    if c.backoff_initial_ms > c.backoff_max_ms {
+        return err("backoff.initial", "is above backoff.max");
+    }
+    for (field, ms) in [
+        ("backoff.max", c.backoff_max_ms),
+        ("restart_window", c.restart_window_ms),
+        ("min_uptime", c.min_uptime_ms),
+        ("stop_grace", c.stop_grace_ms),
+    ] {
+        if ms > MAX_DURATION_MS {
+            return err(field, "is longer than the 365-day cap");
+        }
+    }
+    if c.max_restarts > 0 && c.restart_window_ms == 0 {
+        return err(
+            "restart_window",
+            "must be more than 0 when max_restarts is set",
+        );
+    }
+    if !(1..=MAX_SIGNAL).contains(&c.stop_signal) {
+        return err("stop_signal", "must be a signal number in 1..=64");
+    }
+    Ok(())
+}
