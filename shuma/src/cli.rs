@@ -1,0 +1,234 @@
+//! The command line: what `shuma` accepts, as clap derive types.
+//!
+//! Parsing errors are clap's own and exit with code 2, the same code a bad card gets.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::compat;
+
+/// The default control socket of arje-init.
+pub const DEFAULT_SOCKET: &str = "/run/arje/control.sock";
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the daemon refused the request (its message is printed as it said it),
+     or the conversation with it broke off
+  2  usage: a bad argument or a bad card
+  3  cannot connect to the control socket
+  `run --wait` exits with the command's own exit code (128 + N for signal N).";
+
+/// Control arje: workspaces, commands, logs and events over arje's unix socket.
+#[derive(Parser, Debug)]
+#[command(name = "shuma", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// The control socket of arje-init.
+    #[arg(long, global = true, env = "ARJE_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print listings as JSON (one document; `events` and `logs -f` print one per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check that the daemon answers: prints `pong`.
+    Ping,
+    /// The daemon's version, pid, mode, uptime and counts.
+    Status,
+    /// Workspaces: create, list, show, stop, change limits, read stats.
+    #[command(subcommand)]
+    Ws(WsCommand),
+    /// Start a one-shot command in a workspace.
+    Run(RunArgs),
+    /// Commands of one workspace, or of all.
+    Ps {
+        /// Only this workspace.
+        workspace: Option<String>,
+    },
+    /// Captured output of a command.
+    Logs(LogsArgs),
+    /// The event journal.
+    Events {
+        /// Keep printing new events until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events with an id greater than this.
+        #[arg(long, value_name = "ID")]
+        after: Option<u64>,
+    },
+    /// What arje can enforce on this machine.
+    Caps,
+    /// A refreshing view of workspaces and their resource use.
+    Top {
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+        /// Time between frames.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: u64,
+    },
+    /// Stop every workspace and power the machine off (as PID 1), or exit (as subreaper).
+    Poweroff,
+    /// Stop every workspace and reboot the machine (as PID 1).
+    Reboot,
+    /// Stop every workspace and halt the machine (as PID 1).
+    Halt,
+    /// Save state and re-execute the daemon in place, keeping its children.
+    DaemonReexec {
+        /// Execute this binary instead of the running one.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WsCommand {
+    /// Load a card and create its workspace.
+    Create {
+        /// The card, a TOML file.
+        card: PathBuf,
+    },
+    /// List workspaces.
+    Ls,
+    /// One workspace: limits, unenforced limits and commands.
+    Show { name: String },
+    /// Stop every command of a workspace and remove it.
+    Stop {
+        name: String,
+        /// Grace before SIGKILL for every command, e.g. `2s` (default: each command's own).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        grace: Option<u64>,
+    },
+    /// Change limits of a running workspace, e.g. `memory_max=64M pids_max=32`.
+    Set {
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        settings: Vec<(String, String)>,
+    },
+    /// Resource use samples of a workspace.
+    Stats { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The workspace to run in.
+    pub workspace: String,
+    /// Wait for the command to end and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// The command's name (default: derived from the program's file name).
+    #[arg(long, value_name = "CMDNAME")]
+    pub name: Option<String>,
+    /// An environment variable; nothing else is passed on.
+    #[arg(long, value_name = "K=V", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// Working directory of the command.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub workspace: String,
+    pub command: String,
+    /// Keep printing new output until interrupted or the daemon closes the connection.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Which stream to read.
+    #[arg(long, value_enum, default_value_t = StreamArg::Both)]
+    pub stream: StreamArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamArg {
+    Out,
+    Err,
+    Both,
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    compat::parse_duration_ms(s)
+}
+
+/// Split `KEY=VALUE`; the key must not be empty, the value may be.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cli_definition_is_consistent() {
+        // Arrange / Act / Assert: clap's own self-check of the derive attributes.
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_parse_run_argv_after_double_dash_kept_verbatim() {
+        let cli = Cli::try_parse_from([
+            "shuma", "run", "demo", "--wait", "--env", "A=1", "--", "/bin/sh", "-c", "exit 3",
+        ])
+        .unwrap();
+
+        let Command::Run(args) = cli.command else {
+            panic!("not run: {:?}", cli.command)
+        };
+        assert!(args.wait);
+        assert_eq!(args.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(args.argv, vec!["/bin/sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn test_parse_run_without_argv_usage_error_exit_2() {
+        let err = Cli::try_parse_from(["shuma", "run", "demo"]).unwrap_err();
+
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn test_parse_ws_set_without_equals_usage_error_exit_2() {
+        let err = Cli::try_parse_from(["shuma", "ws", "set", "demo", "memory_max"]).unwrap_err();
+
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("is not KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn test_parse_ws_stop_grace_in_milliseconds() {
+        let cli = Cli::try_parse_from(["shuma", "ws", "stop", "demo", "--grace", "2s"]).unwrap();
+
+        let Command::Ws(WsCommand::Stop { grace, .. }) = cli.command else {
+            panic!()
+        };
+        assert_eq!(grace, Some(2000));
+    }
+
+    #[test]
+    fn test_parse_bad_grace_usage_error_exit_2() {
+        let err =
+            Cli::try_parse_from(["shuma", "ws", "stop", "demo", "--grace", "soon"]).unwrap_err();
+
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn test_parse_socket_flag_after_subcommand_accepted() {
+        let cli = Cli::try_parse_from(["shuma", "ping", "--socket", "/tmp/x.sock"]).unwrap();
+
+        assert_eq!(cli.socket, PathBuf::from("/tmp/x.sock"));
+    }
+}

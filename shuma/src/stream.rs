@@ -1,0 +1,97 @@
+//! Commands whose answer comes as several frames: `logs` and `events`.
+//!
+//! Without `--follow` the daemon ends the listing with `Response::End`. With it, frames
+//! keep coming until the user interrupts shuma or the daemon closes the connection; a
+//! clean close is a normal end (exit 0), a close halfway through a frame is an error.
+
+use std::io::Write;
+
+use anyhow::Result;
+use shuma_card::protocol::{Request, Response, Stream};
+
+use crate::cli::{LogsArgs, StreamArg};
+use crate::client::{CliError, Client};
+use crate::commands::Ctx;
+use crate::output;
+
+pub fn logs(client: &mut Client, ctx: &mut Ctx, args: LogsArgs) -> Result<u8> {
+    let stream = match args.stream {
+        StreamArg::Out => Stream::Stdout,
+        StreamArg::Err => Stream::Stderr,
+        StreamArg::Both => Stream::Both,
+    };
+    client.send(&Request::Logs {
+        workspace: args.workspace,
+        command: args.command,
+        stream,
+        follow: args.follow,
+    })?;
+    while let Some(resp) = next(client, args.follow)? {
+        match resp {
+            Response::Log {
+                stream: chunk_stream,
+                data,
+                dropped,
+            } => {
+                if dropped > 0 {
+                    writeln!(ctx.err, "[{dropped} bytes dropped]")?;
+                }
+                // Asked for both, each stream goes to its own descriptor so `2>` still
+                // separates them; asked for one, it goes to stdout to be piped.
+                let to: &mut dyn Write = if stream == Stream::Both && chunk_stream == Stream::Stderr
+                {
+                    ctx.err
+                } else {
+                    ctx.out
+                };
+                to.write_all(&data)?;
+                // Flushed per chunk so a follower sees output as it comes.
+                to.flush()?;
+            }
+            Response::End => break,
+            other => return Err(client.unexpected("Log", &other).into()),
+        }
+    }
+    Ok(0)
+}
+
+pub fn events(client: &mut Client, ctx: &mut Ctx, after: Option<u64>, follow: bool) -> Result<u8> {
+    client.send(&Request::Events { after, follow })?;
+    while let Some(resp) = next(client, follow)? {
+        match resp {
+            Response::Events(batch) => {
+                for event in &batch {
+                    if ctx.json {
+                        output::write_json_line(ctx.out, event)?;
+                    } else {
+                        writeln!(
+                            ctx.out,
+                            "{}  {}  {}",
+                            event.id,
+                            output::format_unix_ms(event.unix_ms),
+                            event.kind
+                        )?;
+                    }
+                }
+                ctx.out.flush()?;
+            }
+            Response::End => break,
+            other => return Err(client.unexpected("Events", &other).into()),
+        }
+    }
+    Ok(0)
+}
+
+/// The next frame of a listing. `None` ends it: only a follower may see the daemon
+/// close the connection; a non-follow listing must end with `End`.
+fn next(client: &mut Client, follow: bool) -> Result<Option<Response>, CliError> {
+    let resp = if follow {
+        client.recv()?
+    } else {
+        Some(client.recv_required()?)
+    };
+    match resp {
+        Some(Response::Error { code, message }) => Err(CliError::Refused { code, message }),
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,638 @@
+//! End-to-end tests of the CLI against a fake daemon: parse, connect, handshake, request,
+//! output and exit code, everything `main` does but the process exit.
+
+use std::path::Path;
+
+use clap::Parser;
+use shuma_card::protocol::{
+    CmdState, CommandInfo, ErrorCode, Mode, Request, Response, StatusInfo, Stream, WorkspaceInfo,
+    WsState, MAX_FRAME, PROTOCOL_VERSION,
+};
+use shuma_card::spec::Limits;
+use shuma_card::{CommandKind, Event, EventKind, ExitStatus};
+
+use crate::fake::{Answer, FakeDaemon};
+
+struct Outcome {
+    code: u8,
+    /// What main would print on stderr for the error, if any.
+    message: Option<String>,
+    out: String,
+    err: String,
+}
+
+/// Run `shuma ARGS --socket SOCKET` in-process.
+fn shuma(socket: &Path, args: &[&str]) -> Outcome {
+    let mut argv = vec!["shuma", "--socket", socket.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let cli = crate::cli::Cli::try_parse_from(argv).expect("arguments parse");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = crate::commands::run(cli, &mut out, &mut err);
+    let (code, message) = match result {
+        Ok(code) => (code, None),
+        Err(e) => (crate::exit_code(&e), Some(format!("{e:#}"))),
+    };
+    Outcome {
+        code,
+        message,
+        out: String::from_utf8(out).unwrap(),
+        err: String::from_utf8(err).unwrap(),
+    }
+}
+
+fn refused(code: ErrorCode, message: &str) -> Answer {
+    Answer::Frames(vec![Response::Error {
+        code,
+        message: message.into(),
+    }])
+}
+
+fn command_info(
+    id: u64,
+    name: &str,
+    state: CmdState,
+    last_exit: Option<ExitStatus>,
+) -> CommandInfo {
+    CommandInfo {
+        id,
+        workspace: "demo".into(),
+        name: name.into(),
+        service: true,
+        pid: Some(4242),
+        state,
+        restarts: 2,
+        last_exit,
+        reason: None,
+        uptime_ms: Some(61_000),
+    }
+}
+
+fn workspace_info(name: &str) -> WorkspaceInfo {
+    WorkspaceInfo {
+        name: name.into(),
+        state: WsState::Running,
+        commands: 2,
+        running: 1,
+        limits: Limits {
+            memory_max: Some(64 << 20),
+            pids_max: Some(32),
+            ..Limits::default()
+        },
+        cgroup: Some(format!("arje/{name}")),
+        created_unix_ms: 0,
+    }
+}
+
+#[test]
+fn test_ping_daemon_answers_prints_pong_exit_0() {
+    let daemon = FakeDaemon::with(|_| Answer::Frames(vec![Response::Pong]));
+
+    let outcome = shuma(&daemon.socket.clone(), &["ping"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "pong\n");
+    let requests = daemon.requests();
+    assert_eq!(
+        requests,
+        vec![
+            Request::Hello {
+                version: PROTOCOL_VERSION,
+                client: format!("shuma {}", env!("CARGO_PKG_VERSION"))
+            },
+            Request::Ping
+        ]
+    );
+}
+
+#[test]
+fn test_connect_no_socket_exit_3_names_socket_and_os_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("absent.sock");
+
+    let outcome = shuma(&socket, &["ping"]);
+
+    assert_eq!(outcome.code, 3);
+    assert_eq!(
+        outcome.message.unwrap(),
+        format!(
+            "cannot connect to {}: No such file or directory (is arje-init running?)",
+            socket.display()
+        )
+    );
+}
+
+#[test]
+fn test_hello_version_mismatch_prints_daemon_message_exit_1() {
+    let daemon = FakeDaemon::start(|_| {
+        Answer::FramesThenClose(vec![Response::Error {
+            code: ErrorCode::Version,
+            message: "arje speaks control protocol 2, the client sent 1".into(),
+        }])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ping"]);
+
+    assert_eq!(outcome.code, 1);
+    assert_eq!(
+        outcome.message.unwrap(),
+        "arje speaks control protocol 2, the client sent 1"
+    );
+    assert_eq!(
+        daemon.requests().len(),
+        1,
+        "nothing is sent after a refused Hello"
+    );
+}
+
+#[test]
+fn test_hello_answered_with_other_version_exit_1_names_both() {
+    let daemon = FakeDaemon::start(|_| {
+        Answer::Frames(vec![Response::Hello {
+            version: 99,
+            server: "arje 9.0".into(),
+        }])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ping"]);
+
+    assert_eq!(outcome.code, 1);
+    let message = outcome.message.unwrap();
+    assert!(
+        message.contains("arje 9.0 speaks control protocol 99"),
+        "{message}"
+    );
+}
+
+#[test]
+fn test_refused_request_prints_daemon_message_verbatim_exit_1() {
+    let daemon = FakeDaemon::with(|_| refused(ErrorCode::NotFound, "no workspace named `demo`"));
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["ws", "stop", "demo", "--grace", "2s"],
+    );
+
+    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.message.unwrap(), "no workspace named `demo`");
+    assert_eq!(
+        daemon.requests()[1],
+        Request::WsStop {
+            name: "demo".into(),
+            grace_ms: Some(2000)
+        }
+    );
+}
+
+#[test]
+fn test_daemon_closes_without_answer_exit_1() {
+    let daemon = FakeDaemon::with(|_| Answer::FramesThenClose(vec![]));
+
+    let outcome = shuma(&daemon.socket.clone(), &["status"]);
+
+    assert_eq!(outcome.code, 1);
+    assert!(outcome
+        .message
+        .unwrap()
+        .contains("closed the connection without answering"));
+}
+
+#[test]
+fn test_oversized_frame_from_daemon_rejected_exit_1() {
+    let daemon =
+        FakeDaemon::with(|_| Answer::RawThenClose(((MAX_FRAME + 1) as u32).to_be_bytes().to_vec()));
+
+    let outcome = shuma(&daemon.socket.clone(), &["ping"]);
+
+    assert_eq!(outcome.code, 1);
+    assert!(outcome
+        .message
+        .unwrap()
+        .contains("over the 1048576-byte limit"));
+}
+
+#[test]
+fn test_garbage_payload_from_daemon_exit_1() {
+    let daemon = FakeDaemon::with(|_| Answer::RawThenClose(vec![0, 0, 0, 2, 0xff, 0xff]));
+
+    let outcome = shuma(&daemon.socket.clone(), &["ping"]);
+
+    assert_eq!(outcome.code, 1);
+    assert!(outcome
+        .message
+        .unwrap()
+        .contains("bad answer from the daemon"));
+}
+
+#[test]
+fn test_run_wait_exits_with_command_exit_code() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Exited {
+            id: 7,
+            status: ExitStatus::Code(3),
+        }])
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &[
+            "run", "demo", "--wait", "--env", "A=1", "--cwd", "/tmp", "--", "/bin/sh", "-c",
+            "exit 3",
+        ],
+    );
+
+    assert_eq!(outcome.code, 3, "{:?}", outcome.message);
+    let Request::Run {
+        workspace,
+        command,
+        wait,
+    } = &daemon.requests()[1]
+    else {
+        panic!("not a Run request")
+    };
+    assert_eq!(workspace, "demo");
+    assert!(wait);
+    assert_eq!(command.name, "sh");
+    assert_eq!(command.kind, CommandKind::Task);
+    assert_eq!(command.argv, vec!["/bin/sh", "-c", "exit 3"]);
+    assert_eq!(command.env, vec![("A".to_string(), "1".to_string())]);
+    assert_eq!(command.cwd.as_deref(), Some("/tmp"));
+}
+
+#[test]
+fn test_run_wait_killed_by_signal_exit_128_plus_signal() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Started { id: 7, pid: 99 },
+            Response::Exited {
+                id: 7,
+                status: ExitStatus::Signal(9),
+            },
+        ])
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["run", "demo", "--wait", "--", "/bin/x"],
+    );
+
+    assert_eq!(outcome.code, 137);
+}
+
+#[test]
+fn test_run_no_wait_prints_id_and_pid() {
+    let daemon = FakeDaemon::with(|_| Answer::Frames(vec![Response::Started { id: 7, pid: 99 }]));
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["run", "demo", "--name", "job", "--", "/bin/x"],
+    );
+
+    assert_eq!(outcome.code, 0);
+    assert_eq!(outcome.out, "7 99\n");
+}
+
+#[test]
+fn test_run_invalid_name_usage_exit_2_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let outcome = shuma(
+        &dir.path().join("absent"),
+        &["run", "demo", "--name", "Bad/Name", "--", "x"],
+    );
+
+    assert_eq!(outcome.code, 2);
+    assert!(outcome.message.unwrap().contains("`Bad/Name` is not valid"));
+}
+
+#[test]
+fn test_logs_both_streams_split_and_dropped_noted() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Log {
+                stream: Stream::Stdout,
+                data: b"tick\n".to_vec(),
+                dropped: 0,
+            },
+            Response::Log {
+                stream: Stream::Stderr,
+                data: b"oops\n".to_vec(),
+                dropped: 12,
+            },
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["logs", "demo", "ticker"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "tick\n");
+    assert_eq!(outcome.err, "[12 bytes dropped]\noops\n");
+    assert_eq!(
+        daemon.requests()[1],
+        Request::Logs {
+            workspace: "demo".into(),
+            command: "ticker".into(),
+            stream: Stream::Both,
+            follow: false
+        }
+    );
+}
+
+#[test]
+fn test_logs_follow_daemon_closes_exit_0() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::FramesThenClose(vec![Response::Log {
+            stream: Stream::Stderr,
+            data: b"err only\n".to_vec(),
+            dropped: 0,
+        }])
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["logs", "-f", "--stream", "err", "demo", "x"],
+    );
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(
+        outcome.out, "err only\n",
+        "a single requested stream goes to stdout"
+    );
+}
+
+#[test]
+fn test_logs_non_follow_closed_before_end_exit_1() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::FramesThenClose(vec![Response::Log {
+            stream: Stream::Stdout,
+            data: b"partial".to_vec(),
+            dropped: 0,
+        }])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["logs", "demo", "x"]);
+
+    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.out, "partial");
+}
+
+#[test]
+fn test_events_lines_id_time_text() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Events(vec![Event {
+                id: 5,
+                mono_us: 1,
+                unix_ms: 1_709_210_096_789,
+                kind: EventKind::WorkspaceCreated {
+                    workspace: "demo".into(),
+                },
+            }]),
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["events", "--after", "4"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(
+        outcome.out,
+        "5  2024-02-29T12:34:56.789Z  workspace demo created\n"
+    );
+    assert_eq!(
+        daemon.requests()[1],
+        Request::Events {
+            after: Some(4),
+            follow: false
+        }
+    );
+}
+
+#[test]
+fn test_ps_table_columns() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Commands(vec![command_info(
+            3,
+            "ticker",
+            CmdState::Running,
+            Some(ExitStatus::Signal(15)),
+        )])])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ps", "demo"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let lines: Vec<&str> = outcome.out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "ID",
+            "WORKSPACE",
+            "NAME",
+            "PID",
+            "STATE",
+            "RESTARTS",
+            "LAST-EXIT",
+            "UPTIME"
+        ]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["3", "demo", "ticker", "4242", "running", "2", "SIGTERM", "1m01s"]
+    );
+}
+
+#[test]
+fn test_ws_ls_json_is_the_response_data() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Workspaces(vec![workspace_info("demo")])])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ws", "ls", "--json"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let value: serde_json::Value = serde_json::from_str(&outcome.out).unwrap();
+    assert_eq!(value[0]["name"], "demo");
+    assert_eq!(value[0]["limits"]["pids_max"], 32);
+}
+
+#[test]
+fn test_status_human_readable() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Status(StatusInfo {
+            version: "0.1.0".into(),
+            pid: 321,
+            mode: Mode::Subreaper,
+            uptime_ms: 3_723_000,
+            workspaces: 2,
+            commands: 5,
+            running: 3,
+            connections: 1,
+            last_event_id: 42,
+            orphans_reaped: 0,
+        })])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["status"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert!(
+        outcome.out.contains("mode:           subreaper\n"),
+        "{}",
+        outcome.out
+    );
+    assert!(
+        outcome.out.contains("uptime:         1h02m\n"),
+        "{}",
+        outcome.out
+    );
+    assert!(
+        outcome.out.contains("commands:       5 (3 running)\n"),
+        "{}",
+        outcome.out
+    );
+}
+
+#[test]
+fn test_ws_set_stops_at_first_refusal() {
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::WsSet { key, .. } if key == "pids_max" => {
+            refused(ErrorCode::Invalid, "pids_max: `lots` is not a number")
+        }
+        _ => Answer::Frames(vec![Response::Ok]),
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &[
+            "ws",
+            "set",
+            "demo",
+            "memory_max=64M",
+            "pids_max=lots",
+            "cpu_weight=50",
+        ],
+    );
+
+    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.out, "demo: memory_max set to 64M\n");
+    assert_eq!(outcome.message.unwrap(), "pids_max: `lots` is not a number");
+    assert_eq!(
+        daemon.requests().len(),
+        3,
+        "Hello and two WsSet; the third is never sent"
+    );
+}
+
+#[test]
+fn test_poweroff_daemon_closes_without_answer_exit_0() {
+    let daemon = FakeDaemon::with(|_| Answer::FramesThenClose(vec![]));
+
+    let outcome = shuma(&daemon.socket.clone(), &["poweroff"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(
+        daemon.requests()[1],
+        Request::Shutdown {
+            kind: shuma_card::protocol::ShutdownKind::Poweroff
+        }
+    );
+}
+
+#[test]
+fn test_top_once_skips_workspace_gone_between_requests() {
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::WsList => Answer::Frames(vec![Response::Workspaces(vec![
+            workspace_info("alpha"),
+            workspace_info("gone"),
+        ])]),
+        Request::WsStats { name } if name == "gone" => refused(ErrorCode::NotFound, "no gone"),
+        Request::WsStats { name } => Answer::Frames(vec![Response::Stats {
+            name: name.clone(),
+            samples: vec![shuma_card::protocol::StatsSample {
+                memory_current: Some(3 << 20),
+                pids_current: Some(4),
+                cpu_percent_x100: Some(1250),
+                ..Default::default()
+            }],
+        }]),
+        _ => panic!("unexpected request {req:?}"),
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["top", "--once"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert!(
+        !outcome.out.contains('\x1b'),
+        "--once does not clear the screen"
+    );
+    let alpha = outcome
+        .out
+        .lines()
+        .find(|l| l.starts_with("alpha"))
+        .unwrap();
+    assert_eq!(
+        alpha.split_whitespace().collect::<Vec<_>>(),
+        ["alpha", "running", "2", "1", "3.0M", "64.0M", "4", "32", "12.50%"]
+    );
+    assert!(outcome.out.lines().any(|l| l.starts_with("gone")));
+}
+
+#[test]
+fn test_ws_create_prints_warnings_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("demo.toml");
+    std::fs::write(
+        &card,
+        "[workspace]\nname = \"demo\"\nmemory_max = \"64M\"\n",
+    )
+    .unwrap();
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Created {
+            name: "demo".into(),
+            warnings: vec!["memory_max is not enforced: no memory controller".into()],
+        }])
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["ws", "create", card.to_str().unwrap()],
+    );
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "created workspace demo\n");
+    assert_eq!(
+        outcome.err,
+        "warning: memory_max is not enforced: no memory controller\n"
+    );
+    let Request::WsCreate { spec } = &daemon.requests()[1] else {
+        panic!("not WsCreate")
+    };
+    assert_eq!(spec.name, "demo");
+    assert_eq!(spec.limits.memory_max, Some(64 << 20));
+}
+
+#[test]
+fn test_ws_create_bad_card_exit_2_with_position_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("bad.toml");
+    std::fs::write(
+        &card,
+        "[workspace]\nname = \"demo\"\nmemory_mux = \"64M\"\n",
+    )
+    .unwrap();
+
+    // No daemon: a bad card is reported before connecting.
+    let outcome = shuma(
+        &dir.path().join("absent.sock"),
+        &["ws", "create", card.to_str().unwrap()],
+    );
+
+    assert_eq!(outcome.code, 2);
+    let message = outcome.message.unwrap();
+    assert!(
+        message.starts_with(&format!("{}:3:", card.display())),
+        "{message}"
+    );
+    assert!(message.contains("memory_mux"), "{message}");
+}
