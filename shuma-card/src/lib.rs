@@ -6,6 +6,7 @@
 pub mod card;
 pub mod event;
 pub mod protocol;
+pub mod snapshot;
 pub mod spec;
 pub mod units;
 

@@ -1,1 +1,421 @@
-//! Snapshots in /run and the durable copy.
+//! Snapshots in /run and the durable copy: writing them atomically, loading them at start
+//! with a fall-back order, and the facts needed to adopt live children (start times,
+//! boot id).
+//!
+//! Nothing here knows the event loop. The loop encodes a [`Snapshot`] with
+//! [`shuma_card::snapshot::encode`], calls [`write_run`] at most once per turn, and hands the
+//! same bytes to a [`DurableWriter`] when its [`Debounce`] says a durable write is due.
+//! `docs/STATE.md` describes the files and the load order.
+
+mod debounce;
+mod durable;
+mod load;
+
+#[cfg(test)]
+mod crash_tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub use debounce::Debounce;
+pub use durable::DurableWriter;
+pub use load::{load, Loaded, Source};
+pub use shuma_card::snapshot::{Snapshot, SnapshotError};
+
+/// The snapshot's file name, in the /run directory and in the durable one.
+pub const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// The temporary file [`write_run`] renames over [`SNAPSHOT_FILE`]. A fixed name, so a
+/// crash between create and rename leaves one stale file that the next write truncates,
+/// not a growing litter.
+const RUN_TEMP_FILE: &str = ".snapshot.bin.tmp";
+
+/// A snapshot file could not be written. Each variant names the path it failed on.
+#[derive(Debug)]
+pub enum PersistError {
+    CreateDir {
+        path: PathBuf,
+        source: io::Error,
+    },
+    WriteTemp {
+        path: PathBuf,
+        source: io::Error,
+    },
+    SyncFile {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    SyncDir {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for PersistError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PersistError::CreateDir { path, source } => {
+                write!(
+                    f,
+                    "cannot create snapshot directory {}: {source}",
+                    path.display()
+                )
+            }
+            PersistError::WriteTemp { path, source } => {
+                write!(
+                    f,
+                    "cannot write snapshot temp file {}: {source}",
+                    path.display()
+                )
+            }
+            PersistError::SyncFile { path, source } => {
+                write!(f, "cannot fsync {}: {source}", path.display())
+            }
+            PersistError::Rename { from, to, source } => {
+                write!(
+                    f,
+                    "cannot rename {} to {}: {source}",
+                    from.display(),
+                    to.display()
+                )
+            }
+            PersistError::SyncDir { path, source } => {
+                write!(f, "cannot fsync directory {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PersistError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PersistError::CreateDir { source, .. }
+            | PersistError::WriteTemp { source, .. }
+            | PersistError::SyncFile { source, .. }
+            | PersistError::Rename { source, .. }
+            | PersistError::SyncDir { source, .. } => Some(source),
+        }
+    }
+}
+
+/// Writes the /run copy: `bytes` into a temp file in `dir`, then rename(2) over
+/// `dir/snapshot.bin`, creating `dir` (mode 0700) if it is missing.
+///
+/// rename(2) replaces the name atomically, so a reader (the next arje after a crash or a
+/// re-exec) sees the old file or the new one, never a torn one. There is no fsync: `dir`
+/// is a tmpfs, whose page cache *is* the storage. A crash of arje loses nothing the kernel
+/// already accepted from write(2), and a power loss or reboot loses the whole tmpfs
+/// anyway, so an fsync would cost a syscall and buy nothing. (Pointing `--state-dir` at a
+/// disk keeps atomicity but gives no durability; that is what [`write_durable`] is for.)
+///
+/// The file is 0600: a snapshot holds the commands' environment, which may carry secrets.
+pub fn write_run(dir: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    let temp = dir.join(RUN_TEMP_FILE);
+    let target = dir.join(SNAPSHOT_FILE);
+    let mut file = match open_truncate(&temp) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // First write after boot, or someone removed the directory: create it once
+            // here rather than checking on every write.
+            create_dir(dir)?;
+            open_truncate(&temp)
+        }
+        other => other,
+    }
+    .map_err(|source| PersistError::WriteTemp {
+        path: temp.clone(),
+        source,
+    })?;
+    file.write_all(bytes)
+        .map_err(|source| PersistError::WriteTemp {
+            path: temp.clone(),
+            source,
+        })?;
+    drop(file);
+    fs::rename(&temp, &target).map_err(|source| PersistError::Rename {
+        from: temp,
+        to: target,
+        source,
+    })
+}
+
+/// Writes the durable copy: creates `dir` (0700) if missing, writes `bytes` to a fresh
+/// temp file in it, fsyncs the file, renames it over `dir/snapshot.bin` and fsyncs `dir`.
+///
+/// Each step defends against a power cut at a different moment: the file fsync makes the
+/// data reach the disk before the name points at it (otherwise ext4 may commit the rename
+/// first and leave a zero-length file); the rename makes the switch atomic; the directory
+/// fsync makes the rename itself durable, so after this returns the new state survives a
+/// power cut. The temp file gets a random name (O_EXCL) so two writers never share one.
+pub fn write_durable(dir: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    create_dir(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".snapshot.bin.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|source| PersistError::WriteTemp {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    temp.write_all(bytes)
+        .map_err(|source| PersistError::WriteTemp {
+            path: temp.path().to_path_buf(),
+            source,
+        })?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|source| PersistError::SyncFile {
+            path: temp.path().to_path_buf(),
+            source,
+        })?;
+    let target = dir.join(SNAPSHOT_FILE);
+    temp.persist(&target).map_err(|e| PersistError::Rename {
+        from: e.file.path().to_path_buf(),
+        to: target.clone(),
+        source: e.error,
+    })?;
+    let dir_file = File::open(dir).map_err(|source| PersistError::SyncDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    dir_file.sync_all().map_err(|source| PersistError::SyncDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn open_truncate(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn create_dir(dir: &Path) -> Result<(), PersistError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| PersistError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Field 22 of `/proc/PID/stat`: the process's start time in clock ticks since boot, or
+/// `None` if there is no such process (or /proc is not mounted).
+///
+/// Together with the pid it names one process for the whole boot: a pid can be recycled,
+/// a (pid, start time) pair cannot, which is why adoption compares both.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Parses field 22 out of a `/proc/PID/stat` line. Field 2 is the command name in
+/// parentheses and may itself contain spaces and ')' (a process may name itself
+/// anything), so fields are counted from the *last* ')', after which field 3 begins.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // Field 3 is the first token after the name, so field 22 is the 20th (index 19).
+    after_comm
+        .split_ascii_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}
+
+/// Is the process recorded in `live` still the same process? True only if its pid exists
+/// and has the recorded start time, so a recycled pid is never adopted. Meaningful only
+/// if the snapshot is from this boot (see [`same_boot`]).
+pub fn still_running(live: &shuma_card::snapshot::LiveProcess) -> bool {
+    process_start_time(live.pid) == Some(live.start_time_ticks)
+}
+
+/// This boot's id from `/proc/sys/kernel/random/boot_id`, for [`Snapshot::boot_id`].
+/// `None` if /proc is not mounted (very early as PID 1): then every snapshot is treated as
+/// from another boot, which is the safe side (nothing is adopted by pid).
+pub fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// Was `snapshot` written during the current boot (a re-exec or a crash restart), so its
+/// live pids may be checked and adopted? False after a reboot, or if either id is unknown.
+pub fn same_boot(snapshot: &Snapshot) -> bool {
+    match boot_id() {
+        Some(now) => !snapshot.boot_id.is_empty() && snapshot.boot_id == now,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shuma_card::snapshot::{decode, encode, LiveProcess};
+
+    #[test]
+    fn test_parse_start_time_comm_with_spaces_and_parens_reads_field_22() {
+        // Arrange: a name that contains ") (" and digits, to trip a naive split.
+        let fields: Vec<String> = (3..=52).map(|n| format!("{}", n * 10)).collect();
+        let stat = format!("4242 (evil) 1 2 (x) {}\n", fields.join(" "));
+
+        // Act
+        let start = parse_start_time(&stat);
+
+        // Assert: field 22 carries 220 by construction.
+        assert_eq!(start, Some(220));
+    }
+
+    #[test]
+    fn test_parse_start_time_short_line_is_none() {
+        // Arrange
+        let stat = "1 (init) S 0 1";
+
+        // Act
+        let start = parse_start_time(stat);
+
+        // Assert
+        assert_eq!(start, None);
+    }
+
+    #[test]
+    fn test_process_start_time_child_started_after_us_is_not_earlier() {
+        // Arrange
+        let ours = process_start_time(std::process::id() as i32).expect("our own stat");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+
+        // Act
+        let theirs = process_start_time(child.id() as i32);
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+
+        // Assert
+        let theirs = theirs.expect("child's stat while it runs");
+        assert!(theirs >= ours, "child {theirs} < parent {ours}");
+    }
+
+    #[test]
+    fn test_still_running_wrong_start_time_is_false() {
+        // Arrange: our own pid, but a start time it never had (a recycled pid).
+        let pid = std::process::id() as i32;
+        let real = process_start_time(pid).unwrap();
+        let live = |t| LiveProcess {
+            pid,
+            start_time_ticks: t,
+            started_unix_ms: 0,
+            stdout_fd: None,
+            stderr_fd: None,
+        };
+
+        // Act
+        let (same, recycled) = (still_running(&live(real)), still_running(&live(real + 1)));
+
+        // Assert
+        assert!(same);
+        assert!(!recycled);
+    }
+
+    #[test]
+    fn test_process_start_time_no_such_pid_is_none() {
+        // Arrange: pids are at most 2^22 (PID_MAX_LIMIT), so this one cannot exist.
+        let pid = i32::MAX;
+
+        // Act
+        let start = process_start_time(pid);
+
+        // Assert
+        assert_eq!(start, None);
+    }
+
+    #[test]
+    fn test_write_run_missing_dir_creates_it_and_file_decodes() {
+        // Arrange
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run/arje");
+        let s = Snapshot {
+            next_event_id: 7,
+            ..Snapshot::default()
+        };
+
+        // Act
+        write_run(&dir, &encode(&s)).unwrap();
+
+        // Assert
+        let bytes = fs::read(dir.join(SNAPSHOT_FILE)).unwrap();
+        assert_eq!(decode(&bytes), Ok(s));
+        assert!(!dir.join(RUN_TEMP_FILE).exists(), "temp file left behind");
+    }
+
+    #[test]
+    fn test_write_durable_replaces_file_and_leaves_no_temp() {
+        // Arrange
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("lib/arje");
+        let old = Snapshot {
+            next_event_id: 1,
+            ..Snapshot::default()
+        };
+        let new = Snapshot {
+            next_event_id: 2,
+            ..Snapshot::default()
+        };
+
+        // Act
+        write_durable(&dir, &encode(&old)).unwrap();
+        write_durable(&dir, &encode(&new)).unwrap();
+
+        // Assert
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(SNAPSHOT_FILE)]);
+        assert_eq!(decode(&fs::read(dir.join(SNAPSHOT_FILE)).unwrap()), Ok(new));
+    }
+
+    #[test]
+    fn test_write_run_file_mode_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        // Arrange
+        let tmp = tempfile::tempdir().unwrap();
+
+        // Act
+        write_run(tmp.path(), b"x").unwrap();
+        write_durable(&tmp.path().join("d"), b"x").unwrap();
+
+        // Assert
+        let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(tmp.path().join(SNAPSHOT_FILE)), 0o600);
+        assert_eq!(mode(tmp.path().join("d").join(SNAPSHOT_FILE)), 0o600);
+    }
+
+    #[test]
+    fn test_write_durable_dir_is_a_file_is_create_dir_error_naming_it() {
+        // Arrange
+        let tmp = tempfile::tempdir().unwrap();
+        let blocker = tmp.path().join("blocker");
+        fs::write(&blocker, b"").unwrap();
+
+        // Act
+        let err = write_durable(&blocker.join("arje"), b"x").unwrap_err();
+
+        // Assert
+        assert!(matches!(err, PersistError::CreateDir { .. }), "{err:?}");
+        assert!(err.to_string().contains("blocker/arje"), "{err}");
+    }
+}

@@ -1,0 +1,338 @@
+//! The snapshot schema: everything arje must remember across a re-exec, a crash of the
+//! runtime or a reboot, and its byte encoding.
+//!
+//! A snapshot file is a fixed 20-byte header followed by a postcard payload:
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | [`SNAPSHOT_MAGIC`], `b"ARJESNAP"` |
+//! | 8 | 4 | format version, u32 little-endian ([`SNAPSHOT_VERSION`] when written) |
+//! | 12 | 4 | payload length in bytes, u32 little-endian |
+//! | 16 | 4 | CRC-32/ISCSI (Castagnoli) of the payload, u32 little-endian |
+//! | 20 | n | postcard payload of that version's schema |
+//!
+//! Every version that ever shipped stays decodable: [`decode`] dispatches on the header's
+//! version to a module per version (`v1` today), and a later version adds a module and a
+//! conversion from the older schema instead of changing an old one. The golden files under
+//! `tests/golden/` fail the build's tests if the v1 encoding changes by accident (for
+//! example because a field was added to [`WorkspaceSpec`]). `docs/STATE.md` says what a v2
+//! must do.
+//!
+//! This module is pure data: reading and writing files lives in `arje_runtime::persist`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::ExitStatus;
+use crate::protocol::StatsSample;
+use crate::spec::{CommandSpec, WorkspaceSpec};
+
+/// The first eight bytes of every snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ARJESNAP";
+/// The format version [`encode`] writes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// Bytes before the payload: magic, version, length, checksum.
+pub const HEADER_LEN: usize = 20;
+/// The largest payload a reader accepts, in bytes.
+///
+/// A reader allocates what the header announces, so an unchecked length lets a corrupt or
+/// hostile file make arje (possibly PID 1) allocate gigabytes at boot. 64 MiB is far above
+/// any real state: 10,000 workspaces with two commands, limits, environment and a short
+/// stats history encode to about 5 MiB (see `docs/BENCHMARKS.md`), and the runtime caps
+/// the number of workspaces well below that. It is also far below the memory of the
+/// smallest VM arje boots, so reading a file of the maximum size cannot itself fail boot.
+pub const MAX_SNAPSHOT: usize = 64 << 20;
+
+/// The CRC of the header: CRC-32C (Castagnoli, "ISCSI" in the catalogue), whose
+/// polynomial keeps a larger Hamming distance than the zlib CRC-32 over the payload sizes
+/// arje writes (Koopman's tables). Changing it would be a new format version.
+const CHECKSUM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// What arje remembers. Field order is part of the v1 encoding: never reorder, never
+/// insert; change the schema only through a new version (see `docs/STATE.md`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// Wall clock when the snapshot was encoded, milliseconds since the Unix epoch: shown
+    /// by the operator tools and in the load log line ("state from 3 s ago").
+    pub written_unix_ms: u64,
+    /// `/proc/sys/kernel/random/boot_id` of the boot that wrote it. Equal to the current
+    /// boot's id: a re-exec or a crash restart, so the recorded pids are meaningful and
+    /// may be adopted (after their start times are checked). Different: a reboot, so every
+    /// pid in [`LiveProcess`] is stale and services are started afresh. The /run copy
+    /// cannot normally outlive a boot (tmpfs), but in subreaper mode `--state-dir` may be
+    /// on a disk, so the id is checked rather than assumed. Empty if it was unreadable.
+    pub boot_id: String,
+    /// The pid of the arje that wrote it: after a re-exec it is our own pid (as PID 1,
+    /// always 1); a different pid in the same boot means a crash restart of a subreaper,
+    /// whose orphans were reparented elsewhere and cannot be waited for.
+    pub arje_pid: i32,
+    /// The next event journal id: ids are never reused, even across restarts.
+    pub next_event_id: u64,
+    /// The next command instance id ([`CommandState::id`]).
+    pub next_command_id: u64,
+    /// Every workspace that exists, including ones being stopped, in creation order.
+    pub workspaces: Vec<WorkspaceState>,
+    /// For a re-exec only: the listening control socket's fd, kept open across exec so no
+    /// client sees a refused connection. `None` in the durable copy and after a reboot.
+    pub listener_fd: Option<i32>,
+}
+
+/// One workspace as arje last saw it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkspaceState {
+    /// The workspace as declared (name, limits, TTL, commands): what a reboot recreates.
+    pub spec: WorkspaceSpec,
+    /// When it was created, milliseconds since the Unix epoch: the origin of its TTL.
+    pub created_unix_ms: u64,
+    /// A stop was asked for and had not finished: after a restart, finish the stop
+    /// instead of restarting its services.
+    pub stopping: bool,
+    /// Runtime state of each command, in the order of `spec.commands`.
+    pub commands: Vec<CommandState>,
+    /// A short, bounded history of resource samples for `shuma stats`, newest last.
+    pub stats: Vec<StatsSample>,
+}
+
+/// Runtime state of one command of a workspace.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommandState {
+    /// The instance id (unique per arje state, never reused; see
+    /// [`Snapshot::next_command_id`]): the key events and log streams use.
+    pub id: u64,
+    /// The command as declared.
+    pub spec: CommandSpec,
+    /// Restarts since the workspace was created, shown by `shuma ps`.
+    pub restarts: u32,
+    /// Wall-clock times of the restarts inside the current restart window, oldest first:
+    /// so the restart limit still applies after a re-exec. Bounded by the spec's
+    /// `max_restarts`.
+    pub recent_restarts_unix_ms: Vec<u64>,
+    /// How its last run ended, if it has run and ended.
+    pub last_exit: Option<ExitStatus>,
+    /// A task that ran to completion: it is not run again after a reboot.
+    pub done: bool,
+    /// Why it was given up on (restart limit reached, spawn failed), if it was.
+    pub failed: Option<String>,
+    /// The process running it when the snapshot was taken, if any.
+    pub live: Option<LiveProcess>,
+}
+
+/// A running process, recorded so that a re-exec or a crash restart can adopt it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveProcess {
+    pub pid: i32,
+    /// Field 22 of `/proc/PID/stat` (start time in clock ticks since boot). A pid is
+    /// adopted only if the process with that pid still has this start time, so a recycled
+    /// pid is never mistaken for ours. Meaningful only within the same boot.
+    pub start_time_ticks: u64,
+    /// When it was started, milliseconds since the Unix epoch: its uptime in `shuma ps`
+    /// and the min-uptime rule survive a re-exec.
+    pub started_unix_ms: u64,
+    /// For a re-exec only: the read end of its stdout pipe, close-on-exec cleared so no
+    /// output is lost across the exec.
+    pub stdout_fd: Option<i32>,
+    /// For a re-exec only: the read end of its stderr pipe.
+    pub stderr_fd: Option<i32>,
+}
+
+/// Why bytes are not a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Fewer bytes than the header (a zero-length or truncated file).
+    TooShort { len: usize },
+    /// The file does not start with [`SNAPSHOT_MAGIC`].
+    BadMagic,
+    /// A version this build does not know: written by a newer arje.
+    UnknownVersion(u32),
+    /// The header announces a payload above [`MAX_SNAPSHOT`].
+    TooLarge { announced: usize },
+    /// The header's payload length differs from the bytes that follow it (truncated, or
+    /// trailing garbage).
+    LengthMismatch { header: usize, actual: usize },
+    /// The payload's CRC differs from the header's: the bytes are damaged.
+    Checksum { expected: u32, actual: u32 },
+    /// The checksum matched but the payload is not that version's schema (a bug in the
+    /// writer, or a schema changed without a version bump).
+    Decode(String),
+}
+
+impl core::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SnapshotError::TooShort { len } => {
+                write!(
+                    f,
+                    "{len} bytes is shorter than the {HEADER_LEN}-byte snapshot header"
+                )
+            }
+            SnapshotError::BadMagic => write!(f, "does not start with the snapshot magic ARJESNAP"),
+            SnapshotError::UnknownVersion(v) => {
+                write!(
+                    f,
+                    "format version {v} is unknown to this build (it reads 1..={SNAPSHOT_VERSION})"
+                )
+            }
+            SnapshotError::TooLarge { announced } => {
+                write!(
+                    f,
+                    "payload of {announced} bytes exceeds the {MAX_SNAPSHOT}-byte limit"
+                )
+            }
+            SnapshotError::LengthMismatch { header, actual } => {
+                write!(
+                    f,
+                    "header announces {header} payload bytes but {actual} follow"
+                )
+            }
+            SnapshotError::Checksum { expected, actual } => {
+                write!(
+                    f,
+                    "checksum mismatch: header {expected:#010x}, payload {actual:#010x}"
+                )
+            }
+            SnapshotError::Decode(e) => write!(f, "payload does not decode: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// Encodes `s` as a current-version snapshot file (header and payload).
+pub fn encode(s: &Snapshot) -> Vec<u8> {
+    // Reserve the header, serialise behind it, then fill the header in: one allocation
+    // and no copy of the payload.
+    let buf = vec![0u8; HEADER_LEN];
+    let mut buf = postcard::to_extend(s, buf).expect("postcard into a Vec cannot fail");
+    let payload_len = buf.len() - HEADER_LEN;
+    let crc = CHECKSUM.checksum(&buf[HEADER_LEN..]);
+    buf[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    buf[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    // The length field is a u32; a state above 4 GiB is far beyond MAX_SNAPSHOT and would
+    // be refused by every reader anyway, so saturating only makes it fail loudly there.
+    let len32 = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    buf[12..16].copy_from_slice(&len32.to_le_bytes());
+    buf[16..20].copy_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Decodes a snapshot file of any version that ever shipped, converted to the current
+/// schema. Checks run cheapest first and the checksum before any decoding, so damaged
+/// bytes are reported as damage, not as a confusing schema error.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(SnapshotError::TooShort { len: bytes.len() });
+    }
+    if bytes[0..8] != SNAPSHOT_MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = u32_le(&bytes[8..12]);
+    if version == 0 || version > SNAPSHOT_VERSION {
+        return Err(SnapshotError::UnknownVersion(version));
+    }
+    let header_len = u32_le(&bytes[12..16]) as usize;
+    if header_len > MAX_SNAPSHOT {
+        return Err(SnapshotError::TooLarge {
+            announced: header_len,
+        });
+    }
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() != header_len {
+        return Err(SnapshotError::LengthMismatch {
+            header: header_len,
+            actual: payload.len(),
+        });
+    }
+    let expected = u32_le(&bytes[16..20]);
+    let actual = CHECKSUM.checksum(payload);
+    if expected != actual {
+        return Err(SnapshotError::Checksum { expected, actual });
+    }
+    match version {
+        1 => v1::decode(payload),
+        // Unreachable: the range check above admits only known versions. Kept as an error,
+        // not a panic, because this runs at boot.
+        other => Err(SnapshotError::UnknownVersion(other)),
+    }
+}
+
+fn u32_le(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Version 1, the first shipped format: the payload is the postcard encoding of
+/// [`Snapshot`] as defined in this file.
+///
+/// When v2 ships, the v1 types are frozen here (copied, renamed `SnapshotV1` and so on)
+/// and this function converts them to the current schema.
+mod v1 {
+    use super::{Snapshot, SnapshotError};
+
+    pub(super) fn decode(payload: &[u8]) -> Result<Snapshot, SnapshotError> {
+        // Strict: bytes left over after a complete value mean the writer and this reader
+        // disagree on the schema, which must not pass silently.
+        let (snapshot, rest) = postcard::take_from_bytes::<Snapshot>(payload)
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(SnapshotError::Decode(format!(
+                "{} bytes left after the snapshot",
+                rest.len()
+            )));
+        }
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_encode_empty_snapshot_has_header_fields() {
+        // Arrange
+        let s = Snapshot::default();
+
+        // Act
+        let bytes = encode(&s);
+
+        // Assert
+        assert_eq!(&bytes[0..8], b"ARJESNAP");
+        assert_eq!(u32_le(&bytes[8..12]), SNAPSHOT_VERSION);
+        assert_eq!(u32_le(&bytes[12..16]) as usize, bytes.len() - HEADER_LEN);
+        assert_eq!(decode(&bytes), Ok(s));
+    }
+
+    #[test]
+    fn test_decode_trailing_bytes_in_payload_is_decode_error() {
+        // Arrange: a valid payload with one extra byte, and a header that matches it, so
+        // only the schema decoder can notice.
+        let mut payload = postcard::to_allocvec(&Snapshot::default()).unwrap();
+        payload.push(0);
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&CHECKSUM.checksum(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+
+        // Act
+        let result = decode(&bytes);
+
+        // Assert
+        assert!(
+            matches!(result, Err(SnapshotError::Decode(_))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn test_decode_version_zero_is_unknown_version() {
+        // Arrange
+        let mut bytes = encode(&Snapshot::default());
+        bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
+
+        // Act
+        let result = decode(&bytes);
+
+        // Assert
+        assert_eq!(result, Err(SnapshotError::UnknownVersion(0)));
+    }
+}
