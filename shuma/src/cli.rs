@@ -6,8 +6,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::compat;
-
 /// The default control socket of arje-init.
 pub const DEFAULT_SOCKET: &str = "/run/arje/control.sock";
 
@@ -155,7 +153,7 @@ pub enum StreamArg {
 }
 
 fn parse_duration(s: &str) -> Result<u64, String> {
-    compat::parse_duration_ms(s)
+    shuma_card::units::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
 /// Split `KEY=VALUE`; the key must not be empty, the value may be.

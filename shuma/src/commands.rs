@@ -6,14 +6,16 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
+use shuma_card::card::load_file;
 use shuma_card::protocol::{Request, Response, ShutdownKind};
 use shuma_card::spec::valid_name;
+use shuma_card::spec::Limits;
+use shuma_card::units::{format_duration_ms, parse_limit};
 use shuma_card::{CommandKind, CommandSpec, ExitStatus};
 
 use crate::cli::{Cli, Command, RunArgs, WsCommand};
 use crate::client::{CliError, Client};
-use crate::compat::{format_duration_ms, load_card};
-use crate::output::{self, Table};
+use crate::output::{self, human_duration, Table};
 use crate::{stream, top};
 
 /// Where a command writes, and how.
@@ -33,9 +35,17 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     // A bad card is the user's input at fault: rejected before any connection is made,
     // so the card's error wins over a daemon that is not running.
     if let Command::Ws(WsCommand::Create { card }) = &cli.command {
-        let spec = load_card(card).map_err(CliError::Usage)?;
+        let spec = load_file(card).map_err(|e| CliError::Usage(e.to_string()))?;
         let mut client = Client::connect(&cli.socket)?;
         return ws_create(&mut client, &mut ctx, spec);
+    }
+    if let Command::Ws(WsCommand::Set { settings, .. }) = &cli.command {
+        // Each setting checked alone on an empty set of limits: the syntax and range are
+        // the user's to fix (exit 2); how it combines with the workspace's current limits
+        // is the daemon's to judge.
+        for (key, value) in settings {
+            parse_limit(key, value, &mut Limits::default()).map_err(CliError::Usage)?;
+        }
     }
     if let Command::Run(args) = &cli.command {
         // Validated before connecting for the same reason as the card.
@@ -154,11 +164,7 @@ fn status(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
         writeln!(out, "version:        {}", info.version)?;
         writeln!(out, "pid:            {}", info.pid)?;
         writeln!(out, "mode:           {}", output::mode_name(&info.mode))?;
-        writeln!(
-            out,
-            "uptime:         {}",
-            format_duration_ms(info.uptime_ms)
-        )?;
+        writeln!(out, "uptime:         {}", human_duration(info.uptime_ms))?;
         writeln!(out, "workspaces:     {}", info.workspaces)?;
         writeln!(
             out,
@@ -208,7 +214,7 @@ fn ws_ls(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
                 output::ws_state_name(&ws.state).to_string(),
                 ws.commands.to_string(),
                 ws.running.to_string(),
-                format_duration_ms(now.saturating_sub(ws.created_unix_ms)),
+                human_duration(now.saturating_sub(ws.created_unix_ms)),
                 output::limits_summary(&ws.limits),
             ]);
         }
@@ -230,14 +236,18 @@ fn ws_show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
             out,
             "created:   {} ({} ago)",
             output::format_unix_ms(info.created_unix_ms),
-            format_duration_ms(now.saturating_sub(info.created_unix_ms))
+            human_duration(now.saturating_sub(info.created_unix_ms))
         )?;
         writeln!(out, "cgroup:    {}", info.cgroup.as_deref().unwrap_or("-"))?;
         writeln!(out, "limits:    {}", output::limits_summary(&info.limits))?;
         writeln!(
             out,
             "ttl:       {}",
-            output::opt_duration(detail.spec.ttl_ms)
+            detail
+                .spec
+                .ttl_ms
+                .map(format_duration_ms)
+                .unwrap_or_else(output::dash)
         )?;
         for u in &detail.unenforced {
             writeln!(out, "not enforced: {u}")?;

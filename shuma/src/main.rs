@@ -4,7 +4,6 @@
 mod cli;
 mod client;
 mod commands;
-mod compat;
 mod output;
 mod stream;
 mod top;

@@ -8,7 +8,7 @@ use shuma_card::protocol::{CmdState, CommandInfo, Mode, WsState};
 use shuma_card::spec::Limits;
 use shuma_card::ExitStatus;
 
-use crate::compat::{format_duration_ms, format_size};
+use shuma_card::units::{format_cpu_max, format_signal, format_size};
 
 /// A table printed with columns padded to their widest cell; the last column is not
 /// padded so lines carry no trailing spaces.
@@ -109,7 +109,7 @@ pub fn dash() -> String {
 }
 
 pub fn opt_size(v: Option<u64>) -> String {
-    v.map(format_size).unwrap_or_else(dash)
+    v.map(human_size).unwrap_or_else(dash)
 }
 
 pub fn opt_count(v: Option<u64>) -> String {
@@ -117,7 +117,7 @@ pub fn opt_count(v: Option<u64>) -> String {
 }
 
 pub fn opt_duration(v: Option<u64>) -> String {
-    v.map(format_duration_ms).unwrap_or_else(dash)
+    v.map(human_duration).unwrap_or_else(dash)
 }
 
 /// Hundredths of a percent as "12.34%".
@@ -161,45 +161,42 @@ pub fn exit_short(status: Option<ExitStatus>) -> String {
     }
 }
 
-/// The usual name of a Linux signal number, or "SIG<n>".
+/// "SIGTERM", or "SIG<n>" for a signal without a name, so a number in a LAST-EXIT
+/// column is always an exit code.
 pub fn signal_name(sig: i32) -> String {
-    const NAMES: [&str; 32] = [
-        "",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    match usize::try_from(sig).ok().and_then(|i| NAMES.get(i)) {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => format!("SIG{sig}"),
+    let name = format_signal(sig);
+    if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{sig}")
+    }
+}
+
+/// A measured size, rounded for reading: "512B", "3.0M", "1.5G". Limits use the card's
+/// exact spelling instead ([`format_size`]), since a user compares them with the card.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+/// A measured duration, rounded for reading: "250ms", "3.2s", "5m12s", "2h05m", "3d04h".
+pub fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{}.{}s", s, (ms % 1000) / 100),
+        60_000..=3_599_999 => format!("{}m{:02}s", s / 60, s % 60),
+        3_600_000..=86_399_999 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
     }
 }
 
@@ -219,7 +216,7 @@ pub fn limits_summary(limits: &Limits) -> String {
         parts.push(format!("pids_max={v}"));
     }
     if let Some(c) = limits.cpu_max {
-        parts.push(format!("cpu_max={}/{}", c.quota_us, c.period_us));
+        parts.push(format!("cpu_max=\"{}\"", format_cpu_max(c)));
     }
     if let Some(v) = limits.cpu_weight {
         parts.push(format!("cpu_weight={v}"));
@@ -295,6 +292,18 @@ mod tests {
         assert_eq!(exit_short(Some(ExitStatus::OomKilled)), "OOM");
         assert_eq!(exit_short(Some(ExitStatus::Code(3))), "3");
         assert_eq!(exit_short(None), "-");
+    }
+
+    #[test]
+    fn test_human_size_and_duration_rounded() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(3 * 1024 * 1024 + 1), "3.0M");
+        assert_eq!(human_size(1536 << 20), "1.5G");
+        assert_eq!(human_duration(250), "250ms");
+        assert_eq!(human_duration(3_250), "3.2s");
+        assert_eq!(human_duration(312_000), "5m12s");
+        assert_eq!(human_duration(3_723_000), "1h02m");
+        assert_eq!(human_duration(273_600_000), "3d04h");
     }
 
     #[test]

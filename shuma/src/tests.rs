@@ -496,9 +496,10 @@ fn test_status_human_readable() {
 #[test]
 fn test_ws_set_stops_at_first_refusal() {
     let daemon = FakeDaemon::with(|req| match req {
-        Request::WsSet { key, .. } if key == "pids_max" => {
-            refused(ErrorCode::Invalid, "pids_max: `lots` is not a number")
-        }
+        Request::WsSet { key, .. } if key == "memory_high" => refused(
+            ErrorCode::Invalid,
+            "demo: memory_high 128M is above memory_max 64M",
+        ),
         _ => Answer::Frames(vec![Response::Ok]),
     });
 
@@ -509,19 +510,35 @@ fn test_ws_set_stops_at_first_refusal() {
             "set",
             "demo",
             "memory_max=64M",
-            "pids_max=lots",
+            "memory_high=128M",
             "cpu_weight=50",
         ],
     );
 
     assert_eq!(outcome.code, 1);
     assert_eq!(outcome.out, "demo: memory_max set to 64M\n");
-    assert_eq!(outcome.message.unwrap(), "pids_max: `lots` is not a number");
+    assert_eq!(
+        outcome.message.unwrap(),
+        "demo: memory_high 128M is above memory_max 64M"
+    );
     assert_eq!(
         daemon.requests().len(),
         3,
         "Hello and two WsSet; the third is never sent"
     );
+}
+
+#[test]
+fn test_ws_set_bad_value_usage_exit_2_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let outcome = shuma(
+        &dir.path().join("absent.sock"),
+        &["ws", "set", "demo", "pids_max=lots"],
+    );
+
+    assert_eq!(outcome.code, 2);
+    assert!(outcome.message.unwrap().starts_with("pids_max:"));
 }
 
 #[test]
