@@ -25,7 +25,7 @@ pub struct Cli {
     /// The control socket of arje-init.
     #[arg(long, global = true, env = "ARJE_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Print listings as JSON (one document; `events` and `logs -f` print one per line).
+    /// Print listings as JSON: one document, or one per line for `events` and `top`.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]

@@ -590,7 +590,7 @@ fn test_top_once_skips_workspace_gone_between_requests() {
         .unwrap();
     assert_eq!(
         alpha.split_whitespace().collect::<Vec<_>>(),
-        ["alpha", "running", "2", "1", "3.0M", "64.0M", "4", "32", "12.50%"]
+        ["alpha", "running", "2", "1", "3.0M", "64M", "4", "32", "12.50%"]
     );
     assert!(outcome.out.lines().any(|l| l.starts_with("gone")));
 }

@@ -8,6 +8,8 @@ use anyhow::Result;
 use serde::Serialize;
 use shuma_card::protocol::{ErrorCode, Request, Response, StatsSample, WorkspaceInfo};
 
+use shuma_card::units::format_size;
+
 use crate::client::{CliError, Client};
 use crate::commands::Ctx;
 use crate::output::{self, Table};
@@ -98,7 +100,10 @@ pub fn render(out: &mut dyn Write, rows: &[Row], now_unix_ms: u64) -> std::io::R
             ws.commands.to_string(),
             ws.running.to_string(),
             output::opt_size(s.memory_current),
-            output::opt_size(ws.limits.memory_max),
+            ws.limits
+                .memory_max
+                .map(format_size)
+                .unwrap_or_else(output::dash),
             output::opt_count(s.pids_current),
             output::opt_count(ws.limits.pids_max),
             output::percent_x100(s.cpu_percent_x100),
