@@ -1,0 +1,256 @@
+//! Golden snapshot files: every format version that ever shipped must keep decoding to
+//! the state it was written from.
+//!
+//! The files live in `tests/golden/` at the top of the repository. They are written only
+//! when `ARJE_REGENERATE_GOLDEN=1` is set:
+//!
+//! ```text
+//! ARJE_REGENERATE_GOLDEN=1 cargo test -p shuma-card --test snapshot_golden
+//! ```
+//!
+//! Regenerate only the files of the version that has not shipped yet. A failing decode of
+//! an existing file means a schema change broke old files: add a new format version
+//! (docs/STATE.md) instead of regenerating.
+
+use std::path::PathBuf;
+
+use shuma_card::protocol::StatsSample;
+use shuma_card::snapshot::{
+    decode, encode, CommandState, LiveProcess, Snapshot, WorkspaceState, SNAPSHOT_VERSION,
+};
+use shuma_card::spec::{CpuMax, OomAction};
+use shuma_card::{
+    CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+};
+
+const REGENERATE_ENV: &str = "ARJE_REGENERATE_GOLDEN";
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
+}
+
+/// A v1 state that sets every field and uses every enum variant at least once, so a change
+/// to any of them changes the encoding.
+fn v1_full() -> Snapshot {
+    let mut web = CommandSpec::new(
+        "web",
+        CommandKind::Service,
+        vec!["/usr/bin/httpd".into(), "-f".into()],
+    );
+    web.env = vec![
+        ("PORT".into(), "8080".into()),
+        ("MODE".into(), "prod".into()),
+    ];
+    web.cwd = Some("/srv/www".into());
+    web.user = Some("www".into());
+    web.group = Some("www-data".into());
+    web.log = LogTarget::File("/var/log/web.log".into());
+    web.restart = RestartPolicy::Always;
+    web.backoff_initial_ms = 250;
+    web.backoff_max_ms = 60_000;
+    web.max_restarts = 5;
+    web.restart_window_ms = 120_000;
+    web.min_uptime_ms = 2_000;
+    web.stop_signal = 2;
+    web.stop_grace_ms = 10_000;
+
+    let mut migrate = CommandSpec::new(
+        "migrate",
+        CommandKind::Task,
+        vec!["/usr/bin/migrate".into()],
+    );
+    migrate.log = LogTarget::Console;
+
+    let mut worker = CommandSpec::new("worker", CommandKind::Service, vec!["/bin/worker".into()]);
+    worker.restart = RestartPolicy::OnFailure;
+    let mut idle = CommandSpec::new("idle", CommandKind::Service, vec!["/bin/idle".into()]);
+    idle.restart = RestartPolicy::Never;
+
+    let shop = WorkspaceState {
+        spec: WorkspaceSpec {
+            name: "shop".into(),
+            limits: Limits {
+                memory_max: Some(256 << 20),
+                memory_high: Some(200 << 20),
+                memory_swap_max: Some(0),
+                pids_max: Some(64),
+                cpu_max: Some(CpuMax {
+                    quota_us: 50_000,
+                    period_us: 100_000,
+                }),
+                cpu_weight: Some(200),
+                io_weight: Some(50),
+            },
+            ttl_ms: Some(3_600_000),
+            on_oom: OomAction::StopWorkspace,
+            commands: vec![web.clone(), migrate.clone()],
+        },
+        created_unix_ms: 1_700_000_000_000,
+        stopping: false,
+        commands: vec![
+            CommandState {
+                id: 41,
+                spec: web,
+                restarts: 3,
+                recent_restarts_unix_ms: vec![1_700_000_100_000, 1_700_000_200_000],
+                last_exit: Some(ExitStatus::Signal(9)),
+                done: false,
+                failed: None,
+                live: Some(LiveProcess {
+                    pid: 4242,
+                    start_time_ticks: 123_456,
+                    started_unix_ms: 1_700_000_200_500,
+                    stdout_fd: Some(17),
+                    stderr_fd: Some(18),
+                }),
+            },
+            CommandState {
+                id: 42,
+                spec: migrate,
+                restarts: 0,
+                recent_restarts_unix_ms: vec![],
+                last_exit: Some(ExitStatus::Code(0)),
+                done: true,
+                failed: None,
+                live: None,
+            },
+        ],
+        stats: vec![
+            StatsSample {
+                unix_ms: 1_700_000_300_000,
+                memory_current: Some(100 << 20),
+                memory_peak: Some(150 << 20),
+                pids_current: Some(7),
+                cpu_usage_us: Some(9_000_000),
+                cpu_percent_x100: Some(1234),
+            },
+            StatsSample {
+                unix_ms: 1_700_000_301_000,
+                ..StatsSample::default()
+            },
+        ],
+    };
+    let batch = WorkspaceState {
+        spec: WorkspaceSpec {
+            name: "batch".into(),
+            limits: Limits::default(),
+            ttl_ms: None,
+            on_oom: OomAction::Restart,
+            commands: vec![worker.clone(), idle.clone()],
+        },
+        created_unix_ms: 1_700_000_050_000,
+        stopping: true,
+        commands: vec![
+            CommandState {
+                id: 43,
+                spec: worker,
+                restarts: 10,
+                recent_restarts_unix_ms: vec![1, 2, 3],
+                last_exit: Some(ExitStatus::OomKilled),
+                done: false,
+                failed: Some("restart limit: 10 restarts in 60 s".into()),
+                live: None,
+            },
+            CommandState {
+                id: 44,
+                spec: idle,
+                restarts: 0,
+                recent_restarts_unix_ms: vec![],
+                last_exit: None,
+                done: false,
+                failed: None,
+                live: Some(LiveProcess {
+                    pid: 77,
+                    start_time_ticks: 99,
+                    started_unix_ms: 1_700_000_060_000,
+                    stdout_fd: None,
+                    stderr_fd: None,
+                }),
+            },
+        ],
+        stats: vec![],
+    };
+    Snapshot {
+        written_unix_ms: 1_700_000_400_000,
+        boot_id: "59a17b52-3e5c-4c4b-9332-f98cfbe4e6db".into(),
+        arje_pid: 1,
+        next_event_id: 1_000,
+        next_command_id: 45,
+        workspaces: vec![shop, batch],
+        listener_fd: Some(3),
+    }
+}
+
+/// Every golden file of every version, with the state it must decode to. A new version
+/// adds its files here; old entries are never removed.
+fn goldens() -> Vec<(&'static str, u32, Snapshot)> {
+    vec![
+        ("snapshot-v1-empty.bin", 1, Snapshot::default()),
+        ("snapshot-v1-full.bin", 1, v1_full()),
+    ]
+}
+
+/// Writes the current version's files once per test run, before any test reads them.
+fn regenerate_if_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(regenerate);
+}
+
+fn regenerate() {
+    if std::env::var_os(REGENERATE_ENV).is_none() {
+        return;
+    }
+    std::fs::create_dir_all(golden_dir()).unwrap();
+    for (name, version, state) in goldens() {
+        // Files of shipped versions are history: only the current version's are written.
+        if version == SNAPSHOT_VERSION {
+            std::fs::write(golden_dir().join(name), encode(&state)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn test_golden_files_every_version_decode_to_expected_state() {
+    // Arrange
+    regenerate_if_asked();
+
+    for (name, version, expected) in goldens() {
+        let path = golden_dir().join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+
+        // Act
+        let decoded = decode(&bytes);
+
+        // Assert
+        assert_eq!(
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+            version,
+            "{name}: header version"
+        );
+        assert_eq!(
+            decoded.as_ref(),
+            Ok(&expected),
+            "{name} no longer decodes to its state"
+        );
+    }
+}
+
+#[test]
+fn test_golden_files_current_version_encoding_is_stable() {
+    // Arrange
+    regenerate_if_asked();
+
+    for (name, version, state) in goldens().into_iter().filter(|g| g.1 == SNAPSHOT_VERSION) {
+        let golden = std::fs::read(golden_dir().join(name)).unwrap();
+
+        // Act
+        let encoded = encode(&state);
+
+        // Assert: the same state must still encode to the same bytes, or the format
+        // changed without a version bump.
+        assert!(
+            encoded == golden,
+            "{name} (v{version}): encoding changed; bump SNAPSHOT_VERSION"
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! Property test: any state survives encode → decode unchanged.
+
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+
+use shuma_card::protocol::StatsSample;
+use shuma_card::snapshot::{decode, encode, CommandState, LiveProcess, Snapshot, WorkspaceState};
+use shuma_card::spec::{CpuMax, OomAction};
+use shuma_card::{
+    CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+};
+
+fn text() -> impl Strategy<Value = String> {
+    // Any Unicode, not only valid names: the snapshot must carry whatever the spec holds.
+    ".{0,12}"
+}
+
+fn log_target() -> impl Strategy<Value = LogTarget> {
+    prop_oneof![
+        Just(LogTarget::Ring),
+        Just(LogTarget::Console),
+        text().prop_map(LogTarget::File)
+    ]
+}
+
+fn exit_status() -> impl Strategy<Value = ExitStatus> {
+    prop_oneof![
+        any::<i32>().prop_map(ExitStatus::Code),
+        any::<i32>().prop_map(ExitStatus::Signal),
+        Just(ExitStatus::OomKilled)
+    ]
+}
+
+fn command_spec() -> impl Strategy<Value = CommandSpec> {
+    let identity = (
+        text(),
+        prop_oneof![Just(CommandKind::Task), Just(CommandKind::Service)],
+        vec(text(), 0..4),
+        vec((text(), text()), 0..4),
+        option::of(text()),
+        option::of(text()),
+        option::of(text()),
+        log_target(),
+    );
+    let policy = (
+        prop_oneof![
+            Just(RestartPolicy::Never),
+            Just(RestartPolicy::OnFailure),
+            Just(RestartPolicy::Always)
+        ],
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<i32>(),
+        any::<u64>(),
+    );
+    (identity, policy).prop_map(|((name, kind, argv, env, cwd, user, group, log), policy)| {
+        let (
+            restart,
+            backoff_initial_ms,
+            backoff_max_ms,
+            max_restarts,
+            restart_window_ms,
+            min_uptime_ms,
+            stop_signal,
+            stop_grace_ms,
+        ) = policy;
+        CommandSpec {
+            name,
+            kind,
+            argv,
+            env,
+            cwd,
+            user,
+            group,
+            log,
+            restart,
+            backoff_initial_ms,
+            backoff_max_ms,
+            max_restarts,
+            restart_window_ms,
+            min_uptime_ms,
+            stop_signal,
+            stop_grace_ms,
+        }
+    })
+}
+
+fn limits() -> impl Strategy<Value = Limits> {
+    (
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(
+            (any::<u64>(), any::<u64>()).prop_map(|(quota_us, period_us)| CpuMax {
+                quota_us,
+                period_us,
+            }),
+        ),
+        option::of(any::<u16>()),
+        option::of(any::<u16>()),
+    )
+        .prop_map(
+            |(
+                memory_max,
+                memory_high,
+                memory_swap_max,
+                pids_max,
+                cpu_max,
+                cpu_weight,
+                io_weight,
+            )| Limits {
+                memory_max,
+                memory_high,
+                memory_swap_max,
+                pids_max,
+                cpu_max,
+                cpu_weight,
+                io_weight,
+            },
+        )
+}
+
+fn live_process() -> impl Strategy<Value = LiveProcess> {
+    (
+        any::<i32>(),
+        any::<u64>(),
+        any::<u64>(),
+        option::of(any::<i32>()),
+        option::of(any::<i32>()),
+    )
+        .prop_map(
+            |(pid, start_time_ticks, started_unix_ms, stdout_fd, stderr_fd)| LiveProcess {
+                pid,
+                start_time_ticks,
+                started_unix_ms,
+                stdout_fd,
+                stderr_fd,
+            },
+        )
+}
+
+fn command_state() -> impl Strategy<Value = CommandState> {
+    (
+        any::<u64>(),
+        command_spec(),
+        any::<u32>(),
+        vec(any::<u64>(), 0..4),
+        option::of(exit_status()),
+        any::<bool>(),
+        option::of(text()),
+        option::of(live_process()),
+    )
+        .prop_map(
+            |(id, spec, restarts, recent_restarts_unix_ms, last_exit, done, failed, live)| {
+                CommandState {
+                    id,
+                    spec,
+                    restarts,
+                    recent_restarts_unix_ms,
+                    last_exit,
+                    done,
+                    failed,
+                    live,
+                }
+            },
+        )
+}
+
+fn stats_sample() -> impl Strategy<Value = StatsSample> {
+    (
+        any::<u64>(),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+        option::of(any::<u32>()),
+    )
+        .prop_map(
+            |(
+                unix_ms,
+                memory_current,
+                memory_peak,
+                pids_current,
+                cpu_usage_us,
+                cpu_percent_x100,
+            )| StatsSample {
+                unix_ms,
+                memory_current,
+                memory_peak,
+                pids_current,
+                cpu_usage_us,
+                cpu_percent_x100,
+            },
+        )
+}
+
+fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
+    let spec = (
+        text(),
+        limits(),
+        option::of(any::<u64>()),
+        prop_oneof![Just(OomAction::Restart), Just(OomAction::StopWorkspace)],
+        vec(command_spec(), 0..3),
+    )
+        .prop_map(|(name, limits, ttl_ms, on_oom, commands)| WorkspaceSpec {
+            name,
+            limits,
+            ttl_ms,
+            on_oom,
+            commands,
+        });
+    (
+        spec,
+        any::<u64>(),
+        any::<bool>(),
+        vec(command_state(), 0..3),
+        vec(stats_sample(), 0..3),
+    )
+        .prop_map(
+            |(spec, created_unix_ms, stopping, commands, stats)| WorkspaceState {
+                spec,
+                created_unix_ms,
+                stopping,
+                commands,
+                stats,
+            },
+        )
+}
+
+fn snapshot() -> impl Strategy<Value = Snapshot> {
+    (
+        any::<u64>(),
+        text(),
+        any::<i32>(),
+        any::<u64>(),
+        any::<u64>(),
+        vec(workspace_state(), 0..4),
+        option::of(any::<i32>()),
+    )
+        .prop_map(
+            |(
+                written_unix_ms,
+                boot_id,
+                arje_pid,
+                next_event_id,
+                next_command_id,
+                workspaces,
+                listener_fd,
+            )| Snapshot {
+                written_unix_ms,
+                boot_id,
+                arje_pid,
+                next_event_id,
+                next_command_id,
+                workspaces,
+                listener_fd,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn test_snapshot_any_state_round_trips_unchanged(state in snapshot()) {
+        // Arrange: the generated state.
+
+        // Act
+        let decoded = decode(&encode(&state));
+
+        // Assert
+        prop_assert_eq!(decoded, Ok(state));
+    }
+
+    #[test]
+    fn test_decode_arbitrary_bytes_never_panics(bytes in vec(any::<u8>(), 0..256)) {
+        // Arrange: random bytes, and the same bytes behind a valid magic and version so
+        // the decoder gets past the first checks.
+        let mut framed = b"ARJESNAP\x01\0\0\0".to_vec();
+        framed.extend_from_slice(&bytes);
+
+        // Act
+        let plain = decode(&bytes);
+        let behind_header = decode(&framed);
+
+        // Assert: an error, not a panic; random bytes behind a header almost never carry
+        // a matching length and CRC, and when they do the result must still be a value.
+        prop_assert!(plain.is_err() || bytes.len() >= 20);
+        prop_assert!(behind_header.is_err() || framed.len() >= 20);
+    }
+}
