@@ -653,3 +653,76 @@ fn test_ws_create_bad_card_exit_2_with_position_and_field() {
     );
     assert!(message.contains("memory_mux"), "{message}");
 }
+
+fn event(id: u64, workspace: &str) -> Event {
+    Event {
+        id,
+        mono_us: id,
+        unix_ms: 0,
+        kind: EventKind::WorkspaceCreated {
+            workspace: workspace.into(),
+        },
+    }
+}
+
+#[test]
+fn test_events_follow_json_lines_until_daemon_closes_exit_0() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::FramesThenClose(vec![
+            Response::Events(vec![event(1, "a"), event(2, "b")]),
+            Response::Events(vec![event(3, "c")]),
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["events", "-f", "--json"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let ids: Vec<u64> = outcome
+        .out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(
+        daemon.requests()[1],
+        Request::Events {
+            after: None,
+            follow: true
+        }
+    );
+}
+
+#[test]
+fn test_logs_refused_mid_stream_exit_1_with_daemon_message() {
+    let daemon = FakeDaemon::with(|_| refused(ErrorCode::NotFound, "demo has no command `nope`"));
+
+    let outcome = shuma(&daemon.socket.clone(), &["logs", "-f", "demo", "nope"]);
+
+    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.message.unwrap(), "demo has no command `nope`");
+}
+
+#[test]
+fn test_caps_table_yes_no() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Caps(vec![
+            shuma_card::protocol::Capability {
+                name: "memory_max".into(),
+                enforced: false,
+                detail: "no memory controller in cgroup v2 here".into(),
+            },
+        ])])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["caps"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(
+        outcome.out.lines().nth(1).unwrap(),
+        "memory_max  no        no memory controller in cgroup v2 here"
+    );
+}

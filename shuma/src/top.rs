@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 use shuma_card::protocol::{ErrorCode, Request, Response, StatsSample, WorkspaceInfo};
-
 use shuma_card::units::format_size;
 
 use crate::client::{CliError, Client};
