@@ -331,7 +331,8 @@ pub fn format_cpu_max(cpu: CpuMax) -> String {
 /// parses back to the same number.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+        // A power of two divides `bytes` exactly when `bytes` has that many low zero bits.
+        if bytes != 0 && bytes.trailing_zeros() >= shift {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -343,11 +344,11 @@ pub fn format_duration_ms(ms: u64) -> String {
     if ms == 0 {
         return "0".into();
     }
-    if ms % 1_000 != 0 {
+    let (mut secs, millis) = (ms / 1_000, ms % 1_000);
+    if millis > 0 {
         return format!("{ms}ms");
     }
     let mut out = String::new();
-    let mut secs = ms / 1_000;
     for (unit_secs, unit) in [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")] {
         if secs >= unit_secs {
             out.push_str(&format!("{}{unit}", secs / unit_secs));
