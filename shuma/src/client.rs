@@ -99,10 +99,20 @@ impl Client {
             socket: socket.to_path_buf(),
             server: String::new(),
         };
-        client.send(&Request::Hello {
+        let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             client: client_name(),
-        })?;
+        };
+        if let Err(send_err) = client.send(&hello) {
+            // A daemon at its connection cap may answer with an error and close before
+            // reading anything; its explanation beats "broken pipe".
+            return match client.recv() {
+                Ok(Some(Response::Error { code, message })) => {
+                    Err(CliError::Refused { code, message })
+                }
+                _ => Err(send_err),
+            };
+        }
         match client.recv_required()? {
             Response::Hello { version, server } if version == PROTOCOL_VERSION => {
                 client.server = server;

@@ -67,6 +67,25 @@ impl FakeDaemon {
         }
     }
 
+    /// A daemon that answers the connection itself with `first` and closes without
+    /// reading anything, as a daemon at its connection cap does.
+    pub fn refuse_on_accept(first: Response) -> FakeDaemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&socket).expect("bind fake socket");
+        let thread = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            conn.write_all(&encode_frame(&first))
+                .expect("write refusal");
+            Vec::new()
+        });
+        FakeDaemon {
+            socket,
+            _dir: dir,
+            thread: Some(thread),
+        }
+    }
+
     /// A daemon that answers Hello correctly and everything else with `answer`.
     pub fn with(mut answer: impl FnMut(&Request) -> Answer + Send + 'static) -> FakeDaemon {
         FakeDaemon::start(move |req| match req {

@@ -726,3 +726,19 @@ fn test_caps_table_yes_no() {
         "memory_max  no        no memory controller in cgroup v2 here"
     );
 }
+
+#[test]
+fn test_daemon_refuses_before_reading_hello_message_shown_exit_1() {
+    let daemon = FakeDaemon::refuse_on_accept(Response::Error {
+        code: ErrorCode::Limit,
+        message: "too many connections (64)".into(),
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ping"]);
+
+    // Whether the Hello was written before or after the daemon closed, the daemon's own
+    // explanation is what the user sees.
+    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.message.unwrap(), "too many connections (64)");
+    assert!(daemon.requests().is_empty());
+}
