@@ -7,6 +7,7 @@
 //! [`validate`], the same ones the daemon applies to specs that arrive over the socket.
 //! The field reference is docs/CARDS.md.
 
+mod fields;
 mod tree;
 mod validate;
 
@@ -22,7 +23,8 @@ use crate::spec::{
     CommandKind, CommandSpec, Limits, LogTarget, OomAction, RestartPolicy, WorkspaceSpec,
 };
 use crate::units;
-use tree::{line_col, Entries, Node};
+use fields::{get, join};
+use tree::{line_col, Node};
 pub use validate::{check, check_command, check_limits, validate, validate_command, SpecError};
 
 /// Largest card file read, in bytes. A spec travels in one control frame (1 MiB), so a
@@ -135,7 +137,12 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    fn error(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> CardError {
+    pub(super) fn error(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> CardError {
         let (line, column) = line_col(self.src, span.start);
         CardError {
             file: self.file.into(),
@@ -213,119 +220,6 @@ impl<'a> Loader<'a> {
 
     fn record(&mut self, command: Option<usize>, field: &str, span: Range<usize>) {
         self.spans.insert((command, field.to_string()), span);
-    }
-
-    /// Every key of `table` must be in `allowed`; `prefix` is the table's card path.
-    fn check_keys(&self, table: &Entries, allowed: &[&str], prefix: &str) -> Result<(), CardError> {
-        for (key, _) in table {
-            if !allowed.contains(&key.get_ref().as_str()) {
-                let field = join(prefix, key.get_ref());
-                let msg = format!(
-                    "unknown field {:?}, expected one of {}",
-                    key.get_ref(),
-                    allowed.join(", ")
-                );
-                return Err(self.error(key.span(), &field, msg));
-            }
-        }
-        Ok(())
-    }
-
-    fn table<'n>(&self, node: &'n Spanned<Node>, field: &str) -> Result<&'n Entries, CardError> {
-        match node.get_ref() {
-            Node::Table(t) => Ok(t),
-            other => Err(self.type_error(node, field, other, "a table")),
-        }
-    }
-
-    fn type_error(
-        &self,
-        node: &Spanned<Node>,
-        field: &str,
-        got: &Node,
-        expected: &str,
-    ) -> CardError {
-        self.error(
-            node.span(),
-            field,
-            format!("expected {expected}, got {}", got.type_name()),
-        )
-    }
-
-    fn string(&self, node: &Spanned<Node>, field: &str) -> Result<String, CardError> {
-        match node.get_ref() {
-            Node::Str(s) => Ok(s.clone()),
-            other => Err(self.type_error(node, field, other, "a string")),
-        }
-    }
-
-    /// One of `choices`, as an index into it.
-    fn choice(
-        &self,
-        node: &Spanned<Node>,
-        field: &str,
-        choices: &[&str],
-    ) -> Result<usize, CardError> {
-        let s = self.string(node, field)?;
-        choices.iter().position(|c| *c == s).ok_or_else(|| {
-            self.error(
-                node.span(),
-                field,
-                format!("expected one of {}, got {s:?}", choices.join(", ")),
-            )
-        })
-    }
-
-    fn int(&self, node: &Spanned<Node>, field: &str, max: u64) -> Result<u64, CardError> {
-        match node.get_ref() {
-            Node::Int(n) if *n >= 0 && (*n as u64) <= max => Ok(*n as u64),
-            Node::Int(n) => {
-                Err(self.error(node.span(), field, format!("{n} is outside 0..={max}")))
-            }
-            other => Err(self.type_error(node, field, other, "an integer")),
-        }
-    }
-
-    /// A size: integer bytes, a string with a unit, or "max" (no limit, `None`).
-    fn size(&self, node: &Spanned<Node>, field: &str) -> Result<Option<u64>, CardError> {
-        match node.get_ref() {
-            Node::Str(s) if s == "max" => Ok(None),
-            Node::Str(s) => units::parse_size(s)
-                .map(Some)
-                .map_err(|e| self.error(node.span(), field, e.to_string())),
-            Node::Int(_) => self.int(node, field, u64::MAX).map(Some),
-            other => Err(self.type_error(
-                node,
-                field,
-                other,
-                "a size such as \"64M\", an integer or \"max\"",
-            )),
-        }
-    }
-
-    /// A duration: a string with a unit, or the integer 0.
-    fn duration(&self, node: &Spanned<Node>, field: &str) -> Result<u64, CardError> {
-        match node.get_ref() {
-            Node::Str(s) => units::parse_duration_ms(s)
-                .map_err(|e| self.error(node.span(), field, e.to_string())),
-            Node::Int(0) => Ok(0),
-            Node::Int(n) => Err(self.error(
-                node.span(),
-                field,
-                format!("a duration needs a unit: write \"{n}s\" or \"{n}ms\""),
-            )),
-            other => Err(self.type_error(node, field, other, "a duration such as \"5s\"")),
-        }
-    }
-
-    /// A user or group: a name, or a numeric id written either way.
-    fn id(&self, node: &Spanned<Node>, field: &str) -> Result<String, CardError> {
-        match node.get_ref() {
-            Node::Int(_) => self
-                .int(node, field, u64::from(u32::MAX))
-                .map(|n| n.to_string()),
-            _ => self.string(node, field),
-        }
     }
 
     fn workspace(&mut self, node: &Spanned<Node>) -> Result<WorkspaceSpec, CardError> {
@@ -496,20 +390,5 @@ impl<'a> Loader<'a> {
             }
         }
         Ok(cmd)
-    }
-}
-
-fn get<'n>(table: &'n Entries, key: &str) -> Option<&'n Spanned<Node>> {
-    table
-        .iter()
-        .find(|(k, _)| k.get_ref() == key)
-        .map(|(_, v)| v)
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
     }
 }
