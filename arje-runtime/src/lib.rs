@@ -4,6 +4,14 @@
 #![deny(unsafe_code)]
 
 pub mod cgroup;
+pub mod control;
+pub mod journal;
+pub mod ring;
+pub mod runtime;
+pub mod timers;
+pub mod token;
+pub mod supervise;
+pub mod sys;
 pub mod persist;
 
 use std::path::PathBuf;

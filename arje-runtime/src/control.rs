@@ -1,0 +1,259 @@
+//! The control socket: a non-blocking listener and one connection per client, each
+//! with bounded read and write buffers. A garbage or oversized frame gets an error
+//! response and that connection is closed; a stalled client only ever fills its own
+//! write buffer, never delays the loop.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use shuma_card::protocol::{
+    decode_payload, encode_frame, split_frame, ErrorCode, FrameError, Request, Response,
+    HEADER_LEN, MAX_FRAME,
+};
+
+/// Most clients connected at once.
+pub const MAX_CONNS: usize = 128;
+/// Most bytes queued for one client. Beyond it, follow output is dropped and counted;
+/// a plain response that does not fit closes the connection (the client is not reading).
+pub const WRITE_CAP: usize = 4 << 20;
+/// Bytes read from one client per loop turn, so one busy client cannot starve others.
+const READ_PER_TURN: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub enum ControlError {
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::Bind { path, source } => {
+                write!(f, "bind control socket {}: {source}", path.display())
+            }
+            ControlError::Permissions { path, source } => {
+                write!(
+                    f,
+                    "set permissions of control socket {}: {source}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// Bind the listening socket: 0600, or 0660 owned by `group`.
+///
+/// A stale socket file from a previous run is removed first; a live one would mean two
+/// daemons, which the caller prevents by its own lock or mode.
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ControlError> {
+    let err = |source| ControlError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    // Bind under a umask-independent mode: chmod right after bind, before listen
+    // returns to the loop; nobody can connect before the loop accepts anyway.
+    let listener = UnixListener::bind(path).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    let perm_err = |source| ControlError::Permissions {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(perm_err)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(perm_err)?;
+    }
+    Ok(listener)
+}
+
+/// May this peer use the socket? Root, arje's own user, or a member of `group`.
+pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<(), String> {
+    let cred =
+        rustix::net::sockopt::socket_peercred(stream).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    let uid = cred.uid.as_raw();
+    let gid = cred.gid.as_raw();
+    if uid == 0 || uid == rustix::process::geteuid().as_raw() || group.is_some_and(|g| g == gid) {
+        Ok(())
+    } else {
+        Err(format!("uid {uid} gid {gid} is not allowed on this socket"))
+    }
+}
+
+/// What a connection is waiting for, besides requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    None,
+    /// `Run { wait: true }`: the command's exit.
+    Exit(u64),
+    /// `WsStop`: the workspace to be gone.
+    WsStopped(String),
+    /// `Logs { follow }`: cursors into the command's stdout and stderr rings.
+    Logs {
+        command: u64,
+        out: Option<u64>,
+        err: Option<u64>,
+    },
+    /// `Events { follow }`: the last id sent.
+    Events(u64),
+}
+
+pub struct Conn {
+    pub stream: UnixStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    pub hello_done: bool,
+    /// Close once the write buffer is flushed.
+    pub closing: bool,
+    pub follow: Follow,
+    /// Follow output dropped because this client did not read it.
+    pub dropped: u64,
+    /// EPOLLOUT is currently requested.
+    pub want_write: bool,
+}
+
+/// One step of reading a connection.
+pub enum ReadOutcome {
+    /// Decoded requests, in order.
+    Requests(Vec<Request>),
+    /// The peer closed, or the read failed.
+    Closed,
+}
+
+impl Conn {
+    pub fn new(stream: UnixStream) -> Self {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            hello_done: false,
+            closing: false,
+            follow: Follow::None,
+            dropped: 0,
+            want_write: false,
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// Read what is there (bounded) and split it into requests. A bad frame queues an
+    /// error response and marks the connection closing.
+    pub fn read(&mut self) -> ReadOutcome {
+        let mut chunk = [0u8; 16 * 1024];
+        let mut total = 0;
+        while total < READ_PER_TURN && !self.closing {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(n) => {
+                    total += n;
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    // Check the prefix as soon as it is here: an oversized frame is
+                    // refused before its body is buffered.
+                    if self.rbuf.len() >= HEADER_LEN && self.rbuf.len() > MAX_FRAME + HEADER_LEN {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return ReadOutcome::Closed,
+            }
+        }
+        let mut requests = Vec::new();
+        let mut used = 0;
+        while !self.closing {
+            match split_frame(&self.rbuf[used..]) {
+                Ok(Some((len, payload))) => {
+                    match decode_payload::<Request>(payload) {
+                        Ok(req) => requests.push(req),
+                        Err(e) => self.fail(ErrorCode::BadFrame, e.to_string()),
+                    }
+                    used += len;
+                }
+                Ok(None) => break,
+                Err(e @ FrameError::TooLarge(_)) => self.fail(ErrorCode::BadFrame, e.to_string()),
+                Err(e) => self.fail(ErrorCode::BadFrame, e.to_string()),
+            }
+        }
+        self.rbuf.drain(..used.min(self.rbuf.len()));
+        if self.closing {
+            self.rbuf.clear();
+        }
+        ReadOutcome::Requests(requests)
+    }
+
+    /// Queue an error and close after it is sent.
+    pub fn fail(&mut self, code: ErrorCode, message: String) {
+        self.send(&Response::Error { code, message });
+        self.closing = true;
+    }
+
+    /// Queue a response. If the client is so far behind that it does not fit, the
+    /// connection is closed instead of growing without bound.
+    pub fn send(&mut self, resp: &Response) -> bool {
+        let frame = encode_frame(resp);
+        if self.wbuf.len() + frame.len() > WRITE_CAP {
+            self.closing = true;
+            self.wbuf.clear();
+            return false;
+        }
+        self.wbuf.extend_from_slice(&frame);
+        true
+    }
+
+    /// Queue follow output only if it fits; otherwise count it as dropped.
+    pub fn send_lossy(&mut self, resp: &Response, bytes: u64) -> bool {
+        let frame = encode_frame(resp);
+        if self.wbuf.len() + frame.len() > WRITE_CAP {
+            self.dropped += bytes;
+            return false;
+        }
+        self.wbuf.extend_from_slice(&frame);
+        true
+    }
+
+    pub fn pending(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Write what the socket takes. Returns false if the connection is dead.
+    pub fn flush(&mut self) -> bool {
+        while !self.wbuf.is_empty() {
+            match self.stream.write(&self.wbuf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Done: flushed and closing.
+    pub fn finished(&self) -> bool {
+        self.closing && self.wbuf.is_empty()
+    }
+}

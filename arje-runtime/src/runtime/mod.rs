@@ -1,0 +1,557 @@
+//! The runtime: one thread, one epoll instance, one `match` over [`Token`]s.
+//!
+//! Event sources and who owns their fds: the signalfd (SIGCHLD and the shutdown
+//! signals), the timerfd behind [`Timers`], the listening socket and each [`Conn`],
+//! the read end of every captured output pipe, and each workspace's cgroup event files.
+//! The loop blocks in `epoll_wait` until one of them is ready: no sleeps, no polling.
+
+mod cg;
+mod commands;
+mod requests;
+mod workspaces;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::event::epoll;
+
+use shuma_card::protocol::{Mode, Response, ShutdownKind};
+use shuma_card::{EventKind, WorkspaceSpec};
+
+use crate::control::{self, Conn, Follow, ReadOutcome};
+use crate::journal::{Journal, DEFAULT_JOURNAL};
+use crate::sys::spawn::Spawner;
+use crate::timers::{TimerAction, Timers};
+use crate::token::Token;
+use crate::{Config, Outcome};
+use cg::Cgroups;
+
+pub use commands::Command;
+pub use workspaces::Workspace;
+
+/// Most workspaces at once.
+pub const MAX_WORKSPACES: usize = 4096;
+/// Most commands (all workspaces) at once.
+pub const MAX_COMMANDS: usize = 65_536;
+
+/// Why the runtime could not start.
+#[derive(Debug)]
+pub enum RuntimeError {
+    Signals(nix::Error),
+    Epoll(std::io::Error),
+    Timer(std::io::Error),
+    Control(control::ControlError),
+    DevNull(std::io::Error),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::Signals(e) => write!(f, "block signals / signalfd: {e}"),
+            RuntimeError::Epoll(e) => write!(f, "epoll: {e}"),
+            RuntimeError::Timer(e) => write!(f, "timerfd: {e}"),
+            RuntimeError::Control(e) => write!(f, "{e}"),
+            RuntimeError::DevNull(e) => write!(f, "open /dev/null: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// The signals the loop handles; all are blocked and read from the signalfd.
+const SIGNALS: [Signal; 7] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGPWR,
+];
+
+/// A shutdown in progress.
+struct Stopping {
+    outcome: Outcome,
+    deadline: Instant,
+}
+
+pub struct Runtime {
+    cfg: Config,
+    epoll: OwnedFd,
+    signals: SignalFd,
+    timers: Timers,
+    listener: Option<UnixListener>,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    workspaces: BTreeMap<String, Workspace>,
+    commands: BTreeMap<u64, Command>,
+    /// Live pid → command id. A pid leaves this map the moment it is reaped.
+    pids: HashMap<i32, u64>,
+    /// Output pipe id → (command id, is stderr, read end).
+    pipes: HashMap<u64, (u64, bool, OwnedFd)>,
+    next_pipe: u64,
+    next_command: u64,
+    journal: Journal,
+    spawner: Spawner,
+    cgroups: Cgroups,
+    dev_null: OwnedFd,
+    started: Instant,
+    stopping: Option<Stopping>,
+    orphans_reaped: u64,
+    /// Something the snapshot holds changed during this loop turn.
+    dirty: bool,
+}
+
+impl Runtime {
+    /// Block the handled signals, set up epoll, the timer, the control socket, and load
+    /// the cards directory.
+    pub fn new(cfg: Config, cgroups: Cgroups) -> Result<Runtime, RuntimeError> {
+        let mut mask = SigSet::empty();
+        for s in SIGNALS {
+            mask.add(s);
+        }
+        // Block first, so a signal sent between here and the signalfd is queued, not
+        // lost or delivered with the default action (which for PID 1 is nothing).
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .map_err(RuntimeError::Signals)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(RuntimeError::Signals)?;
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)
+            .map_err(|e| RuntimeError::Epoll(e.into()))?;
+        let timers = Timers::new().map_err(RuntimeError::Timer)?;
+        let dev_null = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::DevNull(e.into()))?;
+        let mut rt = Runtime {
+            epoll,
+            signals,
+            timers,
+            listener: None,
+            conns: HashMap::new(),
+            next_conn: 1,
+            workspaces: BTreeMap::new(),
+            commands: BTreeMap::new(),
+            pids: HashMap::new(),
+            pipes: HashMap::new(),
+            next_pipe: 1,
+            next_command: 1,
+            journal: Journal::new(DEFAULT_JOURNAL, 1),
+            spawner: Spawner::default(),
+            cgroups,
+            dev_null,
+            started: Instant::now(),
+            stopping: None,
+            orphans_reaped: 0,
+            dirty: false,
+            cfg,
+        };
+        rt.register(rt.signals.as_fd(), Token::Signal, false)
+            .map_err(RuntimeError::Epoll)?;
+        rt.register(rt.timers.fd(), Token::Timer, false)
+            .map_err(RuntimeError::Epoll)?;
+        let listener =
+            control::bind(&rt.cfg.socket, rt.cfg.socket_group).map_err(RuntimeError::Control)?;
+        rt.register(listener.as_fd(), Token::Listener, false)
+            .map_err(RuntimeError::Epoll)?;
+        rt.listener = Some(listener);
+        Ok(rt)
+    }
+
+    /// Load every `*.toml` card of the cards directory and start its workspace. A bad
+    /// card is logged with its file, line and field and skipped; the others still load.
+    pub fn load_cards(&mut self) {
+        let Some(dir) = self.cfg.cards_dir.clone() else {
+            return;
+        };
+        let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => {
+                log::warn!("cards directory {}: {e}", dir.display());
+                return;
+            }
+        };
+        files.sort();
+        for file in files {
+            match shuma_card::card::load_file(&file) {
+                Ok(spec) => match self.create_workspace(spec) {
+                    Ok(warnings) => {
+                        for w in warnings {
+                            log::warn!("{}: {w}", file.display());
+                        }
+                    }
+                    Err((_, msg)) => log::error!("{}: {msg}", file.display()),
+                },
+                Err(e) => log::error!("bad card: {e}"),
+            }
+        }
+    }
+
+    /// Run until a shutdown (PID 1), a stop signal (subreaper) or a re-exec request.
+    pub fn run(&mut self) -> Outcome {
+        let boottime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        log::info!(
+            "control socket ready at {} (boottime {}.{:03}s)",
+            self.cfg.socket.display(),
+            boottime.tv_sec,
+            boottime.tv_nsec / 1_000_000
+        );
+        let mut events = Vec::with_capacity(256);
+        loop {
+            events.clear();
+            match epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                None,
+            ) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    // EBADF/EINVAL would mean our own epoll fd is broken: nothing else
+                    // can wake us, so log and keep trying rather than exit.
+                    log::error!("epoll_wait: {e}");
+                    continue;
+                }
+            }
+            for ev in &events {
+                let data = ev.data.u64();
+                let Some(token) = Token::decode(data) else {
+                    continue;
+                };
+                // A panic in one handler is contained here: it is logged and the loop
+                // goes on with the next event (for PID 1, unwinding out of main would
+                // be a kernel panic).
+                let r = catch_unwind(AssertUnwindSafe(|| self.dispatch(token, ev.flags)));
+                if let Err(p) = r {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic".into());
+                    log::error!("contained a panic in the handler of {token:?}: {msg}");
+                    self.event(EventKind::Warning {
+                        message: format!("contained a panic in the handler of {token:?}: {msg}"),
+                    });
+                }
+            }
+            self.end_of_turn();
+            if let Some(outcome) = self.finished() {
+                return outcome;
+            }
+        }
+    }
+
+    fn dispatch(&mut self, token: Token, flags: epoll::EventFlags) {
+        match token {
+            Token::Signal => self.on_signals(),
+            Token::Timer => {
+                let now = Instant::now();
+                for action in self.timers.expired(now) {
+                    self.on_timer(action, now);
+                }
+            }
+            Token::Listener => self.accept(),
+            Token::Conn(id) => self.on_conn(id, flags),
+            Token::Log(id) => self.on_log(id),
+            Token::Cgroup(id) => self.on_cgroup_event(id),
+        }
+    }
+
+    fn on_signals(&mut self) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => {
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    match sig {
+                        Signal::SIGCHLD => self.reap(),
+                        other => self.on_stop_signal(other),
+                    }
+                }
+                Ok(None) => break,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => {
+                    log::error!("signalfd read: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// What a signal means depends on the mode: busybox's halt, poweroff and reboot
+    /// send PID 1 SIGUSR1, SIGUSR2 and SIGTERM; SIGINT is ctrl-alt-del; SIGPWR a power
+    /// failure. Under another init, SIGTERM and SIGINT ask arje to stop and exit.
+    fn on_stop_signal(&mut self, sig: Signal) {
+        let outcome = match (&self.cfg.mode, sig) {
+            (Mode::Pid1, Signal::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
+            (Mode::Pid1, Signal::SIGUSR2 | Signal::SIGPWR) => {
+                Outcome::Shutdown(ShutdownKind::Poweroff)
+            }
+            (Mode::Pid1, Signal::SIGTERM | Signal::SIGINT) => {
+                Outcome::Shutdown(ShutdownKind::Reboot)
+            }
+            (Mode::Subreaper, Signal::SIGTERM | Signal::SIGINT) => Outcome::Exit,
+            (_, Signal::SIGHUP) => {
+                log::info!("SIGHUP: reloading nothing (cards are loaded at start and with `shuma ws create`)");
+                return;
+            }
+            (_, other) => {
+                log::info!("ignoring {other}");
+                return;
+            }
+        };
+        log::info!("{sig}: {outcome:?}");
+        self.begin_shutdown(outcome);
+    }
+
+    /// Stop every workspace in parallel under one deadline.
+    pub(crate) fn begin_shutdown(&mut self, outcome: Outcome) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let deadline = Instant::now() + self.cfg.shutdown_timeout;
+        self.stopping = Some(Stopping { outcome, deadline });
+        self.timers.add(deadline, TimerAction::ShutdownDeadline);
+        let names: Vec<String> = self.workspaces.keys().cloned().collect();
+        // Leave a tenth of the bound for the final kill and reap.
+        let cap = self.cfg.shutdown_timeout.mul_f32(0.9);
+        for name in names {
+            self.stop_workspace(&name, Some(cap), true);
+        }
+    }
+
+    fn finished(&mut self) -> Option<Outcome> {
+        let stopping = self.stopping.as_ref()?;
+        if !self.workspaces.is_empty() {
+            return None;
+        }
+        // Flush what clients are owed (a `ws stop` answer) on a best-effort basis.
+        for conn in self.conns.values_mut() {
+            conn.flush();
+        }
+        let outcome = stopping.outcome.clone();
+        log::info!(
+            "every workspace stopped after {:?}",
+            Instant::now().saturating_duration_since(stopping.deadline - self.cfg.shutdown_timeout)
+        );
+        Some(outcome)
+    }
+
+    fn on_timer(&mut self, action: TimerAction, now: Instant) {
+        match action {
+            TimerAction::Command(id) => self.command_event(id, crate::supervise::Event::Timer, now),
+            TimerAction::WorkspaceTtl(name) => {
+                log::info!("workspace {name}: TTL reached");
+                self.stop_workspace(&name, None, false);
+            }
+            TimerAction::ShutdownDeadline => self.shutdown_deadline(),
+            TimerAction::Durable | TimerAction::Stats => {}
+        }
+    }
+
+    fn shutdown_deadline(&mut self) {
+        let names: Vec<String> = self.workspaces.keys().cloned().collect();
+        if !names.is_empty() {
+            log::warn!(
+                "shutdown deadline reached; still stopping: {}; killing them",
+                names.join(", ")
+            );
+        }
+        for name in names {
+            self.force_remove_workspace(&name);
+        }
+    }
+
+    // ---- the control socket ----
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(true);
+                    let mut conn = Conn::new(stream);
+                    if let Err(why) = control::peer_allowed(&conn.stream, self.cfg.socket_group) {
+                        log::warn!("control: refused a client: {why}");
+                        conn.fail(shuma_card::protocol::ErrorCode::Denied, why);
+                        conn.flush();
+                        continue;
+                    }
+                    if self.conns.len() >= control::MAX_CONNS {
+                        conn.fail(
+                            shuma_card::protocol::ErrorCode::Limit,
+                            format!("too many clients (at most {})", control::MAX_CONNS),
+                        );
+                        conn.flush();
+                        continue;
+                    }
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    if self.register(conn.fd(), Token::Conn(id), false).is_ok() {
+                        self.conns.insert(id, conn);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and wait for the next readiness.
+                    log::error!("control: accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_conn(&mut self, id: u64, flags: epoll::EventFlags) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if flags.intersects(epoll::EventFlags::IN | epoll::EventFlags::HUP | epoll::EventFlags::ERR)
+        {
+            match conn.read() {
+                ReadOutcome::Closed => {
+                    self.drop_conn(id);
+                    return;
+                }
+                ReadOutcome::Requests(reqs) => {
+                    for req in reqs {
+                        self.handle_request(id, req);
+                    }
+                }
+            }
+        }
+        self.service_conn(id);
+    }
+
+    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done.
+    pub(crate) fn service_conn(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if !conn.flush() || conn.finished() {
+            self.drop_conn(id);
+            return;
+        }
+        let want = conn.pending() > 0;
+        if want != conn.want_write {
+            conn.want_write = want;
+            let mut fl = epoll::EventFlags::IN;
+            if want {
+                fl |= epoll::EventFlags::OUT;
+            }
+            let _ = epoll::modify(
+                &self.epoll,
+                conn.fd(),
+                epoll::EventData::new_u64(Token::Conn(id).encode()),
+                fl,
+            );
+        }
+    }
+
+    fn drop_conn(&mut self, id: u64) {
+        if let Some(conn) = self.conns.remove(&id) {
+            let _ = epoll::delete(&self.epoll, conn.fd());
+        }
+    }
+
+    /// Send one response to a connection and service it.
+    pub(crate) fn reply(&mut self, id: u64, resp: Response) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.send(&resp);
+        }
+        self.service_conn(id);
+    }
+
+    /// Connections following `pred`.
+    pub(crate) fn followers(&self, pred: impl Fn(&Follow) -> bool) -> Vec<u64> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| pred(&c.follow))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    // ---- bookkeeping ----
+
+    pub(crate) fn register(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        token: Token,
+        pri: bool,
+    ) -> std::io::Result<()> {
+        let flags = if pri {
+            epoll::EventFlags::PRI
+        } else {
+            epoll::EventFlags::IN
+        };
+        epoll::add(
+            &self.epoll,
+            fd,
+            epoll::EventData::new_u64(token.encode()),
+            flags,
+        )
+        .map_err(Into::into)
+    }
+
+    pub(crate) fn unregister(&self, fd: std::os::fd::BorrowedFd<'_>) {
+        let _ = epoll::delete(&self.epoll, fd);
+    }
+
+    /// Record an event and push it to followers.
+    pub(crate) fn event(&mut self, kind: EventKind) {
+        let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let mono_us = mono.tv_sec as u64 * 1_000_000 + mono.tv_nsec as u64 / 1_000;
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        log::info!("event: {kind}");
+        let ev = self.journal.push(kind, mono_us, unix_ms).clone();
+        self.dirty = true;
+        for id in self.followers(|f| matches!(f, Follow::Events(_))) {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.send_lossy(&Response::Events(vec![ev.clone()]), 1);
+                conn.follow = Follow::Events(ev.id);
+            }
+            self.service_conn(id);
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        let now = Instant::now();
+        if let Err(e) = self.timers.rearm(now) {
+            log::error!("timerfd: {e}");
+        }
+        if self.dirty {
+            self.dirty = false;
+            self.persist();
+        }
+    }
+
+    /// Write the snapshot (coalesced: at most once per loop turn).
+    fn persist(&mut self) {}
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Create a workspace from a card at start (see [`Self::load_cards`]).
+    pub fn create_workspace(
+        &mut self,
+        spec: WorkspaceSpec,
+    ) -> Result<Vec<String>, (shuma_card::protocol::ErrorCode, String)> {
+        self.create_workspace_inner(spec)
+    }
+}

@@ -1,0 +1,423 @@
+//! Supervision as a pure state machine: `(state, event, now) -> action`.
+//!
+//! Nothing here makes a syscall or reads a clock: the loop passes `now` in and carries
+//! out the returned [`Action`], so restart policies, backoff, the restart limit and the
+//! minimum uptime are unit-tested with a fake clock and scripted exits.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use shuma_card::{CommandKind, CommandSpec, ExitStatus, RestartPolicy};
+
+/// Where one command is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Created, not started yet.
+    Idle,
+    Running {
+        since: Instant,
+    },
+    /// Exited; a restart is due at `until`.
+    Backoff {
+        until: Instant,
+    },
+    /// The stop signal was sent; SIGKILL follows at `deadline`.
+    Stopping {
+        deadline: Instant,
+    },
+    /// Ended for good: a task that finished, a service that was stopped or that exited
+    /// successfully under `on-failure`.
+    Exited,
+    /// A service that gave up.
+    Failed {
+        reason: String,
+    },
+}
+
+/// What happened to the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Start it (card loaded, `shuma run`, restored after a reboot).
+    Start,
+    /// The process could not be started at all.
+    SpawnFailed { error: String },
+    /// The process exited and was reaped.
+    Exited { status: ExitStatus },
+    /// The timer armed by a previous action fired.
+    Timer,
+    /// Stop it: the workspace is stopping. `grace` overrides the spec's stop grace.
+    Stop { grace: Option<Duration> },
+}
+
+/// What the loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// Spawn the process now.
+    Spawn,
+    /// Arm a timer for `delay`, then deliver [`Event::Timer`]. `restarts` counts this one.
+    ScheduleRestart {
+        delay: Duration,
+        restarts: u32,
+    },
+    /// Send the stop signal and arm a timer for the grace period.
+    SendStop {
+        signal: i32,
+        grace: Duration,
+    },
+    /// Grace is over: SIGKILL (and cgroup.kill).
+    Kill,
+    /// The service gave up; record why.
+    GiveUp {
+        reason: String,
+    },
+    /// Nothing more will happen to this command.
+    Finished,
+}
+
+/// The supervision state of one command.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    pub state: State,
+    /// Restarts since the command was created.
+    pub restarts: u32,
+    /// Failures in a row since the last run that lasted `min_uptime`; drives backoff.
+    pub consecutive_failures: u32,
+    /// When recent restarts happened, for the restart limit in a window.
+    pub recent_restarts: VecDeque<Instant>,
+    pub last_exit: Option<ExitStatus>,
+    kind: CommandKind,
+    policy: RestartPolicy,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    max_restarts: u32,
+    restart_window: Duration,
+    min_uptime: Duration,
+    stop_signal: i32,
+    stop_grace: Duration,
+}
+
+impl Supervisor {
+    pub fn new(spec: &CommandSpec) -> Self {
+        Supervisor {
+            state: State::Idle,
+            restarts: 0,
+            consecutive_failures: 0,
+            recent_restarts: VecDeque::new(),
+            last_exit: None,
+            kind: spec.kind,
+            policy: spec.restart,
+            backoff_initial: Duration::from_millis(spec.backoff_initial_ms),
+            backoff_max: Duration::from_millis(spec.backoff_max_ms.max(spec.backoff_initial_ms)),
+            max_restarts: spec.max_restarts,
+            restart_window: Duration::from_millis(spec.restart_window_ms),
+            min_uptime: Duration::from_millis(spec.min_uptime_ms),
+            stop_signal: spec.stop_signal,
+            stop_grace: Duration::from_millis(spec.stop_grace_ms),
+        }
+    }
+
+    /// Is a process of this command alive (running or being stopped)?
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, State::Running { .. } | State::Stopping { .. })
+    }
+
+    /// Has this command ended for good?
+    pub fn is_final(&self) -> bool {
+        matches!(self.state, State::Exited | State::Failed { .. })
+    }
+
+    /// Feed one event; returns what the loop must do. The loop calls [`Self::started`]
+    /// after a successful spawn.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Action {
+        match (&self.state, event) {
+            (State::Idle, Event::Start) | (State::Exited, Event::Start) => Action::Spawn,
+            (State::Backoff { until }, Event::Timer) if now >= *until => Action::Spawn,
+            (State::Backoff { .. }, Event::Timer) => Action::None,
+            (State::Running { since }, Event::Exited { status }) => {
+                let ran = now.saturating_duration_since(*since);
+                self.on_exit(status, ran, now)
+            }
+            (State::Stopping { .. }, Event::Exited { status }) => {
+                self.last_exit = Some(status);
+                self.state = State::Exited;
+                Action::Finished
+            }
+            (State::Stopping { deadline }, Event::Timer) if now >= *deadline => Action::Kill,
+            (State::Running { .. }, Event::Stop { grace }) => {
+                let grace = grace.unwrap_or(self.stop_grace);
+                self.state = State::Stopping {
+                    deadline: now + grace,
+                };
+                Action::SendStop {
+                    signal: self.stop_signal,
+                    grace,
+                }
+            }
+            (State::Idle | State::Backoff { .. }, Event::Stop { .. }) => {
+                self.state = State::Exited;
+                Action::Finished
+            }
+            (State::Idle | State::Backoff { .. } | State::Exited, Event::SpawnFailed { error }) => {
+                // A start that cannot happen (no such binary, unknown user) is not worth
+                // retrying in a loop: it is a configuration error until proven otherwise.
+                let reason = format!("could not start: {error}");
+                self.state = State::Failed {
+                    reason: reason.clone(),
+                };
+                Action::GiveUp { reason }
+            }
+            _ => Action::None,
+        }
+    }
+
+    /// The process is running from `now`.
+    pub fn started(&mut self, now: Instant) {
+        self.state = State::Running { since: now };
+    }
+
+    fn on_exit(&mut self, status: ExitStatus, ran: Duration, now: Instant) -> Action {
+        self.last_exit = Some(status);
+        let quick = ran < self.min_uptime;
+        let failed = !status.success() || quick;
+        if self.kind == CommandKind::Task {
+            self.state = State::Exited;
+            return Action::Finished;
+        }
+        let restart = match self.policy {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => failed,
+            RestartPolicy::Always => true,
+        };
+        if !restart {
+            self.state = State::Exited;
+            return Action::Finished;
+        }
+        if failed {
+            self.consecutive_failures += 1;
+        } else {
+            self.consecutive_failures = 0;
+        }
+        while let Some(&t) = self.recent_restarts.front() {
+            if now.saturating_duration_since(t) >= self.restart_window {
+                self.recent_restarts.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.max_restarts > 0 && self.recent_restarts.len() as u32 >= self.max_restarts {
+            let reason = format!(
+                "restarted {} times within {} ms; last {}",
+                self.recent_restarts.len(),
+                self.restart_window.as_millis(),
+                status
+            );
+            self.state = State::Failed {
+                reason: reason.clone(),
+            };
+            return Action::GiveUp { reason };
+        }
+        let delay = self.backoff_delay();
+        self.recent_restarts.push_back(now);
+        self.restarts += 1;
+        self.state = State::Backoff { until: now + delay };
+        Action::ScheduleRestart {
+            delay,
+            restarts: self.restarts,
+        }
+    }
+
+    /// `initial * 2^(failures-1)`, capped at `max`; a clean run restarts after `initial`.
+    fn backoff_delay(&self) -> Duration {
+        let exp = self.consecutive_failures.saturating_sub(1).min(32);
+        let factor = 1u64 << exp;
+        let ms = (self.backoff_initial.as_millis() as u64).saturating_mul(factor);
+        Duration::from_millis(ms).min(self.backoff_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(policy: RestartPolicy) -> CommandSpec {
+        let mut spec = CommandSpec::new("svc", CommandKind::Service, vec!["/bin/true".into()]);
+        spec.restart = policy;
+        spec.backoff_initial_ms = 100;
+        spec.backoff_max_ms = 1_000;
+        spec.max_restarts = 5;
+        spec.restart_window_ms = 60_000;
+        spec.min_uptime_ms = 1_000;
+        spec
+    }
+
+    fn run_and_exit(
+        sup: &mut Supervisor,
+        t: &mut Instant,
+        ran_ms: u64,
+        status: ExitStatus,
+    ) -> Action {
+        assert_eq!(sup.handle(Event::Start, *t).clone(), Action::Spawn);
+        sup.started(*t);
+        *t += Duration::from_millis(ran_ms);
+        sup.handle(Event::Exited { status }, *t)
+    }
+
+    #[test]
+    fn test_backoff_quick_failures_doubles_and_caps() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        let mut delays = Vec::new();
+        sup.handle(Event::Start, now);
+        sup.started(now);
+        for _ in 0..5 {
+            now += Duration::from_millis(10);
+            match sup.handle(
+                Event::Exited {
+                    status: ExitStatus::Code(1),
+                },
+                now,
+            ) {
+                Action::ScheduleRestart { delay, .. } => delays.push(delay.as_millis()),
+                other => panic!("unexpected {other:?}"),
+            }
+            now += Duration::from_secs(2);
+            assert_eq!(sup.handle(Event::Timer, now), Action::Spawn);
+            sup.started(now);
+        }
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000]);
+    }
+
+    #[test]
+    fn test_restart_limit_exceeded_gives_up_with_reason() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        sup.handle(Event::Start, now);
+        sup.started(now);
+        let mut last = Action::None;
+        for _ in 0..6 {
+            now += Duration::from_millis(5);
+            last = sup.handle(
+                Event::Exited {
+                    status: ExitStatus::Code(3),
+                },
+                now,
+            );
+            if let Action::ScheduleRestart { delay, .. } = last {
+                now += delay;
+                assert_eq!(sup.handle(Event::Timer, now), Action::Spawn);
+                sup.started(now);
+            }
+        }
+        assert!(
+            matches!(last, Action::GiveUp { ref reason } if reason.contains("restarted 5 times"))
+        );
+        assert!(matches!(sup.state, State::Failed { .. }));
+        assert_eq!(sup.last_exit, Some(ExitStatus::Code(3)));
+    }
+
+    #[test]
+    fn test_on_failure_clean_exit_after_min_uptime_finishes() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::OnFailure));
+        let mut now = Instant::now();
+        let action = run_and_exit(&mut sup, &mut now, 5_000, ExitStatus::Code(0));
+        assert_eq!(action, Action::Finished);
+        assert_eq!(sup.state, State::Exited);
+    }
+
+    #[test]
+    fn test_on_failure_clean_exit_before_min_uptime_restarts() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::OnFailure));
+        let mut now = Instant::now();
+        let action = run_and_exit(&mut sup, &mut now, 10, ExitStatus::Code(0));
+        assert!(matches!(
+            action,
+            Action::ScheduleRestart { restarts: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn test_always_long_run_resets_backoff() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        sup.consecutive_failures = 4;
+        let action = run_and_exit(&mut sup, &mut now, 5_000, ExitStatus::Code(0));
+        assert_eq!(
+            action,
+            Action::ScheduleRestart {
+                delay: Duration::from_millis(100),
+                restarts: 1
+            }
+        );
+    }
+
+    #[test]
+    fn test_stop_running_sends_signal_then_kills_after_grace() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        sup.handle(Event::Start, now);
+        sup.started(now);
+        let action = sup.handle(
+            Event::Stop {
+                grace: Some(Duration::from_millis(300)),
+            },
+            now,
+        );
+        assert_eq!(
+            action,
+            Action::SendStop {
+                signal: 15,
+                grace: Duration::from_millis(300)
+            }
+        );
+        now += Duration::from_millis(299);
+        assert_eq!(sup.handle(Event::Timer, now), Action::None);
+        now += Duration::from_millis(1);
+        assert_eq!(sup.handle(Event::Timer, now), Action::Kill);
+        let end = sup.handle(
+            Event::Exited {
+                status: ExitStatus::Signal(9),
+            },
+            now,
+        );
+        assert_eq!(end, Action::Finished);
+        assert_eq!(sup.state, State::Exited);
+    }
+
+    #[test]
+    fn test_task_exit_never_restarts() {
+        let spec = CommandSpec::new("t", CommandKind::Task, vec!["/bin/false".into()]);
+        let mut sup = Supervisor::new(&spec);
+        let mut now = Instant::now();
+        let action = run_and_exit(&mut sup, &mut now, 1, ExitStatus::Code(1));
+        assert_eq!(action, Action::Finished);
+    }
+
+    #[test]
+    fn test_spawn_failure_fails_without_retry() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let action = sup.handle(
+            Event::SpawnFailed {
+                error: "ENOENT".into(),
+            },
+            Instant::now(),
+        );
+        assert!(matches!(action, Action::GiveUp { .. }));
+        assert!(sup.is_final());
+    }
+
+    #[test]
+    fn test_stop_during_backoff_finishes_without_spawn() {
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        run_and_exit(&mut sup, &mut now, 10, ExitStatus::Code(1));
+        assert_eq!(
+            sup.handle(Event::Stop { grace: None }, now),
+            Action::Finished
+        );
+        assert_eq!(
+            sup.handle(Event::Timer, now + Duration::from_secs(9)),
+            Action::None
+        );
+    }
+}

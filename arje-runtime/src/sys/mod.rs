@@ -1,0 +1,10 @@
+//! Every `unsafe` block of arje lives below this module.
+//!
+//! rustix and nix are used first; libc only where they have nothing: clone3 (with a
+//! separate stack, so the child shares no page tables with a large parent) and the few
+//! calls the child makes between clone and exec.
+#![allow(unsafe_code)]
+
+pub mod spawn;
+
+pub use spawn::{spawn, ExecPlan, SpawnError, Spawned};
