@@ -7,6 +7,7 @@ mod commands;
 mod output;
 mod stream;
 mod top;
+mod ws;
 
 #[cfg(test)]
 mod fake;

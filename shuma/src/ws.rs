@@ -1,0 +1,197 @@
+//! `shuma ws ...`: create, list, show, stop, change limits, read stats.
+
+use anyhow::Result;
+use serde::Serialize;
+use shuma_card::card::load_file;
+use shuma_card::protocol::{Request, Response, StatsSample};
+use shuma_card::spec::Limits;
+use shuma_card::units::{format_duration_ms, parse_limit};
+use shuma_card::WorkspaceSpec;
+
+use crate::cli::WsCommand;
+use crate::client::{CliError, Client};
+use crate::commands::{expect_ok, json_or, Ctx};
+use crate::output::{self, human_duration, Table};
+
+pub fn ws(
+    command: WsCommand,
+    connect: impl FnOnce() -> Result<Client, CliError>,
+    ctx: &mut Ctx,
+) -> Result<u8> {
+    match command {
+        WsCommand::Create { card } => {
+            let spec = load_file(&card).map_err(|e| CliError::Usage(e.to_string()))?;
+            create(&mut connect()?, ctx, spec)
+        }
+        WsCommand::Ls => ls(&mut connect()?, ctx),
+        WsCommand::Show { name } => show(&mut connect()?, ctx, name),
+        WsCommand::Stop { name, grace } => {
+            let req = Request::WsStop {
+                name: name.clone(),
+                grace_ms: grace,
+            };
+            expect_ok(&mut connect()?, &req)?;
+            writeln!(ctx.out, "stopped workspace {name}")?;
+            Ok(0)
+        }
+        WsCommand::Set { name, settings } => {
+            // Each setting checked alone on empty limits: its syntax and range are the
+            // user's to fix (exit 2); how it combines with the workspace's current
+            // limits is the daemon's to judge.
+            for (key, value) in &settings {
+                parse_limit(key, value, &mut Limits::default()).map_err(CliError::Usage)?;
+            }
+            set(&mut connect()?, ctx, name, settings)
+        }
+        WsCommand::Stats { name } => stats(&mut connect()?, ctx, name),
+    }
+}
+
+/// One request per setting, in order, stopping at the first refusal so the message
+/// names the setting at fault.
+fn set(
+    client: &mut Client,
+    ctx: &mut Ctx,
+    name: String,
+    settings: Vec<(String, String)>,
+) -> Result<u8> {
+    for (key, value) in settings {
+        let req = Request::WsSet {
+            name: name.clone(),
+            key: key.clone(),
+            value: value.clone(),
+        };
+        expect_ok(client, &req)?;
+        writeln!(ctx.out, "{name}: {key} set to {value}")?;
+    }
+    Ok(0)
+}
+
+fn create(client: &mut Client, ctx: &mut Ctx, spec: WorkspaceSpec) -> Result<u8> {
+    let (name, warnings) = match client.call(&Request::WsCreate { spec })? {
+        Response::Created { name, warnings } => (name, warnings),
+        other => return Err(client.unexpected("Created", &other).into()),
+    };
+    for w in &warnings {
+        writeln!(ctx.err, "warning: {w}")?;
+    }
+    #[derive(Serialize)]
+    struct Created<'a> {
+        name: &'a str,
+        warnings: &'a [String],
+    }
+    json_or(
+        ctx,
+        &Created {
+            name: &name,
+            warnings: &warnings,
+        },
+        |out| writeln!(out, "created workspace {name}"),
+    )
+}
+
+fn ls(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
+    let list = match client.call(&Request::WsList)? {
+        Response::Workspaces(list) => list,
+        other => return Err(client.unexpected("Workspaces", &other).into()),
+    };
+    let now = output::now_unix_ms();
+    json_or(ctx, &list, |out| {
+        let mut table = Table::new(&["NAME", "STATE", "COMMANDS", "RUNNING", "AGE", "LIMITS"]);
+        for ws in &list {
+            table.row(vec![
+                ws.name.clone(),
+                output::ws_state_name(&ws.state).to_string(),
+                ws.commands.to_string(),
+                ws.running.to_string(),
+                human_duration(now.saturating_sub(ws.created_unix_ms)),
+                output::limits_summary(&ws.limits),
+            ]);
+        }
+        table.write(out)
+    })
+}
+
+fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
+    let detail = match client.call(&Request::WsShow { name })? {
+        Response::Workspace(detail) => detail,
+        other => return Err(client.unexpected("Workspace", &other).into()),
+    };
+    let now = output::now_unix_ms();
+    json_or(ctx, &detail, |out| {
+        let info = &detail.info;
+        writeln!(out, "name:      {}", info.name)?;
+        writeln!(out, "state:     {}", output::ws_state_name(&info.state))?;
+        writeln!(
+            out,
+            "created:   {} ({} ago)",
+            output::format_unix_ms(info.created_unix_ms),
+            human_duration(now.saturating_sub(info.created_unix_ms))
+        )?;
+        writeln!(out, "cgroup:    {}", info.cgroup.as_deref().unwrap_or("-"))?;
+        writeln!(out, "limits:    {}", output::limits_summary(&info.limits))?;
+        writeln!(
+            out,
+            "ttl:       {}",
+            detail
+                .spec
+                .ttl_ms
+                .map(format_duration_ms)
+                .unwrap_or_else(output::dash)
+        )?;
+        for u in &detail.unenforced {
+            writeln!(out, "not enforced: {u}")?;
+        }
+        writeln!(
+            out,
+            "commands:  {} ({} running)",
+            info.commands, info.running
+        )?;
+        if !detail.commands.is_empty() {
+            writeln!(out)?;
+            output::commands_table(&detail.commands).write(out)?;
+        }
+        for c in detail.commands.iter().filter(|c| c.reason.is_some()) {
+            writeln!(
+                out,
+                "{}: {}",
+                c.name,
+                c.reason.as_deref().unwrap_or_default()
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn stats(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
+    let (name, samples) = match client.call(&Request::WsStats { name })? {
+        Response::Stats { name, samples } => (name, samples),
+        other => return Err(client.unexpected("Stats", &other).into()),
+    };
+    #[derive(Serialize)]
+    struct Stats<'a> {
+        name: &'a str,
+        samples: &'a [StatsSample],
+    }
+    json_or(
+        ctx,
+        &Stats {
+            name: &name,
+            samples: &samples,
+        },
+        |out| {
+            let mut table = Table::new(&["TIME", "MEMORY", "PEAK", "PIDS", "CPU-TIME", "CPU"]);
+            for s in &samples {
+                table.row(vec![
+                    output::format_unix_ms(s.unix_ms),
+                    output::opt_size(s.memory_current),
+                    output::opt_size(s.memory_peak),
+                    output::opt_count(s.pids_current),
+                    output::opt_duration(s.cpu_usage_us.map(|us| us / 1000)),
+                    output::percent_x100(s.cpu_percent_x100),
+                ]);
+            }
+            table.write(out)
+        },
+    )
+}
