@@ -742,3 +742,17 @@ fn test_daemon_refuses_before_reading_hello_message_shown_exit_1() {
     assert_eq!(outcome.message.unwrap(), "too many connections (64)");
     assert!(daemon.requests().is_empty());
 }
+
+#[test]
+fn test_exit_code_broken_pipe_is_quiet_success() {
+    let err = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+
+    assert_eq!(crate::exit_code(&err), 0);
+}
+
+#[test]
+fn test_exit_code_other_io_error_is_1() {
+    let err = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+
+    assert_eq!(crate::exit_code(&err), 1);
+}
