@@ -752,7 +752,7 @@ fn test_exit_code_broken_pipe_is_quiet_success() {
 
 #[test]
 fn test_exit_code_other_io_error_is_1() {
-    let err = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+    let err = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
 
     assert_eq!(crate::exit_code(&err), 1);
 }
