@@ -345,3 +345,22 @@ fn test_load_file_reads_a_card_from_disk() {
 
     assert_eq!(spec, expected_full());
 }
+
+#[test]
+fn test_cards_doc_example_loads() {
+    let doc = include_str!("../../docs/CARDS.md");
+    let start = doc.find("```toml\n").expect("CARDS.md has a toml example") + "```toml\n".len();
+    let example = &doc[start..start + doc[start..].find("```").unwrap()];
+
+    let spec = load_str(example, "docs/CARDS.md").unwrap();
+
+    let names: Vec<&str> = spec.commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        (spec.name.as_str(), names),
+        ("demo", vec!["ticker", "hello"])
+    );
+    assert_eq!(
+        spec.commands[0].env[0],
+        ("PATH".to_string(), "/usr/bin:/bin".to_string())
+    );
+}
