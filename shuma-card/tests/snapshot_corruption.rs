@@ -86,16 +86,16 @@ fn test_decode_every_single_bit_flip_is_refused_by_its_field() {
             let result = decode(&damaged);
 
             // Assert: each header field catches its own damage; the CRC catches the rest.
-            let ok = match (pos, &result) {
-                (0..=7, Err(SnapshotError::BadMagic)) => true,
-                (8..=11, Err(SnapshotError::UnknownVersion(_))) => true,
-                (
-                    12..=15,
-                    Err(SnapshotError::TooLarge { .. } | SnapshotError::LengthMismatch { .. }),
-                ) => true,
-                (16.., Err(SnapshotError::Checksum { .. })) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (pos, &result),
+                (0..=7, Err(SnapshotError::BadMagic))
+                    | (8..=11, Err(SnapshotError::UnknownVersion(_)))
+                    | (
+                        12..=15,
+                        Err(SnapshotError::TooLarge { .. } | SnapshotError::LengthMismatch { .. })
+                    )
+                    | (16.., Err(SnapshotError::Checksum { .. }))
+            );
             assert!(ok, "bit {bit} of byte {pos} flipped: {result:?}");
         }
     }

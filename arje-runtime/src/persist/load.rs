@@ -177,3 +177,189 @@ fn move_aside(path: &Path, why: String, set_aside: &mut Vec<(PathBuf, String)>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::{write_durable, write_run};
+    use shuma_card::snapshot::{encode, SNAPSHOT_VERSION};
+
+    fn state(id: u64) -> Snapshot {
+        Snapshot {
+            next_event_id: id,
+            boot_id: "boot".into(),
+            ..Snapshot::default()
+        }
+    }
+
+    fn bad_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snapshot.bin.bad-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The damaged /run files `load` must refuse, each with a word its reason contains.
+    fn damaged_files() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+        let good = encode(&state(1));
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x10;
+        let mut magic = good.clone();
+        magic[0] = b'X';
+        let mut future = good.clone();
+        future[8..12].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
+        vec![
+            ("zero-length", Vec::new(), "shorter"),
+            ("truncated", good[..good.len() - 3].to_vec(), "announces"),
+            ("bit-flipped", flipped, "checksum"),
+            ("wrong magic", magic, "magic"),
+            ("future version", future, "version"),
+        ]
+    }
+
+    #[test]
+    fn test_load_damaged_run_copy_is_set_aside_and_durable_used() {
+        for (kind, bytes, reason) in damaged_files() {
+            // Arrange
+            let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            fs::write(run.path().join(SNAPSHOT_FILE), &bytes).unwrap();
+            write_durable(durable.path(), &encode(&state(2))).unwrap();
+
+            // Act
+            let loaded = load(run.path(), Some(durable.path()));
+
+            // Assert
+            assert_eq!(loaded.source, Source::Durable, "{kind}");
+            assert_eq!(loaded.snapshot, Some(state(2)), "{kind}");
+            assert_eq!(loaded.set_aside.len(), 1, "{kind}");
+            let (moved_to, why) = &loaded.set_aside[0];
+            assert!(
+                why.contains(reason),
+                "{kind}: reason {why:?} lacks {reason:?}"
+            );
+            assert_eq!(
+                fs::read(moved_to).unwrap(),
+                bytes,
+                "{kind}: moved file keeps its bytes"
+            );
+            assert_eq!(bad_names(run.path()).len(), 1, "{kind}");
+            assert!(
+                !run.path().join(SNAPSHOT_FILE).exists(),
+                "{kind}: damaged file still in place"
+            );
+        }
+    }
+
+    #[test]
+    fn test_load_both_copies_damaged_is_empty_with_two_set_aside() {
+        // Arrange
+        let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(run.path().join(SNAPSHOT_FILE), b"").unwrap();
+        fs::write(
+            durable.path().join(SNAPSHOT_FILE),
+            b"garbage that is long enough to have a header",
+        )
+        .unwrap();
+
+        // Act
+        let loaded = load(run.path(), Some(durable.path()));
+
+        // Assert
+        assert_eq!(loaded.source, Source::Empty);
+        assert!(loaded.snapshot.is_none());
+        assert_eq!(loaded.set_aside.len(), 2);
+        assert_eq!(
+            bad_names(run.path()).len() + bad_names(durable.path()).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn test_load_run_copy_present_wins_over_durable() {
+        // Arrange
+        let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_run(run.path(), &encode(&state(1))).unwrap();
+        write_durable(durable.path(), &encode(&state(2))).unwrap();
+
+        // Act
+        let loaded = load(run.path(), Some(durable.path()));
+
+        // Assert
+        assert_eq!(loaded.source, Source::Run);
+        assert_eq!(loaded.snapshot, Some(state(1)));
+        assert!(loaded.set_aside.is_empty());
+    }
+
+    #[test]
+    fn test_load_nothing_anywhere_is_empty_without_set_aside() {
+        // Arrange: directories that do not even exist (first boot).
+        let tmp = tempfile::tempdir().unwrap();
+
+        // Act
+        let loaded = load(&tmp.path().join("run"), Some(&tmp.path().join("lib")));
+
+        // Assert
+        assert_eq!(loaded.source, Source::Empty);
+        assert!(loaded.snapshot.is_none());
+        assert!(loaded.set_aside.is_empty());
+    }
+
+    #[test]
+    fn test_load_file_above_cap_is_set_aside_without_reading() {
+        // Arrange: a sparse file one byte above the cap, and no durable copy.
+        let run = tempfile::tempdir().unwrap();
+        let file = File::create(run.path().join(SNAPSHOT_FILE)).unwrap();
+        file.set_len((HEADER_LEN + MAX_SNAPSHOT + 1) as u64)
+            .unwrap();
+
+        // Act
+        let loaded = load(run.path(), None);
+
+        // Assert
+        assert_eq!(loaded.source, Source::Empty);
+        assert_eq!(loaded.set_aside.len(), 1);
+        assert!(
+            loaded.set_aside[0].1.contains("exceeds"),
+            "{:?}",
+            loaded.set_aside
+        );
+    }
+
+    #[test]
+    fn test_load_twice_same_millisecond_names_do_not_collide() {
+        // Arrange: an existing set-aside file with the name the next one would get is
+        // simulated by setting aside twice in a row, as two quick boots would.
+        let run = tempfile::tempdir().unwrap();
+
+        // Act
+        fs::write(run.path().join(SNAPSHOT_FILE), b"one").unwrap();
+        let first = load(run.path(), None);
+        fs::write(run.path().join(SNAPSHOT_FILE), b"two").unwrap();
+        let second = load(run.path(), None);
+
+        // Assert: both damaged files are kept, under different names.
+        assert_ne!(first.set_aside[0].0, second.set_aside[0].0);
+        assert_eq!(bad_names(run.path()).len(), 2);
+    }
+
+    #[test]
+    fn test_load_removes_stale_temp_files() {
+        // Arrange: what a writer killed between create and rename leaves.
+        let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(run.path().join(".snapshot.bin.tmp"), b"partial").unwrap();
+        fs::write(durable.path().join(".snapshot.bin.AbC123.tmp"), b"partial").unwrap();
+        fs::write(durable.path().join("unrelated.tmp"), b"keep").unwrap();
+
+        // Act
+        load(run.path(), Some(durable.path()));
+
+        // Assert
+        assert!(!run.path().join(".snapshot.bin.tmp").exists());
+        assert!(!durable.path().join(".snapshot.bin.AbC123.tmp").exists());
+        assert!(durable.path().join("unrelated.tmp").exists());
+    }
+}
