@@ -137,12 +137,7 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    pub(super) fn error(
-        &self,
-        span: Range<usize>,
-        field: &str,
-        message: impl Into<String>,
-    ) -> CardError {
+    fn error(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> CardError {
         let (line, column) = line_col(self.src, span.start);
         CardError {
             file: self.file.into(),

@@ -318,10 +318,11 @@ fn test_load_str_datetime_value_is_refused_with_position() {
 
 #[test]
 fn test_load_str_column_counts_characters_not_bytes() {
-    let src = "[workspace]\nname = \"w\"\n# é\n  \"é\" = 1\n";
+    let src =
+        format!("{WS}[[task]]\nname = \"t\"\nargv = [\"/x\"]\nenv = {{ \"é\" = \"x\", B = 1 }}\n");
 
-    // Key "é" quoted: the unknown key starts at character 3 of line 4.
-    assert_eq!(fails(src), (4, 3, "workspace.é".into()));
+    // "é" is two bytes: the faulty 1 is character 24 of its line, byte 25.
+    assert_eq!(fails(&src), (6, 24, "task[0].env.B".into()));
 }
 
 #[test]
