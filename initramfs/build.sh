@@ -53,6 +53,13 @@ ln -s ../bin "$stage/usr/bin"
 ln -s ../bin "$stage/usr/sbin"
 
 install -m 0755 "$init" "$stage/init"
+# The kernel opens /dev/console for init before init runs: with the node in the cpio,
+# PID 1 has a stderr from its first instruction (before it mounts devtmpfs).
+if [[ "$(id -u)" == 0 ]]; then
+    mknod -m 0600 "$stage/dev/console" c 5 1
+else
+    log "not root: no /dev/console node, early PID-1 output is lost until devtmpfs"
+fi
 install -m 0755 "$busybox" "$stage/bin/busybox"
 for applet in $("$busybox" --list); do
     # /init is ours; busybox's own init and linuxrc are never the entry point.

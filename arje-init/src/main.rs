@@ -1,1 +1,129 @@
-fn main() {}
+//! arje-init: PID 1 of a VM or initramfs, or a child subreaper under another init.
+//! A thin binary: it prepares the ground (mounts, console, modules, state disk as PID 1;
+//! subreaper and OOM protection otherwise), hands over to `arje_runtime::Runtime`, and
+//! acts on how the runtime ended (exit, shutdown and reboot(2), or re-exec).
+#![deny(unsafe_code)]
+
+mod args;
+mod logger;
+mod pid1;
+mod runtime;
+mod subreaper;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arje_runtime::{Config, Mode, Outcome};
+
+use args::Args;
+
+fn main() {
+    // Taken first, before any work: the boot benchmark's "PID 1 exec" mark.
+    let start_boottime = logger::boottime_secs();
+    let is_pid1 = std::process::id() == 1;
+    if is_pid1 {
+        eprintln!("arje-init: PID 1 start at boottime {start_boottime:.3}s");
+        logger::init_pid1(log::LevelFilter::Info);
+        // The kernel hands init every unknown word of its command line as an argument;
+        // a PID 1 that refused to boot over one would panic the kernel.
+        let args = args::parse(std::env::args().skip(1)).unwrap_or_else(|e| {
+            log::warn!("arguments: {e}; ignoring them all");
+            Args::default()
+        });
+        pid1::boot(args, start_boottime);
+    }
+
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("arje-init: {e}\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    };
+    if args.help {
+        print!("{}", args::USAGE);
+        return;
+    }
+    if args.version {
+        println!("arje-init {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    logger::init_stderr(args.log_level.unwrap_or(log::LevelFilter::Info));
+    std::process::exit(run_under_another_init(args));
+}
+
+/// Subreaper mode, or `--pid1` off PID 1 (PID-1 signal mapping and outcomes, for tests;
+/// without mounts, kill(-1) or reboot(2), which would hit the host).
+fn run_under_another_init(args: Args) -> i32 {
+    subreaper::become_subreaper();
+    subreaper::protect_from_oom();
+    let mode = if args.pid1 {
+        Mode::Pid1
+    } else {
+        Mode::Subreaper
+    };
+    let config = Config {
+        mode,
+        socket: args
+            .socket
+            .unwrap_or_else(|| "/run/arje/control.sock".into()),
+        socket_group: None,
+        cards_dir: args.cards,
+        state_dir: args.state_dir.unwrap_or_else(|| "/run/arje".into()),
+        durable_dir: args.durable_dir,
+        cgroup_root: args.cgroup_root,
+        shutdown_timeout: args.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
+    };
+    let mut runtime = match runtime::Runtime::new(config) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("the runtime failed to start: {e}");
+            return 1;
+        }
+    };
+    match runtime.run() {
+        Outcome::Exit => {
+            log::info!("stopped; exiting");
+            0
+        }
+        Outcome::Shutdown(kind) => {
+            log::info!("{kind:?} asked for, but this is not PID 1: exiting instead");
+            0
+        }
+        Outcome::Reexec { binary } => {
+            let err = reexec(&binary);
+            log::error!("re-exec of {}: {err}", binary.display());
+            1
+        }
+    }
+}
+
+/// Replaces this process with `binary`, same arguments and pid (so PID 1 stays PID 1 and
+/// children stay ours). Returns only on failure.
+pub fn reexec(binary: &Path) -> std::io::Error {
+    let binary: PathBuf = if binary.as_os_str().is_empty() {
+        "/proc/self/exe".into()
+    } else {
+        binary.into()
+    };
+    log::info!("re-exec {}", binary.display());
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| binary.clone().into_os_string());
+    std::process::Command::new(&binary)
+        .arg0(argv0)
+        .args(std::env::args_os().skip(1))
+        .exec()
+}
+
+/// The text of a panic payload, for the log.
+pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string payload)".to_string()
+    }
+}

@@ -1,0 +1,117 @@
+//! PID-1 duties: the boot (early mounts, console, kernel command line, modules, state
+//! disk), handing over to the runtime, and the end (shutdown, reboot(2)). Read
+//! [`boot`] top to bottom for the story.
+
+pub mod cmdline;
+pub mod console;
+pub mod emergency;
+pub mod modules;
+pub mod mounts;
+pub mod reap;
+pub mod shutdown;
+pub mod state_disk;
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arje_runtime::{Config, Mode, Outcome, ShutdownKind};
+
+use crate::args::Args;
+use crate::logger;
+use crate::runtime::Runtime;
+use cmdline::BootParams;
+
+/// Where the control socket and the /run snapshot live as PID 1.
+const RUN_DIR: &str = "/run/arje";
+
+/// Boots the system and never returns: PID 1 exiting is a kernel panic.
+pub fn boot(args: Args, start_boottime: f64) -> ! {
+    // 1. Filesystems the rest needs: /proc to read the command line, /dev for the
+    //    console, kmsg and the disk, /run for the socket, cgroup2 for workspaces.
+    mounts::mount_early();
+    console::attach_stdio();
+    logger::attach_pid1();
+    log::info!(
+        "arje-init {} as PID 1 (started at boottime {start_boottime:.3}s)",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // 2. Ctrl-Alt-Del becomes SIGINT to us (a clean reboot) instead of an instant reset.
+    if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::CadOff) {
+        log::warn!("reboot(CAD_OFF): {e}; Ctrl-Alt-Del resets without a clean shutdown");
+    }
+
+    // 3. The kernel command line's arje.* parameters; flags given to /init win.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let params = BootParams::parse(&cmdline);
+    logger::set_level(args.log_level.unwrap_or(params.log));
+    for word in &params.rejected {
+        log::warn!("kernel command line: ignored {word:?} (unknown key or bad value)");
+    }
+    console::set_hostname(&params.hostname);
+
+    // 4. Modules (the state disk's driver and filesystem), then the state disk.
+    modules::load_listed(&params.modules);
+    let mut durable = params.durable.clone();
+    if let Some(dev) = &params.state_dev {
+        match state_disk::mount_state(
+            dev,
+            &params.state_mount,
+            &params.state_fs,
+            params.state_timeout,
+        ) {
+            Ok(()) => durable = durable.or_else(|| Some(params.state_mount.clone())),
+            Err(e) => log::error!("state disk: {e}; booting without durable state"),
+        }
+    }
+    if params.shell {
+        emergency::spawn_shell();
+    }
+
+    // 5. The runtime: boot cards, workspaces, the control socket, reaping.
+    let config = Config {
+        mode: Mode::Pid1,
+        socket: args
+            .socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(RUN_DIR).join("control.sock")),
+        socket_group: None,
+        cards_dir: Some(args.cards.clone().unwrap_or(params.cards.clone())),
+        state_dir: args.state_dir.clone().unwrap_or_else(|| RUN_DIR.into()),
+        durable_dir: args.durable_dir.clone().or(durable),
+        cgroup_root: args.cgroup_root.clone().or_else(|| {
+            mounts::is_mounted("/sys/fs/cgroup").then(|| PathBuf::from("/sys/fs/cgroup"))
+        }),
+        shutdown_timeout: args.shutdown_timeout.unwrap_or(params.shutdown_timeout),
+    };
+    log::info!(
+        "boot done in {:.3}s of boottime; starting the runtime",
+        logger::boottime_secs() - start_boottime
+    );
+    let outcome = run_contained(config);
+
+    // 6. The end.
+    match outcome {
+        Ok(Outcome::Shutdown(kind)) => shutdown::finish(kind, Instant::now()),
+        Ok(Outcome::Exit) => {
+            log::warn!("the runtime asked to exit, which PID 1 cannot: powering off");
+            shutdown::finish(ShutdownKind::Poweroff, Instant::now())
+        }
+        Ok(Outcome::Reexec { binary }) => {
+            let err = crate::reexec(&binary);
+            emergency::emergency(&format!("re-exec of {}: {err}", binary.display()))
+        }
+        Err(why) => emergency::emergency(&why),
+    }
+}
+
+/// Runs the runtime with a last-resort catch: the runtime contains panics per event
+/// itself, so one reaching here means its loop is broken, and PID 1 falls back to the
+/// emergency loop rather than exit.
+fn run_contained(config: Config) -> Result<Outcome, String> {
+    let mut runtime =
+        Runtime::new(config).map_err(|e| format!("the runtime failed to start: {e}"))?;
+    std::panic::catch_unwind(AssertUnwindSafe(|| runtime.run()))
+        .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))
+}

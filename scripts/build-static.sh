@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds static arje-init and shuma (release profile), plus the test helper, into
+# build/bin/<variant>/: `test` is built with --features test-hooks (the boot tests'
+# initramfs), `demo` without. musl if its target is installed or installable, else glibc
+# with crt-static. Prints the output directory of the last variant built; writes the
+# stripped sizes to build/bin/sizes.txt.
+#
+# Usage: scripts/build-static.sh [test|demo|all]   (default all)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+variant="${1:-all}"
+log() { echo "build-static: $*" >&2; }
+
+target=x86_64-unknown-linux-musl
+rustflags=""
+if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    if ! rustup target add "$target" >&2; then
+        log "musl target not installable: glibc with crt-static instead"
+        target=x86_64-unknown-linux-gnu
+        rustflags="-C target-feature=+crt-static"
+    fi
+fi
+
+build_variant() {
+    local name="$1"; shift
+    local out="$root/build/bin/$name"
+    # A separate target dir per variant keeps the feature sets from rebuilding each other.
+    local tdir="$root/target/static-$name"
+    RUSTFLAGS="$rustflags" cargo build -q --release --target "$target" --target-dir "$tdir" \
+        -p arje-init -p shuma -p arje-tests --bin arje-init --bin shuma --bin arje-guest "$@" >&2
+    mkdir -p "$out"
+    for bin in arje-init shuma arje-guest; do
+        cp "$tdir/$target/release/$bin" "$out/$bin"
+        strip "$out/$bin" 2>/dev/null || true
+        if readelf -l "$out/$bin" | grep -q 'Requesting program interpreter'; then
+            log "$out/$bin is not static"; exit 1
+        fi
+    done
+    printf '%s %s arje-init=%s shuma=%s\n' "$name" "$target" \
+        "$(stat -c %s "$out/arje-init")" "$(stat -c %s "$out/shuma")" >>"$root/build/bin/sizes.txt.new"
+    log "$name ($target): arje-init $(stat -c %s "$out/arje-init") bytes, shuma $(stat -c %s "$out/shuma") bytes stripped"
+    echo "$out"
+}
+
+mkdir -p build/bin
+: >build/bin/sizes.txt.new
+case "$variant" in
+test) build_variant test --features arje-init/test-hooks ;;
+demo) build_variant demo ;;
+all) build_variant test --features arje-init/test-hooks >/dev/null; build_variant demo ;;
+*) log "unknown variant $variant"; exit 2 ;;
+esac
+mv build/bin/sizes.txt.new build/bin/sizes.txt
