@@ -9,6 +9,11 @@
 //! and on each wake-up re-reads it with [`read_events`] (pread from offset 0); a
 //! level-triggered registration that never re-reads would spin. inotify's IN_MODIFY
 //! fires on the same notification and is the alternative.
+//!
+//! The kernel also coalesces: at most one notification per file per 10 ms
+//! (CGROUP_FILE_NOTIFY_MIN_INTV); a change inside that window is delivered by a timer
+//! when it ends. So the wake-up can trail the change by up to 10 ms, and the loop must
+//! treat the file's content, not the number of wake-ups, as the truth.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 

@@ -35,6 +35,8 @@ mod workspace;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod host_tests;
+#[cfg(test)]
 mod tests;
 
 pub use caps::{Feature, Support};
