@@ -13,14 +13,14 @@ fn small() -> Vec<u8> {
     let ws = WorkspaceState {
         spec: WorkspaceSpec {
             name: "demo".into(),
-            commands: vec![cmd.clone()],
+            commands: vec![cmd],
             ..Default::default()
         },
         created_unix_ms: 5,
         stopping: false,
         commands: vec![CommandState {
             id: 1,
-            spec: cmd,
+            name: "svc".into(),
             restarts: 2,
             recent_restarts_unix_ms: vec![3, 4],
             last_exit: None,

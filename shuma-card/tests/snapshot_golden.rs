@@ -83,14 +83,14 @@ fn v1_full() -> Snapshot {
             },
             ttl_ms: Some(3_600_000),
             on_oom: OomAction::StopWorkspace,
-            commands: vec![web.clone(), migrate.clone()],
+            commands: vec![web, migrate],
         },
         created_unix_ms: 1_700_000_000_000,
         stopping: false,
         commands: vec![
             CommandState {
                 id: 41,
-                spec: web,
+                name: "web".into(),
                 restarts: 3,
                 recent_restarts_unix_ms: vec![1_700_000_100_000, 1_700_000_200_000],
                 last_exit: Some(ExitStatus::Signal(9)),
@@ -106,7 +106,7 @@ fn v1_full() -> Snapshot {
             },
             CommandState {
                 id: 42,
-                spec: migrate,
+                name: "migrate".into(),
                 restarts: 0,
                 recent_restarts_unix_ms: vec![],
                 last_exit: Some(ExitStatus::Code(0)),
@@ -136,14 +136,14 @@ fn v1_full() -> Snapshot {
             limits: Limits::default(),
             ttl_ms: None,
             on_oom: OomAction::Restart,
-            commands: vec![worker.clone(), idle.clone()],
+            commands: vec![worker, idle],
         },
         created_unix_ms: 1_700_000_050_000,
         stopping: true,
         commands: vec![
             CommandState {
                 id: 43,
-                spec: worker,
+                name: "worker".into(),
                 restarts: 10,
                 recent_restarts_unix_ms: vec![1, 2, 3],
                 last_exit: Some(ExitStatus::OomKilled),
@@ -153,7 +153,7 @@ fn v1_full() -> Snapshot {
             },
             CommandState {
                 id: 44,
-                spec: idle,
+                name: "idle".into(),
                 restarts: 0,
                 recent_restarts_unix_ms: vec![],
                 last_exit: None,

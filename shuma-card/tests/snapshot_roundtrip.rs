@@ -147,7 +147,7 @@ fn live_process() -> impl Strategy<Value = LiveProcess> {
 fn command_state() -> impl Strategy<Value = CommandState> {
     (
         any::<u64>(),
-        command_spec(),
+        text(),
         any::<u32>(),
         vec(any::<u64>(), 0..4),
         option::of(exit_status()),
@@ -156,10 +156,10 @@ fn command_state() -> impl Strategy<Value = CommandState> {
         option::of(live_process()),
     )
         .prop_map(
-            |(id, spec, restarts, recent_restarts_unix_ms, last_exit, done, failed, live)| {
+            |(id, name, restarts, recent_restarts_unix_ms, last_exit, done, failed, live)| {
                 CommandState {
                     id,
-                    spec,
+                    name,
                     restarts,
                     recent_restarts_unix_ms,
                     last_exit,

@@ -41,12 +41,12 @@ fn state(n: usize, tag: u64) -> Snapshot {
             ];
             let spec = WorkspaceSpec {
                 name: format!("ws-{tag}-{i}"),
-                commands: vec![cmd.clone()],
+                commands: vec![cmd],
                 ..Default::default()
             };
             let command = CommandState {
                 id: i as u64,
-                spec: cmd,
+                name: "svc".into(),
                 restarts: tag as u32,
                 recent_restarts_unix_ms: vec![tag; 3],
                 last_exit: None,

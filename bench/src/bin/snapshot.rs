@@ -1,0 +1,268 @@
+//! Snapshot benchmark: size and encode+write time of the postcard snapshot against the
+//! same state as JSON, and the durable write against a bare write+fsync+rename.
+//!
+//! `cargo run --release -p arje-bench --bin snapshot [DURABLE_DIR_PARENT]`
+//!
+//! The /run copy is written to /dev/shm (tmpfs) if it exists, else /run, else the temp
+//! dir. The durable comparison runs in a temp directory under DURABLE_DIR_PARENT (default
+//! /var/tmp), which must be on a real disk to mean anything. Figures are medians and
+//! 90th percentiles of many repetitions; compare ratios, not absolute times.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arje_runtime::persist::{write_durable, write_run};
+use shuma_card::protocol::StatsSample;
+use shuma_card::snapshot::{encode, CommandState, LiveProcess, Snapshot, WorkspaceState};
+use shuma_card::spec::CpuMax;
+use shuma_card::{
+    CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+};
+
+/// Stats samples kept per workspace: a "short history" (one per 10 s for 80 s).
+const STATS_PER_WORKSPACE: u64 = 8;
+
+/// A workspace as a user would declare it: a service and a one-shot task, limits, a few
+/// environment variables, restart history, a live service process, recent stats.
+fn workspace(i: usize) -> WorkspaceState {
+    let mut web = CommandSpec::new(
+        "web",
+        CommandKind::Service,
+        vec![
+            "/usr/bin/python3".into(),
+            "-m".into(),
+            "http.server".into(),
+            format!("{}", 8000 + i % 1000),
+        ],
+    );
+    web.env = vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), format!("/home/ws-{i:05}")),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("APP_MODE".into(), "production".into()),
+    ];
+    web.cwd = Some(format!("/srv/ws-{i:05}"));
+    web.user = Some("app".into());
+    web.restart = RestartPolicy::Always;
+    let mut setup = CommandSpec::new(
+        "setup",
+        CommandKind::Task,
+        vec!["/bin/sh".into(), "-c".into(), "./migrate.sh".into()],
+    );
+    setup.env = web.env.clone();
+    setup.log = LogTarget::File(format!("/var/log/ws-{i:05}-setup.log"));
+    let base_ms = 1_763_000_000_000 + i as u64 * 1_000;
+    WorkspaceState {
+        spec: WorkspaceSpec {
+            name: format!("ws-{i:05}"),
+            limits: Limits {
+                memory_max: Some(512 << 20),
+                memory_high: Some(448 << 20),
+                memory_swap_max: None,
+                pids_max: Some(128),
+                cpu_max: Some(CpuMax {
+                    quota_us: 50_000,
+                    period_us: 100_000,
+                }),
+                cpu_weight: Some(100),
+                io_weight: None,
+            },
+            ttl_ms: Some(86_400_000),
+            commands: vec![web, setup],
+            ..WorkspaceSpec::default()
+        },
+        created_unix_ms: base_ms,
+        stopping: false,
+        commands: vec![
+            CommandState {
+                id: 2 * i as u64,
+                name: "web".into(),
+                restarts: 2,
+                recent_restarts_unix_ms: vec![base_ms + 5_000, base_ms + 9_000],
+                last_exit: Some(ExitStatus::Signal(9)),
+                done: false,
+                failed: None,
+                live: Some(LiveProcess {
+                    pid: 10_000 + i as i32,
+                    start_time_ticks: 1_234_567 + i as u64,
+                    started_unix_ms: base_ms + 9_100,
+                    stdout_fd: Some(100 + 2 * i as i32),
+                    stderr_fd: Some(101 + 2 * i as i32),
+                }),
+            },
+            CommandState {
+                id: 2 * i as u64 + 1,
+                name: "setup".into(),
+                restarts: 0,
+                recent_restarts_unix_ms: vec![],
+                last_exit: Some(ExitStatus::Code(0)),
+                done: true,
+                failed: None,
+                live: None,
+            },
+        ],
+        stats: (0..STATS_PER_WORKSPACE)
+            .map(|k| StatsSample {
+                unix_ms: base_ms + 60_000 + k * 10_000,
+                memory_current: Some((90 << 20) + k * 4096),
+                memory_peak: Some(120 << 20),
+                pids_current: Some(6),
+                cpu_usage_us: Some(3_000_000 + k * 12_345),
+                cpu_percent_x100: Some(250 + k as u32),
+            })
+            .collect(),
+    }
+}
+
+fn state(n: usize) -> Snapshot {
+    Snapshot {
+        written_unix_ms: 1_763_100_000_000,
+        boot_id: "59a17b52-3e5c-4c4b-9332-f98cfbe4e6db".into(),
+        arje_pid: 1,
+        next_event_id: 123_456,
+        next_command_id: 2 * n as u64,
+        workspaces: (0..n).map(workspace).collect(),
+        listener_fd: Some(3),
+    }
+}
+
+/// Median and 90th percentile of `reps` runs of `f`.
+fn measure(reps: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[reps / 2], times[(reps * 9 / 10).min(reps - 1)])
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn tmpfs_dir() -> PathBuf {
+    ["/dev/shm", "/run"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// The baseline: what any careful program does, without the directory fsync and with a
+/// fixed temp name.
+fn bare_write(dir: &Path, bytes: &[u8]) {
+    let temp = dir.join("bare.tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+    std::fs::rename(&temp, dir.join("bare.bin")).unwrap();
+}
+
+fn main() {
+    let durable_parent = std::env::args().nth(1).unwrap_or_else(|| "/var/tmp".into());
+    let run_parent = tmpfs_dir();
+    let run = tempfile::tempdir_in(&run_parent).expect("temp dir on tmpfs");
+
+    println!(
+        "snapshot size and encode+write_run to {} (tmpfs)",
+        run_parent.display()
+    );
+    println!(
+        "{:>10} {:>12} {:>12} {:>6} | {:>14} {:>14} {:>14} | {:>14} {:>14}",
+        "workspaces",
+        "postcard B",
+        "json B",
+        "ratio",
+        "encode med us",
+        "enc+wr med us",
+        "enc+wr p90 us",
+        "json e+w med",
+        "json e+w p90"
+    );
+    for (n, reps) in [(10, 2000), (1_000, 300), (10_000, 30)] {
+        let s = state(n);
+        let postcard_len = encode(&s).len();
+        let json_len = serde_json::to_vec(&s).unwrap().len();
+        let (enc_med, _) = measure(reps, || {
+            std::hint::black_box(encode(std::hint::black_box(&s)));
+        });
+        let (ew_med, ew_p90) = measure(reps, || write_run(run.path(), &encode(&s)).unwrap());
+        let json_dir = run.path().join("json");
+        std::fs::create_dir_all(&json_dir).unwrap();
+        let (jw_med, jw_p90) = measure(reps, || {
+            write_run(&json_dir, &serde_json::to_vec(&s).unwrap()).unwrap()
+        });
+        println!(
+            "{:>10} {:>12} {:>12} {:>6.2} | {:>14} {:>14} {:>14} | {:>14} {:>14}",
+            n,
+            postcard_len,
+            json_len,
+            postcard_len as f64 / json_len as f64,
+            us(enc_med),
+            us(ew_med),
+            us(ew_p90),
+            us(jw_med),
+            us(jw_p90)
+        );
+    }
+
+    let disk = tempfile::tempdir_in(&durable_parent).expect("temp dir for the durable comparison");
+    println!();
+    println!(
+        "durable write vs bare write+fsync+rename, same bytes, same dir ({})",
+        disk.path().display()
+    );
+    println!(
+        "{:>10} {:>10} {:>6} | {:>12} {:>12} | {:>12} {:>12} | {:>6}",
+        "workspaces",
+        "bytes",
+        "reps",
+        "durable med",
+        "durable p90",
+        "bare med",
+        "bare p90",
+        "ratio"
+    );
+    for (n, reps) in [(10, 200), (1_000, 200)] {
+        let bytes = encode(&state(n));
+        let (mut durable, mut bare) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        // Interleaved, so drift in the disk's behaviour hits both sides alike.
+        for _ in 0..reps {
+            let t = Instant::now();
+            write_durable(disk.path(), &bytes).unwrap();
+            durable.push(t.elapsed());
+            let t = Instant::now();
+            bare_write(disk.path(), &bytes);
+            bare.push(t.elapsed());
+        }
+        durable.sort();
+        bare.sort();
+        let (d_med, d_p90, b_med, b_p90) = (
+            durable[reps / 2],
+            durable[reps * 9 / 10],
+            bare[reps / 2],
+            bare[reps * 9 / 10],
+        );
+        println!(
+            "{:>10} {:>10} {:>6} | {:>9} us {:>9} us | {:>9} us {:>9} us | {:>6.2}",
+            n,
+            bytes.len(),
+            reps,
+            us(d_med),
+            us(d_p90),
+            us(b_med),
+            us(b_p90),
+            d_med.as_secs_f64() / b_med.as_secs_f64()
+        );
+    }
+}
