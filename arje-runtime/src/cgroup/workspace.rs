@@ -221,17 +221,17 @@ impl WorkspaceCgroup {
             key: key.to_string(),
         })?;
         let value = key.value(limits);
-        let watch_oom = key == LimitKey::MemoryMax;
-        let before = if watch_oom {
-            self.memory_events()?
-        } else {
-            MemoryEvents::default()
+        // The OOM count is a report, not a precondition: without memory.events (no memory
+        // controller) the write itself fails and says which file is missing.
+        let oom_counts = || match key {
+            LimitKey::MemoryMax => self.memory_events().ok(),
+            _ => None,
         };
+        let before = oom_counts();
         write_cgroup_file(&self.dir, key.file(), &value)?;
-        let delta = if watch_oom {
-            self.memory_events()?.since(&before)
-        } else {
-            MemoryEvents::default()
+        let delta = match (before, oom_counts()) {
+            (Some(before), Some(after)) => after.since(&before),
+            _ => MemoryEvents::default(),
         };
         Ok(LimitReport {
             file: key.file(),
