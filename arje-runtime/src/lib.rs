@@ -51,3 +51,4 @@ pub enum Outcome {
     /// inheritable; the caller execs `binary` with the same arguments.
     Reexec { binary: PathBuf },
 }
+pub use runtime::{Runtime, RuntimeError};

@@ -305,6 +305,17 @@ impl Runtime {
             }
         }
         let (ws, name) = (cmd.workspace.clone(), cmd.spec.name.clone());
+        // What the process wrote before it exited is in its pipes now: read it before
+        // anyone learns of the exit, so `run --wait` then `logs` sees all of it.
+        let pipes: Vec<u64> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.0 == id)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for p in pipes {
+            self.on_log(p);
+        }
         if let Some(leaf) = run.and_then(|r| r.leaf) {
             // Descendants that escaped the group may still be in it; rmdir fails with
             // EBUSY then, and the workspace's removal deals with them.

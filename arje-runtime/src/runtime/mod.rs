@@ -110,7 +110,8 @@ pub struct Runtime {
 impl Runtime {
     /// Block the handled signals, set up epoll, the timer, the control socket, and load
     /// the cards directory.
-    pub fn new(cfg: Config, cgroups: Cgroups) -> Result<Runtime, RuntimeError> {
+    pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
+        let cgroups = cg::setup(&cfg);
         let mut mask = SigSet::empty();
         for s in SIGNALS {
             mask.add(s);
@@ -199,6 +200,7 @@ impl Runtime {
 
     /// Run until a shutdown (PID 1), a stop signal (subreaper) or a re-exec request.
     pub fn run(&mut self) -> Outcome {
+        self.load_cards();
         let boottime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         log::info!(
             "control socket ready at {} (boottime {}.{:03}s)",

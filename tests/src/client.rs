@@ -1,0 +1,60 @@
+//! A minimal blocking client of the control protocol, for tests that need structured
+//! answers or raw frames (the `shuma` binary is driven separately).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use shuma_card::protocol::{
+    decode_payload, encode_frame, Request, Response, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
+};
+
+pub struct Client {
+    pub stream: UnixStream,
+}
+
+impl Client {
+    /// Connect and exchange Hello.
+    pub fn connect(socket: &Path) -> Client {
+        let mut c = Client::raw(socket);
+        match c.call(Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "arje-tests".into(),
+        }) {
+            Response::Hello { version, .. } => assert_eq!(version, PROTOCOL_VERSION),
+            other => panic!("unexpected Hello answer {other:?}"),
+        }
+        c
+    }
+
+    /// Connect without Hello.
+    pub fn raw(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+        Client { stream }
+    }
+
+    pub fn send(&mut self, req: &Request) {
+        self.stream
+            .write_all(&encode_frame(req))
+            .expect("send frame");
+    }
+
+    /// The next response, or None if the server closed the connection.
+    pub fn recv(&mut self) -> Option<Response> {
+        let mut len = [0u8; HEADER_LEN];
+        if self.stream.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        assert!(len <= MAX_FRAME, "server sent an oversized frame ({len})");
+        let mut buf = vec![0u8; len];
+        self.stream.read_exact(&mut buf).ok()?;
+        Some(decode_payload(&buf).expect("server frame decodes"))
+    }
+
+    pub fn call(&mut self, req: Request) -> Response {
+        self.send(&req);
+        self.recv().expect("server closed the connection")
+    }
+}

@@ -1,0 +1,191 @@
+//! Host-mode fixture: the real `arje-init --subreaper` on a temporary socket, driven
+//! by the real `shuma` binary and by [`Client`].
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, Once};
+
+use shuma_card::protocol::{Request, Response};
+use shuma_card::{Event, EventKind};
+
+use crate::client::Client;
+
+/// The workspace's target directory (`target/debug`), found from this test binary.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Build arje-init and shuma once per test process (cargo only builds the binaries of
+/// the package under test, so `cargo test -p arje-tests` alone would miss them).
+pub fn ensure_binaries() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let profile_release = bin_dir().ends_with("release");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "arje-init",
+            "-p",
+            "shuma",
+            "--manifest-path",
+        ])
+        .arg(&manifest);
+        if profile_release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of arje-init and shuma failed"
+        );
+    });
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    /// Everything arje-init logged to stderr.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Start with no cards.
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[], &[])
+    }
+
+    /// Start with these cards (file name, TOML) in the cards directory and extra args.
+    pub fn start_with(cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
+        ensure_binaries();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cards_dir = dir.path().join("cards");
+        std::fs::create_dir(&cards_dir).unwrap();
+        for (name, toml) in cards {
+            std::fs::write(cards_dir.join(name), toml).unwrap();
+        }
+        let socket = dir.path().join("control.sock");
+        let mut child = Command::new(bin_dir().join("arje-init"))
+            .arg("--subreaper")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--cards")
+            .arg(&cards_dir)
+            .arg("--state-dir")
+            .arg(dir.path().join("run"))
+            .args(extra)
+            .env("ARJE_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn arje-init");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        // Readiness is an event: the line arje-init logs once it listens.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("control socket ready") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        if rx.recv().is_err() {
+            let status = child.wait();
+            panic!(
+                "arje-init exited before ready ({status:?}): {:#?}",
+                log.lock().unwrap()
+            );
+        }
+        Daemon {
+            child,
+            dir,
+            socket,
+            log,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// Run the real `shuma` binary against this daemon.
+    pub fn shuma(&self, args: &[&str]) -> Output {
+        Command::new(bin_dir().join("shuma"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shuma")
+    }
+
+    /// Follow the journal from the start until `pred` has matched `n` events; returns
+    /// every event seen. Blocks on the socket: the daemon pushes events as they happen.
+    pub fn events_until(&self, n: usize, pred: impl Fn(&EventKind) -> bool) -> Vec<Event> {
+        let mut c = self.client();
+        c.send(&Request::Events {
+            after: None,
+            follow: true,
+        });
+        let mut seen = Vec::new();
+        let mut matched = 0;
+        while matched < n {
+            match c.recv() {
+                Some(Response::Events(evs)) => {
+                    for e in evs {
+                        if pred(&e.kind) {
+                            matched += 1;
+                        }
+                        seen.push(e);
+                    }
+                }
+                Some(other) => panic!("unexpected {other:?}"),
+                None => panic!("daemon closed the events stream; saw {seen:#?}"),
+            }
+        }
+        seen
+    }
+
+    /// SIGTERM and wait: returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id() as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait arje-init");
+        status.code()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// stdout of a command as text.
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr of a command as text.
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
