@@ -1,92 +1,208 @@
-//! The runtime's view of cgroups: a thin adapter over [`crate::cgroup`].
+//! The runtime's side of cgroups: choosing the tree at start, and turning the kernel's
+//! event files into journal events.
+//!
+//! Watched files (EPOLLPRI: the kernel notifies a modified cgroup file that way):
+//! - each workspace's `cgroup.events`, for `populated 0` once it is being stopped;
+//! - each workspace's `memory.events`: hierarchical, so it counts OOM kills and
+//!   memory.max / memory.high hits of every leaf below;
+//! - each run's leaf `pids.events`: before Linux 6.13 a refused fork is counted in the
+//!   forking task's cgroup, not where pids.max is set.
 
-use std::os::fd::BorrowedFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
-use shuma_card::protocol::Capability;
-use shuma_card::Limits;
+use shuma_card::protocol::Mode;
+use shuma_card::EventKind;
 
-/// Set up cgroups for the mode: PID 1 uses /sys/fs/cgroup, a subreaper the
-/// `--cgroup-root` it was given; without one, nothing is enforced and `shuma caps` says so.
+use super::Runtime;
+use crate::cgroup::{read_events, Cgroups, EventsFile, MemoryEvents, Setup};
+use crate::token::Token;
+
+/// Choose and set up the cgroup tree for the mode. Never fails: without a usable tree
+/// every limit is reported as not enforced, with the reason.
 pub fn setup(cfg: &crate::Config) -> Cgroups {
-    match &cfg.cgroup_root {
-        None => {
-            Cgroups::disabled("no cgroup root given (subreaper mode without --cgroup-root)".into())
+    let (root, mode) = match (&cfg.mode, &cfg.cgroup_root) {
+        (_, Some(root)) => (root.clone(), if cfg.mode == Mode::Pid1 { Setup::Pid1 } else { Setup::Subreaper }),
+        (Mode::Pid1, None) => (PathBuf::from("/sys/fs/cgroup"), Setup::Pid1),
+        (Mode::Subreaper, None) => {
+            return Cgroups::disabled(
+                "no cgroup root given: start arje-init with --cgroup-root PATH on a delegated cgroup v2 directory".into(),
+            )
         }
-        Some(_) => Cgroups::disabled("cgroup support is not wired up yet".into()),
-    }
-}
-
-pub struct Cgroups {
-    reason: String,
-}
-
-impl Cgroups {
-    pub fn disabled(reason: String) -> Self {
-        Cgroups { reason }
-    }
-
-    pub fn create_workspace(
-        &self,
-        _name: &str,
-        limits: &Limits,
-    ) -> Result<(Option<WorkspaceCgroup>, Vec<String>), String> {
-        let mut w = Vec::new();
-        if limits.memory_max.is_some() {
-            w.push(format!("memory.max not enforced: {}", self.reason));
+    };
+    match Cgroups::setup(&root, std::process::id(), mode) {
+        Ok(cg) => {
+            log::info!(
+                "cgroups: workspaces under {} with controllers {:?}",
+                cg.subtree()
+                    .map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
+                cg.enabled_controllers()
+            );
+            for cap in cg.capabilities().iter().filter(|c| !c.enforced) {
+                log::warn!("cgroups: {} not enforced: {}", cap.name, cap.detail);
+            }
+            cg
         }
-        if limits.pids_max.is_some() {
-            w.push(format!("pids.max not enforced: {}", self.reason));
+        Err(e) => {
+            log::warn!("cgroups: {e}; no limit will be enforced");
+            Cgroups::disabled(e.to_string())
         }
-        Ok((None, w))
-    }
-
-    pub fn capabilities(&self) -> Vec<Capability> {
-        Vec::new()
     }
 }
 
-pub struct WorkspaceCgroup {
-    path: PathBuf,
+/// One watched cgroup event file.
+pub struct Watch {
+    pub workspace: String,
+    /// The command whose run leaf this is, for leaf files.
+    pub command: Option<u64>,
+    pub which: EventsFile,
+    pub fd: OwnedFd,
+    /// Counters last seen: memory.events, or pids.events `max` in `.max`.
+    pub last: MemoryEvents,
 }
 
-impl WorkspaceCgroup {
-    pub fn path(&self) -> &Path {
-        &self.path
+impl Runtime {
+    pub(crate) fn add_watch(
+        &mut self,
+        workspace: &str,
+        command: Option<u64>,
+        which: EventsFile,
+        fd: OwnedFd,
+    ) {
+        let id = self.next_watch;
+        self.next_watch += 1;
+        let text = read_events(fd.as_fd()).unwrap_or_default();
+        let last = match which {
+            EventsFile::Memory => MemoryEvents::parse(&text),
+            EventsFile::Pids => MemoryEvents {
+                max: crate::cgroup::parse_pids_events(&text),
+                ..Default::default()
+            },
+            EventsFile::Cgroup => MemoryEvents::default(),
+        };
+        if self.register(fd.as_fd(), Token::Cgroup(id), true).is_ok() {
+            self.watches.insert(
+                id,
+                Watch {
+                    workspace: workspace.to_string(),
+                    command,
+                    which,
+                    fd,
+                    last,
+                },
+            );
+        }
     }
-    pub fn create_leaf(&self, _name: &str) -> Result<Leaf, String> {
-        Err("unsupported".into())
-    }
-    pub fn populated(&self) -> Result<bool, String> {
-        Ok(false)
-    }
-    pub fn kill(&self) -> Result<(), String> {
-        Ok(())
-    }
-    pub fn remove(&self) -> Result<(), String> {
-        Ok(())
-    }
-    pub fn set_limits(&self, _l: &Limits) -> Result<(), String> {
-        Ok(())
-    }
-}
 
-pub struct Leaf {
-    dir: std::os::fd::OwnedFd,
-}
+    /// Stop watching every file of a workspace (`command: None`) or of one run.
+    pub(crate) fn drop_watches(&mut self, workspace: &str, command: Option<u64>) {
+        let ids: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| {
+                w.workspace == workspace && (command.is_none() || w.command == command)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(w) = self.watches.remove(&id) {
+                self.unregister(w.fd.as_fd());
+            }
+        }
+    }
 
-impl Leaf {
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.dir.as_fd()
+    /// Register the workspace's cgroup event files with epoll.
+    pub(crate) fn watch_workspace(&mut self, name: &str) {
+        let Some(cg) = self.workspaces.get(name).and_then(|w| w.cgroup.as_ref()) else {
+            return;
+        };
+        let files: Vec<(EventsFile, OwnedFd)> = [EventsFile::Cgroup, EventsFile::Memory]
+            .into_iter()
+            .filter_map(|which| cg.open_events_file(which).ok().map(|fd| (which, fd)))
+            .collect();
+        for (which, fd) in files {
+            self.add_watch(name, None, which, fd);
+        }
     }
-    pub fn kill(&self) -> Result<(), String> {
-        Ok(())
+
+    /// A watched file changed.
+    pub(crate) fn on_cgroup_event(&mut self, id: u64) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        // Reading from offset 0 also re-arms the notification.
+        let text = match read_events(w.fd.as_fd()) {
+            Ok(t) => t,
+            Err(_) => return, // The cgroup was removed under us; its watch goes soon.
+        };
+        let ws = w.workspace.clone();
+        match w.which {
+            EventsFile::Cgroup => {
+                if crate::cgroup::parse_populated(&text) == Some(false) {
+                    self.workspace_progress(&ws);
+                }
+            }
+            EventsFile::Memory => {
+                let now = MemoryEvents::parse(&text);
+                let delta = now.since(&w.last);
+                w.last = now;
+                if delta.oom_kill > 0 {
+                    let command = self.oom_victims(&ws);
+                    self.event(EventKind::OomKill {
+                        workspace: ws.clone(),
+                        command,
+                        count: now.oom_kill,
+                    });
+                }
+                if delta.max > 0 {
+                    self.event(EventKind::MemoryLimit {
+                        workspace: ws.clone(),
+                        which: "memory.max".into(),
+                        count: now.max,
+                    });
+                }
+                if delta.high > 0 {
+                    self.event(EventKind::MemoryLimit {
+                        workspace: ws,
+                        which: "memory.high".into(),
+                        count: now.high,
+                    });
+                }
+            }
+            EventsFile::Pids => {
+                let max = crate::cgroup::parse_pids_events(&text);
+                if max > w.last.max {
+                    w.last.max = max;
+                    self.event(EventKind::PidsMax {
+                        workspace: ws,
+                        count: max,
+                    });
+                }
+            }
+        }
     }
-    pub fn oom_killed(&self) -> bool {
-        false
-    }
-    pub fn remove(&self) -> Result<(), String> {
-        Ok(())
+
+    /// Which running commands of the workspace had a task OOM-killed since last asked:
+    /// their leaves' memory.events say so. Names joined with commas.
+    fn oom_victims(&mut self, ws: &str) -> Option<String> {
+        let ids = self.workspaces.get(ws)?.commands.clone();
+        let mut names = Vec::new();
+        for id in ids {
+            let Some(cmd) = self.commands.get_mut(&id) else {
+                continue;
+            };
+            let Some(run) = cmd.run.as_mut() else {
+                continue;
+            };
+            let Some(leaf) = run.leaf.as_ref() else {
+                continue;
+            };
+            let kills = leaf.memory_events().map_or(0, |m| m.oom_kill);
+            if kills > run.oom_kills_seen {
+                run.oom_kills_seen = kills;
+                names.push(cmd.spec.name.clone());
+            }
+        }
+        (!names.is_empty()).then(|| names.join(","))
     }
 }

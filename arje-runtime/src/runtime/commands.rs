@@ -24,7 +24,9 @@ pub struct Run {
     pub started: Instant,
     pub started_unix_ms: u64,
     /// The leaf cgroup this run was born in.
-    pub leaf: Option<super::cg::Leaf>,
+    pub leaf: Option<crate::cgroup::Leaf>,
+    /// `oom_kill` of the leaf's memory.events last reported.
+    pub oom_kills_seen: u64,
 }
 
 pub struct Command {
@@ -231,7 +233,7 @@ impl Runtime {
             None => None,
         };
         let target = leaf.as_ref().map(|l| CgroupTarget {
-            dir: l.dir(),
+            dir: l.fd(),
             procs: None,
         });
         let stdio: [BorrowedFd<'_>; 3] = [self.dev_null.as_fd(), out_w.as_fd(), err_w.as_fd()];
@@ -242,6 +244,12 @@ impl Runtime {
         drop(out_w);
         drop(err_w);
         let pid = spawned.pid;
+        if let Some(fd) = leaf
+            .as_ref()
+            .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
+        {
+            self.add_watch(&ws, Some(id), crate::cgroup::EventsFile::Pids, fd);
+        }
         let mut open = 0;
         for (is_err, fd) in pipes {
             let pid_id = self.next_pipe;
@@ -260,6 +268,7 @@ impl Runtime {
                 started: Instant::now(),
                 started_unix_ms: unix_ms(),
                 leaf,
+                oom_kills_seen: 0,
             });
         }
         Ok(pid)
@@ -300,7 +309,7 @@ impl Runtime {
         if let (ExitStatus::Signal(9), Some(leaf)) =
             (status, run.as_ref().and_then(|r| r.leaf.as_ref()))
         {
-            if leaf.oom_killed() {
+            if leaf.memory_events().is_ok_and(|m| m.oom_kill > 0) {
                 status = ExitStatus::OomKilled;
             }
         }
@@ -316,10 +325,14 @@ impl Runtime {
         for p in pipes {
             self.on_log(p);
         }
-        if let Some(leaf) = run.and_then(|r| r.leaf) {
+        self.drop_watches(&ws, Some(id));
+        if let (Some(leaf), Some(cg)) = (
+            run.and_then(|r| r.leaf),
+            self.workspaces.get(&ws).and_then(|w| w.cgroup.as_ref()),
+        ) {
             // Descendants that escaped the group may still be in it; rmdir fails with
             // EBUSY then, and the workspace's removal deals with them.
-            let _ = leaf.remove();
+            let _ = cg.remove_leaf(leaf.name());
         }
         self.event(EventKind::CommandExited {
             workspace: ws.clone(),

@@ -23,13 +23,13 @@ use rustix::event::epoll;
 use shuma_card::protocol::{Mode, Response, ShutdownKind};
 use shuma_card::{EventKind, WorkspaceSpec};
 
+use crate::cgroup::Cgroups;
 use crate::control::{self, Conn, Follow, ReadOutcome};
 use crate::journal::{Journal, DEFAULT_JOURNAL};
 use crate::sys::spawn::Spawner;
 use crate::timers::{TimerAction, Timers};
 use crate::token::Token;
 use crate::{Config, Outcome};
-use cg::Cgroups;
 
 pub use commands::Command;
 pub use workspaces::Workspace;
@@ -99,6 +99,8 @@ pub struct Runtime {
     journal: Journal,
     spawner: Spawner,
     cgroups: Cgroups,
+    watches: HashMap<u64, cg::Watch>,
+    next_watch: u64,
     dev_null: OwnedFd,
     started: Instant,
     stopping: Option<Stopping>,
@@ -147,6 +149,8 @@ impl Runtime {
             journal: Journal::new(DEFAULT_JOURNAL, 1),
             spawner: Spawner::default(),
             cgroups,
+            watches: HashMap::new(),
+            next_watch: 1,
             dev_null,
             started: Instant::now(),
             stopping: None,
@@ -358,7 +362,8 @@ impl Runtime {
                 self.stop_workspace(&name, None, false);
             }
             TimerAction::ShutdownDeadline => self.shutdown_deadline(),
-            TimerAction::Durable | TimerAction::Stats => {}
+            TimerAction::Stats => self.sample_stats(),
+            TimerAction::Durable => {}
         }
     }
 

@@ -282,27 +282,46 @@ impl Runtime {
         let mut limits = ws.spec.limits.clone();
         shuma_card::units::parse_limit(key, value, &mut limits)
             .map_err(|e| (ErrorCode::Invalid, e))?;
-        match &ws.cgroup {
+        let report = match &ws.cgroup {
             Some(cg) => cg
-                .set_limits(&limits)
+                .set_limit(key, &limits)
                 .map_err(|e| (ErrorCode::Internal, e.to_string()))?,
             None => {
+                let why = self.cgroups.unenforced(&limits).join("; ");
                 return Err((
                     ErrorCode::Unsupported,
-                    format!("workspace {name} has no cgroup: {key} cannot be enforced here"),
-                ))
+                    format!("workspace {name} has no cgroup, so {key} cannot be enforced: {why}"),
+                ));
             }
-        }
+        };
         ws.spec.limits = limits;
+        let mut value = format!("{} = {}", report.file, report.value);
+        if report.oom_kill > 0 {
+            value.push_str(&format!(
+                " (the write made the OOM killer kill {} task(s))",
+                report.oom_kill
+            ));
+        }
         self.event(shuma_card::EventKind::LimitChanged {
             workspace: name.into(),
             key: key.into(),
-            value: value.into(),
+            value,
         });
         Ok(())
     }
 
-    fn stats_of(&self, _name: &str) -> Vec<shuma_card::protocol::StatsSample> {
-        Vec::new()
+    /// The history, plus a fresh sample so a new workspace has one to show.
+    fn stats_of(&self, name: &str) -> Vec<shuma_card::protocol::StatsSample> {
+        let Some(ws) = self.workspaces.get(name) else {
+            return Vec::new();
+        };
+        let mut samples: Vec<_> = ws.stats.iter().cloned().collect();
+        if let Some(Ok(mut now)) = ws.cgroup.as_ref().map(|cg| cg.stats()) {
+            if let Some(prev) = samples.last() {
+                now.cpu_percent_x100 = crate::cgroup::cpu_percent_x100(prev, &now);
+            }
+            samples.push(now);
+        }
+        samples
     }
 }

@@ -16,10 +16,17 @@ pub struct Workspace {
     pub state: WsState,
     /// Command ids, in creation order.
     pub commands: Vec<u64>,
-    pub cgroup: Option<super::cg::WorkspaceCgroup>,
+    pub cgroup: Option<crate::cgroup::WorkspaceCgroup>,
     /// Limits the card asks for that this host does not enforce.
     pub unenforced: Vec<String>,
+    /// Recent cgroup statistics, oldest first, at most [`STATS_HISTORY`].
+    pub stats: std::collections::VecDeque<shuma_card::protocol::StatsSample>,
 }
+
+/// Samples of statistics kept per workspace.
+pub const STATS_HISTORY: usize = 60;
+/// How often statistics are sampled while any workspace has a cgroup.
+pub const STATS_EVERY: Duration = Duration::from_secs(2);
 
 impl Workspace {
     pub fn info(&self, rt: &Runtime) -> WorkspaceInfo {
@@ -70,10 +77,15 @@ impl Runtime {
             return Err((ErrorCode::Limit, format!("at most {MAX_COMMANDS} commands")));
         }
         // Limits are written before anything runs in the workspace.
-        let (cgroup, warnings) = self
-            .cgroups
-            .create_workspace(&spec.name, &spec.limits)
-            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        let (cgroup, warnings) = if self.cgroups.is_enabled() {
+            let (cg, warnings) = self
+                .cgroups
+                .create_workspace(&spec.name, &spec.limits)
+                .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            (Some(cg), warnings)
+        } else {
+            (None, self.cgroups.unenforced(&spec.limits))
+        };
         let name = spec.name.clone();
         let mut ws = Workspace {
             spec: spec.clone(),
@@ -84,6 +96,7 @@ impl Runtime {
             commands: Vec::new(),
             cgroup,
             unenforced: warnings.clone(),
+            stats: std::collections::VecDeque::new(),
         };
         let mut ids = Vec::new();
         for cmd in &spec.commands {
@@ -100,7 +113,13 @@ impl Runtime {
                 TimerAction::WorkspaceTtl(name.clone()),
             );
         }
+        let first_cgroup =
+            ws.cgroup.is_some() && !self.workspaces.values().any(|w| w.cgroup.is_some());
         self.workspaces.insert(name.clone(), ws);
+        if first_cgroup {
+            self.timers
+                .add(Instant::now() + STATS_EVERY, TimerAction::Stats);
+        }
         self.watch_workspace(&name);
         self.event(EventKind::WorkspaceCreated {
             workspace: name.clone(),
@@ -212,7 +231,7 @@ impl Runtime {
         let Some(ws) = self.workspaces.remove(name) else {
             return;
         };
-        self.unwatch_workspace(name);
+        self.drop_watches(name, None);
         if let Some(cg) = &ws.cgroup {
             if let Err(e) = cg.remove() {
                 log::warn!("{e}");
@@ -264,14 +283,39 @@ impl Runtime {
         self.remove_workspace(name);
     }
 
-    /// Register the workspace's cgroup event files with epoll.
-    fn watch_workspace(&mut self, _name: &str) {}
-
-    fn unwatch_workspace(&mut self, _name: &str) {}
-
-    pub(crate) fn on_cgroup_event(&mut self, _id: u64) {}
-
+    /// A command was OOM-killed: the card says whether the workspace goes on (the
+    /// restart policy applies) or is stopped.
     pub(crate) fn on_oom(&mut self, ws: &str, command: &str) {
-        let _ = (ws, command);
+        let stop = self
+            .workspaces
+            .get(ws)
+            .is_some_and(|w| w.spec.on_oom == shuma_card::spec::OomAction::StopWorkspace);
+        if stop {
+            log::warn!("workspace {ws}: {command} was OOM-killed and the card says stop-workspace");
+            self.stop_workspace(ws, None, false);
+        }
+    }
+}
+
+impl Runtime {
+    /// Sample every workspace's cgroup; re-arms itself while any workspace has one.
+    pub(crate) fn sample_stats(&mut self) {
+        let mut any = false;
+        for ws in self.workspaces.values_mut() {
+            let Some(cg) = &ws.cgroup else { continue };
+            any = true;
+            let Ok(mut sample) = cg.stats() else { continue };
+            if let Some(prev) = ws.stats.back() {
+                sample.cpu_percent_x100 = crate::cgroup::cpu_percent_x100(prev, &sample);
+            }
+            if ws.stats.len() == STATS_HISTORY {
+                ws.stats.pop_front();
+            }
+            ws.stats.push_back(sample);
+        }
+        if any {
+            self.timers
+                .add(Instant::now() + STATS_EVERY, TimerAction::Stats);
+        }
     }
 }
