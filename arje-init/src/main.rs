@@ -7,7 +7,6 @@
 mod args;
 mod logger;
 mod pid1;
-mod runtime;
 mod subreaper;
 
 use std::os::unix::process::CommandExt;
@@ -75,7 +74,7 @@ fn run_under_another_init(args: Args) -> i32 {
         cgroup_root: args.cgroup_root,
         shutdown_timeout: args.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
     };
-    let mut runtime = match runtime::Runtime::new(config) {
+    let mut runtime = match arje_runtime::Runtime::new(config) {
         Ok(r) => r,
         Err(e) => {
             log::error!("the runtime failed to start: {e}");

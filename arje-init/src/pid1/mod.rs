@@ -15,11 +15,10 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use arje_runtime::{Config, Mode, Outcome, ShutdownKind};
+use arje_runtime::{Config, Mode, Outcome, Runtime, ShutdownKind};
 
 use crate::args::Args;
 use crate::logger;
-use crate::runtime::Runtime;
 use cmdline::BootParams;
 
 /// Where the control socket and the /run snapshot live as PID 1.
