@@ -48,7 +48,8 @@ pub const MAX_SNAPSHOT: usize = 64 << 20;
 /// The slice-by-16 table (16 KiB of static data) checksums a 1 MB snapshot several
 /// times faster than the default byte-wise table, which would otherwise cost more than the
 /// encoding itself.
-const CHECKSUM: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+const CHECKSUM: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// What arje remembers. Field order is part of the v1 encoding: never reorder, never
 /// insert; change the schema only through a new version (see `docs/STATE.md`).
@@ -203,9 +204,20 @@ impl std::error::Error for SnapshotError {}
 
 /// Encodes `s` as a current-version snapshot file (header and payload).
 pub fn encode(s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(s, &mut out);
+    out
+}
+
+/// Like [`encode`], into `out` (cleared first), reusing its capacity. The loop encodes on
+/// every change; keeping one buffer avoids regrowing a megabyte-sized `Vec` each time,
+/// which cost about a quarter of the encode time of 1,000 workspaces.
+pub fn encode_into(s: &Snapshot, out: &mut Vec<u8>) {
     // Reserve the header, serialise behind it, then fill the header in: no copy of the
     // payload.
-    let buf = VecFlavor(vec![0u8; HEADER_LEN]);
+    out.clear();
+    out.resize(HEADER_LEN, 0);
+    let buf = VecFlavor(std::mem::take(out));
     let mut buf = postcard::serialize_with_flavor(s, buf).expect("postcard into a Vec cannot fail");
     let payload_len = buf.len() - HEADER_LEN;
     let crc = CHECKSUM.checksum(&buf[HEADER_LEN..]);
@@ -216,7 +228,7 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
     let len32 = u32::try_from(payload_len).unwrap_or(u32::MAX);
     buf[12..16].copy_from_slice(&len32.to_le_bytes());
     buf[16..20].copy_from_slice(&crc.to_le_bytes());
-    buf
+    *out = buf;
 }
 
 /// Decodes a snapshot file of any version that ever shipped, converted to the current
@@ -325,6 +337,26 @@ mod tests {
         assert_eq!(u32_le(&bytes[8..12]), SNAPSHOT_VERSION);
         assert_eq!(u32_le(&bytes[12..16]) as usize, bytes.len() - HEADER_LEN);
         assert_eq!(decode(&bytes), Ok(s));
+    }
+
+    #[test]
+    fn test_encode_into_reused_buffer_equals_encode() {
+        // Arrange: a buffer holding a larger, older snapshot.
+        let big = Snapshot {
+            boot_id: "x".repeat(1000),
+            ..Snapshot::default()
+        };
+        let small = Snapshot {
+            next_event_id: 3,
+            ..Snapshot::default()
+        };
+        let mut buf = encode(&big);
+
+        // Act
+        encode_into(&small, &mut buf);
+
+        // Assert
+        assert_eq!(buf, encode(&small));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use arje_runtime::persist::{write_durable, write_run};
 use shuma_card::protocol::StatsSample;
-use shuma_card::snapshot::{encode, CommandState, LiveProcess, Snapshot, WorkspaceState};
+use shuma_card::snapshot::{
+    encode, encode_into, CommandState, LiveProcess, Snapshot, WorkspaceState,
+};
 use shuma_card::spec::CpuMax;
 use shuma_card::{
     CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
@@ -168,6 +170,16 @@ fn bare_write(dir: &Path, bytes: &[u8]) {
     std::fs::rename(&temp, dir.join("bare.bin")).unwrap();
 }
 
+/// The baseline plus the directory fsync: isolates what the directory fsync costs.
+fn bare_write_dirsync(dir: &Path, bytes: &[u8]) {
+    bare_write(dir, bytes);
+    std::fs::File::open(dir).unwrap().sync_all().unwrap();
+}
+
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
 fn main() {
     let durable_parent = std::env::args().nth(1).unwrap_or_else(|| "/var/tmp".into());
     let run_parent = tmpfs_dir();
@@ -193,10 +205,14 @@ fn main() {
         let s = state(n);
         let postcard_len = encode(&s).len();
         let json_len = serde_json::to_vec(&s).unwrap().len();
-        let (enc_med, _) = measure(reps, || {
-            std::hint::black_box(encode(std::hint::black_box(&s)));
+        let mut buf = Vec::new();
+        let (enc_med, _) = measure(reps, || encode_into(std::hint::black_box(&s), &mut buf));
+        // As the loop does it: one buffer kept across turns.
+        let mut buf = Vec::new();
+        let (ew_med, ew_p90) = measure(reps, || {
+            encode_into(&s, &mut buf);
+            write_run(run.path(), &buf).unwrap()
         });
-        let (ew_med, ew_p90) = measure(reps, || write_run(run.path(), &encode(&s)).unwrap());
         let json_dir = run.path().join("json");
         std::fs::create_dir_all(&json_dir).unwrap();
         let (jw_med, jw_p90) = measure(reps, || {
@@ -223,7 +239,7 @@ fn main() {
         disk.path().display()
     );
     println!(
-        "{:>10} {:>10} {:>6} | {:>12} {:>12} | {:>12} {:>12} | {:>6}",
+        "{:>10} {:>10} {:>5} | {:>12} {:>12} | {:>12} {:>12} | {:>12} {:>12} | {:>6} {:>6}",
         "workspaces",
         "bytes",
         "reps",
@@ -231,38 +247,47 @@ fn main() {
         "durable p90",
         "bare med",
         "bare p90",
-        "ratio"
+        "bare+dir med",
+        "bare+dir p90",
+        "d/bare",
+        "d/b+dir"
     );
     for (n, reps) in [(10, 200), (1_000, 200)] {
         let bytes = encode(&state(n));
-        let (mut durable, mut bare) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
-        // Interleaved, so drift in the disk's behaviour hits both sides alike.
+        let mut times = [
+            Vec::with_capacity(reps),
+            Vec::with_capacity(reps),
+            Vec::with_capacity(reps),
+        ];
+        // Interleaved, so drift in the disk's behaviour hits every variant alike.
         for _ in 0..reps {
             let t = Instant::now();
             write_durable(disk.path(), &bytes).unwrap();
-            durable.push(t.elapsed());
+            times[0].push(t.elapsed());
             let t = Instant::now();
             bare_write(disk.path(), &bytes);
-            bare.push(t.elapsed());
+            times[1].push(t.elapsed());
+            let t = Instant::now();
+            bare_write_dirsync(disk.path(), &bytes);
+            times[2].push(t.elapsed());
         }
-        durable.sort();
-        bare.sort();
-        let (d_med, d_p90, b_med, b_p90) = (
-            durable[reps / 2],
-            durable[reps * 9 / 10],
-            bare[reps / 2],
-            bare[reps * 9 / 10],
-        );
+        for t in &mut times {
+            t.sort();
+        }
+        let [durable, bare, dirsync] = &times;
         println!(
-            "{:>10} {:>10} {:>6} | {:>9} us {:>9} us | {:>9} us {:>9} us | {:>6.2}",
+            "{:>10} {:>10} {:>5} | {:>9} us {:>9} us | {:>9} us {:>9} us | {:>9} us {:>9} us | {:>6.2} {:>6.2}",
             n,
             bytes.len(),
             reps,
-            us(d_med),
-            us(d_p90),
-            us(b_med),
-            us(b_p90),
-            d_med.as_secs_f64() / b_med.as_secs_f64()
+            us(pct(durable, 50)),
+            us(pct(durable, 90)),
+            us(pct(bare, 50)),
+            us(pct(bare, 90)),
+            us(pct(dirsync, 50)),
+            us(pct(dirsync, 90)),
+            pct(durable, 50).as_secs_f64() / pct(bare, 50).as_secs_f64(),
+            pct(durable, 50).as_secs_f64() / pct(dirsync, 50).as_secs_f64(),
         );
     }
 }
