@@ -11,6 +11,8 @@ pub enum Token {
     Log(u64),
     /// A workspace's `cgroup.events` or `memory.events` / `pids.events`.
     Cgroup(u64),
+    /// The pidfd of a command's live process: readable when it exits.
+    Child(u64),
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -24,6 +26,7 @@ impl Token {
             Token::Conn(id) => (4, id),
             Token::Log(id) => (5, id),
             Token::Cgroup(id) => (6, id),
+            Token::Child(id) => (7, id),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -37,6 +40,7 @@ impl Token {
             4 => Token::Conn(id),
             5 => Token::Log(id),
             6 => Token::Cgroup(id),
+            7 => Token::Child(id),
             _ => return None,
         })
     }

@@ -1,1 +1,92 @@
 //! Shared helpers of the benchmark programs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The directory of this benchmark's binary (`target/release`), where the workspace's
+/// other binaries are built too.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().expect("bin dir").to_path_buf()
+}
+
+/// Compile a tiny static program (no libc: one syscall in `_start`) with the system C
+/// compiler; returns its path. `body` is the C statements of `_start`.
+pub fn tiny_static(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let out = dir.join(name);
+    std::fs::write(
+        &src,
+        format!(
+            "static long sys1(long n, long a) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
+             void _start(void) {{ {body} for (;;) sys1(60, 0); }}\n"
+        ),
+    )
+    .unwrap();
+    let status = Command::new("cc")
+        .args(["-static", "-nostdlib", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {name}");
+    out
+}
+
+/// arje-init in subreaper mode on a socket in `dir`, started and ready.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
+        let socket = dir.join("control.sock");
+        let mut child = Command::new(bin_dir().join("arje-init"))
+            .arg("--subreaper")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("run"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn arje-init (build it: cargo build --release -p arje-init)");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line
+                .expect("read arje-init log")
+                .contains("control socket ready")
+            {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Daemon { child, socket }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

@@ -260,6 +260,9 @@ impl Runtime {
             }
         }
         self.pids.insert(pid, id);
+        if let Err(e) = self.register(spawned.pidfd.as_fd(), Token::Child(id), false) {
+            log::error!("epoll_ctl for the pidfd of pid {pid}: {e}");
+        }
         if let Some(cmd) = self.commands.get_mut(&id) {
             cmd.open_pipes = open;
             cmd.run = Some(Run {
@@ -274,11 +277,37 @@ impl Runtime {
         Ok(pid)
     }
 
-    /// SIGCHLD: reap every child that has exited. SIGCHLDs merge, so one signal may
-    /// stand for many exits: loop until nothing is left. This is the only place arje
-    /// reaps, so a tracked child's status is never stolen or reaped twice; a pid that
-    /// is not in the table is an orphan the kernel reparented to us.
-    pub(crate) fn reap(&mut self) {
+    /// A command's pidfd is readable: its process exited. Reap exactly that process
+    /// (O(1), whatever the number of other children). The child was started with exit
+    /// signal 0, so only `__WALL` sees it and no orphan reap can take its status.
+    pub(crate) fn on_child(&mut self, id: u64) {
+        let Some(run) = self.commands.get(&id).and_then(|c| c.run.as_ref()) else {
+            return;
+        };
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
+        let status = match waitid(Id::PIDFd(run.pidfd.as_fd()), flags) {
+            Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => ExitStatus::Signal(sig as i32),
+            // Not exited after all (a spurious wakeup), or a stop/continue report.
+            Ok(_) | Err(nix::Error::EINTR) => return,
+            Err(e) => {
+                // ECHILD would mean someone else reaped it: record the run as ended
+                // rather than keep a dead pid on the books forever.
+                log::error!("waitid on the pidfd of pid {}: {e}", run.pid);
+                ExitStatus::Signal(0)
+            }
+        };
+        // No EPOLL_CTL_DEL: the pidfd is closed with the run in on_exit, and closing
+        // the only reference to a file removes it from epoll.
+        let pid = run.pid;
+        self.on_exit(pid, status);
+    }
+
+    /// SIGCHLD: reap orphans the kernel reparented to us (we are PID 1 or a
+    /// subreaper). SIGCHLDs merge, so one signal may stand for many exits: loop until
+    /// nothing is left. Commands arje started are clone children (exit signal 0): this
+    /// `waitid(P_ALL)` without `__WALL` never sees them.
+    pub(crate) fn reap_orphans(&mut self) {
         loop {
             let status = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), ExitStatus::Code(code)),
@@ -288,7 +317,7 @@ impl Runtime {
                 Ok(WaitStatus::StillAlive) => return,
                 Ok(_) => continue,
                 Err(nix::Error::EINTR) => continue,
-                Err(_) => return, // ECHILD: no children at all.
+                Err(_) => return, // ECHILD: no such children at all.
             };
             self.on_exit(status.0, status.1);
         }
@@ -394,9 +423,8 @@ impl Runtime {
             }
         }
         if eof {
-            if let Some((_, _, fd)) = self.pipes.remove(&pipe_id) {
-                self.unregister(fd.as_fd());
-            }
+            // Dropping the read end (its only reference) also removes it from epoll.
+            self.pipes.remove(&pipe_id);
             if let Some(cmd) = self.commands.get_mut(&cmd_id) {
                 cmd.open_pipes = cmd.open_pipes.saturating_sub(1);
             }
@@ -472,9 +500,9 @@ impl Runtime {
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| format!("pipe: {e}"))?;
-    let fl = rustix::fs::fcntl_getfl(&r).map_err(|e| format!("fcntl: {e}"))?;
-    rustix::fs::fcntl_setfl(&r, fl | rustix::fs::OFlags::NONBLOCK)
-        .map_err(|e| format!("fcntl: {e}"))?;
+    // A new pipe's read end has no status flags but O_RDONLY (which F_SETFL keeps),
+    // so no F_GETFL round trip is needed.
+    rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).map_err(|e| format!("fcntl: {e}"))?;
     Ok((r, w))
 }
 

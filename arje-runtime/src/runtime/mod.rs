@@ -107,6 +107,7 @@ pub struct Runtime {
     orphans_reaped: u64,
     /// Something the snapshot holds changed during this loop turn.
     dirty: bool,
+    epoll_buf: Vec<epoll::Event>,
 }
 
 impl Runtime {
@@ -156,6 +157,7 @@ impl Runtime {
             stopping: None,
             orphans_reaped: 0,
             dirty: false,
+            epoll_buf: Vec::with_capacity(256),
             cfg,
         };
         rt.register(rt.signals.as_fd(), Token::Signal, false)
@@ -212,49 +214,72 @@ impl Runtime {
             boottime.tv_sec,
             boottime.tv_nsec / 1_000_000
         );
-        let mut events = Vec::with_capacity(256);
         loop {
-            events.clear();
-            match epoll::wait(
-                &self.epoll,
-                rustix::buffer::spare_capacity(&mut events),
-                None,
-            ) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    // EBADF/EINVAL would mean our own epoll fd is broken: nothing else
-                    // can wake us, so log and keep trying rather than exit.
-                    log::error!("epoll_wait: {e}");
-                    continue;
-                }
-            }
-            for ev in &events {
-                let data = ev.data.u64();
-                let Some(token) = Token::decode(data) else {
-                    continue;
-                };
-                // A panic in one handler is contained here: it is logged and the loop
-                // goes on with the next event (for PID 1, unwinding out of main would
-                // be a kernel panic).
-                let r = catch_unwind(AssertUnwindSafe(|| self.dispatch(token, ev.flags)));
-                if let Err(p) = r {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic".into());
-                    log::error!("contained a panic in the handler of {token:?}: {msg}");
-                    self.event(EventKind::Warning {
-                        message: format!("contained a panic in the handler of {token:?}: {msg}"),
-                    });
-                }
-            }
-            self.end_of_turn();
-            if let Some(outcome) = self.finished() {
+            if let Some(outcome) = self.turn() {
                 return outcome;
             }
         }
+    }
+
+    /// One turn of the loop: wait for events, handle them, flush what they changed.
+    /// Returns the outcome once the runtime is done. [`Self::run`] is this in a loop;
+    /// it is public for in-process drivers (the benchmark).
+    pub fn turn(&mut self) -> Option<Outcome> {
+        let mut events = std::mem::take(&mut self.epoll_buf);
+        events.clear();
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            None,
+        ) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                // EBADF/EINVAL would mean our own epoll fd is broken: nothing else can
+                // wake us, so log and keep trying rather than exit.
+                log::error!("epoll_wait: {e}");
+            }
+        }
+        for ev in &events {
+            let data = ev.data.u64();
+            let Some(token) = Token::decode(data) else {
+                continue;
+            };
+            // A panic in one handler is contained here: it is logged and the loop goes
+            // on with the next event (for PID 1, unwinding out of main would be a
+            // kernel panic).
+            let r = catch_unwind(AssertUnwindSafe(|| self.dispatch(token, ev.flags)));
+            if let Err(p) = r {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".into());
+                let message = format!("contained a panic in the handler of {token:?}: {msg}");
+                log::error!("{message}");
+                self.event(EventKind::Warning { message });
+            }
+        }
+        self.epoll_buf = events;
+        self.end_of_turn();
+        self.finished()
+    }
+
+    /// Start a one-shot in a workspace without the socket (in-process drivers).
+    pub fn start_oneshot(
+        &mut self,
+        workspace: &str,
+        spec: shuma_card::CommandSpec,
+    ) -> Result<u64, String> {
+        let id = self.run_in_workspace(workspace, spec).map_err(|(_, m)| m)?;
+        self.command_event(id, crate::supervise::Event::Start, Instant::now());
+        Ok(id)
+    }
+
+    /// How a command ended, once it has.
+    pub fn exit_status(&self, id: u64) -> Option<shuma_card::ExitStatus> {
+        let cmd = self.commands.get(&id)?;
+        cmd.sup.is_final().then_some(cmd.sup.last_exit).flatten()
     }
 
     fn dispatch(&mut self, token: Token, flags: epoll::EventFlags) {
@@ -270,6 +295,7 @@ impl Runtime {
             Token::Conn(id) => self.on_conn(id, flags),
             Token::Log(id) => self.on_log(id),
             Token::Cgroup(id) => self.on_cgroup_event(id),
+            Token::Child(id) => self.on_child(id),
         }
     }
 
@@ -281,7 +307,7 @@ impl Runtime {
                         continue;
                     };
                     match sig {
-                        Signal::SIGCHLD => self.reap(),
+                        Signal::SIGCHLD => self.reap_orphans(),
                         other => self.on_stop_signal(other),
                     }
                 }
@@ -524,7 +550,21 @@ impl Runtime {
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        log::info!("event: {kind}");
+        // Routine lifecycle at debug: the journal has it, and a console line per
+        // spawn costs more than the spawn's bookkeeping.
+        let routine = matches!(
+            kind,
+            EventKind::CommandStarted { .. }
+                | EventKind::CommandExited {
+                    status: shuma_card::ExitStatus::Code(0),
+                    ..
+                }
+        );
+        if routine {
+            log::debug!("event: {kind}");
+        } else {
+            log::info!("event: {kind}");
+        }
         let ev = self.journal.push(kind, mono_us, unix_ms).clone();
         self.dirty = true;
         for id in self.followers(|f| matches!(f, Follow::Events(_))) {
