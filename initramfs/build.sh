@@ -12,13 +12,14 @@
 #   --kernel-dir DIR   a kernel tree from qemu/fetch-kernel.sh: the state-disk modules
 #                      are copied from it and /etc/arje/modules.order is written
 #   --no-modules       leave the modules out
+#   --file SRC:DEST    copy SRC to DEST in the image (e.g. a peer init for a benchmark)
 #
 # The guest layout: busybox-static at /bin/busybox with one link per applet in /bin;
 # /sbin, /usr/bin and /usr/sbin are links to /bin so any applet path resolves.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="" init="" shuma="" helper="" cards="" scenarios="" kernel_dir="" modules=1
+out="" init="" shuma="" helper="" cards="" scenarios="" kernel_dir="" modules=1 files=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -29,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     --scenarios) scenarios="$2"; shift 2 ;;
     --kernel-dir) kernel_dir="$2"; shift 2 ;;
     --no-modules) modules=0; shift ;;
+    --file) files+=("$2"); shift 2 ;;
     *) echo "initramfs/build.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -69,6 +71,11 @@ done
 [[ -z "$shuma" ]] || install -m 0755 "$shuma" "$stage/bin/shuma"
 [[ -z "$helper" ]] || install -m 0755 "$helper" "$stage/bin/arje-guest"
 
+for spec in "${files[@]}"; do
+    dest="$stage/${spec#*:}"
+    mkdir -p "$(dirname "$dest")"
+    install -m 0755 "${spec%%:*}" "$dest"
+done
 if [[ -n "$cards" ]]; then
     for card in "$cards"/*.toml; do
         [[ -e "$card" ]] && install -m 0644 "$card" "$stage/etc/arje/cards/"
