@@ -185,7 +185,7 @@ impl Runtime {
     /// Which running commands of the workspace had a task OOM-killed since last asked:
     /// their leaves' memory.events say so. Names joined with commas.
     fn oom_victims(&mut self, ws: &str) -> Option<String> {
-        let ids = self.workspaces.get(ws)?.commands.clone();
+        let ids: Vec<u64> = self.workspaces.get(ws)?.commands.iter().copied().collect();
         let mut names = Vec::new();
         for id in ids {
             let Some(cmd) = self.commands.get_mut(&id) else {

@@ -23,6 +23,9 @@ pub struct Run {
     pub pidfd: OwnedFd,
     pub started: Instant,
     pub started_unix_ms: u64,
+    /// Field 22 of /proc/PID/stat: with the pid, what identifies the process after a
+    /// crash restart (0 if unreadable).
+    pub start_time_ticks: u64,
     /// The leaf cgroup this run was born in.
     pub leaf: Option<crate::cgroup::Leaf>,
     /// `oom_kill` of the leaf's memory.events last reported.
@@ -40,6 +43,8 @@ pub struct Command {
     /// Output pipes still open (the process or its descendants may still write).
     pub open_pipes: u8,
     pub reason: Option<String>,
+    /// Started by `shuma run`, not declared in the card: pruned once finished.
+    pub adhoc: bool,
 }
 
 impl Command {
@@ -54,6 +59,7 @@ impl Command {
             err: Ring::new(DEFAULT_RING),
             open_pipes: 0,
             reason: None,
+            adhoc: false,
         }
     }
 
@@ -145,6 +151,9 @@ impl Runtime {
             }
             Action::Kill => self.kill_run(id),
             Action::GiveUp { reason } => {
+                if self.commands.get(&id).is_some_and(|c| c.adhoc) {
+                    self.prune_runs(&ws, id);
+                }
                 self.event(EventKind::CommandFailed {
                     workspace: ws.clone(),
                     command: name,
@@ -152,7 +161,12 @@ impl Runtime {
                 });
                 self.workspace_progress(&ws);
             }
-            Action::Finished => self.workspace_progress(&ws),
+            Action::Finished => {
+                if self.commands.get(&id).is_some_and(|c| c.adhoc) {
+                    self.prune_runs(&ws, id);
+                }
+                self.workspace_progress(&ws);
+            }
         }
         self.dirty = true;
     }
@@ -270,6 +284,7 @@ impl Runtime {
                 pidfd: spawned.pidfd,
                 started: Instant::now(),
                 started_unix_ms: unix_ms(),
+                start_time_ticks: crate::persist::process_start_time(pid).unwrap_or(0),
                 leaf,
                 oom_kills_seen: 0,
             });

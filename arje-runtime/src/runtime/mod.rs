@@ -8,6 +8,7 @@
 mod cg;
 mod commands;
 mod requests;
+mod state;
 mod workspaces;
 
 use std::collections::{BTreeMap, HashMap};
@@ -108,6 +109,16 @@ pub struct Runtime {
     /// Something the snapshot holds changed during this loop turn.
     dirty: bool,
     epoll_buf: Vec<epoll::Event>,
+    /// The encoded snapshot, reused between writes.
+    snap_buf: Vec<u8>,
+    durable: Option<crate::persist::DurableWriter>,
+    debounce: crate::persist::Debounce,
+    durable_timer_armed: bool,
+    boot_id: String,
+    /// Set once a shutdown began: the snapshot keeps the state from before it.
+    persist_frozen: bool,
+    /// A re-exec was asked for: the binary to exec at the end of this turn.
+    reexec: Option<std::path::PathBuf>,
 }
 
 impl Runtime {
@@ -158,17 +169,55 @@ impl Runtime {
             orphans_reaped: 0,
             dirty: false,
             epoll_buf: Vec::with_capacity(256),
+            snap_buf: Vec::new(),
+            durable: None,
+            debounce: crate::persist::Debounce::new(state::DURABLE_EVERY),
+            durable_timer_armed: false,
+            boot_id: crate::persist::boot_id().unwrap_or_default(),
+            persist_frozen: false,
+            reexec: None,
             cfg,
         };
         rt.register(rt.signals.as_fd(), Token::Signal, false)
             .map_err(RuntimeError::Epoll)?;
         rt.register(rt.timers.fd(), Token::Timer, false)
             .map_err(RuntimeError::Epoll)?;
-        let listener =
-            control::bind(&rt.cfg.socket, rt.cfg.socket_group).map_err(RuntimeError::Control)?;
+        // The durable writer thread starts after the signals are blocked: it inherits
+        // the mask, so no signal is ever delivered to it instead of the signalfd.
+        if let Some(dir) = rt.cfg.durable_dir.clone() {
+            match crate::persist::DurableWriter::spawn(dir.clone()) {
+                Ok(w) => rt.durable = Some(w),
+                Err(e) => log::error!("durable snapshot writer for {}: {e}", dir.display()),
+            }
+        }
+        let loaded = crate::persist::load(&rt.cfg.state_dir, rt.cfg.durable_dir.as_deref());
+        // After a re-exec the listening socket is inherited: clients never see a
+        // refused connection. Otherwise bind a fresh one.
+        let own_pid = std::process::id() as i32;
+        let inherited = loaded
+            .snapshot
+            .as_ref()
+            .filter(|s| loaded.source == crate::persist::Source::Run && s.arje_pid == own_pid)
+            .filter(|s| crate::persist::same_boot(s))
+            .and_then(|s| s.listener_fd)
+            .and_then(crate::sys::fd::adopt)
+            .map(UnixListener::from);
+        let listener = match inherited {
+            Some(l) => {
+                let _ = l.set_nonblocking(true);
+                log::info!("kept the control socket across the re-exec");
+                l
+            }
+            None => {
+                control::bind(&rt.cfg.socket, rt.cfg.socket_group).map_err(RuntimeError::Control)?
+            }
+        };
         rt.register(listener.as_fd(), Token::Listener, false)
             .map_err(RuntimeError::Epoll)?;
         rt.listener = Some(listener);
+        rt.restore(loaded);
+        // Write the restored state at once, so a crash now finds it.
+        rt.dirty = true;
         Ok(rt)
     }
 
@@ -352,6 +401,11 @@ impl Runtime {
         if self.stopping.is_some() {
             return;
         }
+        // The durable copy keeps the intent (the workspaces as they are now), not the
+        // emptiness the shutdown leaves: the next boot brings them back. From here on
+        // the snapshot is frozen.
+        self.flush_state();
+        self.persist_frozen = true;
         let deadline = Instant::now() + self.cfg.shutdown_timeout;
         self.stopping = Some(Stopping { outcome, deadline });
         self.timers.add(deadline, TimerAction::ShutdownDeadline);
@@ -364,6 +418,15 @@ impl Runtime {
     }
 
     fn finished(&mut self) -> Option<Outcome> {
+        if let Some(binary) = self.reexec.take() {
+            // The answer to `daemon-reexec` goes out before the exec.
+            for conn in self.conns.values_mut() {
+                conn.flush();
+            }
+            self.prepare_reexec();
+            log::info!("re-exec of {}", binary.display());
+            return Some(Outcome::Reexec { binary });
+        }
         let stopping = self.stopping.as_ref()?;
         if !self.workspaces.is_empty() {
             return None;
@@ -389,7 +452,7 @@ impl Runtime {
             }
             TimerAction::ShutdownDeadline => self.shutdown_deadline(),
             TimerAction::Stats => self.sample_stats(),
-            TimerAction::Durable => {}
+            TimerAction::Durable => self.on_durable_timer(now),
         }
     }
 
@@ -581,14 +644,11 @@ impl Runtime {
         if let Err(e) = self.timers.rearm(now) {
             log::error!("timerfd: {e}");
         }
-        if self.dirty {
+        if self.dirty && !self.persist_frozen {
             self.dirty = false;
             self.persist();
         }
     }
-
-    /// Write the snapshot (coalesced: at most once per loop turn).
-    fn persist(&mut self) {}
 
     pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()

@@ -239,8 +239,21 @@ impl Runtime {
                     "poweroff, reboot and halt need arje-init as PID 1 (this one is a subreaper)",
                 ),
             },
-            Request::DaemonReexec { .. } => {
-                err(ErrorCode::Unsupported, "daemon-reexec is not available yet")
+            Request::DaemonReexec { binary } => {
+                if self.stopping.is_some() {
+                    err(ErrorCode::Invalid, "shutting down: no re-exec")
+                } else {
+                    let binary = binary.unwrap_or_else(|| "/proc/self/exe".into());
+                    // Refuse a binary that cannot be exec'd now, while we can still say so.
+                    match std::fs::metadata(&binary) {
+                        Ok(m) if m.is_file() => {
+                            self.reexec = Some(binary.into());
+                            Response::Ok
+                        }
+                        Ok(_) => err(ErrorCode::Invalid, format!("{binary} is not a file")),
+                        Err(e) => err(ErrorCode::NotFound, format!("{binary}: {e}")),
+                    }
+                }
             }
             Request::TestPanic => self.test_panic(),
         };

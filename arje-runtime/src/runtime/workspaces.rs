@@ -14,8 +14,10 @@ pub struct Workspace {
     pub spec: WorkspaceSpec,
     pub created_unix_ms: u64,
     pub state: WsState,
-    /// Command ids, in creation order.
-    pub commands: Vec<u64>,
+    /// Command ids; ids grow, so this is creation order.
+    pub commands: std::collections::BTreeSet<u64>,
+    /// Finished `shuma run` one-shots, oldest first, for pruning.
+    pub finished_runs: std::collections::VecDeque<u64>,
     pub cgroup: Option<crate::cgroup::WorkspaceCgroup>,
     /// Limits the card asks for that this host does not enforce.
     pub unenforced: Vec<String>,
@@ -23,6 +25,8 @@ pub struct Workspace {
     pub stats: std::collections::VecDeque<shuma_card::protocol::StatsSample>,
 }
 
+/// Finished `shuma run` one-shots kept per workspace.
+pub const KEEP_FINISHED_RUNS: usize = 64;
 /// Samples of statistics kept per workspace.
 pub const STATS_HISTORY: usize = 60;
 /// How often statistics are sampled while any workspace has a cgroup.
@@ -93,7 +97,8 @@ impl Runtime {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             state: WsState::Running,
-            commands: Vec::new(),
+            commands: Default::default(),
+            finished_runs: Default::default(),
             cgroup,
             unenforced: warnings.clone(),
             stats: std::collections::VecDeque::new(),
@@ -104,7 +109,7 @@ impl Runtime {
             self.next_command += 1;
             self.commands
                 .insert(id, Command::new(id, &name, cmd.clone()));
-            ws.commands.push(id);
+            ws.commands.insert(id);
             ids.push(id);
         }
         if let Some(ttl) = spec.ttl_ms {
@@ -164,11 +169,30 @@ impl Runtime {
                 "argv[0] must be an absolute path (arje does not search PATH)".into(),
             ));
         }
-        self.commands.insert(id, Command::new(id, ws, spec));
+        let mut cmd = Command::new(id, ws, spec);
+        cmd.adhoc = true;
+        self.commands.insert(id, cmd);
         if let Some(w) = self.workspaces.get_mut(ws) {
-            w.commands.push(id);
+            w.commands.insert(id);
         }
         Ok(id)
+    }
+
+    /// Forget the oldest finished `shuma run` one-shots of a workspace beyond
+    /// [`KEEP_FINISHED_RUNS`]: their status and output stay readable for a while, but a
+    /// workspace that runs millions of them does not grow without bound.
+    pub(crate) fn prune_runs(&mut self, ws: &str, finished: u64) {
+        let Some(w) = self.workspaces.get_mut(ws) else {
+            return;
+        };
+        w.finished_runs.push_back(finished);
+        while w.finished_runs.len() > KEEP_FINISHED_RUNS {
+            let Some(old) = w.finished_runs.pop_front() else {
+                break;
+            };
+            w.commands.remove(&old);
+            self.commands.remove(&old);
+        }
     }
 
     /// Begin stopping a workspace: the stop signal to every live command, kill after
@@ -183,7 +207,7 @@ impl Runtime {
             return false;
         };
         ws.state = WsState::Stopping;
-        let ids = ws.commands.clone();
+        let ids: Vec<u64> = ws.commands.iter().copied().collect();
         let now = Instant::now();
         for id in ids {
             let g = match (grace, cap_only, self.commands.get(&id)) {
@@ -257,7 +281,7 @@ impl Runtime {
         let Some(ws) = self.workspaces.get(name) else {
             return;
         };
-        let ids = ws.commands.clone();
+        let ids: Vec<u64> = ws.commands.iter().copied().collect();
         if let Some(cg) = &ws.cgroup {
             let _ = cg.kill();
         }

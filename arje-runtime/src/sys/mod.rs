@@ -5,6 +5,7 @@
 //! calls the child makes between clone and exec.
 #![allow(unsafe_code)]
 
+pub mod fd;
 pub mod spawn;
 
 pub use spawn::{spawn, ExecPlan, SpawnError, Spawned};

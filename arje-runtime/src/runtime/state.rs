@@ -1,0 +1,403 @@
+//! What survives: building the snapshot from the live state, writing it (the /run
+//! copy at most once per loop turn, the durable copy debounced and off the loop's
+//! thread), and restoring from it at start.
+//!
+//! On start: the /run snapshot of this boot (a re-exec, or a crash restart) adopts the
+//! processes still running, checking each pid's start time so a recycled pid is never
+//! taken for ours; otherwise the durable copy (a reboot) recreates the workspaces with
+//! their limits and starts their services again, without rerunning finished tasks.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shuma_card::protocol::WsState;
+use shuma_card::snapshot::{CommandState, LiveProcess, Snapshot, WorkspaceState};
+use shuma_card::{CommandKind, CommandSpec, EventKind};
+
+use super::commands::Run;
+use super::{Command, Runtime, Workspace};
+use crate::persist::{self, Loaded, Source};
+use crate::supervise::{Event, State};
+use crate::timers::TimerAction;
+use crate::token::Token;
+
+/// Default spacing of durable writes.
+pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The Instant that was `ms` of wall clock ago.
+fn instant_of_unix_ms(ms: u64, now: Instant, now_unix: u64) -> Instant {
+    now.checked_sub(Duration::from_millis(now_unix.saturating_sub(ms)))
+        .unwrap_or(now)
+}
+
+fn unix_ms_of_instant(t: Instant, now: Instant, now_unix: u64) -> u64 {
+    now_unix.saturating_sub(now.saturating_duration_since(t).as_millis() as u64)
+}
+
+impl Runtime {
+    /// The state as a snapshot. With `for_reexec`, the fds to keep (log pipes, the
+    /// listener) are recorded too.
+    pub(crate) fn snapshot(&self, for_reexec: bool) -> Snapshot {
+        let now = Instant::now();
+        let now_unix = unix_ms();
+        let workspaces = self
+            .workspaces
+            .values()
+            .map(|ws| WorkspaceState {
+                spec: ws.spec.clone(),
+                created_unix_ms: ws.created_unix_ms,
+                stopping: ws.state != WsState::Running,
+                commands: ws
+                    .commands
+                    .iter()
+                    .filter_map(|id| self.commands.get(id))
+                    .map(|c| self.command_state(c, for_reexec, now, now_unix))
+                    .collect(),
+                stats: ws.stats.iter().cloned().collect(),
+            })
+            .collect();
+        Snapshot {
+            written_unix_ms: now_unix,
+            boot_id: self.boot_id.clone(),
+            arje_pid: std::process::id() as i32,
+            next_event_id: self.journal.next_id(),
+            next_command_id: self.next_command,
+            workspaces,
+            listener_fd: if for_reexec {
+                self.listener.as_ref().map(|l| l.as_raw_fd())
+            } else {
+                None
+            },
+        }
+    }
+
+    fn command_state(
+        &self,
+        c: &Command,
+        for_reexec: bool,
+        now: Instant,
+        now_unix: u64,
+    ) -> CommandState {
+        let pipe_of = |is_err: bool| {
+            self.pipes
+                .values()
+                .find(|(cmd, e, _)| *cmd == c.id && *e == is_err)
+                .map(|(_, _, fd)| fd.as_raw_fd())
+        };
+        CommandState {
+            id: c.id,
+            name: c.spec.name.clone(),
+            restarts: c.sup.restarts,
+            recent_restarts_unix_ms: c
+                .sup
+                .recent_restarts
+                .iter()
+                .map(|t| unix_ms_of_instant(*t, now, now_unix))
+                .collect(),
+            last_exit: c.sup.last_exit,
+            done: c.spec.kind == CommandKind::Task && c.sup.is_final(),
+            failed: match &c.sup.state {
+                State::Failed { reason } => Some(reason.clone()),
+                _ => None,
+            },
+            live: c.run.as_ref().map(|r| LiveProcess {
+                pid: r.pid,
+                start_time_ticks: r.start_time_ticks,
+                started_unix_ms: r.started_unix_ms,
+                stdout_fd: if for_reexec { pipe_of(false) } else { None },
+                stderr_fd: if for_reexec { pipe_of(true) } else { None },
+            }),
+        }
+    }
+
+    /// Write the /run copy now, and hand the bytes to the durable writer when due.
+    pub(crate) fn persist(&mut self) {
+        let snap = self.snapshot(false);
+        self.snap_buf.clear();
+        shuma_card::snapshot::encode_into(&snap, &mut self.snap_buf);
+        if let Err(e) = persist::write_run(&self.cfg.state_dir, &self.snap_buf) {
+            // Logged once per distinct failure burst would be nicer; the loop goes on.
+            log::error!("{e}");
+        }
+        if self.durable.is_some() {
+            let now = Instant::now();
+            self.debounce.mark_dirty(now);
+            self.durable_due(now);
+        }
+    }
+
+    /// Submit the newest bytes to the durable writer if the debounce allows, else arm
+    /// the timer for when it will.
+    pub(crate) fn durable_due(&mut self, now: Instant) {
+        let Some(writer) = &self.durable else { return };
+        if !self.debounce.is_dirty() {
+            return;
+        }
+        if self.debounce.due(now) {
+            writer.submit(self.snap_buf.clone());
+            self.debounce.written(now);
+        } else if let Some(at) = self.debounce.next_deadline() {
+            if !self.durable_timer_armed {
+                self.durable_timer_armed = true;
+                self.timers.add(at, TimerAction::Durable);
+            }
+        }
+    }
+
+    pub(crate) fn on_durable_timer(&mut self, now: Instant) {
+        self.durable_timer_armed = false;
+        self.durable_due(now);
+    }
+
+    /// Flush both copies and wait for the durable one (shutdown, re-exec).
+    pub fn flush_state(&mut self) {
+        self.persist();
+        if let Some(writer) = &self.durable {
+            writer.submit(self.snap_buf.clone());
+            if let Err(e) = writer.flush_blocking() {
+                log::error!("durable snapshot: {e}");
+            }
+        }
+    }
+
+    /// Restore what `loaded` holds. Called once, before the cards are loaded.
+    pub(crate) fn restore(&mut self, loaded: Loaded) {
+        for (path, why) in &loaded.set_aside {
+            let message = format!("snapshot set aside as {}: {why}", path.display());
+            log::error!("{message}");
+            self.event(EventKind::Warning { message });
+        }
+        let Some(snap) = loaded.snapshot else { return };
+        let adopt = loaded.source == Source::Run && persist::same_boot(&snap);
+        let reexec = adopt && snap.arje_pid == std::process::id() as i32;
+        log::info!(
+            "state: {} workspace(s) from the {} copy, written {} ms ago ({})",
+            snap.workspaces.len(),
+            if loaded.source == Source::Run {
+                "/run"
+            } else {
+                "durable"
+            },
+            unix_ms().saturating_sub(snap.written_unix_ms),
+            if reexec {
+                "re-exec: adopting children"
+            } else if adopt {
+                "crash restart: adopting what still runs"
+            } else {
+                "reboot: starting afresh"
+            }
+        );
+        self.journal =
+            crate::journal::Journal::new(crate::journal::DEFAULT_JOURNAL, snap.next_event_id);
+        self.next_command = self.next_command.max(snap.next_command_id);
+        let now = Instant::now();
+        let now_unix = unix_ms();
+        for ws in snap.workspaces {
+            self.restore_workspace(ws, adopt, now, now_unix);
+        }
+    }
+
+    fn restore_workspace(
+        &mut self,
+        state: WorkspaceState,
+        adopt: bool,
+        now: Instant,
+        now_unix: u64,
+    ) {
+        let name = state.spec.name.clone();
+        let cgroup = if self.cgroups.is_enabled() {
+            let existing = if adopt {
+                self.cgroups.open_workspace(&name).ok()
+            } else {
+                None
+            };
+            match existing {
+                Some(cg) => Some(cg),
+                None => match self.cgroups.create_workspace(&name, &state.spec.limits) {
+                    Ok((cg, _)) => Some(cg),
+                    Err(e) => {
+                        log::error!("restore workspace {name}: {e}; running it without a cgroup");
+                        None
+                    }
+                },
+            }
+        } else {
+            None
+        };
+        let mut ws = Workspace {
+            spec: state.spec.clone(),
+            created_unix_ms: state.created_unix_ms,
+            state: WsState::Running,
+            commands: Default::default(),
+            finished_runs: Default::default(),
+            cgroup,
+            unenforced: self.cgroups.unenforced(&state.spec.limits),
+            stats: state.stats.into_iter().collect(),
+        };
+        let mut to_start = Vec::new();
+        for cs in state.commands {
+            let spec = state
+                .spec
+                .commands
+                .iter()
+                .find(|c| c.name == cs.name)
+                .cloned()
+                // An ad-hoc `shuma run`: its declaration is not in the card.
+                .unwrap_or_else(|| {
+                    CommandSpec::new(cs.name.clone(), CommandKind::Task, Vec::new())
+                });
+            let mut cmd = Command::new(cs.id, &name, spec);
+            cmd.adhoc = !state.spec.commands.iter().any(|c| c.name == cs.name);
+            cmd.sup.restarts = cs.restarts;
+            cmd.sup.last_exit = cs.last_exit;
+            cmd.sup.recent_restarts = cs
+                .recent_restarts_unix_ms
+                .iter()
+                .map(|t| instant_of_unix_ms(*t, now, now_unix))
+                .collect();
+            let adopted = match (adopt, cs.live) {
+                (true, Some(live)) => self.adopt_process(&mut cmd, &ws, live, now, now_unix),
+                _ => false,
+            };
+            if !adopted {
+                if let Some(reason) = cs.failed {
+                    cmd.sup.state = State::Failed { reason };
+                } else if cs.done
+                    || (adopt && cs.live.is_none() && cmd.spec.kind == CommandKind::Task)
+                {
+                    cmd.sup.state = State::Exited;
+                } else if cmd.adhoc {
+                    // A one-shot whose process is gone and whose argv we never stored.
+                    cmd.sup.state = State::Exited;
+                } else {
+                    to_start.push(cs.id);
+                }
+            }
+            ws.commands.insert(cs.id);
+            self.commands.insert(cs.id, cmd);
+        }
+        if let Some(ttl) = state.spec.ttl_ms {
+            let at = instant_of_unix_ms(state.created_unix_ms + ttl, now, now_unix);
+            self.timers
+                .add(at.max(now), TimerAction::WorkspaceTtl(name.clone()));
+        }
+        let stopping = state.stopping;
+        self.workspaces.insert(name.clone(), ws);
+        self.watch_workspace(&name);
+        if self
+            .workspaces
+            .get(&name)
+            .is_some_and(|w| w.cgroup.is_some())
+        {
+            self.timers
+                .add(now + super::workspaces::STATS_EVERY, TimerAction::Stats);
+        }
+        if stopping {
+            self.stop_workspace(&name, None, false);
+            return;
+        }
+        for id in to_start {
+            self.command_event(id, Event::Start, now);
+        }
+    }
+
+    /// Take over a process recorded in the snapshot, if it is still the same process.
+    fn adopt_process(
+        &mut self,
+        cmd: &mut Command,
+        ws: &Workspace,
+        live: LiveProcess,
+        now: Instant,
+        now_unix: u64,
+    ) -> bool {
+        if !persist::still_running(&live) {
+            return false;
+        }
+        let Some(pid) = rustix::process::Pid::from_raw(live.pid) else {
+            return false;
+        };
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::warn!("adopt pid {}: pidfd_open: {e}", live.pid);
+                return false;
+            }
+        };
+        let leaf = ws
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.open_leaf(&format!("{}-{}", cmd.id, cmd.spec.name)).ok());
+        let started = instant_of_unix_ms(live.started_unix_ms, now, now_unix);
+        if let Err(e) = self.register(pidfd.as_fd(), Token::Child(cmd.id), false) {
+            log::warn!("adopt pid {}: epoll: {e}", live.pid);
+            return false;
+        }
+        let mut open = 0;
+        for (fd, is_err) in [(live.stdout_fd, false), (live.stderr_fd, true)] {
+            let Some(fd) = fd.and_then(crate::sys::fd::adopt) else {
+                continue;
+            };
+            let pipe_id = self.next_pipe;
+            self.next_pipe += 1;
+            if self
+                .register(fd.as_fd(), Token::Log(pipe_id), false)
+                .is_ok()
+            {
+                self.pipes.insert(pipe_id, (cmd.id, is_err, fd));
+                open += 1;
+            }
+        }
+        cmd.open_pipes = open;
+        cmd.sup.started(started);
+        cmd.run = Some(Run {
+            pid: live.pid,
+            pidfd,
+            started,
+            started_unix_ms: live.started_unix_ms,
+            start_time_ticks: live.start_time_ticks,
+            leaf,
+            oom_kills_seen: 0,
+        });
+        self.pids.insert(live.pid, cmd.id);
+        log::info!(
+            "adopted {}/{} pid {}",
+            cmd.workspace,
+            cmd.spec.name,
+            live.pid
+        );
+        true
+    }
+
+    /// Before exec'ing a new image: keep the fds it needs open across exec and write a
+    /// snapshot that names them.
+    pub(crate) fn prepare_reexec(&mut self) {
+        // exec closes every close-on-exec fd: clear the flag on those the new image
+        // takes over (their numbers go into the snapshot).
+        for (_, _, fd) in self.pipes.values() {
+            let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
+        }
+        if let Some(l) = &self.listener {
+            let _ = rustix::io::fcntl_setfd(l, rustix::io::FdFlags::empty());
+        }
+        let snap = self.snapshot(true);
+        self.snap_buf.clear();
+        shuma_card::snapshot::encode_into(&snap, &mut self.snap_buf);
+        if let Err(e) = persist::write_run(&self.cfg.state_dir, &self.snap_buf) {
+            log::error!("re-exec snapshot: {e}");
+        }
+        if let Some(writer) = &self.durable {
+            let mut durable = snap;
+            durable.listener_fd = None;
+            writer.submit(shuma_card::snapshot::encode(&durable));
+            if let Err(e) = writer.flush_blocking() {
+                log::error!("durable snapshot: {e}");
+            }
+        }
+    }
+}
