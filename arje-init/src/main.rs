@@ -9,7 +9,6 @@ mod logger;
 mod pid1;
 mod subreaper;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,13 +106,21 @@ pub fn reexec(binary: &Path) -> std::io::Error {
         binary.into()
     };
     log::info!("re-exec {}", binary.display());
-    let argv0 = std::env::args_os()
-        .next()
-        .unwrap_or_else(|| binary.clone().into_os_string());
-    std::process::Command::new(&binary)
-        .arg0(argv0)
-        .args(std::env::args_os().skip(1))
-        .exec()
+    // Not std's Command::exec: it resets the signal mask before exec, and a signal that
+    // arrives between the exec and the new image's sigprocmask would then be lost
+    // (SIGCHLD of an orphan) or fatal (SIGTERM to a subreaper). execv keeps the mask,
+    // so such a signal waits, pending, for the new image's signalfd.
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(binary.as_os_str().as_bytes()) else {
+        return std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    };
+    let args: Vec<std::ffi::CString> = std::env::args_os()
+        .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
+        .collect();
+    match nix::unistd::execv(&path, &args) {
+        Err(e) => std::io::Error::from(e),
+        Ok(never) => match never {},
+    }
 }
 
 /// The text of a panic payload, for the log.
