@@ -157,6 +157,21 @@ impl Conn {
         self.stream.as_fd()
     }
 
+    /// What a re-exec must carry over: bytes read but not yet a whole frame, and bytes
+    /// not yet written.
+    pub fn buffers(&self) -> (&[u8], &[u8]) {
+        (&self.rbuf, &self.wbuf)
+    }
+
+    /// A connection inherited across a re-exec, with its buffers.
+    pub fn restore(stream: UnixStream, hello_done: bool, rbuf: Vec<u8>, wbuf: Vec<u8>) -> Self {
+        let mut conn = Conn::new(stream);
+        conn.hello_done = hello_done;
+        conn.rbuf = rbuf;
+        conn.wbuf = wbuf;
+        conn
+    }
+
     /// Read what is there (bounded) and split it into requests. A bad frame queues an
     /// error response and marks the connection closing.
     pub fn read(&mut self) -> ReadOutcome {

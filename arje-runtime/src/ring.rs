@@ -42,6 +42,15 @@ impl Ring {
         self.buf.extend(data);
     }
 
+    /// A ring carried across a re-exec: its bytes and counters.
+    pub fn restore(cap: usize, data: &[u8], written: u64, dropped: u64) -> Self {
+        let mut ring = Ring::new(cap);
+        ring.push(data);
+        ring.written = written.max(data.len() as u64);
+        ring.dropped = dropped;
+        ring
+    }
+
     /// Total bytes ever written: a follower's cursor.
     pub fn written(&self) -> u64 {
         self.written

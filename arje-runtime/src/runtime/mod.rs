@@ -202,6 +202,7 @@ impl Runtime {
             .and_then(|s| s.listener_fd)
             .and_then(crate::sys::fd::adopt)
             .map(UnixListener::from);
+        let inherited_listener = inherited.is_some();
         let listener = match inherited {
             Some(l) => {
                 let _ = l.set_nonblocking(true);
@@ -215,7 +216,11 @@ impl Runtime {
         rt.register(listener.as_fd(), Token::Listener, false)
             .map_err(RuntimeError::Epoll)?;
         rt.listener = Some(listener);
+        let reexec = inherited_listener;
         rt.restore(loaded);
+        if reexec {
+            rt.adopt_connections();
+        }
         // Write the restored state at once, so a crash now finds it.
         rt.dirty = true;
         Ok(rt)

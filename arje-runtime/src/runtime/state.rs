@@ -21,6 +21,41 @@ use crate::supervise::{Event, State};
 use crate::timers::TimerAction;
 use crate::token::Token;
 
+/// Connections handed from one image to the next across a re-exec, in
+/// `<state-dir>/handover.bin`. Transient (written just before exec, deleted when read),
+/// but read by a possibly newer binary, so it carries its own version: a version this
+/// build does not know is ignored, and those clients see their connection closed.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
+struct Handover {
+    version: u32,
+    conns: Vec<HandoverConn>,
+    /// Captured output, so `shuma logs` shows the same before and after.
+    rings: Vec<HandoverRing>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct HandoverRing {
+    command: u64,
+    /// stdout and stderr: bytes held, bytes ever written, bytes dropped.
+    out: (Vec<u8>, u64, u64),
+    err: (Vec<u8>, u64, u64),
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct HandoverConn {
+    fd: i32,
+    hello_done: bool,
+    /// Read, not yet a whole frame.
+    inbox: Vec<u8>,
+    /// Not yet written to the client.
+    outbox: Vec<u8>,
+    /// A `run --wait` client: the command whose exit it waits for.
+    waiting_for: Option<u64>,
+}
+
+const HANDOVER_VERSION: u32 = 1;
+const HANDOVER_FILE: &str = "handover.bin";
+
 /// Default spacing of durable writes.
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -374,6 +409,60 @@ impl Runtime {
         true
     }
 
+    /// After a re-exec: take over the client connections the previous image left open.
+    pub(crate) fn adopt_connections(&mut self) {
+        let path = self.cfg.state_dir.join(HANDOVER_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return;
+        };
+        let _ = std::fs::remove_file(&path);
+        let handover: Handover = match postcard::from_bytes(&bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("{}: {e}; its clients' connections are lost", path.display());
+                return;
+            }
+        };
+        if handover.version != HANDOVER_VERSION {
+            log::warn!(
+                "{}: version {} unknown; its clients' connections are lost",
+                path.display(),
+                handover.version
+            );
+            return;
+        }
+        for hr in handover.rings {
+            if let Some(cmd) = self.commands.get_mut(&hr.command) {
+                let cap = crate::ring::DEFAULT_RING;
+                // What the new image already read from the pipe comes after it.
+                let newer = cmd.out.contents();
+                cmd.out = crate::ring::Ring::restore(cap, &hr.out.0, hr.out.1, hr.out.2);
+                cmd.out.push(&newer);
+                let newer = cmd.err.contents();
+                cmd.err = crate::ring::Ring::restore(cap, &hr.err.0, hr.err.1, hr.err.2);
+                cmd.err.push(&newer);
+            }
+        }
+        for hc in handover.conns {
+            let Some(fd) = crate::sys::fd::adopt(hc.fd) else {
+                continue;
+            };
+            let stream = std::os::unix::net::UnixStream::from(fd);
+            let _ = stream.set_nonblocking(true);
+            let mut conn =
+                crate::control::Conn::restore(stream, hc.hello_done, hc.inbox, hc.outbox);
+            if let Some(id) = hc.waiting_for {
+                conn.follow = crate::control::Follow::Exit(id);
+            }
+            let id = self.next_conn;
+            self.next_conn += 1;
+            if self.register(conn.fd(), Token::Conn(id), false).is_ok() {
+                self.conns.insert(id, conn);
+                self.service_conn(id);
+            }
+        }
+    }
+
     /// Before exec'ing a new image: keep the fds it needs open across exec and write a
     /// snapshot that names them.
     pub(crate) fn prepare_reexec(&mut self) {
@@ -384,6 +473,48 @@ impl Runtime {
         }
         if let Some(l) = &self.listener {
             let _ = rustix::io::fcntl_setfd(l, rustix::io::FdFlags::empty());
+        }
+        // Clients connected now keep their connection: a `shuma ping` in flight is
+        // answered by the new image. Followers of logs or events are closed (their
+        // streams end); `run --wait` clients keep waiting.
+        let ring = |r: &crate::ring::Ring| (r.contents(), r.written(), r.dropped());
+        let mut handover = Handover {
+            version: HANDOVER_VERSION,
+            conns: Vec::new(),
+            rings: self
+                .commands
+                .values()
+                .filter(|c| c.out.written() > 0 || c.err.written() > 0)
+                .map(|c| HandoverRing {
+                    command: c.id,
+                    out: ring(&c.out),
+                    err: ring(&c.err),
+                })
+                .collect(),
+        };
+        for conn in self.conns.values() {
+            let waiting_for = match conn.follow {
+                crate::control::Follow::None => None,
+                crate::control::Follow::Exit(id) => Some(id),
+                _ => continue,
+            };
+            if conn.closing {
+                continue;
+            }
+            let _ = rustix::io::fcntl_setfd(conn.fd(), rustix::io::FdFlags::empty());
+            let (inbox, outbox) = conn.buffers();
+            handover.conns.push(HandoverConn {
+                fd: conn.fd().as_raw_fd(),
+                hello_done: conn.hello_done,
+                inbox: inbox.to_vec(),
+                outbox: outbox.to_vec(),
+                waiting_for,
+            });
+        }
+        if let Ok(bytes) = postcard::to_allocvec(&handover) {
+            if let Err(e) = std::fs::write(self.cfg.state_dir.join(HANDOVER_FILE), bytes) {
+                log::warn!("re-exec: could not hand over client connections: {e}");
+            }
         }
         let snap = self.snapshot(true);
         self.snap_buf.clear();

@@ -1,0 +1,230 @@
+//! State that survives, on this host in subreaper mode: re-exec keeps every child,
+//! a restart recreates workspaces from the durable copy, a corrupt snapshot is set
+//! aside, and SIGKILL at any moment never leaves a torn snapshot.
+
+use std::io::Read;
+use std::path::Path;
+
+use arje_tests::client::Client;
+use arje_tests::host::{err, out, Daemon};
+use shuma_card::protocol::{CmdState, Request, Response};
+use shuma_card::EventKind;
+
+fn ps(d: &Daemon) -> Vec<shuma_card::protocol::CommandInfo> {
+    match d.client().call(Request::Ps { workspace: None }) {
+        Response::Commands(c) => c,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+const TICKER: &str = r#"
+[workspace]
+name = "tick"
+
+[[service]]
+name = "counter"
+argv = ["/bin/sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); /bin/sleep 0.01; done"]
+"#;
+
+#[test]
+fn test_reexec_keeps_pids_uptime_and_every_output_line() {
+    let d = Daemon::start_with(&[("tick.toml", TICKER)], &[]);
+    d.events_until(1, |k| matches!(k, EventKind::CommandStarted { .. }));
+    let before = ps(&d);
+    // A client pinging in a loop across the re-exec.
+    let socket = d.socket.clone();
+    let pinger = std::thread::spawn(move || {
+        let mut failures = 0;
+        for _ in 0..300 {
+            let mut c = Client::raw(&socket);
+            c.send(&Request::Hello {
+                version: 1,
+                client: "pinger".into(),
+            });
+            if !matches!(c.recv(), Some(Response::Hello { .. })) {
+                failures += 1;
+                continue;
+            }
+            c.send(&Request::Ping);
+            if c.recv() != Some(Response::Pong) {
+                failures += 1;
+            }
+        }
+        failures
+    });
+
+    let r = d.shuma(&["daemon-reexec"]);
+    let failures = pinger.join().unwrap();
+    let after = ps(&d);
+    let logs = out(&d.shuma(&["logs", "tick", "counter"]));
+
+    assert!(r.status.success(), "{}", err(&r));
+    assert_eq!(failures, 0, "pings failed across the re-exec");
+    assert_eq!(before.len(), 1);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].pid, before[0].pid, "the service kept its pid");
+    assert_eq!(after[0].state, CmdState::Running);
+    assert_eq!(after[0].restarts, 0);
+    assert!(after[0].uptime_ms >= before[0].uptime_ms);
+    assert!(d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("adopted tick/counter")));
+    // Output before and after the exec: the new image read the same pipe, so the
+    // numbers it kept are contiguous from where the old one stopped.
+    let nums: Vec<u64> = logs
+        .lines()
+        .map(|l| l.trim().parse().expect("a number per line"))
+        .collect();
+    assert!(nums.len() > 3, "{logs}");
+    let expected: Vec<u64> = (0..nums.len() as u64).collect();
+    assert_eq!(nums, expected, "a line was lost across the re-exec");
+}
+
+#[test]
+fn test_restart_recreates_workspace_from_durable_copy_without_rerunning_tasks() {
+    let state = tempfile::tempdir().unwrap();
+    let durable = state.path().join("durable");
+    let card = r#"
+[workspace]
+name = "keep"
+
+[[service]]
+name = "svc"
+argv = ["/bin/sh", "-c", "while :; do read x; done"]
+
+[[task]]
+name = "once"
+argv = ["/bin/echo", "ran"]
+"#;
+    let first = Daemon::start_with(&[], &["--durable-dir", durable.to_str().unwrap()]);
+    let file = first.dir.path().join("keep.toml");
+    std::fs::write(&file, card).unwrap();
+    assert!(first
+        .shuma(&["ws", "create", file.to_str().unwrap()])
+        .status
+        .success());
+    first.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandExited { command, .. } if command == "once"),
+    );
+    assert_eq!(first.stop(), Some(0));
+
+    // A new arje with a fresh /run (as after a reboot) and the same durable copy.
+    let second = Daemon::start_with(&[], &["--durable-dir", durable.to_str().unwrap()]);
+    let events = second.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "svc"),
+    );
+    let cmds = ps(&second);
+
+    assert!(events.iter().all(
+        |e| !matches!(&e.kind, EventKind::CommandStarted { command, .. } if command == "once")
+    ));
+    let once = cmds
+        .iter()
+        .find(|c| c.name == "once")
+        .expect("task remembered");
+    assert_eq!(once.state, CmdState::Exited);
+    assert!(cmds
+        .iter()
+        .any(|c| c.name == "svc" && c.state == CmdState::Running));
+}
+
+#[test]
+fn test_corrupt_snapshot_set_aside_and_start_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(
+        run.join("snapshot.bin"),
+        b"ARJESNAP but not really a snapshot",
+    )
+    .unwrap();
+
+    let d = Daemon::start_with(&[], &["--state-dir", run.to_str().unwrap()]);
+    let events = d.events_until(
+        1,
+        |k| matches!(k, EventKind::Warning { message } if message.contains("set aside")),
+    );
+
+    assert_eq!(out(&d.shuma(&["ping"])).trim(), "pong");
+    let aside: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("snapshot.bin.bad-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{events:#?}");
+}
+
+fn decode(path: &Path) -> shuma_card::snapshot::Snapshot {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    shuma_card::snapshot::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
+}
+
+#[test]
+fn test_sigkill_during_churn_never_leaves_a_torn_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let durable = dir.path().join("durable");
+    let args = [
+        "--state-dir",
+        run.to_str().unwrap(),
+        "--durable-dir",
+        durable.to_str().unwrap(),
+    ];
+    let mut restored_ok = 0;
+    for trial in 0..100u64 {
+        let mut d = Daemon::start_with(&[], &args);
+        // Every restart finds what the last one left, intact.
+        assert!(
+            !d.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("set aside")),
+            "trial {trial}"
+        );
+        let mut c = d.client();
+        // Churn: create and stop workspaces; kill after a number of changes that
+        // varies by trial, at a moment no write waits for.
+        let n = 1 + trial % 7;
+        for i in 0..n {
+            let name = format!("w{trial}-{i}");
+            let spec = shuma_card::WorkspaceSpec {
+                name: name.clone(),
+                ..Default::default()
+            };
+            c.send(&Request::WsCreate { spec });
+            if i % 2 == 1 {
+                c.send(&Request::WsStop {
+                    name,
+                    grace_ms: Some(0),
+                });
+            }
+        }
+        // Wait for the answer to the first request only: the rest is in flight.
+        assert!(c.recv().is_some());
+        let _ = d.child.kill();
+        let _ = d.child.wait();
+        if run.join("snapshot.bin").exists() {
+            let snap = decode(&run.join("snapshot.bin"));
+            assert!(snap.workspaces.iter().all(|w| w.spec.name.starts_with('w')));
+            restored_ok += 1;
+        }
+        if durable.join("snapshot.bin").exists() {
+            decode(&durable.join("snapshot.bin"));
+        }
+    }
+    assert_eq!(restored_ok, 100);
+}
