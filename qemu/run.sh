@@ -60,7 +60,9 @@ fifo="$(mktemp -u "${TMPDIR:-/tmp}/arje-qemu.XXXXXX")"
 mkfifo "$fifo"
 trap 'rm -f "$fifo"' EXIT
 if [[ "$interactive" == 1 ]]; then
-    timeout --foreground "$timeout_s" "${cmd[@]}" >"$fifo" &
+    # A background job gets /dev/null as stdin unless stdin is redirected explicitly.
+    exec 3<&0
+    timeout --foreground "$timeout_s" "${cmd[@]}" >"$fifo" <&3 &
 else
     timeout "$timeout_s" "${cmd[@]}" >"$fifo" </dev/null &
 fi
