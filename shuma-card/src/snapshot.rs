@@ -26,6 +26,9 @@ use crate::event::ExitStatus;
 use crate::protocol::StatsSample;
 use crate::spec::WorkspaceSpec;
 
+mod parts;
+pub use parts::{encode_parts, encode_spec, CommandParts, SnapshotHead, WorkspaceParts};
+
 /// The first eight bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ARJESNAP";
 /// The format version [`encode`] writes.
@@ -218,7 +221,13 @@ pub fn encode_into(s: &Snapshot, out: &mut Vec<u8>) {
     out.clear();
     out.resize(HEADER_LEN, 0);
     let buf = VecFlavor(std::mem::take(out));
-    let mut buf = postcard::serialize_with_flavor(s, buf).expect("postcard into a Vec cannot fail");
+    *out = postcard::serialize_with_flavor(s, buf).expect("postcard into a Vec cannot fail");
+    seal(out);
+}
+
+/// Fills in the header of `buf`, whose first [`HEADER_LEN`] bytes were reserved and whose
+/// payload follows them.
+fn seal(buf: &mut [u8]) {
     let payload_len = buf.len() - HEADER_LEN;
     let crc = CHECKSUM.checksum(&buf[HEADER_LEN..]);
     buf[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
@@ -228,7 +237,6 @@ pub fn encode_into(s: &Snapshot, out: &mut Vec<u8>) {
     let len32 = u32::try_from(payload_len).unwrap_or(u32::MAX);
     buf[12..16].copy_from_slice(&len32.to_le_bytes());
     buf[16..20].copy_from_slice(&crc.to_le_bytes());
-    *out = buf;
 }
 
 /// Decodes a snapshot file of any version that ever shipped, converted to the current

@@ -12,6 +12,8 @@
 //! an existing file means a schema change broke old files: add a new format version
 //! (docs/STATE.md) instead of regenerating.
 
+mod snapshot_support;
+
 use std::path::PathBuf;
 
 use shuma_card::protocol::StatsSample;
@@ -251,6 +253,25 @@ fn test_golden_files_current_version_encoding_is_stable() {
         assert!(
             encoded == golden,
             "{name} (v{version}): encoding changed; bump SNAPSHOT_VERSION"
+        );
+    }
+}
+
+#[test]
+fn test_golden_files_current_version_parts_encoding_equals_file() {
+    // Arrange
+    regenerate_if_asked();
+
+    for (name, _, state) in goldens().into_iter().filter(|g| g.1 == SNAPSHOT_VERSION) {
+        let golden = std::fs::read(golden_dir().join(name)).unwrap();
+
+        // Act
+        let encoded = snapshot_support::encode_via_parts(&state);
+
+        // Assert: the runtime's per-turn encoder writes the very bytes of the golden file.
+        assert!(
+            encoded == golden,
+            "{name}: encode_parts differs from the golden file"
         );
     }
 }

@@ -1,4 +1,7 @@
-//! Property test: any state survives encode → decode unchanged.
+//! Property tests: any state survives encode → decode unchanged, and the parts encoder
+//! writes the same bytes as `encode` for it.
+
+mod snapshot_support;
 
 use proptest::collection::vec;
 use proptest::option;
@@ -275,6 +278,17 @@ proptest! {
 
         // Assert
         prop_assert_eq!(decoded, Ok(state));
+    }
+
+    #[test]
+    fn test_encode_parts_any_state_equals_encode(state in snapshot()) {
+        // Arrange: the generated state.
+
+        // Act
+        let from_parts = snapshot_support::encode_via_parts(&state);
+
+        // Assert
+        prop_assert_eq!(from_parts, encode(&state));
     }
 
     #[test]
