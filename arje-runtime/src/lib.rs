@@ -6,13 +6,13 @@
 pub mod cgroup;
 pub mod control;
 pub mod journal;
+pub mod persist;
 pub mod ring;
 pub mod runtime;
-pub mod timers;
-pub mod token;
 pub mod supervise;
 pub mod sys;
-pub mod persist;
+pub mod timers;
+pub mod token;
 
 use std::path::PathBuf;
 use std::time::Duration;
