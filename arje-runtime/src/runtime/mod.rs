@@ -315,7 +315,9 @@ impl Runtime {
             }
         }
         self.epoll_buf = events;
-        self.end_of_turn();
+        if catch_unwind(AssertUnwindSafe(|| self.end_of_turn())).is_err() {
+            log::error!("contained a panic while writing the snapshot");
+        }
         self.finished()
     }
 

@@ -308,6 +308,7 @@ impl Runtime {
             }
         };
         ws.spec.limits = limits;
+        ws.spec_bytes = shuma_card::snapshot::encode_spec(&ws.spec);
         let mut value = format!("{} = {}", report.file, report.value);
         if report.oom_kill > 0 {
             value.push_str(&format!(

@@ -12,6 +12,8 @@ use crate::timers::TimerAction;
 
 pub struct Workspace {
     pub spec: WorkspaceSpec,
+    /// `spec` encoded for the snapshot, cached until the spec changes.
+    pub spec_bytes: Vec<u8>,
     pub created_unix_ms: u64,
     pub state: WsState,
     /// Command ids; ids grow, so this is creation order.
@@ -92,6 +94,7 @@ impl Runtime {
         };
         let name = spec.name.clone();
         let mut ws = Workspace {
+            spec_bytes: shuma_card::snapshot::encode_spec(&spec),
             spec: spec.clone(),
             created_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
