@@ -130,6 +130,15 @@ fn test_thousand_orphans_leave_no_zombies() {
     // Assert
     assert_line(&vm, "SCENARIO orphans: spawned 1000");
     assert_line(&vm, "SCENARIO orphans: zombies=0 ");
+    let reaped = vm
+        .lines_with("SCENARIO orphans: orphans reaped")
+        .first()
+        .and_then(|l| number_after(l, "reaped: "));
+    assert!(
+        reaped.is_some_and(|n| n >= 1000.0),
+        "orphans reaped {reaped:?}; tail:\n{}",
+        vm.tail(40)
+    );
     assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(40));
 }
 
