@@ -145,6 +145,9 @@ impl Runtime {
             rustix::fs::Mode::empty(),
         )
         .map_err(|e| RuntimeError::DevNull(e.into()))?;
+        let mut spawner = Spawner::default();
+        spawner.reset_oom_score_adj =
+            std::fs::read_to_string("/proc/self/oom_score_adj").is_ok_and(|v| v.trim() != "0");
         let mut rt = Runtime {
             epoll,
             signals,
@@ -159,7 +162,7 @@ impl Runtime {
             next_pipe: 1,
             next_command: 1,
             journal: Journal::new(DEFAULT_JOURNAL, 1),
-            spawner: Spawner::default(),
+            spawner,
             cgroups,
             watches: HashMap::new(),
             next_watch: 1,
@@ -311,6 +314,14 @@ impl Runtime {
                     .unwrap_or_else(|| "non-string panic".into());
                 let message = format!("contained a panic in the handler of {token:?}: {msg}");
                 log::error!("{message}");
+                // A client whose request panicked gets an answer, and its connection
+                // (whose state the panic may have left half-updated) is closed.
+                if let Token::Conn(id) = token {
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.fail(shuma_card::protocol::ErrorCode::Internal, message.clone());
+                    }
+                    self.service_conn(id);
+                }
                 self.event(EventKind::Warning { message });
             }
         }

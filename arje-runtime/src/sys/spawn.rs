@@ -153,6 +153,7 @@ struct ChildCtx<'a> {
     stdio: [RawFd; 3],
     /// `cgroup.procs` of the leaf, when the kernel cannot place the child itself.
     join_cgroup: RawFd,
+    reset_oom: bool,
     errno: c_int,
     stage: &'static str,
 }
@@ -162,6 +163,9 @@ struct ChildCtx<'a> {
 pub struct Spawner {
     stack: Vec<u8>,
     clone3_missing: bool,
+    /// arje protects itself from the OOM killer (oom_score_adj -1000 as a subreaper);
+    /// children inherit the value, so the child resets its own to 0 before exec.
+    pub reset_oom_score_adj: bool,
 }
 
 impl Default for Spawner {
@@ -169,6 +173,7 @@ impl Default for Spawner {
         Spawner {
             stack: vec![0u8; CHILD_STACK],
             clone3_missing: false,
+            reset_oom_score_adj: false,
         }
     }
 }
@@ -209,6 +214,7 @@ impl Spawner {
                 stdio[2].as_raw_fd(),
             ],
             join_cgroup: -1,
+            reset_oom: self.reset_oom_score_adj,
             errno: 0,
             stage: "",
         };
@@ -366,6 +372,17 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
                 "join cgroup",
                 libc::write(ctx.join_cgroup, b"0".as_ptr() as *const c_void, 1)
             );
+        }
+        if ctx.reset_oom {
+            // Raising one's own oom_score_adj needs no privilege.
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr() as *const c_void, 1);
+                libc::close(fd);
+            }
         }
         // Ignored dispositions survive exec (handled ones are reset by the kernel): give
         // the program the defaults it expects (Rust's std ignores SIGPIPE, for one).
