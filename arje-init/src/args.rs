@@ -13,6 +13,7 @@ Runs as PID 1 when its pid is 1 (a VM or initramfs), otherwise as a child subrea
                            mounts, module loading, kill(-1) and reboot(2) still happen only
                            when the pid really is 1 (see docs/PID1.md)
   --socket PATH            control socket (default /run/arje/control.sock)
+  --socket-group GROUP     make the socket 0660 and let GROUP (name or gid) use it
   --cards DIR              load every *.toml in DIR at start
   --state-dir DIR          the /run snapshot's directory (default /run/arje)
   --durable-dir DIR        the durable snapshot's directory (default: none off PID 1)
@@ -30,6 +31,7 @@ pub struct Args {
     pub subreaper: bool,
     pub pid1: bool,
     pub socket: Option<PathBuf>,
+    pub socket_group: Option<u32>,
     pub cards: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub durable_dir: Option<PathBuf>,
@@ -86,6 +88,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError>
             "--version" | "-V" => out.version = true,
             "--help" | "-h" => out.help = true,
             "--socket" => out.socket = Some(value(&flag)?.into()),
+            "--socket-group" => {
+                let v = value(&flag)?;
+                let gid = resolve_group(&v).ok_or(ArgsError::BadValue { flag, value: v })?;
+                out.socket_group = Some(gid);
+            }
             "--cards" => out.cards = Some(value(&flag)?.into()),
             "--state-dir" => out.state_dir = Some(value(&flag)?.into()),
             "--durable-dir" => out.durable_dir = Some(value(&flag)?.into()),
@@ -109,6 +116,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError>
         return Err(ArgsError::Conflict);
     }
     Ok(out)
+}
+
+/// A group name from /etc/group, or a numeric gid.
+fn resolve_group(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse() {
+        return Some(gid);
+    }
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.

@@ -66,7 +66,7 @@ fn run_under_another_init(args: Args) -> i32 {
         socket: args
             .socket
             .unwrap_or_else(|| "/run/arje/control.sock".into()),
-        socket_group: None,
+        socket_group: args.socket_group,
         cards_dir: args.cards,
         state_dir: args.state_dir.unwrap_or_else(|| "/run/arje".into()),
         durable_dir: args.durable_dir,

@@ -105,3 +105,52 @@ fn test_silent_client_does_not_delay_others() {
     let mut c = d.client();
     assert_eq!(c.call(Request::Ping), Response::Pong);
 }
+
+#[test]
+fn test_socket_is_0600_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start();
+
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn test_socket_group_makes_it_0660_and_admits_that_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = Daemon::start_with(&[], &["--socket-group", "4242"]);
+
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    // A client of another uid in that group (the test runs as root: drop to it).
+    let socket = d.socket.clone();
+    let admitted = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid", "4343", "--regid", "4242", "--clear-groups", "--"])
+        .arg(arje_tests::host::bin_dir().join("shuma"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("ping")
+        .output()
+        .unwrap();
+    let refused = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid", "4343", "--regid", "4343", "--clear-groups", "--"])
+        .arg(arje_tests::host::bin_dir().join("shuma"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("ping")
+        .output()
+        .unwrap();
+
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 4242);
+    assert_eq!(
+        out(&admitted).trim(),
+        "pong",
+        "{}",
+        String::from_utf8_lossy(&admitted.stderr)
+    );
+    // Outside the group the file mode already refuses the connect (and the daemon's
+    // SO_PEERCRED check stands behind it).
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Permission denied"));
+}
