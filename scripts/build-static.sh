@@ -29,9 +29,9 @@ build_variant() {
     # A separate target dir per variant keeps the feature sets from rebuilding each other.
     local tdir="$root/target/static-$name"
     RUSTFLAGS="$rustflags" cargo build -q --release --target "$target" --target-dir "$tdir" \
-        -p arje-init -p shuma -p arje-tests --bin arje-init --bin shuma --bin arje-guest "$@" >&2
+        -p arje-init -p shuma -p arje-tests --bin arje-init --bin shuma --bin arje-guest --bin cg-probe "$@" >&2
     mkdir -p "$out"
-    for bin in arje-init shuma arje-guest; do
+    for bin in arje-init shuma arje-guest cg-probe; do
         cp "$tdir/$target/release/$bin" "$out/$bin"
         strip "$out/$bin" 2>/dev/null || true
         if readelf -l "$out/$bin" | grep -q 'Requesting program interpreter'; then

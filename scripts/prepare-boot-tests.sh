@@ -12,7 +12,7 @@ bin="$("$root/scripts/build-static.sh" test)"
 kernel_dir="$("$root/qemu/fetch-kernel.sh")"
 out="$root/build/boot-test.cpio.gz"
 "$root/initramfs/build.sh" --out "$out" --init "$bin/arje-init" --shuma "$bin/shuma" \
-    --helper "$bin/arje-guest" --cards "$root/initramfs/cards" \
+    --helper "$bin/arje-guest" --file "$bin/cg-probe:/bin/cg-probe" --cards "$root/initramfs/cards" \
     --scenarios "$root/tests/scenarios" --kernel-dir "$kernel_dir"
 echo "KERNEL=$kernel_dir/vmlinuz"
 echo "INITRAMFS=$out"
