@@ -154,6 +154,8 @@ struct ChildCtx<'a> {
     /// `cgroup.procs` of the leaf, when the kernel cannot place the child itself.
     join_cgroup: RawFd,
     reset_oom: bool,
+    /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
+    ignored: [c_int; 65],
     errno: c_int,
     stage: &'static str,
 }
@@ -166,6 +168,56 @@ pub struct Spawner {
     /// arje protects itself from the OOM killer (oom_score_adj -1000 as a subreaper);
     /// children inherit the value, so the child resets its own to 0 before exec.
     pub reset_oom_score_adj: bool,
+    /// Signals arje ignores (SIG_IGN survives exec), 0-terminated; read once.
+    ignored: [c_int; 65],
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2). The raw syscall is used
+/// because libc's wrapper refuses signals 32 and 33 (glibc keeps them for itself), yet
+/// a parent may have left them ignored, and an ignored signal survives exec.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Highest signal number (the kernel's _NSIG is 64).
+const NSIG: c_int = 64;
+
+/// rt_sigaction(sig, new, old): the raw syscall (see [`KernelSigaction`]).
+fn rt_sigaction(
+    sig: c_int,
+    new: Option<&KernelSigaction>,
+    old: Option<&mut KernelSigaction>,
+) -> libc::c_long {
+    let new = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
+    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut KernelSigaction);
+    // SAFETY: both pointers are null or point to valid kernel_sigaction-shaped memory;
+    // the size argument is the kernel's sigset size (8 bytes).
+    unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, new, old, 8usize) }
+}
+
+/// The signals whose disposition is SIG_IGN right now, 0-terminated.
+fn ignored_signals() -> [c_int; 65] {
+    let mut out = [0; 65];
+    let mut n = 0;
+    for sig in 1..=NSIG {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction::default();
+        if rt_sigaction(sig, None, Some(&mut old)) == 0
+            && old.handler == libc::SIG_IGN
+            && n < out.len() - 1
+        {
+            out[n] = sig;
+            n += 1;
+        }
+    }
+    out
 }
 
 impl Default for Spawner {
@@ -174,6 +226,7 @@ impl Default for Spawner {
             stack: vec![0u8; CHILD_STACK],
             clone3_missing: false,
             reset_oom_score_adj: false,
+            ignored: ignored_signals(),
         }
     }
 }
@@ -215,6 +268,7 @@ impl Spawner {
             ],
             join_cgroup: -1,
             reset_oom: self.reset_oom_score_adj,
+            ignored: self.ignored,
             errno: 0,
             stage: "",
         };
@@ -386,10 +440,10 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         }
         // Ignored dispositions survive exec (handled ones are reset by the kernel): give
         // the program the defaults it expects (Rust's std ignores SIGPIPE, for one).
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        // Only the signals arje ignores need it; the parent listed them once.
+        let default = KernelSigaction::default(); // handler 0 = SIG_DFL
+        for &sig in ctx.ignored.iter().take_while(|&&s| s != 0) {
+            rt_sigaction(sig, Some(&default), None);
         }
         check!("setsid", libc::setsid());
         for (target, &src) in ctx.stdio.iter().enumerate() {
@@ -498,7 +552,7 @@ mod tests {
         let p = plan(&[
             "/bin/sh",
             "-c",
-            "ls /proc/self/fd; grep SigBlk /proc/self/status",
+            "ls /proc/self/fd; grep -E 'SigBlk|SigIgn' /proc/self/status",
         ]);
         let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None).unwrap();
         drop(w);
@@ -517,5 +571,7 @@ mod tests {
         // 0,1,2 plus the one `ls` opens for reading the directory.
         assert_eq!(fds, vec!["0", "1", "2", "3"]);
         assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+        // The test harness ignores SIGPIPE, as Rust's std does: the child must not.
+        assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
     }
 }
