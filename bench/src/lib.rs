@@ -39,17 +39,28 @@ pub fn tiny_static(dir: &Path, name: &str, body: &str) -> PathBuf {
 pub struct Daemon {
     pub child: Child,
     pub socket: PathBuf,
+    _run: tempfile::TempDir,
+}
+
+/// A directory on tmpfs, as /run is on a real system (here /tmp and /run are on ext4,
+/// where every snapshot rename would cost a journal write).
+pub fn run_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("arje-bench-run")
+        .tempdir_in("/dev/shm")
+        .expect("tempdir in /dev/shm")
 }
 
 impl Daemon {
     pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
         let socket = dir.join("control.sock");
+        let run = run_dir();
         let mut child = Command::new(bin_dir().join("arje-init"))
             .arg("--subreaper")
             .arg("--socket")
             .arg(&socket)
             .arg("--state-dir")
-            .arg(dir.join("run"))
+            .arg(run.path())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,7 +78,11 @@ impl Daemon {
         }
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Daemon { child, socket }
+        Daemon {
+            child,
+            socket,
+            _run: run,
+        }
     }
 }
 

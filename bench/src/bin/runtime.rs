@@ -268,12 +268,13 @@ fn median_us(mut t: Vec<Duration>) -> f64 {
 /// The same spawn+exit+reap through the runtime's in-process API: no socket, the
 /// loop driven by `turn()` until the command's exit is recorded.
 fn in_process(dir: &std::path::Path, prog: &str, n: usize) -> Vec<Duration> {
+    let run = arje_bench::run_dir();
     let cfg = arje_runtime::Config {
         mode: arje_runtime::Mode::Subreaper,
         socket: dir.join("inproc.sock"),
         socket_group: None,
         cards_dir: None,
-        state_dir: dir.join("inproc-run"),
+        state_dir: run.path().to_path_buf(),
         durable_dir: None,
         cgroup_root: None,
         shutdown_timeout: Duration::from_secs(5),
