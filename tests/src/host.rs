@@ -163,6 +163,25 @@ impl Daemon {
         seen
     }
 
+    /// Follow a command's stdout until `needle` appears in it (the daemon pushes output
+    /// as it reads it: an event, not a poll).
+    pub fn wait_output(&self, workspace: &str, command: &str, needle: &str) {
+        let mut c = self.client();
+        c.send(&Request::Logs {
+            workspace: workspace.into(),
+            command: command.into(),
+            stream: shuma_card::protocol::Stream::Stdout,
+            follow: true,
+        });
+        let mut text = String::new();
+        while !text.contains(needle) {
+            match c.recv() {
+                Some(Response::Log { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+                other => panic!("unexpected {other:?} while waiting for {needle:?} in {text:?}"),
+            }
+        }
+    }
+
     /// SIGTERM and wait: returns the exit code.
     pub fn stop(mut self) -> Option<i32> {
         let pid = self.child.id() as i32;

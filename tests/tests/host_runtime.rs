@@ -105,7 +105,7 @@ argv = ["/bin/sh", "-c", "exit 1"]
 restart = "always"
 backoff = { initial = "50ms", max = "200ms" }
 max_restarts = 0
-min_uptime = "1s"
+min_uptime = "1h"
 "#;
     let d = Daemon::start_with(&[("flaky.toml", card)], &[]);
 
@@ -155,7 +155,8 @@ argv = ["/bin/sh", "-c", "trap '' TERM; echo up; while :; do read x; done"]
 stop_grace = "300ms"
 "#;
     let d = Daemon::start_with(&[("s.toml", card)], &[]);
-    d.events_until(1, |k| matches!(k, EventKind::CommandStarted { .. }));
+    // "up" comes after the trap: from then on TERM is ignored.
+    d.wait_output("stubborn", "ignore", "up");
 
     let stop = d.shuma(&["ws", "stop", "stubborn"]);
     let events = d.events_until(1, |k| matches!(k, EventKind::WorkspaceStopped { .. }));

@@ -26,10 +26,30 @@ name = "counter"
 argv = ["/bin/sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); /bin/sleep 0.01; done"]
 "#;
 
+/// Follow the counter's output until it has printed line `n` (an event: the daemon
+/// pushes output as it reads it).
+fn wait_for_line(d: &Daemon, n: u64) {
+    let mut c = d.client();
+    c.send(&Request::Logs {
+        workspace: "tick".into(),
+        command: "counter".into(),
+        stream: shuma_card::protocol::Stream::Stdout,
+        follow: true,
+    });
+    let mut text = String::new();
+    let needle = format!("\n{n}\n");
+    while !format!("\n{text}").contains(&needle) {
+        match c.recv() {
+            Some(Response::Log { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+            other => panic!("unexpected {other:?} after {text:?}"),
+        }
+    }
+}
+
 #[test]
 fn test_reexec_keeps_pids_uptime_and_every_output_line() {
     let d = Daemon::start_with(&[("tick.toml", TICKER)], &[]);
-    d.events_until(1, |k| matches!(k, EventKind::CommandStarted { .. }));
+    wait_for_line(&d, 5);
     let before = ps(&d);
     // A client pinging in a loop across the re-exec.
     let socket = d.socket.clone();
@@ -56,6 +76,9 @@ fn test_reexec_keeps_pids_uptime_and_every_output_line() {
     let r = d.shuma(&["daemon-reexec"]);
     let failures = pinger.join().unwrap();
     let after = ps(&d);
+    // Output written across the exec: at least 5 more lines after the new image started.
+    let seen = out(&d.shuma(&["logs", "tick", "counter"])).lines().count() as u64;
+    wait_for_line(&d, seen + 5);
     let logs = out(&d.shuma(&["logs", "tick", "counter"]));
 
     assert!(r.status.success(), "{}", err(&r));
@@ -78,7 +101,7 @@ fn test_reexec_keeps_pids_uptime_and_every_output_line() {
         .lines()
         .map(|l| l.trim().parse().expect("a number per line"))
         .collect();
-    assert!(nums.len() > 3, "{logs}");
+    assert!(nums.len() as u64 > seen + 5, "{logs}");
     let expected: Vec<u64> = (0..nums.len() as u64).collect();
     assert_eq!(nums, expected, "a line was lost across the re-exec");
 }

@@ -53,8 +53,6 @@ pub fn setup(cfg: &crate::Config) -> Cgroups {
 /// One watched cgroup event file.
 pub struct Watch {
     pub workspace: String,
-    /// The command whose run leaf this is, for leaf files.
-    pub command: Option<u64>,
     pub which: EventsFile,
     pub fd: OwnedFd,
     /// Counters last seen: memory.events, or pids.events `max` in `.max`.
@@ -65,10 +63,9 @@ impl Runtime {
     pub(crate) fn add_watch(
         &mut self,
         workspace: &str,
-        command: Option<u64>,
         which: EventsFile,
         fd: OwnedFd,
-    ) {
+    ) -> Option<u64> {
         let id = self.next_watch;
         self.next_watch += 1;
         let text = read_events(fd.as_fd()).unwrap_or_default();
@@ -85,29 +82,32 @@ impl Runtime {
                 id,
                 Watch {
                     workspace: workspace.to_string(),
-                    command,
                     which,
                     fd,
                     last,
                 },
             );
+            return Some(id);
+        }
+        None
+    }
+
+    pub(crate) fn drop_watch(&mut self, id: u64) {
+        if let Some(w) = self.watches.remove(&id) {
+            self.unregister(w.fd.as_fd());
         }
     }
 
-    /// Stop watching every file of a workspace (`command: None`) or of one run.
-    pub(crate) fn drop_watches(&mut self, workspace: &str, command: Option<u64>) {
+    /// Stop watching every file of a workspace (when it is removed).
+    pub(crate) fn drop_watches(&mut self, workspace: &str) {
         let ids: Vec<u64> = self
             .watches
             .iter()
-            .filter(|(_, w)| {
-                w.workspace == workspace && (command.is_none() || w.command == command)
-            })
+            .filter(|(_, w)| w.workspace == workspace)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            if let Some(w) = self.watches.remove(&id) {
-                self.unregister(w.fd.as_fd());
-            }
+            self.drop_watch(id);
         }
     }
 
@@ -121,7 +121,7 @@ impl Runtime {
             .filter_map(|which| cg.open_events_file(which).ok().map(|fd| (which, fd)))
             .collect();
         for (which, fd) in files {
-            self.add_watch(name, None, which, fd);
+            self.add_watch(name, which, fd);
         }
     }
 

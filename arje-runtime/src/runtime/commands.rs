@@ -30,6 +30,8 @@ pub struct Run {
     pub leaf: Option<crate::cgroup::Leaf>,
     /// `oom_kill` of the leaf's memory.events last reported.
     pub oom_kills_seen: u64,
+    /// Cgroup event files watched for this run (the leaf's pids.events).
+    pub watch_ids: Vec<u64>,
 }
 
 pub struct Command {
@@ -41,7 +43,7 @@ pub struct Command {
     pub out: Ring,
     pub err: Ring,
     /// Output pipes still open (the process or its descendants may still write).
-    pub open_pipes: u8,
+    pub pipe_ids: Vec<u64>,
     pub reason: Option<String>,
     /// Started by `shuma run`, not declared in the card: pruned once finished.
     pub adhoc: bool,
@@ -57,7 +59,7 @@ impl Command {
             run: None,
             out: Ring::new(DEFAULT_RING),
             err: Ring::new(DEFAULT_RING),
-            open_pipes: 0,
+            pipe_ids: Vec::new(),
             reason: None,
             adhoc: false,
         }
@@ -258,19 +260,22 @@ impl Runtime {
         drop(out_w);
         drop(err_w);
         let pid = spawned.pid;
-        if let Some(fd) = leaf
+        let watch_ids: Vec<u64> = leaf
             .as_ref()
             .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
-        {
-            self.add_watch(&ws, Some(id), crate::cgroup::EventsFile::Pids, fd);
-        }
-        let mut open = 0;
+            .and_then(|fd| self.add_watch(&ws, crate::cgroup::EventsFile::Pids, fd))
+            .into_iter()
+            .collect();
+        let mut pipe_ids = Vec::with_capacity(2);
         for (is_err, fd) in pipes {
-            let pid_id = self.next_pipe;
+            let pipe_id = self.next_pipe;
             self.next_pipe += 1;
-            if self.register(fd.as_fd(), Token::Log(pid_id), false).is_ok() {
-                self.pipes.insert(pid_id, (id, is_err, fd));
-                open += 1;
+            if self
+                .register(fd.as_fd(), Token::Log(pipe_id), false)
+                .is_ok()
+            {
+                self.pipes.insert(pipe_id, (id, is_err, fd));
+                pipe_ids.push(pipe_id);
             }
         }
         self.pids.insert(pid, id);
@@ -278,7 +283,7 @@ impl Runtime {
             log::error!("epoll_ctl for the pidfd of pid {pid}: {e}");
         }
         if let Some(cmd) = self.commands.get_mut(&id) {
-            cmd.open_pipes = open;
+            cmd.pipe_ids = pipe_ids;
             cmd.run = Some(Run {
                 pid,
                 pidfd: spawned.pidfd,
@@ -287,6 +292,7 @@ impl Runtime {
                 start_time_ticks: crate::persist::process_start_time(pid).unwrap_or(0),
                 leaf,
                 oom_kills_seen: 0,
+                watch_ids,
             });
         }
         Ok(pid)
@@ -360,16 +366,13 @@ impl Runtime {
         let (ws, name) = (cmd.workspace.clone(), cmd.spec.name.clone());
         // What the process wrote before it exited is in its pipes now: read it before
         // anyone learns of the exit, so `run --wait` then `logs` sees all of it.
-        let pipes: Vec<u64> = self
-            .pipes
-            .iter()
-            .filter(|(_, p)| p.0 == id)
-            .map(|(pid, _)| *pid)
-            .collect();
+        let pipes = cmd.pipe_ids.clone();
         for p in pipes {
             self.on_log(p);
         }
-        self.drop_watches(&ws, Some(id));
+        for w in run.as_ref().map_or(&[][..], |r| &r.watch_ids) {
+            self.drop_watch(*w);
+        }
         if let (Some(leaf), Some(cg)) = (
             run.and_then(|r| r.leaf),
             self.workspaces.get(&ws).and_then(|w| w.cgroup.as_ref()),
@@ -441,7 +444,7 @@ impl Runtime {
             // Dropping the read end (its only reference) also removes it from epoll.
             self.pipes.remove(&pipe_id);
             if let Some(cmd) = self.commands.get_mut(&cmd_id) {
-                cmd.open_pipes = cmd.open_pipes.saturating_sub(1);
+                cmd.pipe_ids.retain(|p| *p != pipe_id);
             }
         }
         if got.is_empty() {

@@ -419,12 +419,19 @@ impl Runtime {
             .cgroup
             .as_ref()
             .and_then(|cg| cg.open_leaf(&format!("{}-{}", cmd.id, cmd.spec.name)).ok());
+        let ws_name = cmd.workspace.clone();
+        let watch_ids: Vec<u64> = leaf
+            .as_ref()
+            .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
+            .and_then(|fd| self.add_watch(&ws_name, crate::cgroup::EventsFile::Pids, fd))
+            .into_iter()
+            .collect();
         let started = instant_of_unix_ms(live.started_unix_ms, now, now_unix);
         if let Err(e) = self.register(pidfd.as_fd(), Token::Child(cmd.id), false) {
             log::warn!("adopt pid {}: epoll: {e}", live.pid);
             return false;
         }
-        let mut open = 0;
+        let mut pipe_ids = Vec::new();
         for (fd, is_err) in [(live.stdout_fd, false), (live.stderr_fd, true)] {
             let Some(fd) = fd.and_then(crate::sys::fd::adopt) else {
                 continue;
@@ -436,10 +443,10 @@ impl Runtime {
                 .is_ok()
             {
                 self.pipes.insert(pipe_id, (cmd.id, is_err, fd));
-                open += 1;
+                pipe_ids.push(pipe_id);
             }
         }
-        cmd.open_pipes = open;
+        cmd.pipe_ids = pipe_ids;
         cmd.sup.started(started);
         cmd.run = Some(Run {
             pid: live.pid,
@@ -449,6 +456,7 @@ impl Runtime {
             start_time_ticks: live.start_time_ticks,
             leaf,
             oom_kills_seen: 0,
+            watch_ids,
         });
         self.pids.insert(live.pid, cmd.id);
         log::info!(

@@ -258,7 +258,7 @@ impl Runtime {
         let Some(ws) = self.workspaces.remove(name) else {
             return;
         };
-        self.drop_watches(name, None);
+        self.drop_watches(name);
         if let Some(cg) = &ws.cgroup {
             if let Err(e) = cg.remove() {
                 log::warn!("{e}");
