@@ -20,4 +20,5 @@ check events sh -c 'shuma events | grep -qi started'
 check stop shuma ws stop app --grace 1s
 check gone sh -c '! shuma ws ls | grep -q app'
 [ $ok = 1 ] && echo "SCENARIO drive: PASS" || echo "SCENARIO drive: FAIL"
-poweroff
+# Power off over the control socket (Request::Shutdown), not through busybox's signal.
+shuma poweroff
