@@ -1,5 +1,7 @@
 //! Snapshot benchmark: size and encode+write time of the postcard snapshot against the
-//! same state as JSON, and the durable write against a bare write+fsync+rename.
+//! same state as JSON; the runtime's per-turn path (`encode_parts` from cached spec bytes
+//! and borrowed state) against building a `Snapshot` and `encode_into`; what the stats
+//! history costs; and the durable write against a bare write+fsync+rename.
 //!
 //! `cargo run --release -p arje-bench --bin snapshot [DURABLE_DIR_PARENT]`
 //!
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant};
 use arje_runtime::persist::{write_durable, write_run};
 use shuma_card::protocol::StatsSample;
 use shuma_card::snapshot::{
-    encode, encode_into, CommandState, LiveProcess, Snapshot, WorkspaceState,
+    encode, encode_into, encode_parts, encode_spec, CommandParts, CommandState, LiveProcess,
+    Snapshot, SnapshotHead, WorkspaceParts, WorkspaceState,
 };
 use shuma_card::spec::CpuMax;
 use shuma_card::{
@@ -25,10 +28,13 @@ use shuma_card::{
 
 /// Stats samples kept per workspace: a "short history" (one per 10 s for 80 s).
 const STATS_PER_WORKSPACE: u64 = 8;
+/// The runtime's own cap (`STATS_HISTORY` in arje-runtime's workspaces.rs: one sample
+/// every 2 s for 2 min), for the stats-history table.
+const RUNTIME_STATS_HISTORY: u64 = 60;
 
 /// A workspace as a user would declare it: a service and a one-shot task, limits, a few
 /// environment variables, restart history, a live service process, recent stats.
-fn workspace(i: usize) -> WorkspaceState {
+fn workspace(i: usize, stats: u64) -> WorkspaceState {
     let mut web = CommandSpec::new(
         "web",
         CommandKind::Service,
@@ -105,7 +111,7 @@ fn workspace(i: usize) -> WorkspaceState {
                 live: None,
             },
         ],
-        stats: (0..STATS_PER_WORKSPACE)
+        stats: (0..stats)
             .map(|k| StatsSample {
                 unix_ms: base_ms + 60_000 + k * 10_000,
                 memory_current: Some((90 << 20) + k * 4096),
@@ -119,15 +125,53 @@ fn workspace(i: usize) -> WorkspaceState {
 }
 
 fn state(n: usize) -> Snapshot {
+    state_with_stats(n, STATS_PER_WORKSPACE)
+}
+
+fn state_with_stats(n: usize, stats: u64) -> Snapshot {
     Snapshot {
         written_unix_ms: 1_763_100_000_000,
         boot_id: "59a17b52-3e5c-4c4b-9332-f98cfbe4e6db".into(),
         arje_pid: 1,
         next_event_id: 123_456,
         next_command_id: 2 * n as u64,
-        workspaces: (0..n).map(workspace).collect(),
+        workspaces: (0..n).map(|i| workspace(i, stats)).collect(),
         listener_fd: Some(3),
     }
+}
+
+/// The runtime's per-turn encode: head fields and workspace state borrowed, each spec
+/// taken from `specs` (its cached `encode_spec` bytes), nothing cloned.
+fn encode_turn(s: &Snapshot, specs: &[Vec<u8>], out: &mut Vec<u8>) {
+    let head = SnapshotHead {
+        written_unix_ms: s.written_unix_ms,
+        boot_id: &s.boot_id,
+        arje_pid: s.arje_pid,
+        next_event_id: s.next_event_id,
+        next_command_id: s.next_command_id,
+        listener_fd: s.listener_fd,
+    };
+    let workspaces = s
+        .workspaces
+        .iter()
+        .zip(specs)
+        .map(|(w, spec_bytes)| WorkspaceParts {
+            spec_bytes,
+            created_unix_ms: w.created_unix_ms,
+            stopping: w.stopping,
+            commands: w.commands.iter().map(|c| CommandParts {
+                id: c.id,
+                name: &c.name,
+                restarts: c.restarts,
+                recent_restarts_unix_ms: c.recent_restarts_unix_ms.iter().copied(),
+                last_exit: c.last_exit,
+                done: c.done,
+                failed: c.failed.as_deref(),
+                live: c.live,
+            }),
+            stats: &w.stats,
+        });
+    encode_parts(&head, workspaces, out);
 }
 
 /// Median and 90th percentile of `reps` runs of `f`.
@@ -229,6 +273,87 @@ fn main() {
             us(ew_p90),
             us(jw_med),
             us(jw_p90)
+        );
+    }
+
+    println!();
+    println!(
+        "per-turn path: encode_parts (specs pre-encoded, state borrowed) + write_run, against"
+    );
+    println!(
+        "what the runtime did before: clone the state into a Snapshot + encode_into + write_run"
+    );
+    println!(
+        "{:>10} {:>12} {:>6} | {:>14} {:>14} {:>14} | {:>14} {:>14} {:>14}",
+        "workspaces",
+        "bytes",
+        "same",
+        "parts enc med",
+        "parts e+w med",
+        "parts e+w p90",
+        "clone med",
+        "cl+enc+wr med",
+        "cl+enc+wr p90"
+    );
+    for (n, reps) in [(10, 2000), (1_000, 300), (10_000, 30)] {
+        let s = state(n);
+        let specs: Vec<Vec<u8>> = s.workspaces.iter().map(|w| encode_spec(&w.spec)).collect();
+        let mut buf = Vec::new();
+        encode_turn(&s, &specs, &mut buf);
+        let same = buf == encode(&s);
+        let (enc_med, _) = measure(reps, || {
+            encode_turn(std::hint::black_box(&s), &specs, &mut buf)
+        });
+        let (ew_med, ew_p90) = measure(reps, || {
+            encode_turn(&s, &specs, &mut buf);
+            write_run(run.path(), &buf).unwrap()
+        });
+        let (clone_med, _) = measure(reps, || {
+            std::hint::black_box(std::hint::black_box(&s).clone());
+        });
+        let (old_med, old_p90) = measure(reps, || {
+            let snap = s.clone();
+            encode_into(&snap, &mut buf);
+            write_run(run.path(), &buf).unwrap()
+        });
+        println!(
+            "{:>10} {:>12} {:>6} | {:>14} {:>14} {:>14} | {:>14} {:>14} {:>14}",
+            n,
+            buf.len(),
+            if same { "yes" } else { "NO" },
+            us(enc_med),
+            us(ew_med),
+            us(ew_p90),
+            us(clone_med),
+            us(old_med),
+            us(old_p90)
+        );
+    }
+
+    println!();
+    println!("stats history share, 1000 workspaces, per-turn path (encode_parts + write_run)");
+    println!(
+        "{:>10} {:>12} | {:>14} {:>14} {:>14}",
+        "samples/ws", "bytes", "parts enc med", "parts e+w med", "parts e+w p90"
+    );
+    for stats in [0, STATS_PER_WORKSPACE, RUNTIME_STATS_HISTORY] {
+        let s = state_with_stats(1_000, stats);
+        let specs: Vec<Vec<u8>> = s.workspaces.iter().map(|w| encode_spec(&w.spec)).collect();
+        let mut buf = Vec::new();
+        let (enc_med, _) = measure(300, || {
+            encode_turn(std::hint::black_box(&s), &specs, &mut buf)
+        });
+        let (ew_med, ew_p90) = measure(300, || {
+            encode_turn(&s, &specs, &mut buf);
+            write_run(run.path(), &buf).unwrap()
+        });
+        println!(
+            "{:>10} {:>12} | {:>14} {:>14} {:>14}",
+            stats,
+            buf.len(),
+            us(enc_med),
+            us(ew_med),
+            us(ew_p90)
         );
     }
 

@@ -157,6 +157,12 @@ fn put_command<R: IntoIterator<Item = u64>>(out: &mut Vec<u8>, c: CommandParts<'
     put_option(out, live, put_live_process);
 }
 
+// The leaf writers below are marked `#[inline]` because the release profile optimises for
+// size (opt-level "s"), which left them as calls: inlined, the per-turn encode of 1,000
+// workspaces took 0.38 ms instead of 0.67 ms. Bytes are pushed one at a time rather than
+// staged in a stack buffer and appended: `extend_from_slice` of a few bytes is a call to
+// memcpy, which cost more than the pushes.
+#[inline]
 fn put_live_process(out: &mut Vec<u8>, p: LiveProcess) {
     let LiveProcess {
         pid,
@@ -172,6 +178,7 @@ fn put_live_process(out: &mut Vec<u8>, p: LiveProcess) {
     put_option(out, stderr_fd, put_i32);
 }
 
+#[inline]
 fn put_exit_status(out: &mut Vec<u8>, e: ExitStatus) {
     // Postcard writes an enum's variant index (declaration order) as a varint, then the
     // variant's fields.
@@ -188,6 +195,7 @@ fn put_exit_status(out: &mut Vec<u8>, e: ExitStatus) {
     }
 }
 
+#[inline]
 fn put_stats_sample(out: &mut Vec<u8>, s: &StatsSample) {
     let StatsSample {
         unix_ms,
@@ -224,12 +232,13 @@ fn put_seq<I: IntoIterator>(
         count += 1;
     }
     if count != announced {
-        let mut buf = [0u8; MAX_VARINT];
-        let n = varint(count as u64, &mut buf);
-        out.splice(at..at + width, buf[..n].iter().copied());
+        let mut fixed = Vec::with_capacity(MAX_VARINT);
+        put_varint(&mut fixed, count as u64);
+        out.splice(at..at + width, fixed);
     }
 }
 
+#[inline]
 fn put_option<T>(out: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
     match value {
         None => out.push(0),
@@ -240,25 +249,30 @@ fn put_option<T>(out: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<
     }
 }
 
+#[inline]
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
 
+#[inline]
 fn put_bool(out: &mut Vec<u8>, b: bool) {
     out.push(u8::from(b));
 }
 
+#[inline]
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     put_varint(out, u64::from(v));
 }
 
+#[inline]
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     put_varint(out, v);
 }
 
 /// Postcard's signed integers: zigzag (0, -1, 1, -2... to 0, 1, 2, 3...) so small
 /// negative numbers stay short, then a varint.
+#[inline]
 fn put_i32(out: &mut Vec<u8>, v: i32) {
     put_u32(out, ((v << 1) ^ (v >> 31)) as u32);
 }
@@ -266,23 +280,15 @@ fn put_i32(out: &mut Vec<u8>, v: i32) {
 /// The longest LEB128 encoding of a u64: ceil(64 / 7).
 const MAX_VARINT: usize = 10;
 
-fn put_varint(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; MAX_VARINT];
-    let n = varint(v, &mut buf);
-    out.extend_from_slice(&buf[..n]);
-}
-
 /// LEB128: seven bits per byte, least significant first, the high bit set on every byte
-/// but the last. Returns the number of bytes used.
-fn varint(mut v: u64, buf: &mut [u8; MAX_VARINT]) -> usize {
-    let mut n = 0;
+/// but the last.
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        buf[n] = (v as u8) | 0x80;
+        out.push((v as u8) | 0x80);
         v >>= 7;
-        n += 1;
     }
-    buf[n] = v as u8;
-    n + 1
+    out.push(v as u8);
 }
 
 #[cfg(test)]
