@@ -111,6 +111,13 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
 fn run_contained(config: Config) -> Result<Outcome, String> {
     let mut runtime =
         Runtime::new(config).map_err(|e| format!("the runtime failed to start: {e}"))?;
-    std::panic::catch_unwind(AssertUnwindSafe(|| runtime.run()))
-        .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.run()))
+        .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))?;
+    // Exec while `runtime` is alive: dropping it would close the listener, the log pipes
+    // and the client connections that the snapshot hands to the new image.
+    if let Outcome::Reexec { binary } = &outcome {
+        let err = crate::reexec(binary);
+        return Err(format!("re-exec of {}: {err}", binary.display()));
+    }
+    Ok(outcome)
 }
