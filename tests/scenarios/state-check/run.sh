@@ -1,0 +1,17 @@
+# Boot 2 of the state tests: prints what the restored state looks like, one line per
+# workspace (state and the limits in its cgroup files) and per command (pid, state, and
+# the cgroup that pid is really in), then powers off. The host compares.
+say() { echo "SCENARIO state-check: $*"; }
+shuma ws ls | awk 'NR > 1 { print $1, $2 }' | while read -r name state; do
+    cg=/sys/fs/cgroup/arje/$name
+    mem=$(cat "$cg/memory.max" 2>/dev/null || echo -)
+    pids=$(cat "$cg/pids.max" 2>/dev/null || echo -)
+    say "ws $name $state memory.max=$mem pids.max=$pids"
+done
+shuma ps | awk 'NR > 1 { print $2, $3, $4, $5 }' | while read -r ws name pid state; do
+    cg=-
+    [ "$pid" != - ] && cg=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
+    say "cmd $ws $name $pid $state ${cg:--}"
+done
+say "done"
+poweroff

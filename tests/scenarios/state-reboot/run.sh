@@ -1,0 +1,15 @@
+# Boot 1 of the reboot test: a workspace with limits (one of them changed after creation,
+# so boot 2 shows the live limits, not the card's) and a service; then reboot. Boot 2
+# runs state-check.
+# This workspace is restored after the reboot and this task, interrupted by it, runs
+# again: only the boot that chose this scenario on the command line acts.
+tr ' ' '\n' </proc/cmdline | grep -qx 'arje.cards=/etc/arje/scenarios/state-reboot' || exit 0
+say() { echo "SCENARIO state-reboot: $*"; }
+d=/etc/arje/scenarios/state-reboot
+shuma ws create $d/extra/keep.toml >/dev/null && say "created keep"
+shuma ws set keep memory_max=96M >/dev/null && say "set memory_max=96M"
+# The service has run once it has printed (read from its log stream, not a clock).
+shuma logs -f keep svc | grep -m1 -q "tick 1" && say "svc printed"
+shuma ps keep | awk 'NR > 1 { print "SCENARIO state-reboot: cmd", $2, $3, $4, $5 }'
+say "calling reboot"
+reboot
