@@ -76,6 +76,8 @@ fn test_cgroup_memory_hog_oom_killed_neighbours_and_pid1_unaffected() {
             "ticker-never-exited",
             "ws-set",
             "ws-set-file",
+            "caps-memory-max",
+            "caps-clone-into-cgroup",
             "ping-throughout",
             "ping-now",
         ],

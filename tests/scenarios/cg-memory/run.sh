@@ -68,6 +68,8 @@ say "calm memory.max after set: $(cat $cg/calm/memory.max)"
 check ws-set-file [ "$(cat $cg/calm/memory.max)" = 50331648 ]
 
 shuma caps | sed "s/^/SCENARIO $n: caps: /"
+check caps-memory-max sh -c "shuma caps | grep -qE '^memory.max +yes'"
+check caps-clone-into-cgroup sh -c "shuma caps | grep -qE '^clone-into-cgroup +yes'"
 shuma ws stats calm | sed "s/^/SCENARIO $n: stats: /"
 shuma top --once | sed "s/^/SCENARIO $n: top: /"
 
