@@ -39,8 +39,9 @@ pub const HEADER_LEN: usize = 20;
 ///
 /// A reader allocates what the header announces, so an unchecked length lets a corrupt or
 /// hostile file make arje (possibly PID 1) allocate gigabytes at boot. 64 MiB is far above
-/// any real state: 10,000 workspaces with two commands, limits, environment and a short
-/// stats history encode to about 5 MiB (see `docs/BENCHMARKS.md`), and the runtime caps
+/// any real state: 10,000 workspaces with two commands, limits, environment and 8 stats
+/// samples encode to about 6.5 MB, and about 20 MB with the runtime's full history of 60
+/// samples (see `docs/BENCHMARKS.md`), and the runtime caps
 /// the number of workspaces well below that. It is also far below the memory of the
 /// smallest VM arje boots, so reading a file of the maximum size cannot itself fail boot.
 pub const MAX_SNAPSHOT: usize = 64 << 20;
