@@ -32,12 +32,15 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 say "status-before $(json status)"
 say "ps-before $(json ps app)"
 at=$(shuma logs app printer | tail -n 1)
+# The window in which the pinger counts its pings as "during the re-exec": from the
+# request until the new image has answered (the old one answers before it execs).
 touch /tmp/reexec.start
 shuma daemon-reexec >/dev/null
 rc=$?
+after=$(json ps app)
 touch /tmp/reexec.done
 say "reexec rc=$rc at-line=$at"
-say "ps-after $(json ps app)"
+say "ps-after $after"
 say "status-after $(json status)"
 t1=$(cut -d' ' -f1 /proc/uptime)
 say "uptime-window $t0 $t1"
