@@ -117,11 +117,26 @@ pub fn reexec(binary: &Path) -> std::io::Error {
     let args: Vec<std::ffi::CString> = std::env::args_os()
         .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
         .collect();
-    match nix::unistd::execv(&path, &args) {
+    // The new image learns it is a re-exec (PID 1 then skips the early mounts, module
+    // loading and the state disk, all done already) from REEXEC_ENV.
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter(|(k, _)| k != REEXEC_ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .chain(std::ffi::CString::new(format!("{REEXEC_ENV}=1")).ok())
+        .collect();
+    match nix::unistd::execve(&path, &args, &env) {
         Err(e) => std::io::Error::from(e),
         Ok(never) => match never {},
     }
 }
+
+/// Set in the environment of a re-exec'd image.
+pub const REEXEC_ENV: &str = "ARJE_REEXEC";
 
 /// The text of a panic payload, for the log.
 pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {

@@ -26,9 +26,16 @@ const RUN_DIR: &str = "/run/arje";
 
 /// Boots the system and never returns: PID 1 exiting is a kernel panic.
 pub fn boot(args: Args, start_boottime: f64) -> ! {
+    // A re-exec (`shuma daemon-reexec`) finds the system booted: mounts, modules and the
+    // state disk are in place, and doing them again would stack a second mount.
+    let reexec = std::env::var_os(crate::REEXEC_ENV).is_some();
+    std::env::remove_var(crate::REEXEC_ENV);
+
     // 1. Filesystems the rest needs: /proc to read the command line, /dev for the
     //    console, kmsg and the disk, /run for the socket, cgroup2 for workspaces.
-    mounts::mount_early();
+    if !reexec {
+        mounts::mount_early();
+    }
     console::attach_stdio();
     logger::attach_pid1();
     log::info!(
@@ -51,9 +58,16 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
     console::set_hostname(&params.hostname);
 
     // 4. Modules (the state disk's driver and filesystem), then the state disk.
-    modules::load_listed(&params.modules);
     let mut durable = params.durable.clone();
-    if let Some(dev) = &params.state_dev {
+    if reexec {
+        log::info!("re-exec: mounts, modules and the state disk are already in place");
+        if params.state_dev.is_some() && mounts::is_mounted(&params.state_mount.to_string_lossy()) {
+            durable = durable.or_else(|| Some(params.state_mount.clone()));
+        }
+    } else {
+        modules::load_listed(&params.modules);
+    }
+    if let (Some(dev), false) = (&params.state_dev, reexec) {
         match state_disk::mount_state(
             dev,
             &params.state_mount,
@@ -64,7 +78,7 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
             Err(e) => log::error!("state disk: {e}; booting without durable state"),
         }
     }
-    if params.shell {
+    if params.shell && !reexec {
         emergency::spawn_shell();
     }
 
