@@ -39,6 +39,7 @@ const MARK: &str = "cgbench: ";
 /// A cgroup of its own beside arje's, for the in-process runtime and the module API.
 const BENCH_ROOT: &str = "/sys/fs/cgroup/cgbench";
 const EXIT0: &str = "/bin/exit0";
+const PAUSE: &str = "/bin/pause";
 
 fn main() {
     if std::env::args().any(|a| a == "--guest") {
@@ -74,6 +75,7 @@ fn host() {
 
     let me = build_static_self(&root);
     let exit0 = tiny_static(&dir, "exit0", "");
+    let pause = tiny_static(&dir, "pause", "for (;;) sys1(34, 0);");
     std::fs::write(
         dir.join("cards/bench.toml"),
         "[workspace]\nname = \"bench\"\n\n[[task]]\nname = \"run\"\n\
@@ -97,6 +99,8 @@ fn host() {
         .arg(format!("{}:/bin/arje-bench-cgroups", me.display()))
         .arg("--file")
         .arg(format!("{}:{EXIT0}", exit0.display()))
+        .arg("--file")
+        .arg(format!("{}:{PAUSE}", pause.display()))
         .status()
         .expect("initramfs/build.sh");
     assert!(st.success(), "initramfs build failed");
@@ -327,36 +331,57 @@ fn raw_spawns(cg: &Cgroups) {
         dir: leaf.fd(),
         procs: None,
     };
+    // A leaf with a resident task: the kernel keeps its css_set, so a child born there
+    // reuses it instead of allocating one (what an empty leaf costs at each spawn).
+    let warm = ws.create_leaf("warm").expect("warm leaf");
+    let warm_target = CgroupTarget {
+        dir: warm.fd(),
+        procs: None,
+    };
+    let pause_plan = ExecPlan::new(&[PAUSE.to_string()], &[], None, None).expect("plan");
     let mut spawner = Spawner::default();
+    let resident = spawner
+        .spawn(&pause_plan, stdio, Some(&warm_target))
+        .expect("spawn pause");
     let mut with = Vec::new();
     let mut without = Vec::new();
+    let mut warm_times = Vec::new();
     for round in 0..=ROUNDS {
-        for into in [true, false] {
+        for variant in 0..3 {
             for _ in 0..BATCH {
+                let into = [Some(&target), None, Some(&warm_target)][variant];
                 let t = Instant::now();
-                let child = spawner
-                    .spawn(&plan, stdio, into.then_some(&target))
-                    .expect("spawn exit0");
+                let child = spawner.spawn(&plan, stdio, into).expect("spawn exit0");
                 wait_pid(child.pid);
                 // Round 0 warms up.
                 if round > 0 {
-                    if into { &mut with } else { &mut without }.push(t.elapsed());
+                    [&mut with, &mut without, &mut warm_times][variant].push(t.elapsed());
                 }
             }
         }
     }
+    // SAFETY: killing and reaping our own child.
+    unsafe { libc::kill(resident.pid, libc::SIGKILL) };
+    wait_pid(resident.pid);
     say!(
         "== spawn+exit+reap of a tiny static program ({} per variant, interleaved) ==",
         ROUNDS * BATCH
     );
     let w = stat_line("raw clone3 CLONE_INTO_CGROUP (a leaf)", with);
     let wo = stat_line("raw clone3 (no cgroup target)", without);
+    let ww = stat_line(
+        "raw clone3 CLONE_INTO_CGROUP (a leaf with a resident)",
+        warm_times,
+    );
     say!(
-        "raw: cgroup placement costs {:+.1}% of a spawn (median {:+.1} us)",
+        "raw: cgroup placement costs {:+.1}% of a spawn into an empty leaf (median {:+.1} us), {:+.1}% into a populated one",
         (w / wo - 1.0) * 100.0,
-        w - wo
+        w - wo,
+        (ww / wo - 1.0) * 100.0
     );
     drop(leaf);
+    drop(warm);
+    ws.remove_leaf("warm").expect("remove warm leaf");
     ws.remove_leaf("exit0").expect("remove leaf");
     ws.remove().expect("remove raw ws");
 }
