@@ -174,8 +174,16 @@ fn encode_turn(s: &Snapshot, specs: &[Vec<u8>], out: &mut Vec<u8>) {
     encode_parts(&head, workspaces, out);
 }
 
-/// Median and 90th percentile of `reps` runs of `f`.
-fn measure(reps: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+/// Fastest, median and 90th percentile of `reps` runs of `f`.
+struct Times {
+    /// What the work costs when nothing else competes for the CPU and caches: on a loaded
+    /// machine the median includes time other processes took.
+    min: Duration,
+    med: Duration,
+    p90: Duration,
+}
+
+fn measure(reps: usize, mut f: impl FnMut()) -> Times {
     let mut times: Vec<Duration> = (0..reps)
         .map(|_| {
             let t = Instant::now();
@@ -184,7 +192,11 @@ fn measure(reps: usize, mut f: impl FnMut()) -> (Duration, Duration) {
         })
         .collect();
     times.sort();
-    (times[reps / 2], times[(reps * 9 / 10).min(reps - 1)])
+    Times {
+        min: times[0],
+        med: times[reps / 2],
+        p90: times[(reps * 9 / 10).min(reps - 1)],
+    }
 }
 
 fn us(d: Duration) -> String {
@@ -250,16 +262,16 @@ fn main() {
         let postcard_len = encode(&s).len();
         let json_len = serde_json::to_vec(&s).unwrap().len();
         let mut buf = Vec::new();
-        let (enc_med, _) = measure(reps, || encode_into(std::hint::black_box(&s), &mut buf));
+        let enc = measure(reps, || encode_into(std::hint::black_box(&s), &mut buf));
         // As the loop does it: one buffer kept across turns.
         let mut buf = Vec::new();
-        let (ew_med, ew_p90) = measure(reps, || {
+        let ew = measure(reps, || {
             encode_into(&s, &mut buf);
             write_run(run.path(), &buf).unwrap()
         });
         let json_dir = run.path().join("json");
         std::fs::create_dir_all(&json_dir).unwrap();
-        let (jw_med, jw_p90) = measure(reps, || {
+        let jw = measure(reps, || {
             write_run(&json_dir, &serde_json::to_vec(&s).unwrap()).unwrap()
         });
         println!(
@@ -268,32 +280,30 @@ fn main() {
             postcard_len,
             json_len,
             postcard_len as f64 / json_len as f64,
-            us(enc_med),
-            us(ew_med),
-            us(ew_p90),
-            us(jw_med),
-            us(jw_p90)
+            us(enc.med),
+            us(ew.med),
+            us(ew.p90),
+            us(jw.med),
+            us(jw.p90)
         );
     }
 
     println!();
+    println!("per-turn path, us: encode_parts (specs pre-encoded, state borrowed) + write_run,");
+    println!("against cloning the state into a Snapshot + encode_into + write_run (c+e+w)");
     println!(
-        "per-turn path: encode_parts (specs pre-encoded, state borrowed) + write_run, against"
-    );
-    println!(
-        "what the runtime did before: clone the state into a Snapshot + encode_into + write_run"
-    );
-    println!(
-        "{:>10} {:>12} {:>6} | {:>14} {:>14} {:>14} | {:>14} {:>14} {:>14}",
+        "{:>10} {:>10} {:>4} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
         "workspaces",
         "bytes",
         "same",
-        "parts enc med",
-        "parts e+w med",
-        "parts e+w p90",
+        "enc med",
+        "e+w min",
+        "e+w med",
+        "e+w p90",
         "clone med",
-        "cl+enc+wr med",
-        "cl+enc+wr p90"
+        "c+e+w min",
+        "c+e+w med",
+        "c+e+w p90"
     );
     for (n, reps) in [(10, 2000), (1_000, 300), (10_000, 30)] {
         let s = state(n);
@@ -301,59 +311,63 @@ fn main() {
         let mut buf = Vec::new();
         encode_turn(&s, &specs, &mut buf);
         let same = buf == encode(&s);
-        let (enc_med, _) = measure(reps, || {
+        let enc = measure(reps, || {
             encode_turn(std::hint::black_box(&s), &specs, &mut buf)
         });
-        let (ew_med, ew_p90) = measure(reps, || {
+        let ew = measure(reps, || {
             encode_turn(&s, &specs, &mut buf);
             write_run(run.path(), &buf).unwrap()
         });
-        let (clone_med, _) = measure(reps, || {
+        let clone = measure(reps, || {
             std::hint::black_box(std::hint::black_box(&s).clone());
         });
-        let (old_med, old_p90) = measure(reps, || {
+        let old = measure(reps, || {
             let snap = s.clone();
             encode_into(&snap, &mut buf);
             write_run(run.path(), &buf).unwrap()
         });
         println!(
-            "{:>10} {:>12} {:>6} | {:>14} {:>14} {:>14} | {:>14} {:>14} {:>14}",
+            "{:>10} {:>10} {:>4} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
             n,
             buf.len(),
             if same { "yes" } else { "NO" },
-            us(enc_med),
-            us(ew_med),
-            us(ew_p90),
-            us(clone_med),
-            us(old_med),
-            us(old_p90)
+            us(enc.med),
+            us(ew.min),
+            us(ew.med),
+            us(ew.p90),
+            us(clone.med),
+            us(old.min),
+            us(old.med),
+            us(old.p90)
         );
     }
 
     println!();
     println!("stats history share, 1000 workspaces, per-turn path (encode_parts + write_run)");
     println!(
-        "{:>10} {:>12} | {:>14} {:>14} {:>14}",
-        "samples/ws", "bytes", "parts enc med", "parts e+w med", "parts e+w p90"
+        "{:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} {:>9}",
+        "samples/ws", "bytes", "enc min", "enc med", "e+w min", "e+w med", "e+w p90"
     );
     for stats in [0, STATS_PER_WORKSPACE, RUNTIME_STATS_HISTORY] {
         let s = state_with_stats(1_000, stats);
         let specs: Vec<Vec<u8>> = s.workspaces.iter().map(|w| encode_spec(&w.spec)).collect();
         let mut buf = Vec::new();
-        let (enc_med, _) = measure(300, || {
+        let enc = measure(300, || {
             encode_turn(std::hint::black_box(&s), &specs, &mut buf)
         });
-        let (ew_med, ew_p90) = measure(300, || {
+        let ew = measure(300, || {
             encode_turn(&s, &specs, &mut buf);
             write_run(run.path(), &buf).unwrap()
         });
         println!(
-            "{:>10} {:>12} | {:>14} {:>14} {:>14}",
+            "{:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} {:>9}",
             stats,
             buf.len(),
-            us(enc_med),
-            us(ew_med),
-            us(ew_p90)
+            us(enc.min),
+            us(enc.med),
+            us(ew.min),
+            us(ew.med),
+            us(ew.p90)
         );
     }
 
