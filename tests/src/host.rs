@@ -83,8 +83,9 @@ impl Daemon {
             .arg(&cards_dir)
             .arg("--state-dir")
             .arg(dir.path().join("run"))
+            // Bounds how long a Drop (SIGTERM) can take, whatever the test left running.
+            .args(["--shutdown-timeout", "3s"])
             .args(extra)
-            .env("ARJE_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -193,8 +194,14 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Stop it the way an operator would: SIGTERM stops every workspace (within the
+    /// shutdown bound this fixture sets) before arje exits, so no service outlives the
+    /// test. A daemon a test already killed is only reaped.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        }
         let _ = self.child.wait();
     }
 }

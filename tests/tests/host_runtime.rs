@@ -151,7 +151,7 @@ name = "stubborn"
 
 [[service]]
 name = "ignore"
-argv = ["/bin/sh", "-c", "trap '' TERM; echo up; while :; do read x; done"]
+argv = ["/bin/sh", "-c", "trap '' TERM; echo up; while :; do /bin/sleep 1; done"]
 stop_grace = "300ms"
 "#;
     let d = Daemon::start_with(&[("s.toml", card)], &[]);
@@ -304,7 +304,7 @@ name = "svc"
 
 [[service]]
 name = "sleeper"
-argv = ["/bin/sh", "-c", "echo up; while :; do read x; done"]
+argv = ["/bin/sh", "-c", "echo up; exec /bin/sleep 3600"]
 stop_grace = "5s"
 "#;
     let d = Daemon::start_with(&[("svc.toml", card)], &[]);

@@ -116,7 +116,7 @@ name = "keep"
 
 [[service]]
 name = "svc"
-argv = ["/bin/sh", "-c", "while :; do read x; done"]
+argv = ["/bin/sleep", "3600"]
 
 [[task]]
 name = "once"
