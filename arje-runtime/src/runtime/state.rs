@@ -56,6 +56,12 @@ struct HandoverConn {
 const HANDOVER_VERSION: u32 = 1;
 const HANDOVER_FILE: &str = "handover.bin";
 
+/// Newest stats samples per workspace kept in the snapshot. The loop keeps more in
+/// memory (`STATS_HISTORY`), but the snapshot is written every turn: at 60 samples the
+/// history was 1.56 MB of a 2.0 MB snapshot of 1,000 workspaces and the write took 3.1 ms
+/// instead of 0.64 ms (`cargo run --release -p arje-bench --bin snapshot`).
+pub const SNAPSHOT_STATS: usize = 8;
+
 /// Default spacing of durable writes.
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -94,7 +100,12 @@ impl Runtime {
                     .filter_map(|id| self.commands.get(id))
                     .map(|c| self.command_state(c, for_reexec, now, now_unix))
                     .collect(),
-                stats: ws.stats.iter().cloned().collect(),
+                stats: ws
+                    .stats
+                    .iter()
+                    .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS))
+                    .cloned()
+                    .collect(),
             })
             .collect();
         Snapshot {
@@ -212,7 +223,10 @@ impl Runtime {
                         stderr_fd: None,
                     }),
                 }),
-            stats: ws.stats.iter(),
+            stats: ws
+                .stats
+                .iter()
+                .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS)),
         });
         encode_parts(&head, workspaces, &mut self.snap_buf);
     }
