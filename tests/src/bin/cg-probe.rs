@@ -87,7 +87,7 @@ fn hog() -> i32 {
             chunk[i] = 1;
         }
         kept.push(chunk);
-        if kept.len() % 4 == 0 {
+        if kept.len().is_multiple_of(4) {
             let _ = writeln!(out, "cg-probe hog: {} MiB", kept.len());
         }
     }
