@@ -4,7 +4,7 @@
 #
 # Usage: qemu/run.sh --initramfs FILE [options] [-- extra qemu args]
 #   --kernel FILE        default: the cached Debian kernel (qemu/fetch-kernel.sh)
-#   --append "ARGS"      extra kernel command line (console=ttyS0 quiet panic=-1 always)
+#   --append "ARGS"      extra kernel command line (console=ttyS0 quiet panic=-1 no_timer_check always)
 #   --disk IMG           attach IMG as a virtio disk (/dev/vda in the guest)
 #   --make-disk SIZE     create IMG first as an empty ext4 filesystem if it does not exist
 #   --timeout SECS       kill the guest after SECS (default 120; 0 = none)
@@ -50,7 +50,7 @@ mkdir -p "$(dirname "$log_file")"
 : >"$log_file"
 cmd=(qemu-system-x86_64 -accel "${ARJE_ACCEL:-tcg}" -m "${ARJE_MEM:-512M}" -smp 1
     -kernel "$kernel" -initrd "$initramfs"
-    -append "console=ttyS0 quiet panic=-1 $append"
+    -append "console=ttyS0 quiet panic=-1 no_timer_check $append"
     -nographic -nic none "${no_reboot[@]}" "${drive[@]}" "${extra[@]}")
 
 start=$(date +%s.%N)

@@ -23,6 +23,8 @@ pub enum TimerAction {
     Durable,
     /// Sample cgroup statistics.
     Stats,
+    /// Report what a watched cgroup event file counted since its last report.
+    CgroupReport(u64),
 }
 
 pub struct Timers {

@@ -41,7 +41,7 @@ pub enum End {
 pub struct VmOpts {
     /// Names the console log: `target/vm-logs/<name>.log`.
     pub name: String,
-    /// Appended to `console=ttyS0 quiet panic=-1`.
+    /// Appended to `console=ttyS0 quiet panic=-1 no_timer_check`.
     pub append: String,
     /// A raw disk image attached as virtio (/dev/vda in the guest).
     pub disk: Option<PathBuf>,
@@ -199,7 +199,12 @@ impl Vm {
             .arg("-initrd")
             .arg(&p.initramfs)
             .arg("-append")
-            .arg(format!("console=ttyS0 quiet panic=-1 {}", opts.append));
+            // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check
+            // can fail and panic the boot ("IO-APIC + timer doesn't work").
+            .arg(format!(
+                "console=ttyS0 quiet panic=-1 no_timer_check {}",
+                opts.append
+            ));
         if !opts.allow_reboot {
             cmd.arg("-no-reboot");
         }

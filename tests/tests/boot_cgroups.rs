@@ -84,7 +84,9 @@ fn test_cgroup_memory_hog_oom_killed_neighbours_and_pid1_unaffected() {
     );
     let probe = line_with(&vm, "cg-probe: first read of /proc/self/cgroup");
     assert!(
-        probe.contains("\"0::/arje/calm/probe.") && probe.contains("in its run leaf"),
+        probe.contains("\"0::/arje/calm/")
+            && probe.contains("-probe\"")
+            && probe.contains("in its run leaf"),
         "{probe}"
     );
     // The exit names workspace and command and says OOM, not "signal 9".

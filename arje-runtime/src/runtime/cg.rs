@@ -10,12 +10,14 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use shuma_card::protocol::Mode;
 use shuma_card::EventKind;
 
 use super::Runtime;
 use crate::cgroup::{read_events, Cgroups, EventsFile, MemoryEvents, Setup};
+use crate::timers::TimerAction;
 use crate::token::Token;
 
 /// Choose and set up the cgroup tree for the mode. Never fails: without a usable tree
@@ -55,9 +57,21 @@ pub struct Watch {
     pub workspace: String,
     pub which: EventsFile,
     pub fd: OwnedFd,
-    /// Counters last seen: memory.events, or pids.events `max` in `.max`.
+    /// Counters last reported in the journal: memory.events, or pids.events `max` in
+    /// `.max`.
     pub last: MemoryEvents,
+    /// Counters as last read.
+    pub current: MemoryEvents,
+    /// When this watch last put an event in the journal.
+    pub last_report: Option<Instant>,
+    /// A flush timer is armed for the counts not yet reported.
+    pub flush_armed: bool,
 }
+
+/// At most one journal event per watched file in this interval. A fork bomb held at
+/// pids.max makes the kernel notify about every 10 ms; one event a second with the
+/// running count says the same without pushing everything else out of the journal.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl Runtime {
     pub(crate) fn add_watch(
@@ -85,6 +99,9 @@ impl Runtime {
                     which,
                     fd,
                     last,
+                    current: last,
+                    last_report: None,
+                    flush_armed: false,
                 },
             );
             return Some(id);
@@ -93,6 +110,10 @@ impl Runtime {
     }
 
     pub(crate) fn drop_watch(&mut self, id: u64) {
+        // Counts still waiting for their report go into the journal first.
+        if self.watches.get(&id).is_some_and(|w| w.flush_armed) {
+            self.report_watch(id, Instant::now());
+        }
         if let Some(w) = self.watches.remove(&id) {
             self.unregister(w.fd.as_fd());
         }
@@ -135,49 +156,79 @@ impl Runtime {
             Ok(t) => t,
             Err(_) => return, // The cgroup was removed under us; its watch goes soon.
         };
-        let ws = w.workspace.clone();
         match w.which {
             EventsFile::Cgroup => {
+                let ws = w.workspace.clone();
                 if crate::cgroup::parse_populated(&text) == Some(false) {
                     self.workspace_progress(&ws);
                 }
+                return;
             }
-            EventsFile::Memory => {
-                let now = MemoryEvents::parse(&text);
-                let delta = now.since(&w.last);
-                w.last = now;
-                if delta.oom_kill > 0 {
-                    let command = self.oom_victims(&ws);
-                    self.event(EventKind::OomKill {
-                        workspace: ws.clone(),
-                        command,
-                        count: now.oom_kill,
-                    });
-                }
-                if delta.max > 0 {
-                    self.event(EventKind::MemoryLimit {
-                        workspace: ws.clone(),
-                        which: "memory.max".into(),
-                        count: now.max,
-                    });
-                }
-                if delta.high > 0 {
-                    self.event(EventKind::MemoryLimit {
-                        workspace: ws,
-                        which: "memory.high".into(),
-                        count: now.high,
-                    });
+            EventsFile::Memory => w.current = MemoryEvents::parse(&text),
+            EventsFile::Pids => w.current.max = crate::cgroup::parse_pids_events(&text),
+        }
+        let now = Instant::now();
+        match w.last_report {
+            Some(t) if now.saturating_duration_since(t) < REPORT_EVERY => {
+                if !w.flush_armed {
+                    w.flush_armed = true;
+                    self.timers
+                        .add(t + REPORT_EVERY, TimerAction::CgroupReport(id));
                 }
             }
-            EventsFile::Pids => {
-                let max = crate::cgroup::parse_pids_events(&text);
-                if max > w.last.max {
-                    w.last.max = max;
-                    self.event(EventKind::PidsMax {
-                        workspace: ws,
-                        count: max,
-                    });
-                }
+            _ => self.report_watch(id, now),
+        }
+    }
+
+    /// Put what a watched file counted since the last report into the journal.
+    pub(crate) fn report_watch(&mut self, id: u64, now: Instant) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        w.flush_armed = false;
+        let (cur, delta) = (w.current, w.current.since(&w.last));
+        w.last = cur;
+        let ws = w.workspace.clone();
+        let which = w.which;
+        let mut reported = false;
+        if which == EventsFile::Pids {
+            if delta.max > 0 {
+                self.event(EventKind::PidsMax {
+                    workspace: ws,
+                    count: cur.max,
+                });
+                reported = true;
+            }
+        } else {
+            if delta.oom_kill > 0 {
+                let command = self.oom_victims(&ws);
+                self.event(EventKind::OomKill {
+                    workspace: ws.clone(),
+                    command,
+                    count: cur.oom_kill,
+                });
+                reported = true;
+            }
+            if delta.max > 0 {
+                self.event(EventKind::MemoryLimit {
+                    workspace: ws.clone(),
+                    which: "memory.max".into(),
+                    count: cur.max,
+                });
+                reported = true;
+            }
+            if delta.high > 0 {
+                self.event(EventKind::MemoryLimit {
+                    workspace: ws,
+                    which: "memory.high".into(),
+                    count: cur.high,
+                });
+                reported = true;
+            }
+        }
+        if reported {
+            if let Some(w) = self.watches.get_mut(&id) {
+                w.last_report = Some(now);
             }
         }
     }

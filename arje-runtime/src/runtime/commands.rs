@@ -243,7 +243,7 @@ impl Runtime {
         };
         let leaf = match self.workspaces.get(&ws).and_then(|w| w.cgroup.as_ref()) {
             Some(cg) => Some(
-                cg.create_leaf(&format!("{}.{id}", spec.name))
+                cg.create_leaf(&leaf_name(id, &spec.name))
                     .map_err(|e| e.to_string())?,
             ),
             None => None,
@@ -549,4 +549,10 @@ fn resolve_creds(spec: &CommandSpec) -> Result<Option<(u32, u32, Vec<u32>)>, Str
         .as_ref()
         .map_or(rustix::process::geteuid().as_raw(), |u| u.uid.as_raw());
     Ok(Some((uid, gid, vec![gid])))
+}
+
+/// A run's leaf cgroup: `<id>-<command>`. The id first: a command may be called
+/// `memory` or `cpu`, and `memory.3` would look like a kernel file of the workspace.
+pub(crate) fn leaf_name(id: u64, command: &str) -> String {
+    format!("{id}-{command}")
 }

@@ -470,6 +470,7 @@ impl Runtime {
             }
             TimerAction::ShutdownDeadline => self.shutdown_deadline(),
             TimerAction::Stats => self.sample_stats(),
+            TimerAction::CgroupReport(id) => self.report_watch(id, now),
             TimerAction::Durable => self.on_durable_timer(now),
         }
     }

@@ -429,10 +429,10 @@ impl Runtime {
                 return false;
             }
         };
-        let leaf = ws
-            .cgroup
-            .as_ref()
-            .and_then(|cg| cg.open_leaf(&format!("{}-{}", cmd.id, cmd.spec.name)).ok());
+        let leaf = ws.cgroup.as_ref().and_then(|cg| {
+            cg.open_leaf(&super::commands::leaf_name(cmd.id, &cmd.spec.name))
+                .ok()
+        });
         let ws_name = cmd.workspace.clone();
         let watch_ids: Vec<u64> = leaf
             .as_ref()

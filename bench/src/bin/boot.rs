@@ -190,7 +190,10 @@ fn boot(kernel: &Path, v: &Variant) -> Sample {
         .arg("-initrd")
         .arg(&v.initramfs)
         .arg("-append")
-        .arg(format!("console=ttyS0 quiet panic=-1 {}", v.append))
+        .arg(format!(
+            "console=ttyS0 quiet panic=-1 no_timer_check {}",
+            v.append
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

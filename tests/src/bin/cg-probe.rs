@@ -53,13 +53,15 @@ fn read_self_cgroup(buf: &mut [u8]) -> isize {
     n
 }
 
-/// Is `seen` exactly `0::/arje/<ws>/<cmd>.<digits>\n`?
+/// Is `seen` exactly `0::/arje/<ws>/<digits>-<cmd>\n` (the run's leaf)?
 fn check_self(seen: &[u8], ws: &str, cmd: &str) -> i32 {
     let text = String::from_utf8_lossy(seen);
     let line = text.trim_end();
-    let prefix = format!("0::/arje/{ws}/{cmd}.");
+    let prefix = format!("0::/arje/{ws}/");
+    let suffix = format!("-{cmd}");
     let ok = line
         .strip_prefix(&prefix)
+        .and_then(|leaf| leaf.strip_suffix(&suffix))
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
     println!(
         "cg-probe: first read of /proc/self/cgroup: {line:?}: {}",
