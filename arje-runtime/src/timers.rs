@@ -25,6 +25,8 @@ pub enum TimerAction {
     Stats,
     /// Report what a watched cgroup event file counted since its last report.
     CgroupReport(u64),
+    /// Reap orphans whose SIGCHLD may have merged into a command's.
+    OrphanScan,
 }
 
 pub struct Timers {

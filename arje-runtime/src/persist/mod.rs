@@ -238,8 +238,25 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// Is the process recorded in `live` still the same process? True only if its pid exists
 /// and has the recorded start time, so a recycled pid is never adopted. Meaningful only
 /// if the snapshot is from this boot (see [`same_boot`]).
+///
+/// The recorded time is taken by the spawner from CLOCK_BOOTTIME right after clone3
+/// ([`boottime_ticks`]) rather than read from /proc (8 syscalls on the spawn path), so
+/// it may fall one tick after the kernel's own: a difference of one tick is accepted.
+/// A pid recycled within the same 10 ms tick is not a practical risk.
 pub fn still_running(live: &shuma_card::snapshot::LiveProcess) -> bool {
-    process_start_time(live.pid) == Some(live.start_time_ticks)
+    process_start_time(live.pid).is_some_and(|t| t.abs_diff(live.start_time_ticks) <= 1)
+}
+
+/// CLOCK_BOOTTIME now, in the clock ticks `/proc/PID/stat` counts a start time in.
+pub fn boottime_ticks() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&hz| hz > 0)
+        .unwrap_or(100) as u64;
+    let ns = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
+    ns / (1_000_000_000 / hz)
 }
 
 /// This boot's id from `/proc/sys/kernel/random/boot_id`, for [`Snapshot::boot_id`].
@@ -311,7 +328,8 @@ mod tests {
 
     #[test]
     fn test_still_running_wrong_start_time_is_false() {
-        // Arrange: our own pid, but a start time it never had (a recycled pid).
+        // Arrange: our own pid, but a start time it never had (a recycled pid): more
+        // than the one tick of tolerance away.
         let pid = std::process::id() as i32;
         let real = process_start_time(pid).unwrap();
         let live = |t| LiveProcess {
@@ -323,7 +341,7 @@ mod tests {
         };
 
         // Act
-        let (same, recycled) = (still_running(&live(real)), still_running(&live(real + 1)));
+        let (same, recycled) = (still_running(&live(real)), still_running(&live(real + 2)));
 
         // Assert
         assert!(same);
@@ -417,5 +435,29 @@ mod tests {
         // Assert
         assert!(matches!(err, PersistError::CreateDir { .. }), "{err:?}");
         assert!(err.to_string().contains("blocker/arje"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod start_time_tests {
+    use super::*;
+
+    #[test]
+    fn test_boottime_ticks_matches_proc_start_time_of_new_child() {
+        let before = boottime_ticks();
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let after = boottime_ticks();
+
+        let proc = process_start_time(child.id() as i32).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+
+        assert!(
+            before <= proc + 1 && proc <= after + 1,
+            "{before} <= {proc} <= {after}"
+        );
     }
 }

@@ -119,6 +119,12 @@ pub struct Runtime {
     persist_frozen: bool,
     /// A re-exec was asked for: the binary to exec at the end of this turn.
     reexec: Option<std::path::PathBuf>,
+    /// A SIGCHLD may stand for an orphan not reaped yet (see `on_sigchld`).
+    orphan_scan_pending: bool,
+    /// The last pids reaped (see `on_sigchld`).
+    recently_reaped: std::collections::VecDeque<i32>,
+    /// getpid(), once: the snapshot records it every turn.
+    own_pid: i32,
 }
 
 impl Runtime {
@@ -179,6 +185,9 @@ impl Runtime {
             boot_id: crate::persist::boot_id().unwrap_or_default(),
             persist_frozen: false,
             reexec: None,
+            orphan_scan_pending: false,
+            recently_reaped: std::collections::VecDeque::new(),
+            own_pid: std::process::id() as i32,
             cfg,
         };
         rt.register(rt.signals.as_fd(), Token::Signal, false)
@@ -374,7 +383,7 @@ impl Runtime {
                         continue;
                     };
                     match sig {
-                        Signal::SIGCHLD => self.reap_orphans(),
+                        Signal::SIGCHLD => self.on_sigchld(info.ssi_pid as i32),
                         other => self.on_stop_signal(other),
                     }
                 }
@@ -471,6 +480,11 @@ impl Runtime {
             TimerAction::ShutdownDeadline => self.shutdown_deadline(),
             TimerAction::Stats => self.sample_stats(),
             TimerAction::CgroupReport(id) => self.report_watch(id, now),
+            TimerAction::OrphanScan => {
+                if self.orphan_scan_pending {
+                    self.reap_orphans();
+                }
+            }
             TimerAction::Durable => self.on_durable_timer(now),
         }
     }

@@ -22,6 +22,10 @@ fn err(code: ErrorCode, message: impl Into<String>) -> Response {
 
 impl Runtime {
     pub(crate) fn handle_request(&mut self, conn: u64, req: Request) {
+        // Every exit that happened before this request is reaped before it is answered.
+        if self.orphan_scan_pending {
+            self.reap_orphans();
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

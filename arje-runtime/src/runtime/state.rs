@@ -111,7 +111,7 @@ impl Runtime {
         Snapshot {
             written_unix_ms: now_unix,
             boot_id: self.boot_id.clone(),
-            arje_pid: std::process::id() as i32,
+            arje_pid: self.own_pid,
             next_event_id: self.journal.next_id(),
             next_command_id: self.next_command,
             workspaces,
@@ -186,7 +186,7 @@ impl Runtime {
         let head = SnapshotHead {
             written_unix_ms: now_unix,
             boot_id: &self.boot_id,
-            arje_pid: std::process::id() as i32,
+            arje_pid: self.own_pid,
             next_event_id: self.journal.next_id(),
             next_command_id: self.next_command,
             listener_fd: None,

@@ -16,12 +16,11 @@
 //! context before `_exit(127)`. The parent is suspended (`CLONE_VFORK`) until the child
 //! execs or exits, so reading that context afterwards is race-free.
 //!
-//! The child's exit signal is 0, not SIGCHLD: that makes it a "clone child" in the
-//! kernel's terms, which a plain `waitid(P_ALL)` never sees (only `__WALL` or
-//! `__WCLONE` do) and which raises no SIGCHLD. The runtime reaps it through its pidfd,
-//! in O(1), while SIGCHLD and `waitid(P_ALL)` are left to orphans. Measured here with
-//! 10,000 live children: a `waitid(P_ALL, WNOHANG)` reap loop took 3.4 ms, a
-//! `waitid(P_PIDFD)` 15 us (`cargo run --release -p arje-bench --bin runtime`).
+//! The child's exit signal is SIGCHLD, as for fork: exec resets it to SIGCHLD anyway
+//! (the kernel's de_thread, "we have changed execution domain"), so a clone-style
+//! exit signal of 0 would not keep it out of `waitid(P_ALL)` once it runs its program.
+//! The runtime reaps its commands through their pidfds and scans for orphans only when a
+//! SIGCHLD may stand for one (see `runtime/commands.rs`).
 //!
 //! Where clone3 is missing (ENOSYS: an old kernel, or a container's seccomp filter), the
 //! legacy clone(2) is used through libc's wrapper, and the child joins its cgroup itself
@@ -277,8 +276,7 @@ impl Spawner {
         let mut args = CloneArgs {
             flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
             pidfd: &mut pidfd as *mut c_int as u64,
-            // No SIGCHLD: see the module docs (reaped through the pidfd).
-            exit_signal: 0,
+            exit_signal: libc::SIGCHLD as u64,
             stack: stack_top,
             stack_size: self.stack.len() as u64,
             ..Default::default()
@@ -299,8 +297,8 @@ impl Spawner {
         if ret == -(libc::ENOSYS as isize) {
             self.clone3_missing = true;
             ctx.join_cgroup = cgroup.and_then(|c| c.procs).map_or(-1, |p| p.as_raw_fd());
-            // The low byte of the flags is the exit signal: 0, as for clone3 above.
-            let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD;
+            // The low byte of the flags is the exit signal.
+            let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
             // SAFETY: libc's clone wrapper switches to the top of our stack (it grows
             // down) and calls `child_entry_c`; with CLONE_PIDFD the kernel stores the
             // pidfd through the parent_tid argument. Same lifetime argument as above.

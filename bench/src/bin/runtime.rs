@@ -300,6 +300,15 @@ fn in_process(dir: &std::path::Path, prog: &str, n: usize) -> Vec<Duration> {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
+    // `runtime inproc`: only the in-process spawn loop (for profiling).
+    if std::env::args().nth(1).as_deref() == Some("inproc") {
+        let quick = tiny_static(dir.path(), "exit0", "");
+        let quick = quick.to_str().unwrap().to_string();
+        let raw = summary("raw clone3(VM|VFORK|PIDFD)+exec+waitpid", raw_loop(&quick, SPAWNS));
+        let inproc = summary("arje in-process API", in_process(dir.path(), &quick, SPAWNS * 5));
+        println!("arje in-process / raw = {:.2}", inproc / raw);
+        return;
+    }
     let quick = tiny_static(dir.path(), "exit0", "");
     let pause = tiny_static(dir.path(), "pause", "for (;;) sys1(34, 0);");
     let (quick, pause) = (
