@@ -30,6 +30,8 @@ pub struct Run {
     pub leaf: Option<crate::cgroup::Leaf>,
     /// `oom_kill` of the leaf's memory.events last reported.
     pub oom_kills_seen: u64,
+    /// `oom_kill` of the leaf when this run started (the leaf is reused across runs).
+    pub oom_kills_base: u64,
     /// Cgroup event files watched for this run (the leaf's pids.events).
     pub watch_ids: Vec<u64>,
 }
@@ -260,6 +262,10 @@ impl Runtime {
         drop(out_w);
         drop(err_w);
         let pid = spawned.pid;
+        let oom_kills_base = leaf
+            .as_ref()
+            .and_then(|l| l.memory_events().ok())
+            .map_or(0, |m| m.oom_kill);
         let watch_ids: Vec<u64> = leaf
             .as_ref()
             .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
@@ -291,7 +297,8 @@ impl Runtime {
                 started_unix_ms: unix_ms(),
                 start_time_ticks: crate::persist::boottime_ticks(),
                 leaf,
-                oom_kills_seen: 0,
+                oom_kills_seen: oom_kills_base,
+                oom_kills_base,
                 watch_ids,
             });
         }
@@ -384,7 +391,9 @@ impl Runtime {
         if let (ExitStatus::Signal(9), Some(leaf)) =
             (status, run.as_ref().and_then(|r| r.leaf.as_ref()))
         {
-            if leaf.memory_events().is_ok_and(|m| m.oom_kill > 0) {
+            // The leaf outlives a run: count only this run's kills.
+            let base = run.as_ref().map_or(0, |r| r.oom_kills_base);
+            if leaf.memory_events().is_ok_and(|m| m.oom_kill > base) {
                 status = ExitStatus::OomKilled;
             }
         }
@@ -398,14 +407,9 @@ impl Runtime {
         for w in run.as_ref().map_or(&[][..], |r| &r.watch_ids) {
             self.drop_watch(*w);
         }
-        if let (Some(leaf), Some(cg)) = (
-            run.and_then(|r| r.leaf),
-            self.workspaces.get(&ws).and_then(|w| w.cgroup.as_ref()),
-        ) {
-            // Descendants that escaped the group may still be in it; rmdir fails with
-            // EBUSY then, and the workspace's removal deals with them.
-            let _ = cg.remove_leaf(leaf.name());
-        }
+        // The leaf stays for the command's next run (a restart, a rerun): a mkdir and
+        // rmdir per run cost more than the spawn itself in the guest benchmark. It goes
+        // when the command is pruned or the workspace removed.
         self.event(EventKind::CommandExited {
             workspace: ws.clone(),
             command: name.clone(),

@@ -434,6 +434,10 @@ impl Runtime {
                 .ok()
         });
         let ws_name = cmd.workspace.clone();
+        let oom_base = leaf
+            .as_ref()
+            .and_then(|l| l.memory_events().ok())
+            .map_or(0, |m| m.oom_kill);
         let watch_ids: Vec<u64> = leaf
             .as_ref()
             .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
@@ -469,7 +473,8 @@ impl Runtime {
             started_unix_ms: live.started_unix_ms,
             start_time_ticks: live.start_time_ticks,
             leaf,
-            oom_kills_seen: 0,
+            oom_kills_seen: oom_base,
+            oom_kills_base: oom_base,
             watch_ids,
         });
         self.pids.insert(live.pid, cmd.id);

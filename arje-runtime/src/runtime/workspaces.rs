@@ -194,7 +194,9 @@ impl Runtime {
                 break;
             };
             w.commands.remove(&old);
-            self.commands.remove(&old);
+            if let (Some(cmd), Some(cg)) = (self.commands.remove(&old), &w.cgroup) {
+                let _ = cg.remove_leaf(&super::commands::leaf_name(old, &cmd.spec.name));
+            }
         }
     }
 
