@@ -32,6 +32,7 @@ fi
 [[ -n "$pkg" ]] || { log "cannot resolve linux-image-amd64's kernel package"; exit 1; }
 log "kernel package: $pkg"
 
+mkdir -p "$build"
 work="$(mktemp -d "$build/kernel-fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download -q "$pkg" >&2)
