@@ -52,26 +52,69 @@ pub struct Event {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    WorkspaceCreated { workspace: String },
-    WorkspaceStopped { workspace: String },
-    CommandStarted { workspace: String, command: String, pid: i32 },
-    CommandExited { workspace: String, command: String, pid: i32, status: ExitStatus },
+    WorkspaceCreated {
+        workspace: String,
+    },
+    WorkspaceStopped {
+        workspace: String,
+    },
+    CommandStarted {
+        workspace: String,
+        command: String,
+        pid: i32,
+    },
+    CommandExited {
+        workspace: String,
+        command: String,
+        pid: i32,
+        status: ExitStatus,
+    },
     /// A service will be started again after `delay_ms`; `restarts` counts this one.
-    CommandRestarting { workspace: String, command: String, delay_ms: u64, restarts: u32 },
+    CommandRestarting {
+        workspace: String,
+        command: String,
+        delay_ms: u64,
+        restarts: u32,
+    },
     /// A service gave up: no more restarts.
-    CommandFailed { workspace: String, command: String, reason: String },
+    CommandFailed {
+        workspace: String,
+        command: String,
+        reason: String,
+    },
     /// The start itself failed (exec error, missing user, ...).
-    SpawnFailed { workspace: String, command: String, error: String },
+    SpawnFailed {
+        workspace: String,
+        command: String,
+        error: String,
+    },
     /// memory.events `oom_kill` rose: the kernel killed a task of this workspace.
-    OomKill { workspace: String, command: Option<String>, count: u64 },
+    OomKill {
+        workspace: String,
+        command: Option<String>,
+        count: u64,
+    },
     /// memory.events `max` or `high` rose: the workspace hit memory.max / memory.high.
-    MemoryLimit { workspace: String, which: String, count: u64 },
+    MemoryLimit {
+        workspace: String,
+        which: String,
+        count: u64,
+    },
     /// pids.events `max` rose: a fork failed at pids.max.
-    PidsMax { workspace: String, count: u64 },
+    PidsMax {
+        workspace: String,
+        count: u64,
+    },
     /// A limit was changed while running.
-    LimitChanged { workspace: String, key: String, value: String },
+    LimitChanged {
+        workspace: String,
+        key: String,
+        value: String,
+    },
     /// Something the operator should see (a limit not enforced, a snapshot set aside...).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
 }
 
 impl core::fmt::Display for EventKind {
@@ -80,30 +123,75 @@ impl core::fmt::Display for EventKind {
         match self {
             WorkspaceCreated { workspace } => write!(f, "workspace {workspace} created"),
             WorkspaceStopped { workspace } => write!(f, "workspace {workspace} stopped"),
-            CommandStarted { workspace, command, pid } => {
+            CommandStarted {
+                workspace,
+                command,
+                pid,
+            } => {
                 write!(f, "{workspace}/{command} started pid {pid}")
             }
-            CommandExited { workspace, command, pid, status } => {
+            CommandExited {
+                workspace,
+                command,
+                pid,
+                status,
+            } => {
                 write!(f, "{workspace}/{command} pid {pid} exited: {status}")
             }
-            CommandRestarting { workspace, command, delay_ms, restarts } => {
-                write!(f, "{workspace}/{command} restarting in {delay_ms}ms (restart {restarts})")
+            CommandRestarting {
+                workspace,
+                command,
+                delay_ms,
+                restarts,
+            } => {
+                write!(
+                    f,
+                    "{workspace}/{command} restarting in {delay_ms}ms (restart {restarts})"
+                )
             }
-            CommandFailed { workspace, command, reason } => {
+            CommandFailed {
+                workspace,
+                command,
+                reason,
+            } => {
                 write!(f, "{workspace}/{command} failed: {reason}")
             }
-            SpawnFailed { workspace, command, error } => {
+            SpawnFailed {
+                workspace,
+                command,
+                error,
+            } => {
                 write!(f, "{workspace}/{command} could not start: {error}")
             }
-            OomKill { workspace, command, count } => match command {
-                Some(c) => write!(f, "{workspace}/{c} OOM: killed by the kernel at memory.max (oom_kill {count})"),
-                None => write!(f, "{workspace} OOM: killed by the kernel at memory.max (oom_kill {count})"),
+            OomKill {
+                workspace,
+                command,
+                count,
+            } => match command {
+                Some(c) => write!(
+                    f,
+                    "{workspace}/{c} OOM: killed by the kernel at memory.max (oom_kill {count})"
+                ),
+                None => write!(
+                    f,
+                    "{workspace} OOM: killed by the kernel at memory.max (oom_kill {count})"
+                ),
             },
-            MemoryLimit { workspace, which, count } => {
+            MemoryLimit {
+                workspace,
+                which,
+                count,
+            } => {
                 write!(f, "{workspace} hit {which} ({count} times)")
             }
-            PidsMax { workspace, count } => write!(f, "{workspace} hit pids.max ({count} forks refused)"),
-            LimitChanged { workspace, key, value } => write!(f, "{workspace} {key} set to {value}"),
+            PidsMax { workspace, count } => {
+                write!(f, "{workspace} hit pids.max ({count} forks refused)")
+            }
+            LimitChanged {
+                workspace,
+                key,
+                value,
+            } => write!(f, "{workspace} {key} set to {value}"),
             Warning { message } => write!(f, "warning: {message}"),
         }
     }

@@ -38,32 +38,66 @@ pub enum ShutdownKind {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Must be first on a connection.
-    Hello { version: u32, client: String },
+    Hello {
+        version: u32,
+        client: String,
+    },
     Ping,
     Status,
     /// Create a workspace and start its commands.
-    WsCreate { spec: WorkspaceSpec },
+    WsCreate {
+        spec: WorkspaceSpec,
+    },
     WsList,
-    WsShow { name: String },
+    WsShow {
+        name: String,
+    },
     /// Stop every command (stop signal, grace, kill) and remove the workspace.
-    WsStop { name: String, grace_ms: Option<u64> },
+    WsStop {
+        name: String,
+        grace_ms: Option<u64>,
+    },
     /// Change one limit of a running workspace, e.g. key "memory_max", value "64M".
-    WsSet { name: String, key: String, value: String },
-    WsStats { name: String },
+    WsSet {
+        name: String,
+        key: String,
+        value: String,
+    },
+    WsStats {
+        name: String,
+    },
     /// Start a one-shot command in a workspace. With `wait`, the answer is
     /// [`Response::Exited`] once it ends; otherwise [`Response::Started`].
-    Run { workspace: String, command: CommandSpec, wait: bool },
+    Run {
+        workspace: String,
+        command: CommandSpec,
+        wait: bool,
+    },
     /// Commands of one workspace, or of all.
-    Ps { workspace: Option<String> },
+    Ps {
+        workspace: Option<String>,
+    },
     /// Captured output. With `follow`, [`Response::Log`] frames keep coming.
-    Logs { workspace: String, command: String, stream: Stream, follow: bool },
+    Logs {
+        workspace: String,
+        command: String,
+        stream: Stream,
+        follow: bool,
+    },
     /// Journal records with id > `after`. With `follow`, [`Response::Events`] keep coming.
-    Events { after: Option<u64>, follow: bool },
+    Events {
+        after: Option<u64>,
+        follow: bool,
+    },
     /// What arje can enforce here.
     Caps,
-    Shutdown { kind: ShutdownKind },
+    Shutdown {
+        kind: ShutdownKind,
+    },
     /// Flush the snapshot and exec `binary` (default: the running one) in place.
-    DaemonReexec { binary: Option<String> },
+    DaemonReexec {
+        binary: Option<String>,
+    },
     /// Panic inside a handler. Only honoured by a build with the `test-hooks` feature.
     TestPanic,
 }
@@ -184,22 +218,44 @@ pub struct Capability {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum Response {
-    Hello { version: u32, server: String },
+    Hello {
+        version: u32,
+        server: String,
+    },
     Pong,
     Ok,
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
     Status(StatusInfo),
     /// A workspace was created; `warnings` names limits that are not enforced.
-    Created { name: String, warnings: Vec<String> },
+    Created {
+        name: String,
+        warnings: Vec<String>,
+    },
     Workspaces(Vec<WorkspaceInfo>),
     Workspace(Box<WorkspaceDetail>),
     Commands(Vec<CommandInfo>),
-    Started { id: u64, pid: i32 },
-    Exited { id: u64, status: ExitStatus },
+    Started {
+        id: u64,
+        pid: i32,
+    },
+    Exited {
+        id: u64,
+        status: ExitStatus,
+    },
     /// A chunk of captured output. `dropped` counts bytes lost from the ring before it.
-    Log { stream: Stream, data: Vec<u8>, dropped: u64 },
+    Log {
+        stream: Stream,
+        data: Vec<u8>,
+        dropped: u64,
+    },
     Events(Vec<Event>),
-    Stats { name: String, samples: Vec<StatsSample> },
+    Stats {
+        name: String,
+        samples: Vec<StatsSample>,
+    },
     Caps(Vec<Capability>),
     /// End of a non-follow listing that came as several frames.
     End,
@@ -217,7 +273,9 @@ pub enum FrameError {
 impl core::fmt::Display for FrameError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit"),
+            FrameError::TooLarge(n) => {
+                write!(f, "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")
+            }
             FrameError::Decode(e) => write!(f, "frame does not decode: {e}"),
         }
     }
@@ -268,7 +326,10 @@ mod tests {
 
     #[test]
     fn test_frame_round_trip_request() {
-        let req = Request::Hello { version: PROTOCOL_VERSION, client: "t".into() };
+        let req = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "t".into(),
+        };
         let frame = encode_frame(&req);
         let (used, payload) = split_frame(&frame).unwrap().unwrap();
         assert_eq!(used, frame.len());

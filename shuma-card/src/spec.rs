@@ -18,9 +18,9 @@ pub fn valid_name(name: &str) -> bool {
         _ => return false,
     }
     bytes.len() <= MAX_NAME_LEN
-        && bytes
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+        && bytes.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
 }
 
 /// A workspace: a named group of commands sharing one cgroup subtree and its limits.

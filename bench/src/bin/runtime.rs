@@ -304,8 +304,14 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("inproc") {
         let quick = tiny_static(dir.path(), "exit0", "");
         let quick = quick.to_str().unwrap().to_string();
-        let raw = summary("raw clone3(VM|VFORK|PIDFD)+exec+waitpid", raw_loop(&quick, SPAWNS));
-        let inproc = summary("arje in-process API", in_process(dir.path(), &quick, SPAWNS * 5));
+        let raw = summary(
+            "raw clone3(VM|VFORK|PIDFD)+exec+waitpid",
+            raw_loop(&quick, SPAWNS),
+        );
+        let inproc = summary(
+            "arje in-process API",
+            in_process(dir.path(), &quick, SPAWNS * 5),
+        );
         println!("arje in-process / raw = {:.2}", inproc / raw);
         return;
     }
