@@ -262,28 +262,11 @@ impl Runtime {
         drop(out_w);
         drop(err_w);
         let pid = spawned.pid;
-        let oom_kills_base = leaf
-            .as_ref()
-            .and_then(|l| l.memory_events().ok())
-            .map_or(0, |m| m.oom_kill);
-        let watch_ids: Vec<u64> = leaf
-            .as_ref()
-            .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
-            .and_then(|fd| self.add_watch(&ws, crate::cgroup::EventsFile::Pids, fd))
+        let (oom_kills_base, watch_ids) = self.watch_leaf(&ws, leaf.as_ref());
+        let pipe_ids: Vec<u64> = pipes
             .into_iter()
+            .filter_map(|(is_err, fd)| self.add_pipe(id, is_err, fd))
             .collect();
-        let mut pipe_ids = Vec::with_capacity(2);
-        for (is_err, fd) in pipes {
-            let pipe_id = self.next_pipe;
-            self.next_pipe += 1;
-            if self
-                .register(fd.as_fd(), Token::Log(pipe_id), false)
-                .is_ok()
-            {
-                self.pipes.insert(pipe_id, (id, is_err, fd));
-                pipe_ids.push(pipe_id);
-            }
-        }
         self.pids.insert(pid, id);
         if let Err(e) = self.register(spawned.pidfd.as_fd(), Token::Child(id), false) {
             log::error!("epoll_ctl for the pidfd of pid {pid}: {e}");
@@ -303,6 +286,33 @@ impl Runtime {
             });
         }
         Ok(pid)
+    }
+
+    /// A run's leaf: its OOM-kill count now (the leaf is reused, so only kills above it
+    /// are this run's) and a watch on its pids.events.
+    pub(crate) fn watch_leaf(
+        &mut self,
+        ws: &str,
+        leaf: Option<&crate::cgroup::Leaf>,
+    ) -> (u64, Vec<u64>) {
+        let Some(leaf) = leaf else {
+            return (0, Vec::new());
+        };
+        let oom_kills = leaf.memory_events().map_or(0, |m| m.oom_kill);
+        let watch = leaf
+            .open_events_file(crate::cgroup::EventsFile::Pids)
+            .ok()
+            .and_then(|fd| self.add_watch(ws, crate::cgroup::EventsFile::Pids, fd));
+        (oom_kills, watch.into_iter().collect())
+    }
+
+    /// Read a command's output pipe from the loop. Returns the pipe's id.
+    pub(crate) fn add_pipe(&mut self, command: u64, is_err: bool, fd: OwnedFd) -> Option<u64> {
+        let pipe_id = self.next_pipe;
+        self.next_pipe += 1;
+        self.register(fd.as_fd(), Token::Log(pipe_id), false).ok()?;
+        self.pipes.insert(pipe_id, (command, is_err, fd));
+        Some(pipe_id)
     }
 
     /// A command's pidfd is readable: its process exited. Reap exactly that process:

@@ -434,36 +434,17 @@ impl Runtime {
                 .ok()
         });
         let ws_name = cmd.workspace.clone();
-        let oom_base = leaf
-            .as_ref()
-            .and_then(|l| l.memory_events().ok())
-            .map_or(0, |m| m.oom_kill);
-        let watch_ids: Vec<u64> = leaf
-            .as_ref()
-            .and_then(|l| l.open_events_file(crate::cgroup::EventsFile::Pids).ok())
-            .and_then(|fd| self.add_watch(&ws_name, crate::cgroup::EventsFile::Pids, fd))
-            .into_iter()
-            .collect();
+        let (oom_base, watch_ids) = self.watch_leaf(&ws_name, leaf.as_ref());
         let started = instant_of_unix_ms(live.started_unix_ms, now, now_unix);
         if let Err(e) = self.register(pidfd.as_fd(), Token::Child(cmd.id), false) {
             log::warn!("adopt pid {}: epoll: {e}", live.pid);
             return false;
         }
-        let mut pipe_ids = Vec::new();
-        for (fd, is_err) in [(live.stdout_fd, false), (live.stderr_fd, true)] {
-            let Some(fd) = fd.and_then(crate::sys::fd::adopt) else {
-                continue;
-            };
-            let pipe_id = self.next_pipe;
-            self.next_pipe += 1;
-            if self
-                .register(fd.as_fd(), Token::Log(pipe_id), false)
-                .is_ok()
-            {
-                self.pipes.insert(pipe_id, (cmd.id, is_err, fd));
-                pipe_ids.push(pipe_id);
-            }
-        }
+        let pipe_ids: Vec<u64> = [(live.stdout_fd, false), (live.stderr_fd, true)]
+            .into_iter()
+            .filter_map(|(fd, is_err)| Some((fd.and_then(crate::sys::fd::adopt)?, is_err)))
+            .filter_map(|(fd, is_err)| self.add_pipe(cmd.id, is_err, fd))
+            .collect();
         cmd.pipe_ids = pipe_ids;
         cmd.sup.started(started);
         cmd.run = Some(Run {
