@@ -70,7 +70,7 @@ daemon=$(cat /run/daemon.pid)
 echo $daemon >/tmp/daemon.pids
 say "daemon pid $daemon in $(cat /proc/$daemon/cgroup) with parent $(cut -d' ' -f4 /proc/$daemon/stat)"
 check daemon-alive [ "$(alive /tmp/daemon.pids)" = 1 ]
-check daemon-in-leaf grep -qE '^0::/arje/svc/spawner\.[0-9]+$' /proc/$daemon/cgroup
+check daemon-in-leaf grep -qE '^0::/arje/svc/[0-9]+-spawner$' /proc/$daemon/cgroup
 check svc-stop shuma ws stop svc --grace 1s
 check daemon-gone [ "$(alive /tmp/daemon.pids)" = 0 ]
 check svc-cgroup-gone [ ! -e $cg/svc ]
