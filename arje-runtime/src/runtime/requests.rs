@@ -304,7 +304,14 @@ impl Runtime {
                 .set_limit(key, &limits)
                 .map_err(|e| (ErrorCode::Internal, e.to_string()))?,
             None => {
-                let why = self.cgroups.unenforced(&limits).join("; ");
+                let file = key.replace('_', ".");
+                let why = self
+                    .cgroups
+                    .unenforced(&limits)
+                    .into_iter()
+                    .filter(|w| w.starts_with(&file))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 return Err((
                     ErrorCode::Unsupported,
                     format!("workspace {name} has no cgroup, so {key} cannot be enforced: {why}"),
