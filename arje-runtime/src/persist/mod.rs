@@ -250,13 +250,17 @@ pub fn still_running(live: &shuma_card::snapshot::LiveProcess) -> bool {
 /// CLOCK_BOOTTIME now, in the clock ticks `/proc/PID/stat` counts a start time in.
 pub fn boottime_ticks() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+    let ns = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
+    ns / (1_000_000_000 / clock_ticks_per_second())
+}
+
+/// USER_HZ, the unit of /proc's start times (100 on every Linux this runs on).
+pub fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .filter(|&hz| hz > 0)
-        .unwrap_or(100) as u64;
-    let ns = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
-    ns / (1_000_000_000 / hz)
+        .unwrap_or(100) as u64
 }
 
 /// This boot's id from `/proc/sys/kernel/random/boot_id`, for [`Snapshot::boot_id`].

@@ -75,6 +75,19 @@ const SIGNALS: [Signal; 7] = [
     Signal::SIGPWR,
 ];
 
+/// When this process started: an exec (a re-exec) keeps the process, and so its start
+/// time in /proc, and `shuma status` counts uptime from there.
+fn process_started() -> Instant {
+    let now = Instant::now();
+    let Some(start) = crate::persist::process_start_time(std::process::id() as i32) else {
+        return now;
+    };
+    let hz = crate::persist::clock_ticks_per_second();
+    let ticks = crate::persist::boottime_ticks().saturating_sub(start);
+    now.checked_sub(Duration::from_millis(ticks * 1000 / hz))
+        .unwrap_or(now)
+}
+
 /// A shutdown in progress.
 struct Stopping {
     outcome: Outcome,
@@ -173,7 +186,7 @@ impl Runtime {
             watches: HashMap::new(),
             next_watch: 1,
             dev_null,
-            started: Instant::now(),
+            started: process_started(),
             stopping: None,
             orphans_reaped: 0,
             dirty: false,
