@@ -27,6 +27,8 @@ pub enum TimerAction {
     CgroupReport(u64),
     /// Reap orphans whose SIGCHLD may have merged into a command's.
     OrphanScan,
+    /// The debounced /run snapshot write is due.
+    RunSnapshot,
 }
 
 pub struct Timers {

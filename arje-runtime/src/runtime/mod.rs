@@ -138,6 +138,9 @@ pub struct Runtime {
     recently_reaped: std::collections::VecDeque<i32>,
     /// getpid(), once: the snapshot records it every turn.
     own_pid: i32,
+    /// Rate of /run snapshot writes (see `run_snapshot_due`).
+    run_debounce: crate::persist::Debounce,
+    run_timer_armed: bool,
 }
 
 impl Runtime {
@@ -201,6 +204,8 @@ impl Runtime {
             orphan_scan_pending: false,
             recently_reaped: std::collections::VecDeque::new(),
             own_pid: std::process::id() as i32,
+            run_debounce: crate::persist::Debounce::new(state::RUN_EVERY),
+            run_timer_armed: false,
             cfg,
         };
         rt.register(rt.signals.as_fd(), Token::Signal, false)
@@ -493,6 +498,10 @@ impl Runtime {
             TimerAction::ShutdownDeadline => self.shutdown_deadline(),
             TimerAction::Stats => self.sample_stats(),
             TimerAction::CgroupReport(id) => self.report_watch(id, now),
+            TimerAction::RunSnapshot => {
+                self.run_timer_armed = false;
+                self.run_snapshot_due(now);
+            }
             TimerAction::OrphanScan => {
                 if self.orphan_scan_pending {
                     self.reap_orphans();
@@ -687,12 +696,32 @@ impl Runtime {
 
     fn end_of_turn(&mut self) {
         let now = Instant::now();
+        if self.dirty && !self.persist_frozen {
+            self.dirty = false;
+            self.run_debounce.mark_dirty(now);
+            self.run_snapshot_due(now);
+        }
+        // Last: the snapshot may have added a timer (the durable copy's debounce).
         if let Err(e) = self.timers.rearm(now) {
             log::error!("timerfd: {e}");
         }
-        if self.dirty && !self.persist_frozen {
-            self.dirty = false;
+    }
+
+    /// Write the /run copy if its debounce allows, else arm the timer for when it will.
+    /// A lone change is written at once; a burst of turns (a client running commands
+    /// back to back) is coalesced to one write per [`state::RUN_EVERY`], so the snapshot's
+    /// cost does not scale with the rate of turns.
+    fn run_snapshot_due(&mut self, now: Instant) {
+        if !self.run_debounce.is_dirty() || self.persist_frozen {
+            return;
+        }
+        if self.run_debounce.due(now) {
+            self.run_debounce.written(now);
             self.persist();
+        } else if let (Some(at), false) = (self.run_debounce.next_deadline(), self.run_timer_armed)
+        {
+            self.run_timer_armed = true;
+            self.timers.add(at, TimerAction::RunSnapshot);
         }
     }
 
