@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shuma_card::protocol::WsState;
-use shuma_card::snapshot::{CommandState, LiveProcess, Snapshot, WorkspaceState};
+use shuma_card::snapshot::{LiveProcess, WorkspaceState};
 use shuma_card::{CommandKind, CommandSpec, EventKind};
 
 use super::commands::Run;
@@ -88,89 +88,9 @@ fn unix_ms_of_instant(t: Instant, now: Instant, now_unix: u64) -> u64 {
 }
 
 impl Runtime {
-    /// The state as a snapshot. With `for_reexec`, the fds to keep (log pipes, the
-    /// listener) are recorded too.
-    pub(crate) fn snapshot(&self, for_reexec: bool) -> Snapshot {
-        let now = Instant::now();
-        let now_unix = unix_ms();
-        let workspaces = self
-            .workspaces
-            .values()
-            .map(|ws| WorkspaceState {
-                spec: ws.spec.clone(),
-                created_unix_ms: ws.created_unix_ms,
-                stopping: ws.state != WsState::Running,
-                commands: ws
-                    .commands
-                    .iter()
-                    .filter_map(|id| self.commands.get(id))
-                    .map(|c| self.command_state(c, for_reexec, now, now_unix))
-                    .collect(),
-                stats: ws
-                    .stats
-                    .iter()
-                    .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS))
-                    .cloned()
-                    .collect(),
-            })
-            .collect();
-        Snapshot {
-            written_unix_ms: now_unix,
-            boot_id: self.boot_id.clone(),
-            arje_pid: self.own_pid,
-            next_event_id: self.journal.next_id(),
-            next_command_id: self.next_command,
-            workspaces,
-            listener_fd: if for_reexec {
-                self.listener.as_ref().map(|l| l.as_raw_fd())
-            } else {
-                None
-            },
-        }
-    }
-
-    fn command_state(
-        &self,
-        c: &Command,
-        for_reexec: bool,
-        now: Instant,
-        now_unix: u64,
-    ) -> CommandState {
-        let pipe_of = |is_err: bool| {
-            self.pipes
-                .values()
-                .find(|(cmd, e, _)| *cmd == c.id && *e == is_err)
-                .map(|(_, _, fd)| fd.as_raw_fd())
-        };
-        CommandState {
-            id: c.id,
-            name: c.spec.name.clone(),
-            restarts: c.sup.restarts,
-            recent_restarts_unix_ms: c
-                .sup
-                .recent_restarts
-                .iter()
-                .map(|t| unix_ms_of_instant(*t, now, now_unix))
-                .collect(),
-            last_exit: c.sup.last_exit,
-            done: c.spec.kind == CommandKind::Task && c.sup.is_final(),
-            failed: match &c.sup.state {
-                State::Failed { reason } => Some(reason.clone()),
-                _ => None,
-            },
-            live: c.run.as_ref().map(|r| LiveProcess {
-                pid: r.pid,
-                start_time_ticks: r.start_time_ticks,
-                started_unix_ms: r.started_unix_ms,
-                stdout_fd: if for_reexec { pipe_of(false) } else { None },
-                stderr_fd: if for_reexec { pipe_of(true) } else { None },
-            }),
-        }
-    }
-
     /// Write the /run copy now, and hand the bytes to the durable writer when due.
     pub(crate) fn persist(&mut self) {
-        self.encode_snapshot();
+        self.encode_snapshot(false);
         if let Err(e) = persist::write_run(&self.cfg.state_dir, &self.snap_buf) {
             // Logged once per distinct failure burst would be nicer; the loop goes on.
             log::error!("{e}");
@@ -184,8 +104,9 @@ impl Runtime {
 
     /// Encode the state into `snap_buf` from borrowed parts: no `Snapshot` value is
     /// built and no spec is cloned; each workspace's spec is encoded once and cached
-    /// (`Workspace::spec_bytes`). Byte-identical to encoding [`Self::snapshot`].
-    fn encode_snapshot(&mut self) {
+    /// (`Workspace::spec_bytes`). With `for_reexec`, the fds the next image takes over
+    /// (the listener, each live run's output pipes) are recorded too.
+    fn encode_snapshot(&mut self, for_reexec: bool) {
         use shuma_card::snapshot::{encode_parts, CommandParts, SnapshotHead, WorkspaceParts};
         let now = Instant::now();
         let now_unix = unix_ms();
@@ -195,9 +116,23 @@ impl Runtime {
             arje_pid: self.own_pid,
             next_event_id: self.journal.next_id(),
             next_command_id: self.next_command,
-            listener_fd: None,
+            listener_fd: self
+                .listener
+                .as_ref()
+                .filter(|_| for_reexec)
+                .map(|l| l.as_raw_fd()),
         };
         let commands = &self.commands;
+        let pipes = &self.pipes;
+        // The read end of a command's stdout (false) or stderr (true) pipe, for a re-exec.
+        let pipe_fd = move |c: &Command, is_err: bool| {
+            c.pipe_ids
+                .iter()
+                .filter_map(|id| pipes.get(id))
+                .find(|(_, e, _)| *e == is_err)
+                .map(|(_, _, fd)| fd.as_raw_fd())
+                .filter(|_| for_reexec)
+        };
         let workspaces = self.workspaces.values().map(|ws| WorkspaceParts {
             spec_bytes: &ws.spec_bytes,
             created_unix_ms: ws.created_unix_ms,
@@ -228,8 +163,8 @@ impl Runtime {
                         pid: r.pid,
                         start_time_ticks: r.start_time_ticks,
                         started_unix_ms: r.started_unix_ms,
-                        stdout_fd: None,
-                        stderr_fd: None,
+                        stdout_fd: pipe_fd(c, false),
+                        stderr_fd: pipe_fd(c, true),
                     }),
                 }),
             stats: ws
@@ -584,16 +519,17 @@ impl Runtime {
                 log::warn!("re-exec: could not hand over client connections: {e}");
             }
         }
-        let snap = self.snapshot(true);
-        self.snap_buf.clear();
-        shuma_card::snapshot::encode_into(&snap, &mut self.snap_buf);
+        // The durable copy never names fds: they mean nothing after a reboot.
+        let durable_bytes = self.durable.is_some().then(|| {
+            self.encode_snapshot(false);
+            self.snap_buf.clone()
+        });
+        self.encode_snapshot(true);
         if let Err(e) = persist::write_run(&self.cfg.state_dir, &self.snap_buf) {
             log::error!("re-exec snapshot: {e}");
         }
-        if let Some(writer) = &self.durable {
-            let mut durable = snap;
-            durable.listener_fd = None;
-            writer.submit(shuma_card::snapshot::encode(&durable));
+        if let (Some(writer), Some(bytes)) = (&self.durable, durable_bytes) {
+            writer.submit(bytes);
             if let Err(e) = writer.flush_blocking() {
                 log::error!("durable snapshot: {e}");
             }
@@ -620,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn test_encode_snapshot_parts_equal_full_encoding() {
+    fn test_encode_snapshot_records_state_and_reexec_fds() {
         let dir = tempfile::tempdir().unwrap();
         let mut rt = runtime(dir.path());
         let mut spec = shuma_card::WorkspaceSpec {
@@ -633,14 +569,13 @@ mod tests {
             CommandKind::Task,
             vec!["/bin/true".into()],
         ));
-        let mut svc = CommandSpec::new(
+        let svc = CommandSpec::new(
             "s",
             CommandKind::Service,
-            vec!["/bin/sh".into(), "-c".into(), "read x".into()],
+            vec!["/bin/sleep".into(), "60".into()],
         );
-        svc.env.push(("A".into(), "b".into()));
         spec.commands.push(svc);
-        rt.create_workspace(spec).unwrap();
+        rt.create_workspace(spec.clone()).unwrap();
         let id = rt
             .start_oneshot(
                 "w",
@@ -651,16 +586,25 @@ mod tests {
             rt.turn();
         }
 
-        rt.encode_snapshot();
-        let parts = rt.snap_buf.clone();
-        let full = shuma_card::snapshot::encode(&rt.snapshot(false));
+        rt.encode_snapshot(false);
+        let plain = shuma_card::snapshot::decode(&rt.snap_buf).unwrap();
+        rt.encode_snapshot(true);
+        let reexec = shuma_card::snapshot::decode(&rt.snap_buf).unwrap();
 
-        // Timestamps are taken separately by the two paths; compare the decoded state
-        // with the time fields aligned.
-        let mut a = shuma_card::snapshot::decode(&parts).unwrap();
-        let b = shuma_card::snapshot::decode(&full).unwrap();
-        a.written_unix_ms = b.written_unix_ms;
-        assert_eq!(a, b);
-        assert_eq!(a.workspaces[0].commands.len(), 3);
+        assert_eq!(plain.workspaces.len(), 1);
+        assert_eq!(plain.workspaces[0].spec, spec);
+        let cmds = &plain.workspaces[0].commands;
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(cmds[2].last_exit, Some(shuma_card::ExitStatus::Code(1)));
+        let live = cmds[1].live.expect("the service runs");
+        assert_eq!(
+            (live.stdout_fd, live.stderr_fd, plain.listener_fd),
+            (None, None, None)
+        );
+        let live = reexec.workspaces[0].commands[1].live.unwrap();
+        assert!(
+            live.stdout_fd.is_some() && live.stderr_fd.is_some() && reexec.listener_fd.is_some()
+        );
+        assert_ne!(live.stdout_fd, live.stderr_fd);
     }
 }
