@@ -129,20 +129,17 @@ fn resolve_group(name: &str) -> Option<u32> {
         .map(|g| g.gid.as_raw())
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+/// Parses a duration the way cards do (`10s`, `500ms`, `2m`, `1h`, `1.5s`:
+/// `shuma_card::units`), and also a bare number as seconds, which the kernel command
+/// line's `arje.shutdown_timeout=10` has always meant.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
+    if let Ok(secs) = s.parse::<u64>() {
+        return secs.checked_mul(1000).map(Duration::from_millis);
+    }
+    shuma_card::units::parse_duration_ms(s)
+        .ok()
+        .map(Duration::from_millis)
 }
 
 #[cfg(test)]
