@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use crate::ids::{CommandId, WorkspaceId};
 use shuma_card::protocol::{
     decode_payload, encode_frame, split_frame, ErrorCode, FrameError, Request, Response,
     HEADER_LEN, MAX_FRAME,
@@ -104,12 +105,12 @@ pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<(), Strin
 pub enum Follow {
     None,
     /// `Run { wait: true }`: the command's exit.
-    Exit(u64),
+    Exit(CommandId),
     /// `WsStop`: the workspace to be gone.
-    WsStopped(String),
+    WsStopped(WorkspaceId),
     /// `Logs { follow }`: cursors into the command's stdout and stderr rings.
     Logs {
-        command: u64,
+        command: CommandId,
         out: Option<u64>,
         err: Option<u64>,
     },

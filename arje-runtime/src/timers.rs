@@ -1,8 +1,21 @@
-//! Every deadline of the loop behind one timerfd: a sorted set of (instant, action),
-//! the timerfd armed for the earliest. A fired entry whose subject has moved on is
-//! harmless: the supervisor ignores a timer that is not due for its current state.
+//! Every deadline of the loop behind one timerfd: a sorted set of (instant, action), the
+//! timerfd armed for the earliest.
+//!
+//! Safe by construction:
+//! - [`Timers::add`] only records the deadline; the loop arms the timerfd for the earliest
+//!   one right before every wait ([`crate::runtime`]'s reactor calls [`Timers::rearm`]), so
+//!   a deadline added anywhere (before the first turn, from an in-process caller, inside a
+//!   handler) is seen by the next wait. (Arming at the end of a turn missed deadlines added
+//!   outside one: a 200 ms TTL set before the first turn fired after about 3 s.)
+//! - A singleton action (the stats sampler, the debounced snapshot writes, the orphan scan,
+//!   a watch's report) goes through [`Timers::add_once`]: the timer set itself remembers
+//!   that one is pending, so no owner keeps an "armed" flag by convention, and a second
+//!   caller cannot start a second periodic chain (restoring N workspaces once started N
+//!   stats samplers).
+//! - Actions name their subject by a never-reused id, so a timer that outlives its subject
+//!   finds nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -11,20 +24,23 @@ use rustix::time::{
     Timespec,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::ids::{CommandId, WatchId, WorkspaceId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimerAction {
-    /// Deliver `supervise::Event::Timer` to this command.
-    Command(u64),
+    /// Deliver `supervise::Event::Timer` to this command; it ignores a timer that is not
+    /// due in its current state.
+    Command(CommandId),
     /// A workspace's TTL ran out.
-    WorkspaceTtl(String),
+    WorkspaceTtl(WorkspaceId),
     /// The shutdown deadline: kill whatever is left.
     ShutdownDeadline,
     /// The debounced durable snapshot write is due.
     Durable,
-    /// Sample cgroup statistics.
+    /// Sample cgroup statistics (periodic while any workspace has a cgroup).
     Stats,
     /// Report what a watched cgroup event file counted since its last report.
-    CgroupReport(u64),
+    CgroupReport(WatchId),
     /// Reap orphans whose SIGCHLD may have merged into a command's.
     OrphanScan,
     /// The debounced /run snapshot write is due.
@@ -34,6 +50,8 @@ pub enum TimerAction {
 pub struct Timers {
     fd: OwnedFd,
     set: BTreeMap<(Instant, u64), TimerAction>,
+    /// Singleton actions currently in `set`.
+    once: HashSet<TimerAction>,
     seq: u64,
     armed: Option<Instant>,
 }
@@ -47,6 +65,7 @@ impl Timers {
         Ok(Timers {
             fd,
             set: BTreeMap::new(),
+            once: HashSet::new(),
             seq: 0,
             armed: None,
         })
@@ -56,12 +75,28 @@ impl Timers {
         self.fd.as_fd()
     }
 
+    /// Fire `action` at `at`. The next wait of the loop sees it.
     pub fn add(&mut self, at: Instant, action: TimerAction) {
         self.seq += 1;
         self.set.insert((at, self.seq), action);
     }
 
-    /// Drain the timerfd and return every action due at `now`.
+    /// Fire `action` at `at` unless the same action is already pending (whose deadline
+    /// then stands). Returns whether it was added.
+    pub fn add_once(&mut self, at: Instant, action: TimerAction) -> bool {
+        if !self.once.insert(action) {
+            return false;
+        }
+        self.add(at, action);
+        true
+    }
+
+    /// How many `action`s are pending (added and not yet fired).
+    pub fn pending(&self, action: TimerAction) -> usize {
+        self.set.values().filter(|a| **a == action).count()
+    }
+
+    /// Drain the timerfd and return every action due at `now`, earliest first.
     pub fn expired(&mut self, now: Instant) -> Vec<TimerAction> {
         let mut buf = [0u8; 8];
         // The count of expirations is not needed: the set says what is due.
@@ -72,12 +107,15 @@ impl Timers {
             if entry.key().0 > now {
                 break;
             }
-            due.push(entry.remove());
+            let action = entry.remove();
+            self.once.remove(&action);
+            due.push(action);
         }
         due
     }
 
-    /// Arm the timerfd for the earliest entry, if it changed.
+    /// Arm the timerfd for the earliest entry, if it changed. The reactor calls this
+    /// right before every wait.
     pub fn rearm(&mut self, now: Instant) -> std::io::Result<()> {
         let next = self.set.keys().next().map(|k| k.0);
         if next == self.armed {
@@ -101,5 +139,46 @@ impl Timers {
         };
         timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_add_once_keeps_one_pending_until_it_fires() {
+        // Arrange
+        let mut t = Timers::new().unwrap();
+        let now = Instant::now();
+
+        // Act
+        let first = t.add_once(now, TimerAction::Stats);
+        let second = t.add_once(now, TimerAction::Stats);
+        let fired = t.expired(now);
+        let again = t.add_once(now, TimerAction::Stats);
+
+        // Assert
+        assert!(first && !second && again);
+        assert_eq!(fired, vec![TimerAction::Stats]);
+        assert_eq!(t.pending(TimerAction::Stats), 1);
+    }
+
+    #[test]
+    fn test_expired_returns_only_due_actions_in_order() {
+        // Arrange: a fake clock; nothing here waits on the timerfd.
+        let mut t = Timers::new().unwrap();
+        let now = Instant::now();
+        let ws = WorkspaceId::from(1);
+        t.add(now + Duration::from_secs(2), TimerAction::WorkspaceTtl(ws));
+        t.add(now + Duration::from_secs(1), TimerAction::ShutdownDeadline);
+
+        // Act
+        let at_1s = t.expired(now + Duration::from_secs(1));
+        let at_3s = t.expired(now + Duration::from_secs(3));
+
+        // Assert
+        assert_eq!(at_1s, vec![TimerAction::ShutdownDeadline]);
+        assert_eq!(at_3s, vec![TimerAction::WorkspaceTtl(ws)]);
     }
 }

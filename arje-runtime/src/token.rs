@@ -1,18 +1,21 @@
 //! One token per event source, stored in epoll's data: the kind in the top byte, the
-//! source's id below. A token whose source is gone is ignored by the loop, never a panic.
+//! source's id below. A token whose source is gone is ignored by its owner, never a panic:
+//! ids are never reused (see [`crate::ids`]), so a stale token cannot reach a newcomer.
+
+use crate::ids::{CommandId, ConnId, PipeId, WatchId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
     Signal,
     Timer,
     Listener,
-    Conn(u64),
+    Conn(ConnId),
     /// The read end of a captured output pipe.
-    Log(u64),
-    /// A workspace's `cgroup.events` or `memory.events` / `pids.events`.
-    Cgroup(u64),
+    Log(PipeId),
+    /// A workspace's `cgroup.events` or `memory.events`, or a leaf's `pids.events`.
+    Cgroup(WatchId),
     /// The pidfd of a command's live process: readable when it exits.
-    Child(u64),
+    Child(CommandId),
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -23,10 +26,10 @@ impl Token {
             Token::Signal => (1, 0),
             Token::Timer => (2, 0),
             Token::Listener => (3, 0),
-            Token::Conn(id) => (4, id),
-            Token::Log(id) => (5, id),
-            Token::Cgroup(id) => (6, id),
-            Token::Child(id) => (7, id),
+            Token::Conn(id) => (4, id.raw()),
+            Token::Log(id) => (5, id.raw()),
+            Token::Cgroup(id) => (6, id.raw()),
+            Token::Child(id) => (7, id.raw()),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -37,10 +40,10 @@ impl Token {
             1 => Token::Signal,
             2 => Token::Timer,
             3 => Token::Listener,
-            4 => Token::Conn(id),
-            5 => Token::Log(id),
-            6 => Token::Cgroup(id),
-            7 => Token::Child(id),
+            4 => Token::Conn(id.into()),
+            5 => Token::Log(id.into()),
+            6 => Token::Cgroup(id.into()),
+            7 => Token::Child(id.into()),
             _ => return None,
         })
     }
@@ -56,9 +59,10 @@ mod tests {
             Token::Signal,
             Token::Timer,
             Token::Listener,
-            Token::Conn(7),
-            Token::Log(ID_MASK),
-            Token::Cgroup(0),
+            Token::Conn(7.into()),
+            Token::Log(ID_MASK.into()),
+            Token::Cgroup(0.into()),
+            Token::Child(3.into()),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -7,15 +7,28 @@
 //! [`ErrorCode::Version`] and closes. Postcard encodes enum variants by index, so a
 //! variant is only ever appended, never reordered or removed, within one version.
 //!
+//! The version rule. [`Request::Hello`] is variant 0 with the fields `version: u32` and
+//! `client: String`, and [`Response::Error`] with [`ErrorCode::Version`] keeps its place:
+//! both are frozen for every version, so a client of any version learns in its first
+//! exchange that the versions differ, never through a garbled decode. Everything else a
+//! frame carries, including the card types on the wire ([`WorkspaceSpec`],
+//! [`CommandSpec`], [`Limits`]), belongs to one version: any change to any of them (a
+//! field added to a card type, too) bumps [`PROTOCOL_VERSION`]. The golden frames in
+//! `tests/protocol_golden.rs` fail when an encoding changes without that bump.
+//!
 //! Version history:
 //! - 1: first release.
+//! - 2: `Ps` and `WsShow` answer in pages so no frame exceeds [`MAX_FRAME`]: `Ps` with
+//!   one or more [`Response::Commands`] then [`Response::End`]; `WsShow` with
+//!   [`Response::Workspace`] (whose [`WorkspaceDetail`] no longer holds the commands),
+//!   then one or more `Commands`, then `End`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExitStatus};
 use crate::spec::{CommandSpec, Limits, WorkspaceSpec};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest payload of one frame, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -192,7 +205,6 @@ pub struct CommandInfo {
 pub struct WorkspaceDetail {
     pub info: WorkspaceInfo,
     pub spec: WorkspaceSpec,
-    pub commands: Vec<CommandInfo>,
     /// Limits that the card asks for but this host cannot enforce, each with the reason.
     pub unenforced: Vec<String>,
 }

@@ -194,6 +194,22 @@ impl Client {
         }
     }
 
+    /// Read the pages of a command listing (`Ps`, and `WsShow` after its detail): one or
+    /// more `Commands` frames, then `End`.
+    pub fn command_pages(&mut self) -> Result<Vec<shuma_card::protocol::CommandInfo>, CliError> {
+        let mut all = Vec::new();
+        loop {
+            match self.recv_required()? {
+                Response::Commands(page) => all.extend(page),
+                Response::End => return Ok(all),
+                Response::Error { code, message } => {
+                    return Err(CliError::Refused { code, message })
+                }
+                other => return Err(self.unexpected("Commands or End", &other)),
+            }
+        }
+    }
+
     /// The error for an answer that does not fit the request.
     pub fn unexpected(&self, wanted: &str, got: &Response) -> CliError {
         let got = format!("{got:?}");

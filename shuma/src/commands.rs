@@ -126,10 +126,8 @@ fn status(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
 }
 
 fn ps(client: &mut Client, ctx: &mut Ctx, workspace: Option<String>) -> Result<u8> {
-    let list = match client.call(&Request::Ps { workspace })? {
-        Response::Commands(list) => list,
-        other => return Err(client.unexpected("Commands", &other).into()),
-    };
+    client.send(&Request::Ps { workspace })?;
+    let list = client.command_pages()?;
     json_or(ctx, &list, |out| output::commands_table(&list).write(out))
 }
 

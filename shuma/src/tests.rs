@@ -411,12 +411,15 @@ fn test_events_lines_id_time_text() {
 #[test]
 fn test_ps_table_columns() {
     let daemon = FakeDaemon::with(|_| {
-        Answer::Frames(vec![Response::Commands(vec![command_info(
-            3,
-            "ticker",
-            CmdState::Running,
-            Some(ExitStatus::Signal(15)),
-        )])])
+        Answer::Frames(vec![
+            Response::Commands(vec![command_info(
+                3,
+                "ticker",
+                CmdState::Running,
+                Some(ExitStatus::Signal(15)),
+            )]),
+            Response::End,
+        ])
     });
 
     let outcome = shuma(&daemon.socket.clone(), &["ps", "demo"]);

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 use shuma_card::card::load_file;
-use shuma_card::protocol::{Request, Response, StatsSample};
+use shuma_card::protocol::{CommandInfo, Request, Response, StatsSample, WorkspaceDetail};
 use shuma_card::spec::Limits;
 use shuma_card::units::{format_duration_ms, parse_limit};
 use shuma_card::WorkspaceSpec;
@@ -117,8 +117,19 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
         Response::Workspace(detail) => detail,
         other => return Err(client.unexpected("Workspace", &other).into()),
     };
+    let commands = client.command_pages()?;
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        detail: &'a WorkspaceDetail,
+        commands: &'a [CommandInfo],
+    }
+    let shown = Shown {
+        detail: &detail,
+        commands: &commands,
+    };
     let now = output::now_unix_ms();
-    json_or(ctx, &detail, |out| {
+    json_or(ctx, &shown, |out| {
         let info = &detail.info;
         writeln!(out, "name:      {}", info.name)?;
         writeln!(out, "state:     {}", output::ws_state_name(&info.state))?;
@@ -147,11 +158,11 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
             "commands:  {} ({} running)",
             info.commands, info.running
         )?;
-        if !detail.commands.is_empty() {
+        if !commands.is_empty() {
             writeln!(out)?;
-            output::commands_table(&detail.commands).write(out)?;
+            output::commands_table(&commands).write(out)?;
         }
-        for c in detail.commands.iter().filter(|c| c.reason.is_some()) {
+        for c in commands.iter().filter(|c| c.reason.is_some()) {
             writeln!(
                 out,
                 "{}: {}",

@@ -53,6 +53,19 @@ impl Client {
         Some(decode_payload(&buf).expect("server frame decodes"))
     }
 
+    /// `Ps`, read to its `End`: every page of commands.
+    pub fn ps(&mut self, workspace: Option<String>) -> Vec<shuma_card::protocol::CommandInfo> {
+        self.send(&Request::Ps { workspace });
+        let mut all = Vec::new();
+        loop {
+            match self.recv().expect("server closed the connection") {
+                Response::Commands(page) => all.extend(page),
+                Response::End => return all,
+                other => panic!("expected Commands or End, got {other:?}"),
+            }
+        }
+    }
+
     pub fn call(&mut self, req: Request) -> Response {
         self.send(&req);
         self.recv().expect("server closed the connection")

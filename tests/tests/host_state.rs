@@ -11,10 +11,7 @@ use shuma_card::protocol::{CmdState, Request, Response};
 use shuma_card::EventKind;
 
 fn ps(d: &Daemon) -> Vec<shuma_card::protocol::CommandInfo> {
-    match d.client().call(Request::Ps { workspace: None }) {
-        Response::Commands(c) => c,
-        other => panic!("unexpected {other:?}"),
-    }
+    d.client().ps(None)
 }
 
 const TICKER: &str = r#"
@@ -58,7 +55,7 @@ fn test_reexec_keeps_pids_uptime_and_every_output_line() {
         for _ in 0..300 {
             let mut c = Client::raw(&socket);
             c.send(&Request::Hello {
-                version: 1,
+                version: shuma_card::protocol::PROTOCOL_VERSION,
                 client: "pinger".into(),
             });
             if !matches!(c.recv(), Some(Response::Hello { .. })) {

@@ -1,39 +1,60 @@
 //! The runtime: one thread, one epoll instance, one `match` over [`Token`]s.
 //!
-//! Event sources and who owns their fds: the signalfd (SIGCHLD and the shutdown
-//! signals), the timerfd behind [`Timers`], the listening socket and each [`Conn`],
-//! the read end of every captured output pipe, and each workspace's cgroup event files.
-//! The loop blocks in `epoll_wait` until one of them is ready: no sleeps, no polling.
+//! [`Runtime`] is the router. Each event source belongs to the component that handles it:
+//!
+//! | component | owns | token |
+//! | --- | --- | --- |
+//! | the signalfd (here) | SIGCHLD and the shutdown signals | `Signal` |
+//! | [`Timers`] | the timerfd and every deadline | `Timer` |
+//! | [`server::Server`] | the listener, each client connection, what it follows | `Listener`, `Conn` |
+//! | [`procs::Procs`] | the spawner, the pid table, reaping and the orphan scan | (SIGCHLD) |
+//! | [`commands::Command`] | its run: the pidfd, the leaf cgroup, its rings | `Child` |
+//! | [`capture::Capture`] | the read ends of the output pipes | `Log` |
+//! | [`watches::Watches`] | the cgroup tree and the watched event files | `Cgroup` |
+//! | [`store::Store`] | the snapshot buffer, the durable writer, both debouncers | (timers) |
+//!
+//! A component registers, handles and closes its own fds; the loop routes a token to its
+//! owner and acts on what the owner returns (a request's [`Reply`], a chunk of output, a
+//! watch's report, an exit). The lifecycle is one explicit state ([`Lifecycle`]), and
+//! `docs/ARCHITECTURE.md` draws the data path of one `run --wait`.
 
-mod cg;
+mod capture;
 mod commands;
+mod handover;
+mod procs;
+mod reactor;
 mod requests;
+mod server;
 mod state;
+mod store;
+mod table;
+mod watches;
 mod workspaces;
 
-use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsFd, OwnedFd};
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use rustix::event::epoll;
 
-use shuma_card::protocol::{Mode, Response, ShutdownKind};
+use shuma_card::protocol::{ErrorCode, Mode, Response, ShutdownKind};
 use shuma_card::{EventKind, WorkspaceSpec};
 
-use crate::cgroup::Cgroups;
-use crate::control::{self, Conn, Follow, ReadOutcome};
+use crate::control::{self, Follow};
+use crate::ids::CommandId;
 use crate::journal::{Journal, DEFAULT_JOURNAL};
-use crate::sys::spawn::Spawner;
 use crate::timers::{TimerAction, Timers};
 use crate::token::Token;
 use crate::{Config, Outcome};
 
-pub use commands::Command;
-pub use workspaces::Workspace;
+use reactor::{Interest, Reactor, Ready};
+use requests::Reply;
+use table::Table;
 
 /// Most workspaces at once.
 pub const MAX_WORKSPACES: usize = 4096;
@@ -75,6 +96,24 @@ const SIGNALS: [Signal; 7] = [
     Signal::SIGPWR,
 ];
 
+/// Where the runtime is in its life. One state instead of several flags: what the loop
+/// may do (accept workspaces, write snapshots) follows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lifecycle {
+    Running,
+    /// `daemon-reexec` was asked for: exec `binary` at the end of this turn.
+    Reexec {
+        binary: std::path::PathBuf,
+    },
+    /// A shutdown (PID 1) or exit (subreaper) in progress. The snapshot is frozen: the
+    /// durable copy keeps the workspaces as they were, so the next boot brings them back.
+    Stopping {
+        outcome: Outcome,
+        began: Instant,
+        deadline: Instant,
+    },
+}
+
 /// When this process started: an exec (a re-exec) keeps the process, and so its start
 /// time in /proc, and `shuma status` counts uptime from there.
 fn process_started() -> Instant {
@@ -88,66 +127,29 @@ fn process_started() -> Instant {
         .unwrap_or(now)
 }
 
-/// A shutdown in progress.
-struct Stopping {
-    outcome: Outcome,
-    deadline: Instant,
-}
-
 pub struct Runtime {
     cfg: Config,
-    epoll: OwnedFd,
+    reactor: Reactor,
     signals: SignalFd,
     timers: Timers,
-    listener: Option<UnixListener>,
-    conns: HashMap<u64, Conn>,
-    next_conn: u64,
-    workspaces: BTreeMap<String, Workspace>,
-    commands: BTreeMap<u64, Command>,
-    /// Live pid → command id. A pid leaves this map the moment it is reaped.
-    pids: HashMap<i32, u64>,
-    /// Output pipe id → (command id, is stderr, read end).
-    pipes: HashMap<u64, (u64, bool, OwnedFd)>,
-    next_pipe: u64,
-    next_command: u64,
+    server: server::Server,
+    procs: procs::Procs,
+    capture: capture::Capture,
+    cgroups: watches::Watches,
+    store: store::Store,
     journal: Journal,
-    spawner: Spawner,
-    cgroups: Cgroups,
-    watches: HashMap<u64, cg::Watch>,
-    next_watch: u64,
-    dev_null: OwnedFd,
+    table: Table,
+    life: Lifecycle,
     started: Instant,
-    stopping: Option<Stopping>,
-    orphans_reaped: u64,
-    /// Something the snapshot holds changed during this loop turn.
-    dirty: bool,
-    epoll_buf: Vec<epoll::Event>,
-    /// The encoded snapshot, reused between writes.
-    snap_buf: Vec<u8>,
-    durable: Option<crate::persist::DurableWriter>,
-    debounce: crate::persist::Debounce,
-    durable_timer_armed: bool,
-    boot_id: String,
-    /// Set once a shutdown began: the snapshot keeps the state from before it.
-    persist_frozen: bool,
-    /// A re-exec was asked for: the binary to exec at the end of this turn.
-    reexec: Option<std::path::PathBuf>,
-    /// A SIGCHLD may stand for an orphan not reaped yet (see `on_sigchld`).
-    orphan_scan_pending: bool,
-    /// The last pids reaped (see `on_sigchld`).
-    recently_reaped: std::collections::VecDeque<i32>,
-    /// getpid(), once: the snapshot records it every turn.
-    own_pid: i32,
-    /// Rate of /run snapshot writes (see `run_snapshot_due`).
-    run_debounce: crate::persist::Debounce,
-    run_timer_armed: bool,
+    /// The ready sources of the current turn (a buffer kept between turns).
+    ready: Vec<Ready>,
 }
 
 impl Runtime {
-    /// Block the handled signals, set up epoll, the timer, the control socket, and load
-    /// the cards directory.
+    /// Block the handled signals, set up epoll, the timer and the control socket, and
+    /// restore the saved state.
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
-        let cgroups = cg::setup(&cfg);
+        let cgroups = watches::setup(&cfg);
         let mut mask = SigSet::empty();
         for s in SIGNALS {
             mask.add(s);
@@ -158,101 +160,57 @@ impl Runtime {
             .map_err(RuntimeError::Signals)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(RuntimeError::Signals)?;
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)
-            .map_err(|e| RuntimeError::Epoll(e.into()))?;
+        let reactor = Reactor::new().map_err(RuntimeError::Epoll)?;
         let timers = Timers::new().map_err(RuntimeError::Timer)?;
-        let dev_null = rustix::fs::open(
-            "/dev/null",
-            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| RuntimeError::DevNull(e.into()))?;
-        let mut spawner = Spawner::default();
-        spawner.reset_oom_score_adj =
-            std::fs::read_to_string("/proc/self/oom_score_adj").is_ok_and(|v| v.trim() != "0");
-        let mut rt = Runtime {
-            epoll,
-            signals,
-            timers,
-            listener: None,
-            conns: HashMap::new(),
-            next_conn: 1,
-            workspaces: BTreeMap::new(),
-            commands: BTreeMap::new(),
-            pids: HashMap::new(),
-            pipes: HashMap::new(),
-            next_pipe: 1,
-            next_command: 1,
-            journal: Journal::new(DEFAULT_JOURNAL, 1),
-            spawner,
-            cgroups,
-            watches: HashMap::new(),
-            next_watch: 1,
-            dev_null,
-            started: process_started(),
-            stopping: None,
-            orphans_reaped: 0,
-            dirty: false,
-            epoll_buf: Vec::with_capacity(256),
-            snap_buf: Vec::new(),
-            durable: None,
-            debounce: crate::persist::Debounce::new(state::DURABLE_EVERY),
-            durable_timer_armed: false,
-            boot_id: crate::persist::boot_id().unwrap_or_default(),
-            persist_frozen: false,
-            reexec: None,
-            orphan_scan_pending: false,
-            recently_reaped: std::collections::VecDeque::new(),
-            own_pid: std::process::id() as i32,
-            run_debounce: crate::persist::Debounce::new(state::RUN_EVERY),
-            run_timer_armed: false,
-            cfg,
-        };
-        rt.register(rt.signals.as_fd(), Token::Signal, false)
+        reactor
+            .add(signals.as_fd(), Token::Signal, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
-        rt.register(rt.timers.fd(), Token::Timer, false)
+        reactor
+            .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
-        // The durable writer thread starts after the signals are blocked: it inherits
-        // the mask, so no signal is ever delivered to it instead of the signalfd.
-        if let Some(dir) = rt.cfg.durable_dir.clone() {
-            match crate::persist::DurableWriter::spawn(dir.clone()) {
-                Ok(w) => rt.durable = Some(w),
-                Err(e) => log::error!("durable snapshot writer for {}: {e}", dir.display()),
-            }
-        }
-        let loaded = crate::persist::load(&rt.cfg.state_dir, rt.cfg.durable_dir.as_deref());
-        // After a re-exec the listening socket is inherited: clients never see a
-        // refused connection. Otherwise bind a fresh one.
-        let own_pid = std::process::id() as i32;
-        let inherited = loaded
-            .snapshot
-            .as_ref()
-            .filter(|s| loaded.source == crate::persist::Source::Run && s.arje_pid == own_pid)
-            .filter(|s| crate::persist::same_boot(s))
-            .and_then(|s| s.listener_fd)
+        let procs = procs::Procs::new().map_err(RuntimeError::DevNull)?;
+        let store = store::Store::new(cfg.state_dir.clone(), cfg.durable_dir.clone());
+        let loaded = crate::persist::load(&cfg.state_dir, cfg.durable_dir.as_deref());
+        let plan = state::plan(&loaded);
+        // After a re-exec the listening socket is inherited: clients never see a refused
+        // connection. Otherwise bind a fresh one.
+        let listener = match plan
+            .inherited_listener
             .and_then(crate::sys::fd::adopt)
-            .map(UnixListener::from);
-        let inherited_listener = inherited.is_some();
-        let listener = match inherited {
+            .map(UnixListener::from)
+        {
             Some(l) => {
                 let _ = l.set_nonblocking(true);
                 log::info!("kept the control socket across the re-exec");
                 l
             }
-            None => {
-                control::bind(&rt.cfg.socket, rt.cfg.socket_group).map_err(RuntimeError::Control)?
-            }
+            None => control::bind(&cfg.socket, cfg.socket_group).map_err(RuntimeError::Control)?,
         };
-        rt.register(listener.as_fd(), Token::Listener, false)
+        let server = server::Server::new(&reactor, listener, cfg.socket_group)
             .map_err(RuntimeError::Epoll)?;
-        rt.listener = Some(listener);
-        let reexec = inherited_listener;
-        rt.restore(loaded);
+        let mut rt = Runtime {
+            reactor,
+            signals,
+            timers,
+            server,
+            procs,
+            capture: capture::Capture::default(),
+            cgroups: watches::Watches::new(cgroups),
+            store,
+            journal: Journal::new(DEFAULT_JOURNAL, plan.next_event_id),
+            table: Table::default(),
+            life: Lifecycle::Running,
+            started: process_started(),
+            ready: Vec::with_capacity(256),
+            cfg,
+        };
+        let reexec = plan.reexec;
+        rt.restore(loaded, plan);
         if reexec {
-            rt.adopt_connections();
+            rt.adopt_handover();
         }
         // Write the restored state at once, so a crash now finds it.
-        rt.dirty = true;
+        rt.store.mark_dirty();
         Ok(rt)
     }
 
@@ -309,54 +267,44 @@ impl Runtime {
     /// Returns the outcome once the runtime is done. [`Self::run`] is this in a loop;
     /// it is public for in-process drivers (the benchmark).
     pub fn turn(&mut self) -> Option<Outcome> {
-        let mut events = std::mem::take(&mut self.epoll_buf);
-        events.clear();
-        match epoll::wait(
-            &self.epoll,
-            rustix::buffer::spare_capacity(&mut events),
-            None,
-        ) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                // EBADF/EINVAL would mean our own epoll fd is broken: nothing else can
-                // wake us, so log and keep trying rather than exit.
-                log::error!("epoll_wait: {e}");
-            }
-        }
-        for ev in &events {
-            let data = ev.data.u64();
-            let Some(token) = Token::decode(data) else {
-                continue;
-            };
+        self.turn_within(None)
+    }
+
+    /// A turn whose wait gives up after `timeout` (in-process tests).
+    fn turn_within(&mut self, timeout: Option<Duration>) -> Option<Outcome> {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.reactor.wait(&mut self.timers, timeout, &mut ready);
+        for ev in &ready {
             // A panic in one handler is contained here: it is logged and the loop goes
             // on with the next event (for PID 1, unwinding out of main would be a
             // kernel panic).
-            let r = catch_unwind(AssertUnwindSafe(|| self.dispatch(token, ev.flags)));
+            let r = catch_unwind(AssertUnwindSafe(|| self.dispatch(*ev)));
             if let Err(p) = r {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic".into());
-                let message = format!("contained a panic in the handler of {token:?}: {msg}");
-                log::error!("{message}");
-                // A client whose request panicked gets an answer, and its connection
-                // (whose state the panic may have left half-updated) is closed.
-                if let Token::Conn(id) = token {
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.fail(shuma_card::protocol::ErrorCode::Internal, message.clone());
-                    }
-                    self.service_conn(id);
-                }
-                self.event(EventKind::Warning { message });
+                self.contain_panic(ev.token, &p);
             }
         }
-        self.epoll_buf = events;
+        self.ready = ready;
         if catch_unwind(AssertUnwindSafe(|| self.end_of_turn())).is_err() {
             log::error!("contained a panic while writing the snapshot");
         }
         self.finished()
+    }
+
+    fn contain_panic(&mut self, token: Token, payload: &Box<dyn std::any::Any + Send>) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        let message = format!("contained a panic in the handler of {token:?}: {msg}");
+        log::error!("{message}");
+        // A client whose request panicked gets an answer, and its connection (whose
+        // state the panic may have left half-updated) is closed.
+        if let Token::Conn(id) = token {
+            self.server
+                .fail(&self.reactor, id, ErrorCode::Internal, message.clone());
+        }
+        self.event(EventKind::Warning { message });
     }
 
     /// Start a one-shot in a workspace without the socket (in-process drivers).
@@ -364,20 +312,29 @@ impl Runtime {
         &mut self,
         workspace: &str,
         spec: shuma_card::CommandSpec,
-    ) -> Result<u64, String> {
+    ) -> Result<CommandId, String> {
         let id = self.run_in_workspace(workspace, spec).map_err(|(_, m)| m)?;
-        self.command_event(id, crate::supervise::Event::Start, Instant::now());
+        self.start_command(id, Instant::now())?;
         Ok(id)
     }
 
     /// How a command ended, once it has.
-    pub fn exit_status(&self, id: u64) -> Option<shuma_card::ExitStatus> {
-        let cmd = self.commands.get(&id)?;
+    pub fn exit_status(&self, id: CommandId) -> Option<shuma_card::ExitStatus> {
+        let cmd = self.table.commands.get(&id)?;
         cmd.sup.is_final().then_some(cmd.sup.last_exit).flatten()
     }
 
-    fn dispatch(&mut self, token: Token, flags: epoll::EventFlags) {
-        match token {
+    /// Create a workspace from a card (the cards directory, in-process drivers).
+    pub fn create_workspace(
+        &mut self,
+        spec: WorkspaceSpec,
+    ) -> Result<Vec<String>, (ErrorCode, String)> {
+        self.create_workspace_inner(spec)
+    }
+
+    /// The only router: each token goes to the component that owns its source.
+    fn dispatch(&mut self, ev: Ready) {
+        match ev.token {
             Token::Signal => self.on_signals(),
             Token::Timer => {
                 let now = Instant::now();
@@ -385,11 +342,38 @@ impl Runtime {
                     self.on_timer(action, now);
                 }
             }
-            Token::Listener => self.accept(),
-            Token::Conn(id) => self.on_conn(id, flags),
+            Token::Listener => self.server.accept(&self.reactor),
+            Token::Conn(id) => {
+                for req in self.server.read(&self.reactor, id, ev.flags) {
+                    self.on_request(id, req);
+                }
+                self.server.service(&self.reactor, id);
+            }
             Token::Log(id) => self.on_log(id),
-            Token::Cgroup(id) => self.on_cgroup_event(id),
+            Token::Cgroup(id) => {
+                let news = self.cgroups.on_event(id, Instant::now(), &mut self.timers);
+                self.on_cgroup_news(news);
+            }
             Token::Child(id) => self.on_child(id),
+        }
+    }
+
+    /// Answer one request: the handler returns its reply, and this is the one place
+    /// that sends it.
+    fn on_request(&mut self, conn: crate::ids::ConnId, req: shuma_card::protocol::Request) {
+        match self.handle_request(conn, req) {
+            Ok(Reply::Frames(frames)) => self.server.deliver(&self.reactor, conn, &frames),
+            Ok(Reply::Follow { frames, follow }) => {
+                self.server.deliver(&self.reactor, conn, &frames);
+                self.server.set_follow(conn, follow);
+            }
+            Ok(Reply::Close { code, message }) => {
+                self.server.fail(&self.reactor, conn, code, message)
+            }
+            Err((code, message)) => {
+                self.server
+                    .deliver(&self.reactor, conn, &[Response::Error { code, message }])
+            }
         }
     }
 
@@ -442,227 +426,102 @@ impl Runtime {
     }
 
     /// Stop every workspace in parallel under one deadline.
-    pub(crate) fn begin_shutdown(&mut self, outcome: Outcome) {
-        if self.stopping.is_some() {
+    fn begin_shutdown(&mut self, outcome: Outcome) {
+        if matches!(self.life, Lifecycle::Stopping { .. }) {
             return;
         }
         // The durable copy keeps the intent (the workspaces as they are now), not the
         // emptiness the shutdown leaves: the next boot brings them back. From here on
         // the snapshot is frozen.
         self.flush_state();
-        self.persist_frozen = true;
-        let deadline = Instant::now() + self.cfg.shutdown_timeout;
-        self.stopping = Some(Stopping { outcome, deadline });
+        let began = Instant::now();
+        let deadline = began + self.cfg.shutdown_timeout;
+        self.life = Lifecycle::Stopping {
+            outcome,
+            began,
+            deadline,
+        };
         self.timers.add(deadline, TimerAction::ShutdownDeadline);
-        let names: Vec<String> = self.workspaces.keys().cloned().collect();
         // Leave a tenth of the bound for the final kill and reap.
         let cap = self.cfg.shutdown_timeout.mul_f32(0.9);
-        for name in names {
-            self.stop_workspace(&name, Some(cap), true);
+        for id in self.table.workspace_ids() {
+            self.stop_workspace(id, Some(cap), true);
         }
     }
 
+    /// Is the runtime done (an outcome to return)?
     fn finished(&mut self) -> Option<Outcome> {
-        if let Some(binary) = self.reexec.take() {
-            // The answer to `daemon-reexec` goes out before the exec.
-            for conn in self.conns.values_mut() {
-                conn.flush();
+        match &self.life {
+            Lifecycle::Running => None,
+            Lifecycle::Reexec { binary } => {
+                let binary = binary.clone();
+                // The answer to `daemon-reexec` goes out before the exec.
+                self.server.flush_all();
+                self.prepare_reexec();
+                log::info!("re-exec of {}", binary.display());
+                Some(Outcome::Reexec { binary })
             }
-            self.prepare_reexec();
-            log::info!("re-exec of {}", binary.display());
-            return Some(Outcome::Reexec { binary });
+            Lifecycle::Stopping { outcome, began, .. } => {
+                if !self.table.workspaces.is_empty() {
+                    return None;
+                }
+                let (outcome, began) = (outcome.clone(), *began);
+                // Flush what clients are owed (a `ws stop` answer) on a best-effort basis.
+                self.server.flush_all();
+                log::info!("every workspace stopped after {:?}", began.elapsed());
+                Some(outcome)
+            }
         }
-        let stopping = self.stopping.as_ref()?;
-        if !self.workspaces.is_empty() {
-            return None;
-        }
-        // Flush what clients are owed (a `ws stop` answer) on a best-effort basis.
-        for conn in self.conns.values_mut() {
-            conn.flush();
-        }
-        let outcome = stopping.outcome.clone();
-        log::info!(
-            "every workspace stopped after {:?}",
-            Instant::now().saturating_duration_since(stopping.deadline - self.cfg.shutdown_timeout)
-        );
-        Some(outcome)
     }
 
     fn on_timer(&mut self, action: TimerAction, now: Instant) {
         match action {
-            TimerAction::Command(id) => self.command_event(id, crate::supervise::Event::Timer, now),
-            TimerAction::WorkspaceTtl(name) => {
-                log::info!("workspace {name}: TTL reached");
-                self.stop_workspace(&name, None, false);
+            TimerAction::Command(id) => {
+                self.command_event(id, crate::supervise::Event::Timer, now);
+            }
+            TimerAction::WorkspaceTtl(id) => {
+                if let Some(name) = self.table.workspace_name(id) {
+                    log::info!("workspace {name}: TTL reached");
+                    self.stop_workspace(id, None, false);
+                }
             }
             TimerAction::ShutdownDeadline => self.shutdown_deadline(),
-            TimerAction::Stats => self.sample_stats(),
-            TimerAction::CgroupReport(id) => self.report_watch(id, now),
-            TimerAction::RunSnapshot => {
-                self.run_timer_armed = false;
-                self.run_snapshot_due(now);
+            TimerAction::Stats => self.sample_stats(now),
+            TimerAction::CgroupReport(id) => {
+                if let Some(report) = self.cgroups.report(id, now) {
+                    self.on_cgroup_news(watches::News::Report(report));
+                }
             }
+            TimerAction::RunSnapshot => self.persist_if_due(now),
             TimerAction::OrphanScan => {
-                if self.orphan_scan_pending {
+                if self.procs.scan_pending() {
                     self.reap_orphans();
                 }
             }
-            TimerAction::Durable => self.on_durable_timer(now),
+            TimerAction::Durable => self.store.durable_due(now, &mut self.timers),
         }
     }
 
     fn shutdown_deadline(&mut self) {
-        let names: Vec<String> = self.workspaces.keys().cloned().collect();
+        let names: Vec<String> = self
+            .table
+            .workspaces
+            .values()
+            .map(|w| w.spec.name.clone())
+            .collect();
         if !names.is_empty() {
             log::warn!(
                 "shutdown deadline reached; still stopping: {}; killing them",
                 names.join(", ")
             );
         }
-        for name in names {
-            self.force_remove_workspace(&name);
+        for id in self.table.workspace_ids() {
+            self.force_remove_workspace(id);
         }
-    }
-
-    // ---- the control socket ----
-
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(true);
-                    let mut conn = Conn::new(stream);
-                    if let Err(why) = control::peer_allowed(&conn.stream, self.cfg.socket_group) {
-                        log::warn!("control: refused a client: {why}");
-                        conn.fail(shuma_card::protocol::ErrorCode::Denied, why);
-                        conn.flush();
-                        continue;
-                    }
-                    if self.conns.len() >= control::MAX_CONNS {
-                        conn.fail(
-                            shuma_card::protocol::ErrorCode::Limit,
-                            format!("too many clients (at most {})", control::MAX_CONNS),
-                        );
-                        conn.flush();
-                        continue;
-                    }
-                    let id = self.next_conn;
-                    self.next_conn += 1;
-                    if self.register(conn.fd(), Token::Conn(id), false).is_ok() {
-                        self.conns.insert(id, conn);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: log and wait for the next readiness.
-                    log::error!("control: accept: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_conn(&mut self, id: u64, flags: epoll::EventFlags) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if flags.intersects(epoll::EventFlags::IN | epoll::EventFlags::HUP | epoll::EventFlags::ERR)
-        {
-            match conn.read() {
-                ReadOutcome::Closed => {
-                    self.drop_conn(id);
-                    return;
-                }
-                ReadOutcome::Requests(reqs) => {
-                    for req in reqs {
-                        self.handle_request(id, req);
-                    }
-                }
-            }
-        }
-        self.service_conn(id);
-    }
-
-    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done.
-    pub(crate) fn service_conn(&mut self, id: u64) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if !conn.flush() || conn.finished() {
-            self.drop_conn(id);
-            return;
-        }
-        let want = conn.pending() > 0;
-        if want != conn.want_write {
-            conn.want_write = want;
-            let mut fl = epoll::EventFlags::IN;
-            if want {
-                fl |= epoll::EventFlags::OUT;
-            }
-            let _ = epoll::modify(
-                &self.epoll,
-                conn.fd(),
-                epoll::EventData::new_u64(Token::Conn(id).encode()),
-                fl,
-            );
-        }
-    }
-
-    fn drop_conn(&mut self, id: u64) {
-        if let Some(conn) = self.conns.remove(&id) {
-            let _ = epoll::delete(&self.epoll, conn.fd());
-        }
-    }
-
-    /// Send one response to a connection and service it.
-    pub(crate) fn reply(&mut self, id: u64, resp: Response) {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            conn.send(&resp);
-        }
-        self.service_conn(id);
-    }
-
-    /// Connections following `pred`.
-    pub(crate) fn followers(&self, pred: impl Fn(&Follow) -> bool) -> Vec<u64> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| pred(&c.follow))
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    // ---- bookkeeping ----
-
-    pub(crate) fn register(
-        &self,
-        fd: std::os::fd::BorrowedFd<'_>,
-        token: Token,
-        pri: bool,
-    ) -> std::io::Result<()> {
-        let flags = if pri {
-            epoll::EventFlags::PRI
-        } else {
-            epoll::EventFlags::IN
-        };
-        epoll::add(
-            &self.epoll,
-            fd,
-            epoll::EventData::new_u64(token.encode()),
-            flags,
-        )
-        .map_err(Into::into)
-    }
-
-    pub(crate) fn unregister(&self, fd: std::os::fd::BorrowedFd<'_>) {
-        let _ = epoll::delete(&self.epoll, fd);
     }
 
     /// Record an event and push it to followers.
-    pub(crate) fn event(&mut self, kind: EventKind) {
+    fn event(&mut self, kind: EventKind) {
         let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let mono_us = mono.tv_sec as u64 * 1_000_000 + mono.tv_nsec as u64 / 1_000;
         let unix_ms = std::time::SystemTime::now()
@@ -684,56 +543,39 @@ impl Runtime {
             log::info!("event: {kind}");
         }
         let ev = self.journal.push(kind, mono_us, unix_ms).clone();
-        self.dirty = true;
-        for id in self.followers(|f| matches!(f, Follow::Events(_))) {
-            if let Some(conn) = self.conns.get_mut(&id) {
+        self.store.mark_dirty();
+        for id in self.server.followers(|f| matches!(f, Follow::Events(_))) {
+            if let Some(conn) = self.server.conn_mut(id) {
                 conn.send_lossy(&Response::Events(vec![ev.clone()]), 1);
                 conn.follow = Follow::Events(ev.id);
             }
-            self.service_conn(id);
+            self.server.service(&self.reactor, id);
         }
     }
 
     fn end_of_turn(&mut self) {
-        let now = Instant::now();
-        if self.dirty && !self.persist_frozen {
-            self.dirty = false;
-            self.run_debounce.mark_dirty(now);
-            self.run_snapshot_due(now);
-        }
-        // Last: the snapshot may have added a timer (the durable copy's debounce).
-        if let Err(e) = self.timers.rearm(now) {
-            log::error!("timerfd: {e}");
-        }
+        self.persist_if_due(Instant::now());
     }
 
-    /// Write the /run copy if its debounce allows, else arm the timer for when it will.
-    /// A lone change is written at once; a burst of turns (a client running commands
-    /// back to back) is coalesced to one write per [`state::RUN_EVERY`], so the snapshot's
-    /// cost does not scale with the rate of turns.
-    fn run_snapshot_due(&mut self, now: Instant) {
-        if !self.run_debounce.is_dirty() || self.persist_frozen {
+    /// Write the /run copy if something changed and its debounce allows (a lone change
+    /// at once, a burst coalesced), unless a shutdown froze the snapshot.
+    fn persist_if_due(&mut self, now: Instant) {
+        if self.life != Lifecycle::Running {
             return;
         }
-        if self.run_debounce.due(now) {
-            self.run_debounce.written(now);
-            self.persist();
-        } else if let (Some(at), false) = (self.run_debounce.next_deadline(), self.run_timer_armed)
-        {
-            self.run_timer_armed = true;
-            self.timers.add(at, TimerAction::RunSnapshot);
+        if self.store.run_write_due(now, &mut self.timers) {
+            self.encode_snapshot(false);
+            self.store.write(now, &mut self.timers);
         }
     }
 
-    pub(crate) fn uptime(&self) -> Duration {
-        self.started.elapsed()
+    /// Flush both copies and wait for the durable one (shutdown).
+    fn flush_state(&mut self) {
+        self.encode_snapshot(false);
+        self.store.flush(None);
     }
 
-    /// Create a workspace from a card at start (see [`Self::load_cards`]).
-    pub fn create_workspace(
-        &mut self,
-        spec: WorkspaceSpec,
-    ) -> Result<Vec<String>, (shuma_card::protocol::ErrorCode, String)> {
-        self.create_workspace_inner(spec)
+    fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 }

@@ -1,282 +1,298 @@
-//! One handler per control request.
+//! One handler per control request. A handler returns its [`Reply`] (or an error);
+//! `Runtime::on_request` is the one place that sends it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use shuma_card::protocol::{
-    ErrorCode, Request, Response, StatusInfo, Stream, WorkspaceDetail, PROTOCOL_VERSION,
+    ErrorCode, Request, Response, StatsSample, StatusInfo, Stream, WorkspaceDetail, MAX_FRAME,
 };
 
-use super::Runtime;
+use super::commands::log_frames;
+use super::{Lifecycle, Runtime};
 use crate::control::Follow;
+use crate::ids::ConnId;
 use crate::Outcome;
 
 /// Most events in one `Events` frame, so a frame stays far below the size cap.
 const EVENTS_PER_FRAME: usize = 512;
 
-fn err(code: ErrorCode, message: impl Into<String>) -> Response {
-    Response::Error {
-        code,
-        message: message.into(),
+/// Bytes of items in one frame of a paged reply (`ps`, `ws show`): half the frame cap,
+/// so the frame's own fields always fit beside them.
+const PAGE_BYTES: usize = MAX_FRAME / 2;
+
+/// What a handler answers.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Frames to send now, in order.
+    Frames(Vec<Response>),
+    /// Frames to send now, then the connection follows something (an exit, a workspace's
+    /// removal, logs, events) and more comes later.
+    Follow {
+        frames: Vec<Response>,
+        follow: Follow,
+    },
+    /// An error, then close the connection.
+    Close { code: ErrorCode, message: String },
+}
+
+type ReqError = (ErrorCode, String);
+
+fn one(resp: Response) -> Result<Reply, ReqError> {
+    Ok(Reply::Frames(vec![resp]))
+}
+
+fn not_found(what: String) -> ReqError {
+    (ErrorCode::NotFound, what)
+}
+
+/// Split `items` into frames of at most [`PAGE_BYTES`] of encoded items each (at least
+/// one item per frame, and at least one frame).
+pub(crate) fn paged<T: Serialize>(
+    items: Vec<T>,
+    mut frame: impl FnMut(Vec<T>) -> Response,
+) -> Vec<Response> {
+    let mut frames = Vec::new();
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = postcard::experimental::serialized_size(&item).unwrap_or(PAGE_BYTES);
+        if !page.is_empty() && bytes + size > PAGE_BYTES {
+            frames.push(frame(std::mem::take(&mut page)));
+            bytes = 0;
+        }
+        bytes += size;
+        page.push(item);
     }
+    if !page.is_empty() || frames.is_empty() {
+        frames.push(frame(page));
+    }
+    frames
 }
 
 impl Runtime {
-    pub(crate) fn handle_request(&mut self, conn: u64, req: Request) {
+    pub(crate) fn handle_request(&mut self, conn: ConnId, req: Request) -> Result<Reply, ReqError> {
         // Every exit that happened before a request is reaped before it is answered, so
         // `ping` is a barrier. Not for `Run`, the hot path: with 10,000 children the scan
         // costs milliseconds, and the deferred scan (20 ms) comes soon enough.
-        if self.orphan_scan_pending && !matches!(req, Request::Run { .. }) {
+        if self.procs.scan_pending() && !matches!(req, Request::Run { .. }) {
             self.reap_orphans();
         }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if !c.hello_done {
-            match req {
-                Request::Hello { version, .. } if version == PROTOCOL_VERSION => {
-                    c.hello_done = true;
-                    let server = format!("arje-init {}", env!("CARGO_PKG_VERSION"));
-                    self.reply(
-                        conn,
-                        Response::Hello {
-                            version: PROTOCOL_VERSION,
-                            server,
-                        },
-                    );
-                }
-                Request::Hello { version, .. } => {
-                    c.fail(
-                        ErrorCode::Version,
-                        format!("protocol version {version} is not supported: this arje-init speaks version {PROTOCOL_VERSION}"),
-                    );
-                    self.service_conn(conn);
-                }
-                _ => {
-                    c.fail(
-                        ErrorCode::BadFrame,
-                        "the first request must be Hello".into(),
-                    );
-                    self.service_conn(conn);
-                }
-            }
-            return;
+        if !self.server.admit(&self.reactor, conn, &req) {
+            return Ok(Reply::Frames(Vec::new()));
         }
-        if c.follow != Follow::None {
-            // A connection that follows or waits is a one-way stream from here on.
-            c.fail(ErrorCode::BadFrame, "no requests while following".into());
-            self.service_conn(conn);
-            return;
-        }
-        let resp = match req {
-            Request::Hello { .. } => err(ErrorCode::BadFrame, "Hello was already exchanged"),
-            Request::Ping => Response::Pong,
-            Request::Status => Response::Status(self.status()),
+        match req {
+            Request::Hello { .. } => Ok(Reply::Close {
+                code: ErrorCode::BadFrame,
+                message: "Hello was already exchanged".into(),
+            }),
+            Request::Ping => one(Response::Pong),
+            Request::Status => one(Response::Status(self.status())),
             Request::WsCreate { spec } => {
                 let name = spec.name.clone();
-                match self.create_workspace_inner(spec) {
-                    Ok(warnings) => Response::Created { name, warnings },
-                    Err((code, msg)) => err(code, msg),
-                }
+                let warnings = self.create_workspace_inner(spec)?;
+                one(Response::Created { name, warnings })
             }
             Request::WsList => {
-                Response::Workspaces(self.workspaces.values().map(|w| w.info(self)).collect())
+                let cmds = &self.table.commands;
+                let list = self
+                    .table
+                    .workspaces
+                    .values()
+                    .map(|w| w.info(cmds))
+                    .collect();
+                one(Response::Workspaces(list))
             }
-            Request::WsShow { name } => match self.workspaces.get(&name) {
-                Some(w) => Response::Workspace(Box::new(WorkspaceDetail {
-                    info: w.info(self),
-                    spec: w.spec.clone(),
-                    commands: w
-                        .commands
-                        .iter()
-                        .filter_map(|id| self.commands.get(id))
-                        .map(|c| c.info())
-                        .collect(),
-                    unenforced: w.unenforced.clone(),
-                })),
-                None => err(ErrorCode::NotFound, format!("no workspace {name}")),
-            },
+            Request::WsShow { name } => self.ws_show(&name),
             Request::WsStop { name, grace_ms } => {
-                if !self.workspaces.contains_key(&name) {
-                    err(ErrorCode::NotFound, format!("no workspace {name}"))
-                } else {
-                    // The answer comes when the workspace is gone (maybe right now).
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.follow = Follow::WsStopped(name.clone());
-                    }
-                    self.stop_workspace(&name, grace_ms.map(Duration::from_millis), false);
-                    return;
-                }
+                let id = self
+                    .table
+                    .id_of(&name)
+                    .ok_or_else(|| not_found(format!("no workspace {name}")))?;
+                // The answer comes when the workspace is gone: follow first, since the
+                // stop may finish (and answer) right away.
+                self.server.set_follow(conn, Follow::WsStopped(id));
+                self.stop_workspace(id, grace_ms.map(Duration::from_millis), false);
+                Ok(Reply::Frames(Vec::new()))
             }
-            Request::WsSet { name, key, value } => match self.set_limit(&name, &key, &value) {
-                Ok(()) => Response::Ok,
-                Err((code, msg)) => err(code, msg),
-            },
-            Request::WsStats { name } => match self.workspaces.get(&name) {
-                Some(_) => Response::Stats {
-                    name: name.clone(),
-                    samples: self.stats_of(&name),
-                },
-                None => err(ErrorCode::NotFound, format!("no workspace {name}")),
-            },
+            Request::WsSet { name, key, value } => {
+                self.set_limit(&name, &key, &value)?;
+                one(Response::Ok)
+            }
+            Request::WsStats { name } => {
+                let samples = self.stats_of(&name)?;
+                one(Response::Stats { name, samples })
+            }
             Request::Run {
                 workspace,
                 command,
                 wait,
-            } => match self.run_in_workspace(&workspace, command) {
-                Ok(id) => {
-                    if wait {
-                        if let Some(c) = self.conns.get_mut(&conn) {
-                            c.follow = Follow::Exit(id);
-                        }
-                    }
-                    self.command_event(
-                        id,
-                        crate::supervise::Event::Start,
-                        std::time::Instant::now(),
-                    );
-                    if wait {
-                        return;
-                    }
-                    match self.commands.get(&id).and_then(|c| c.run.as_ref()) {
-                        Some(run) => Response::Started { id, pid: run.pid },
-                        None => err(
-                            ErrorCode::Internal,
-                            self.commands
-                                .get(&id)
-                                .and_then(|c| c.info().reason)
-                                .unwrap_or_else(|| "could not start".into()),
-                        ),
-                    }
+            } => {
+                let id = self.run_in_workspace(&workspace, command)?;
+                if wait {
+                    // Follow before starting: a spawn failure answers the waiter at once.
+                    self.server.set_follow(conn, Follow::Exit(id));
+                    let _ = self.start_command(id, Instant::now());
+                    return Ok(Reply::Frames(Vec::new()));
                 }
-                Err((code, msg)) => err(code, msg),
-            },
+                let pid = self
+                    .start_command(id, Instant::now())
+                    .map_err(|e| (ErrorCode::Internal, e))?;
+                one(Response::Started { id: id.raw(), pid })
+            }
             Request::Ps { workspace } => {
-                if let Some(ws) = &workspace {
-                    if !self.workspaces.contains_key(ws) {
-                        self.reply(conn, err(ErrorCode::NotFound, format!("no workspace {ws}")));
-                        return;
-                    }
-                }
-                Response::Commands(
-                    self.commands
-                        .values()
-                        .filter(|c| workspace.as_ref().is_none_or(|w| *w == c.workspace))
-                        .map(|c| c.info())
-                        .collect(),
-                )
+                let ws = match &workspace {
+                    Some(name) => Some(
+                        self.table
+                            .id_of(name)
+                            .ok_or_else(|| not_found(format!("no workspace {name}")))?,
+                    ),
+                    None => None,
+                };
+                let infos: Vec<_> = self
+                    .table
+                    .commands
+                    .values()
+                    .filter(|c| ws.is_none_or(|w| w == c.ws))
+                    .map(|c| c.info())
+                    .collect();
+                let mut frames = paged(infos, Response::Commands);
+                frames.push(Response::End);
+                Ok(Reply::Frames(frames))
             }
             Request::Logs {
                 workspace,
                 command,
                 stream,
                 follow,
-            } => {
-                // The newest command of that name: a service keeps its rings across
-                // restarts; `run` one-shots get their own names.
-                let found = self
-                    .workspaces
-                    .get(&workspace)
-                    .and_then(|w| {
-                        w.commands.iter().rev().find(|id| {
-                            self.commands
-                                .get(id)
-                                .is_some_and(|c| c.spec.name == command)
-                        })
-                    })
-                    .copied();
-                let Some(id) = found else {
-                    self.reply(
-                        conn,
-                        err(
-                            ErrorCode::NotFound,
-                            format!("no command {command} in workspace {workspace}"),
-                        ),
-                    );
-                    return;
-                };
-                let (out, errc) = match stream {
-                    Stream::Stdout => (Some(0), None),
-                    Stream::Stderr => (None, Some(0)),
-                    Stream::Both => (Some(0), Some(0)),
-                };
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.follow = Follow::Logs {
-                        command: id,
-                        out,
-                        err: errc,
-                    };
-                }
-                self.push_logs(id);
-                if !follow {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.follow = Follow::None;
-                    }
-                    Response::End
-                } else {
-                    return;
-                }
-            }
+            } => self.logs(&workspace, &command, stream, follow),
             Request::Events { after, follow } => {
-                let events = self.journal.after(after.unwrap_or(0));
+                let after = after.unwrap_or(0);
+                let events = self.journal.after(after);
                 let last = events
                     .last()
-                    .map_or(after.unwrap_or(0).min(self.journal.last_id()), |e| e.id);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    for chunk in events.chunks(EVENTS_PER_FRAME) {
-                        c.send(&Response::Events(chunk.to_vec()));
-                    }
-                    if follow {
-                        c.follow = Follow::Events(last);
-                    } else {
-                        c.send(&Response::End);
-                    }
+                    .map_or(after.min(self.journal.last_id()), |e| e.id);
+                let mut frames: Vec<Response> = events
+                    .chunks(EVENTS_PER_FRAME)
+                    .map(|c| Response::Events(c.to_vec()))
+                    .collect();
+                if follow {
+                    return Ok(Reply::Follow {
+                        frames,
+                        follow: Follow::Events(last),
+                    });
                 }
-                self.service_conn(conn);
-                return;
+                frames.push(Response::End);
+                Ok(Reply::Frames(frames))
             }
-            Request::Caps => Response::Caps(self.cgroups.capabilities()),
+            Request::Caps => one(Response::Caps(self.cgroups.tree.capabilities())),
             Request::Shutdown { kind } => match self.cfg.mode {
                 shuma_card::protocol::Mode::Pid1 => {
                     self.begin_shutdown(Outcome::Shutdown(kind));
-                    Response::Ok
+                    one(Response::Ok)
                 }
-                shuma_card::protocol::Mode::Subreaper => err(
+                shuma_card::protocol::Mode::Subreaper => Err((
                     ErrorCode::Unsupported,
-                    "poweroff, reboot and halt need arje-init as PID 1 (this one is a subreaper)",
-                ),
+                    "poweroff, reboot and halt need arje-init as PID 1 (this one is a subreaper)"
+                        .into(),
+                )),
             },
             Request::DaemonReexec { binary } => {
-                if self.stopping.is_some() {
-                    err(ErrorCode::Invalid, "shutting down: no re-exec")
-                } else {
-                    let binary = binary.unwrap_or_else(|| "/proc/self/exe".into());
-                    // Refuse a binary that cannot be exec'd now, while we can still say so.
-                    match std::fs::metadata(&binary) {
-                        Ok(m) if m.is_file() => {
-                            self.reexec = Some(binary.into());
-                            Response::Ok
-                        }
-                        Ok(_) => err(ErrorCode::Invalid, format!("{binary} is not a file")),
-                        Err(e) => err(ErrorCode::NotFound, format!("{binary}: {e}")),
+                if self.life != Lifecycle::Running {
+                    return Err((ErrorCode::Invalid, "shutting down: no re-exec".into()));
+                }
+                let binary = binary.unwrap_or_else(|| "/proc/self/exe".into());
+                // Refuse a binary that cannot be exec'd now, while we can still say so.
+                match std::fs::metadata(&binary) {
+                    Ok(m) if m.is_file() => {
+                        self.life = Lifecycle::Reexec {
+                            binary: binary.into(),
+                        };
+                        one(Response::Ok)
                     }
+                    Ok(_) => Err((ErrorCode::Invalid, format!("{binary} is not a file"))),
+                    Err(e) => Err((ErrorCode::NotFound, format!("{binary}: {e}"))),
                 }
             }
             Request::TestPanic => self.test_panic(),
+        }
+    }
+
+    /// A workspace's detail, then its commands paged, then `End`.
+    fn ws_show(&self, name: &str) -> Result<Reply, ReqError> {
+        let w = self
+            .table
+            .named(name)
+            .ok_or_else(|| not_found(format!("no workspace {name}")))?;
+        let infos: Vec<_> = w
+            .commands
+            .iter()
+            .filter_map(|id| self.table.commands.get(id))
+            .map(|c| c.info())
+            .collect();
+        let mut frames = vec![Response::Workspace(Box::new(WorkspaceDetail {
+            info: w.info(&self.table.commands),
+            spec: w.spec.clone(),
+            unenforced: w.unenforced.clone(),
+        }))];
+        frames.extend(paged(infos, Response::Commands));
+        frames.push(Response::End);
+        Ok(Reply::Frames(frames))
+    }
+
+    /// What a command's rings hold; with `follow`, what comes next too.
+    fn logs(
+        &self,
+        workspace: &str,
+        command: &str,
+        stream: Stream,
+        follow: bool,
+    ) -> Result<Reply, ReqError> {
+        // The newest command of that name: a service keeps its rings across restarts;
+        // `run` one-shots get their own names.
+        let cmd = self
+            .table
+            .named(workspace)
+            .and_then(|w| {
+                w.commands
+                    .iter()
+                    .rev()
+                    .filter_map(|id| self.table.commands.get(id))
+                    .find(|c| c.spec.name == command)
+            })
+            .ok_or_else(|| not_found(format!("no command {command} in workspace {workspace}")))?;
+        let (out, err) = match stream {
+            Stream::Stdout => (Some(0), None),
+            Stream::Stderr => (None, Some(0)),
+            Stream::Both => (Some(0), Some(0)),
         };
-        self.reply(conn, resp);
+        let (frames, (out, err)) = log_frames(cmd, out, err);
+        let mut frames: Vec<Response> = frames.into_iter().map(|(f, _)| f).collect();
+        if follow {
+            return Ok(Reply::Follow {
+                frames,
+                follow: Follow::Logs {
+                    command: cmd.id,
+                    out,
+                    err,
+                },
+            });
+        }
+        frames.push(Response::End);
+        Ok(Reply::Frames(frames))
     }
 
     #[cfg(feature = "test-hooks")]
-    fn test_panic(&mut self) -> Response {
+    fn test_panic(&mut self) -> Result<Reply, ReqError> {
         panic!("test panic requested over the control socket");
     }
 
     #[cfg(not(feature = "test-hooks"))]
-    fn test_panic(&mut self) -> Response {
-        err(
+    fn test_panic(&mut self) -> Result<Reply, ReqError> {
+        Err((
             ErrorCode::Unsupported,
-            "this arje-init was built without test hooks",
-        )
+            "this arje-init was built without test hooks".into(),
+        ))
     }
 
     fn status(&self) -> StatusInfo {
@@ -285,41 +301,42 @@ impl Runtime {
             pid: std::process::id() as i32,
             mode: self.cfg.mode.clone(),
             uptime_ms: self.uptime().as_millis() as u64,
-            workspaces: self.workspaces.len() as u32,
-            commands: self.commands.len() as u32,
-            running: self.commands.values().filter(|c| c.run.is_some()).count() as u32,
-            connections: self.conns.len() as u32,
+            workspaces: self.table.workspaces.len() as u32,
+            commands: self.table.commands.len() as u32,
+            running: self.procs.running() as u32,
+            connections: self.server.len() as u32,
             last_event_id: self.journal.last_id(),
-            orphans_reaped: self.orphans_reaped,
+            orphans_reaped: self.procs.orphans_reaped(),
         }
     }
 
-    fn set_limit(&mut self, name: &str, key: &str, value: &str) -> Result<(), (ErrorCode, String)> {
-        let Some(ws) = self.workspaces.get_mut(name) else {
-            return Err((ErrorCode::NotFound, format!("no workspace {name}")));
+    fn set_limit(&mut self, name: &str, key: &str, value: &str) -> Result<(), ReqError> {
+        let id = self
+            .table
+            .id_of(name)
+            .ok_or_else(|| not_found(format!("no workspace {name}")))?;
+        let unenforced = |limits| self.cgroups.tree.unenforced(limits);
+        let Some(ws) = self.table.workspaces.get_mut(&id) else {
+            return Err(not_found(format!("no workspace {name}")));
         };
         let mut limits = ws.spec.limits.clone();
         shuma_card::units::parse_limit(key, value, &mut limits)
             .map_err(|e| (ErrorCode::Invalid, e))?;
-        let report = match &ws.cgroup {
-            Some(cg) => cg
-                .set_limit(key, &limits)
-                .map_err(|e| (ErrorCode::Internal, e.to_string()))?,
-            None => {
-                let file = key.replace('_', ".");
-                let why = self
-                    .cgroups
-                    .unenforced(&limits)
-                    .into_iter()
-                    .filter(|w| w.starts_with(&file))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Err((
-                    ErrorCode::Unsupported,
-                    format!("workspace {name} has no cgroup, so {key} cannot be enforced: {why}"),
-                ));
-            }
+        let Some(cg) = &ws.cgroup else {
+            let file = key.replace('_', ".");
+            let why = unenforced(&limits)
+                .into_iter()
+                .filter(|w| w.starts_with(&file))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err((
+                ErrorCode::Unsupported,
+                format!("workspace {name} has no cgroup, so {key} cannot be enforced: {why}"),
+            ));
         };
+        let report = cg
+            .set_limit(key, &limits)
+            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
         ws.spec.limits = limits;
         ws.spec_bytes = shuma_card::snapshot::encode_spec(&ws.spec);
         let mut value = format!("{} = {}", report.file, report.value);
@@ -338,10 +355,11 @@ impl Runtime {
     }
 
     /// The history, plus a fresh sample so a new workspace has one to show.
-    fn stats_of(&self, name: &str) -> Vec<shuma_card::protocol::StatsSample> {
-        let Some(ws) = self.workspaces.get(name) else {
-            return Vec::new();
-        };
+    fn stats_of(&self, name: &str) -> Result<Vec<StatsSample>, ReqError> {
+        let ws = self
+            .table
+            .named(name)
+            .ok_or_else(|| not_found(format!("no workspace {name}")))?;
         let mut samples: Vec<_> = ws.stats.iter().cloned().collect();
         if let Some(Ok(mut now)) = ws.cgroup.as_ref().map(|cg| cg.stats()) {
             if let Some(prev) = samples.last() {
@@ -349,6 +367,6 @@ impl Runtime {
             }
             samples.push(now);
         }
-        samples
+        Ok(samples)
     }
 }

@@ -1,25 +1,32 @@
-//! Workspaces: creating one with its cgroup and commands, stopping it, removing it.
+//! Workspaces: creating one with its cgroup and commands, stopping it, removing it, and
+//! what its cgroup's event files report.
 
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use shuma_card::protocol::{ErrorCode, WorkspaceInfo, WsState};
 use shuma_card::{CommandKind, EventKind, WorkspaceSpec};
 
-use super::{Command, Runtime, MAX_COMMANDS, MAX_WORKSPACES};
+use super::commands::Command;
+use super::watches::{News, Report};
+use super::{Lifecycle, Runtime, MAX_COMMANDS, MAX_WORKSPACES};
+use crate::cgroup::EventsFile;
 use crate::control::Follow;
+use crate::ids::{CommandId, WorkspaceId};
 use crate::supervise::Event;
 use crate::timers::TimerAction;
 
 pub struct Workspace {
+    pub id: WorkspaceId,
     pub spec: WorkspaceSpec,
     /// `spec` encoded for the snapshot, cached until the spec changes.
     pub spec_bytes: Vec<u8>,
     pub created_unix_ms: u64,
     pub state: WsState,
     /// Command ids; ids grow, so this is creation order.
-    pub commands: std::collections::BTreeSet<u64>,
+    pub commands: std::collections::BTreeSet<CommandId>,
     /// Finished `shuma run` one-shots, oldest first, for pruning.
-    pub finished_runs: std::collections::VecDeque<u64>,
+    pub finished_runs: std::collections::VecDeque<CommandId>,
     pub cgroup: Option<crate::cgroup::WorkspaceCgroup>,
     /// Limits the card asks for that this host does not enforce.
     pub unenforced: Vec<String>,
@@ -35,11 +42,32 @@ pub const STATS_HISTORY: usize = 60;
 pub const STATS_EVERY: Duration = Duration::from_secs(2);
 
 impl Workspace {
-    pub fn info(&self, rt: &Runtime) -> WorkspaceInfo {
+    pub fn new(
+        id: WorkspaceId,
+        spec: WorkspaceSpec,
+        created_unix_ms: u64,
+        cgroup: Option<crate::cgroup::WorkspaceCgroup>,
+        unenforced: Vec<String>,
+    ) -> Workspace {
+        Workspace {
+            id,
+            spec_bytes: shuma_card::snapshot::encode_spec(&spec),
+            spec,
+            created_unix_ms,
+            state: WsState::Running,
+            commands: Default::default(),
+            finished_runs: Default::default(),
+            cgroup,
+            unenforced,
+            stats: Default::default(),
+        }
+    }
+
+    pub fn info(&self, commands: &std::collections::BTreeMap<CommandId, Command>) -> WorkspaceInfo {
         let running = self
             .commands
             .iter()
-            .filter(|id| rt.commands.get(id).is_some_and(|c| c.run.is_some()))
+            .filter(|id| commands.get(id).is_some_and(|c| c.run.is_some()))
             .count();
         WorkspaceInfo {
             name: self.spec.name.clone(),
@@ -53,6 +81,12 @@ impl Workspace {
     }
 }
 
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 type ReqError = (ErrorCode, String);
 
 impl Runtime {
@@ -61,74 +95,57 @@ impl Runtime {
         spec: WorkspaceSpec,
     ) -> Result<Vec<String>, ReqError> {
         shuma_card::card::validate(&spec).map_err(|e| (ErrorCode::Invalid, e))?;
-        if self.stopping.is_some() {
+        if self.life != Lifecycle::Running {
             return Err((
                 ErrorCode::Invalid,
                 "shutting down: no new workspaces".into(),
             ));
         }
-        if self.workspaces.contains_key(&spec.name) {
+        if self.table.id_of(&spec.name).is_some() {
             return Err((
                 ErrorCode::AlreadyExists,
                 format!("workspace {} already exists", spec.name),
             ));
         }
-        if self.workspaces.len() >= MAX_WORKSPACES {
+        if self.table.workspaces.len() >= MAX_WORKSPACES {
             return Err((
                 ErrorCode::Limit,
                 format!("at most {MAX_WORKSPACES} workspaces"),
             ));
         }
-        if self.commands.len() + spec.commands.len() > MAX_COMMANDS {
+        if self.table.commands.len() + spec.commands.len() > MAX_COMMANDS {
             return Err((ErrorCode::Limit, format!("at most {MAX_COMMANDS} commands")));
         }
         // Limits are written before anything runs in the workspace.
-        let (cgroup, warnings) = if self.cgroups.is_enabled() {
+        let (cgroup, warnings) = if self.cgroups.tree.is_enabled() {
             let (cg, warnings) = self
                 .cgroups
+                .tree
                 .create_workspace(&spec.name, &spec.limits)
                 .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
             (Some(cg), warnings)
         } else {
-            (None, self.cgroups.unenforced(&spec.limits))
+            (None, self.cgroups.tree.unenforced(&spec.limits))
         };
+        let id = self.table.workspace_ids.next();
         let name = spec.name.clone();
-        let mut ws = Workspace {
-            spec_bytes: shuma_card::snapshot::encode_spec(&spec),
-            spec: spec.clone(),
-            created_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            state: WsState::Running,
-            commands: Default::default(),
-            finished_runs: Default::default(),
-            cgroup,
-            unenforced: warnings.clone(),
-            stats: std::collections::VecDeque::new(),
-        };
+        let mut ws = Workspace::new(id, spec, unix_ms(), cgroup, warnings.clone());
         let mut ids = Vec::new();
-        for cmd in &spec.commands {
-            let id = self.next_command;
-            self.next_command += 1;
-            self.commands
-                .insert(id, Command::new(id, &name, cmd.clone()));
-            ws.commands.insert(id);
-            ids.push(id);
+        for cmd in &ws.spec.commands {
+            let cid = self.table.command_ids.next();
+            self.table
+                .commands
+                .insert(cid, Command::new(cid, id, &name, cmd.clone()));
+            ws.commands.insert(cid);
+            ids.push(cid);
         }
-        if let Some(ttl) = spec.ttl_ms {
+        if let Some(ttl) = ws.spec.ttl_ms {
             self.timers.add(
                 Instant::now() + Duration::from_millis(ttl),
-                TimerAction::WorkspaceTtl(name.clone()),
+                TimerAction::WorkspaceTtl(id),
             );
         }
-        let first_cgroup =
-            ws.cgroup.is_some() && !self.workspaces.values().any(|w| w.cgroup.is_some());
-        self.workspaces.insert(name.clone(), ws);
-        if first_cgroup {
-            self.timers
-                .add(Instant::now() + STATS_EVERY, TimerAction::Stats);
-        }
-        self.watch_workspace(&name);
+        self.insert_workspace(ws);
         self.event(EventKind::WorkspaceCreated {
             workspace: name.clone(),
         });
@@ -138,54 +155,73 @@ impl Runtime {
             });
         }
         let now = Instant::now();
-        for id in ids {
-            self.command_event(id, Event::Start, now);
+        for cid in ids {
+            self.command_event(cid, Event::Start, now);
         }
         Ok(warnings)
     }
 
-    /// Add a one-shot to a running workspace and start it.
+    /// Put a workspace in the table and watch its cgroup: its event files, and the stats
+    /// sampler (one for all workspaces).
+    pub(crate) fn insert_workspace(&mut self, ws: Workspace) {
+        let id = ws.id;
+        let files: Vec<(EventsFile, OwnedFd)> = ws.cgroup.as_ref().map_or(Vec::new(), |cg| {
+            [EventsFile::Cgroup, EventsFile::Memory]
+                .into_iter()
+                .filter_map(|which| cg.open_events_file(which).ok().map(|fd| (which, fd)))
+                .collect()
+        });
+        if ws.cgroup.is_some() {
+            self.timers
+                .add_once(Instant::now() + STATS_EVERY, TimerAction::Stats);
+        }
+        self.table.insert_workspace(ws);
+        for (which, fd) in files {
+            self.cgroups.add(&self.reactor, id, which, fd);
+        }
+    }
+
+    /// Add a one-shot to a running workspace. The request's command passes the same
+    /// rules as a card's (`validate_command`): names, environment, signal, durations.
     pub(crate) fn run_in_workspace(
         &mut self,
         ws: &str,
         mut spec: shuma_card::CommandSpec,
-    ) -> Result<u64, ReqError> {
-        let Some(w) = self.workspaces.get(ws) else {
+    ) -> Result<CommandId, ReqError> {
+        let Some(w) = self.table.named(ws) else {
             return Err((ErrorCode::NotFound, format!("no workspace {ws}")));
         };
         if w.state != WsState::Running {
             return Err((ErrorCode::Invalid, format!("workspace {ws} is stopping")));
         }
-        if self.commands.len() >= MAX_COMMANDS {
+        let ws_id = w.id;
+        if self.table.commands.len() >= MAX_COMMANDS {
             return Err((ErrorCode::Limit, format!("at most {MAX_COMMANDS} commands")));
         }
-        let id = self.next_command;
-        self.next_command += 1;
         spec.kind = CommandKind::Task;
         spec.restart = shuma_card::RestartPolicy::Never;
+        let id = self.table.command_ids.next();
         if spec.name.is_empty() {
             spec.name = format!("run-{id}");
         }
-        if spec.argv.is_empty() || !spec.argv[0].starts_with('/') {
-            return Err((
-                ErrorCode::Invalid,
-                "argv[0] must be an absolute path (arje does not search PATH)".into(),
-            ));
-        }
-        let mut cmd = Command::new(id, ws, spec);
+        shuma_card::card::validate_command(&spec).map_err(|e| (ErrorCode::Invalid, e))?;
+        let mut cmd = Command::new(id, ws_id, ws, spec);
         cmd.adhoc = true;
-        self.commands.insert(id, cmd);
-        if let Some(w) = self.workspaces.get_mut(ws) {
+        self.table.commands.insert(id, cmd);
+        if let Some(w) = self.table.workspaces.get_mut(&ws_id) {
             w.commands.insert(id);
         }
         Ok(id)
     }
 
-    /// Forget the oldest finished `shuma run` one-shots of a workspace beyond
-    /// [`KEEP_FINISHED_RUNS`]: their status and output stay readable for a while, but a
-    /// workspace that runs millions of them does not grow without bound.
-    pub(crate) fn prune_runs(&mut self, ws: &str, finished: u64) {
-        let Some(w) = self.workspaces.get_mut(ws) else {
+    /// A `shuma run` one-shot finished: forget the oldest finished ones of its workspace
+    /// beyond [`KEEP_FINISHED_RUNS`]. Their status and output stay readable for a while,
+    /// but a workspace that runs millions of them does not grow without bound.
+    pub(crate) fn prune_if_adhoc(&mut self, ws: WorkspaceId, finished: CommandId) {
+        if !self.table.commands.get(&finished).is_some_and(|c| c.adhoc) {
+            return;
+        }
+        let Some(w) = self.table.workspaces.get_mut(&ws) else {
             return;
         };
         w.finished_runs.push_back(finished);
@@ -194,49 +230,54 @@ impl Runtime {
                 break;
             };
             w.commands.remove(&old);
-            if let (Some(cmd), Some(cg)) = (self.commands.remove(&old), &w.cgroup) {
+            if let (Some(cmd), Some(cg)) = (self.table.commands.remove(&old), &w.cgroup) {
                 let _ = cg.remove_leaf(&super::commands::leaf_name(old, &cmd.spec.name));
             }
         }
     }
 
     /// Begin stopping a workspace: the stop signal to every live command, kill after
-    /// grace. `grace` overrides (caps, at shutdown) each command's stop grace.
+    /// grace. `grace` overrides (or with `cap_only`, caps) each command's stop grace.
     pub(crate) fn stop_workspace(
         &mut self,
-        name: &str,
+        id: WorkspaceId,
         grace: Option<Duration>,
         cap_only: bool,
     ) -> bool {
-        let Some(ws) = self.workspaces.get_mut(name) else {
+        let Some(ws) = self.table.workspaces.get_mut(&id) else {
             return false;
         };
         ws.state = WsState::Stopping;
-        let ids: Vec<u64> = ws.commands.iter().copied().collect();
+        let ids: Vec<CommandId> = ws.commands.iter().copied().collect();
         let now = Instant::now();
-        for id in ids {
-            let g = match (grace, cap_only, self.commands.get(&id)) {
+        for cid in ids {
+            let g = match (grace, cap_only, self.table.commands.get(&cid)) {
                 (Some(g), true, Some(c)) => {
                     Some(Duration::from_millis(c.spec.stop_grace_ms).min(g))
                 }
                 (g, _, _) => g,
             };
-            self.command_event(id, Event::Stop { grace: g }, now);
+            self.command_event(cid, Event::Stop { grace: g }, now);
         }
-        self.workspace_progress(name);
+        self.workspace_progress(id);
         true
     }
 
-    /// A command of `name` reached a final state: if the workspace is stopping and
-    /// nothing of it runs any more, finish its removal.
-    pub(crate) fn workspace_progress(&mut self, name: &str) {
-        let Some(ws) = self.workspaces.get(name) else {
+    /// A command of the workspace reached a final state (or its cgroup emptied): if it
+    /// is stopping and nothing of it runs any more, finish its removal.
+    pub(crate) fn workspace_progress(&mut self, id: WorkspaceId) {
+        let Some(ws) = self.table.workspaces.get(&id) else {
             return;
         };
         if ws.state != WsState::Stopping {
             return;
         }
-        if ws.commands.iter().any(|id| self.command_busy(*id)) {
+        let commands = &self.table.commands;
+        if ws
+            .commands
+            .iter()
+            .any(|c| commands.get(c).is_some_and(Command::busy))
+        {
             return;
         }
         // Descendants that left their process group are still in the cgroup:
@@ -253,84 +294,82 @@ impl Runtime {
                 Err(e) => log::warn!("{e}"),
             }
         }
-        self.remove_workspace(name);
+        self.remove_workspace(id);
     }
 
-    fn remove_workspace(&mut self, name: &str) {
-        let Some(ws) = self.workspaces.remove(name) else {
+    fn remove_workspace(&mut self, id: WorkspaceId) {
+        for report in self.cgroups.remove_workspace(&self.reactor, id) {
+            self.on_cgroup_news(News::Report(report));
+        }
+        let Some(ws) = self.table.remove_workspace(id) else {
             return;
         };
-        self.drop_watches(name);
         if let Some(cg) = &ws.cgroup {
             if let Err(e) = cg.remove() {
                 log::warn!("{e}");
             }
         }
-        for id in &ws.commands {
-            self.commands.remove(id);
-        }
         self.event(EventKind::WorkspaceStopped {
-            workspace: name.to_string(),
+            workspace: ws.spec.name.clone(),
         });
-        for conn in self.followers(|f| matches!(f, Follow::WsStopped(n) if n == name)) {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.follow = Follow::None;
-            }
-            self.reply(conn, shuma_card::protocol::Response::Ok);
+        for conn in self.server.followers(|f| *f == Follow::WsStopped(id)) {
+            self.server.set_follow(conn, Follow::None);
+            self.server
+                .deliver(&self.reactor, conn, &[shuma_card::protocol::Response::Ok]);
         }
     }
 
     /// The shutdown deadline passed: SIGKILL what is left and drop the workspace. Its
     /// processes are reaped as orphans later; the kernel's reboot ends them anyway.
-    pub(crate) fn force_remove_workspace(&mut self, name: &str) {
-        let Some(ws) = self.workspaces.get(name) else {
+    pub(crate) fn force_remove_workspace(&mut self, id: WorkspaceId) {
+        let Some(ws) = self.table.workspaces.get(&id) else {
             return;
         };
-        let ids: Vec<u64> = ws.commands.iter().copied().collect();
         if let Some(cg) = &ws.cgroup {
             let _ = cg.kill();
         }
-        for id in ids {
-            if let Some(run) = self.commands.get(&id).and_then(|c| c.run.as_ref()) {
-                log::warn!(
-                    "shutdown: {name}/{} (pid {}) did not stop in time",
-                    self.commands[&id].spec.name,
-                    run.pid
-                );
+        for cid in &ws.commands {
+            let Some(cmd) = self.table.commands.get(cid) else {
+                continue;
+            };
+            let Some(run) = &cmd.run else { continue };
+            log::warn!(
+                "shutdown: {}/{} (pid {}) did not stop in time",
+                ws.spec.name,
+                cmd.spec.name,
+                run.pid
+            );
+            for pid in [-run.pid, run.pid] {
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(-run.pid),
+                    nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(run.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let pid = run.pid;
-                self.pids.remove(&pid);
             }
+            self.procs.forget(run.pid);
         }
-        self.remove_workspace(name);
+        self.remove_workspace(id);
     }
 
     /// A command was OOM-killed: the card says whether the workspace goes on (the
     /// restart policy applies) or is stopped.
-    pub(crate) fn on_oom(&mut self, ws: &str, command: &str) {
-        let stop = self
-            .workspaces
-            .get(ws)
-            .is_some_and(|w| w.spec.on_oom == shuma_card::spec::OomAction::StopWorkspace);
-        if stop {
-            log::warn!("workspace {ws}: {command} was OOM-killed and the card says stop-workspace");
+    pub(crate) fn on_oom(&mut self, ws: WorkspaceId, command: &str) {
+        let Some(w) = self.table.workspaces.get(&ws) else {
+            return;
+        };
+        if w.spec.on_oom == shuma_card::spec::OomAction::StopWorkspace {
+            log::warn!(
+                "workspace {}: {command} was OOM-killed and the card says stop-workspace",
+                w.spec.name
+            );
             self.stop_workspace(ws, None, false);
         }
     }
-}
 
-impl Runtime {
-    /// Sample every workspace's cgroup; re-arms itself while any workspace has one.
-    pub(crate) fn sample_stats(&mut self) {
+    /// Sample every workspace's cgroup; the sampler re-arms itself while any workspace
+    /// has one.
+    pub(crate) fn sample_stats(&mut self, now: Instant) {
         let mut any = false;
-        for ws in self.workspaces.values_mut() {
+        for ws in self.table.workspaces.values_mut() {
             let Some(cg) = &ws.cgroup else { continue };
             any = true;
             let Ok(mut sample) = cg.stats() else { continue };
@@ -343,8 +382,81 @@ impl Runtime {
             ws.stats.push_back(sample);
         }
         if any {
-            self.timers
-                .add(Instant::now() + STATS_EVERY, TimerAction::Stats);
+            self.timers.add_once(now + STATS_EVERY, TimerAction::Stats);
         }
+    }
+
+    /// What a cgroup watch had to say.
+    pub(crate) fn on_cgroup_news(&mut self, news: News) {
+        match news {
+            News::Nothing => {}
+            News::Emptied(ws) => self.workspace_progress(ws),
+            News::Report(report) => self.journal_report(report),
+        }
+    }
+
+    /// Put what a watched file counted into the journal.
+    fn journal_report(&mut self, r: Report) {
+        let Some(workspace) = self.table.workspace_name(r.workspace) else {
+            return;
+        };
+        if r.which == EventsFile::Pids {
+            self.event(EventKind::PidsMax {
+                workspace,
+                count: r.current.max,
+            });
+            return;
+        }
+        if r.delta.oom_kill > 0 {
+            let command = self.oom_victims(r.workspace);
+            self.event(EventKind::OomKill {
+                workspace: workspace.clone(),
+                command,
+                count: r.current.oom_kill,
+            });
+        }
+        for (delta, which, count) in [
+            (r.delta.max, "memory.max", r.current.max),
+            (r.delta.high, "memory.high", r.current.high),
+        ] {
+            if delta > 0 {
+                self.event(EventKind::MemoryLimit {
+                    workspace: workspace.clone(),
+                    which: which.into(),
+                    count,
+                });
+            }
+        }
+    }
+
+    /// Which running commands of the workspace had a task OOM-killed since last asked:
+    /// their leaves' memory.events say so. Names joined with commas.
+    fn oom_victims(&mut self, ws: WorkspaceId) -> Option<String> {
+        let ids: Vec<CommandId> = self
+            .table
+            .workspaces
+            .get(&ws)?
+            .commands
+            .iter()
+            .copied()
+            .collect();
+        let mut names = Vec::new();
+        for id in ids {
+            let Some(cmd) = self.table.commands.get_mut(&id) else {
+                continue;
+            };
+            let Some(run) = cmd.run.as_mut() else {
+                continue;
+            };
+            let Some(leaf) = run.leaf.as_ref() else {
+                continue;
+            };
+            let kills = leaf.memory_events().map_or(0, |m| m.oom_kill);
+            if kills > run.oom_kills_seen {
+                run.oom_kills_seen = kills;
+                names.push(cmd.spec.name.clone());
+            }
+        }
+        (!names.is_empty()).then(|| names.join(","))
     }
 }

@@ -22,8 +22,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arje_bench::{percentile, tiny_static, us};
-use arje_runtime::cgroup::{Cgroups, Setup};
-use arje_runtime::sys::spawn::{CgroupTarget, ExecPlan, Spawner};
+use arje_runtime::parts::{CgroupTarget, ExecPlan, Spawner};
+use arje_runtime::parts::{Cgroups, Setup};
 use shuma_card::protocol::{
     decode_payload, encode_frame, Request, Response, HEADER_LEN, PROTOCOL_VERSION,
 };

@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
 use arje_bench::{percentile, tiny_static, us, Daemon};
-use arje_runtime::sys::spawn::{ExecPlan, Spawner};
+use arje_runtime::parts::{ExecPlan, Spawner};
 use shuma_card::protocol::{
     decode_payload, encode_frame, Request, Response, HEADER_LEN, PROTOCOL_VERSION,
 };

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arje_runtime::persist::{write_durable, write_run};
+use arje_runtime::parts::{write_durable, write_run};
 use shuma_card::protocol::StatsSample;
 use shuma_card::snapshot::{
     encode, encode_into, encode_parts, encode_spec, CommandParts, CommandState, LiveProcess,

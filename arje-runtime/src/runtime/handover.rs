@@ -1,0 +1,154 @@
+//! Across a re-exec: what the next image takes over besides the snapshot. The fds (the
+//! listener, the output pipes, the client connections) stay open across exec with
+//! close-on-exec cleared; the client connections' buffers and the output rings go in
+//! `<state-dir>/handover.bin`.
+//!
+//! The file is transient (written just before exec, deleted when read) but read by a
+//! possibly newer binary, so it carries its own version: a version this build does not
+//! know is ignored, and those clients see their connection closed. Its layout is frozen
+//! per version like the snapshot's: version 1 is what every release so far writes.
+
+use std::os::unix::net::UnixStream;
+
+use super::server::Inherited;
+use super::Runtime;
+use crate::control::Follow;
+use crate::ids::CommandId;
+use crate::ring::{Ring, DEFAULT_RING};
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
+struct Handover {
+    version: u32,
+    conns: Vec<HandoverConn>,
+    /// Captured output, so `shuma logs` shows the same before and after.
+    rings: Vec<HandoverRing>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct HandoverRing {
+    command: u64,
+    /// stdout and stderr: bytes held, bytes ever written, bytes dropped.
+    out: (Vec<u8>, u64, u64),
+    err: (Vec<u8>, u64, u64),
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct HandoverConn {
+    fd: i32,
+    hello_done: bool,
+    /// Read, not yet a whole frame.
+    inbox: Vec<u8>,
+    /// Not yet written to the client.
+    outbox: Vec<u8>,
+    /// A `run --wait` client: the command whose exit it waits for.
+    waiting_for: Option<u64>,
+}
+
+const HANDOVER_VERSION: u32 = 1;
+const HANDOVER_FILE: &str = "handover.bin";
+
+impl Runtime {
+    /// After a re-exec: take over the client connections and output rings the previous
+    /// image left.
+    pub(crate) fn adopt_handover(&mut self) {
+        let path = self.store.state_dir().join(HANDOVER_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return;
+        };
+        let _ = std::fs::remove_file(&path);
+        let handover: Handover = match postcard::from_bytes(&bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("{}: {e}; its clients' connections are lost", path.display());
+                return;
+            }
+        };
+        if handover.version != HANDOVER_VERSION {
+            log::warn!(
+                "{}: version {} unknown; its clients' connections are lost",
+                path.display(),
+                handover.version
+            );
+            return;
+        }
+        for hr in handover.rings {
+            let Some(cmd) = self.table.commands.get_mut(&CommandId::from(hr.command)) else {
+                continue;
+            };
+            // What the new image already read from the pipe comes after it.
+            for (ring, (held, written, dropped)) in [(&mut cmd.out, hr.out), (&mut cmd.err, hr.err)]
+            {
+                let newer = ring.contents();
+                *ring = Ring::restore(DEFAULT_RING, &held, written, dropped);
+                ring.push(&newer);
+            }
+        }
+        for hc in handover.conns {
+            let Some(fd) = crate::sys::fd::adopt(hc.fd) else {
+                continue;
+            };
+            let inherited = Inherited {
+                stream: UnixStream::from(fd),
+                hello_done: hc.hello_done,
+                inbox: hc.inbox,
+                outbox: hc.outbox,
+                follow: hc
+                    .waiting_for
+                    .map_or(Follow::None, |id| Follow::Exit(id.into())),
+            };
+            self.server.adopt(&self.reactor, inherited);
+        }
+    }
+
+    /// Before exec'ing a new image: keep the fds it needs open across exec and write a
+    /// snapshot that names them.
+    pub(crate) fn prepare_reexec(&mut self) {
+        self.capture.hand_over();
+        let ring = |r: &Ring| (r.contents(), r.written(), r.dropped());
+        let handover = Handover {
+            version: HANDOVER_VERSION,
+            conns: self
+                .server
+                .hand_over()
+                .into_iter()
+                .map(|(fd, conn)| {
+                    let (inbox, outbox) = conn.buffers();
+                    HandoverConn {
+                        fd,
+                        hello_done: conn.hello_done,
+                        inbox: inbox.to_vec(),
+                        outbox: outbox.to_vec(),
+                        waiting_for: match conn.follow {
+                            Follow::Exit(id) => Some(id.raw()),
+                            _ => None,
+                        },
+                    }
+                })
+                .collect(),
+            rings: self
+                .table
+                .commands
+                .values()
+                .filter(|c| c.out.written() > 0 || c.err.written() > 0)
+                .map(|c| HandoverRing {
+                    command: c.id.raw(),
+                    out: ring(&c.out),
+                    err: ring(&c.err),
+                })
+                .collect(),
+        };
+        if let Ok(bytes) = postcard::to_allocvec(&handover) {
+            let path = self.store.state_dir().join(HANDOVER_FILE);
+            if let Err(e) = std::fs::write(path, bytes) {
+                log::warn!("re-exec: could not hand over client connections: {e}");
+            }
+        }
+        // The durable copy never names fds: they mean nothing after a reboot.
+        let durable_bytes = self.store.has_durable().then(|| {
+            self.encode_snapshot(false);
+            self.store.buf.clone()
+        });
+        self.encode_snapshot(true);
+        self.store.flush(durable_bytes);
+    }
+}

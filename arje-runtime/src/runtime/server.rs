@@ -1,0 +1,272 @@
+//! The control server: the listening socket, one [`Conn`] per client, and what each
+//! client follows. It owns their fds: it registers, services and drops them, so a stale
+//! event can only reach it, and it finds nothing under a dropped id.
+//!
+//! Request handlers never touch a connection: they return a [`Reply`](super::Reply) and
+//! the loop hands it to [`Server::deliver`], the one place that sends.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use rustix::event::epoll::EventFlags;
+use shuma_card::protocol::{ErrorCode, Request, Response};
+
+use super::reactor::{Interest, Reactor};
+use crate::control::{self, Conn, Follow, ReadOutcome};
+use crate::ids::{ConnId, IdGen};
+use crate::token::Token;
+
+pub struct Server {
+    listener: UnixListener,
+    /// `--socket-group`: its members may connect too.
+    group: Option<u32>,
+    conns: HashMap<ConnId, Conn>,
+    ids: IdGen<ConnId>,
+}
+
+/// A connection handed across a re-exec (see `handover.rs`).
+pub struct Inherited {
+    pub stream: UnixStream,
+    pub hello_done: bool,
+    pub inbox: Vec<u8>,
+    pub outbox: Vec<u8>,
+    pub follow: Follow,
+}
+
+impl Server {
+    pub fn new(
+        reactor: &Reactor,
+        listener: UnixListener,
+        group: Option<u32>,
+    ) -> std::io::Result<Server> {
+        reactor.add(listener.as_fd(), Token::Listener, Interest::Read)?;
+        Ok(Server {
+            listener,
+            group,
+            conns: HashMap::new(),
+            ids: IdGen::default(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Accept every pending client: refused ones (credentials, the connection cap) get
+    /// their error and are closed at once.
+    pub fn accept(&mut self, reactor: &Reactor) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(true);
+                    let mut conn = Conn::new(stream);
+                    if let Err(why) = control::peer_allowed(&conn.stream, self.group) {
+                        log::warn!("control: refused a client: {why}");
+                        conn.fail(ErrorCode::Denied, why);
+                        conn.flush();
+                        continue;
+                    }
+                    if self.conns.len() >= control::MAX_CONNS {
+                        conn.fail(
+                            ErrorCode::Limit,
+                            format!("too many clients (at most {})", control::MAX_CONNS),
+                        );
+                        conn.flush();
+                        continue;
+                    }
+                    self.insert(reactor, conn);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and wait for the next readiness.
+                    log::error!("control: accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, reactor: &Reactor, conn: Conn) -> Option<ConnId> {
+        let id = self.ids.next();
+        reactor
+            .add(conn.fd(), Token::Conn(id), Interest::Read)
+            .ok()?;
+        self.conns.insert(id, conn);
+        Some(id)
+    }
+
+    /// The connection is readable (or hung up): the whole requests it sent, in order.
+    /// A closed connection is dropped and yields none.
+    pub fn read(&mut self, reactor: &Reactor, id: ConnId, flags: EventFlags) -> Vec<Request> {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return Vec::new();
+        };
+        if !flags.intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR) {
+            self.service(reactor, id);
+            return Vec::new();
+        }
+        match conn.read() {
+            ReadOutcome::Closed => {
+                self.drop_conn(reactor, id);
+                Vec::new()
+            }
+            ReadOutcome::Requests(reqs) => reqs,
+        }
+    }
+
+    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done.
+    pub fn service(&mut self, reactor: &Reactor, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if !conn.flush() || conn.finished() {
+            self.drop_conn(reactor, id);
+            return;
+        }
+        let want = conn.pending() > 0;
+        if want != conn.want_write {
+            conn.want_write = want;
+            let interest = if want {
+                Interest::ReadWrite
+            } else {
+                Interest::Read
+            };
+            reactor.modify(conn.fd(), Token::Conn(id), interest);
+        }
+    }
+
+    fn drop_conn(&mut self, reactor: &Reactor, id: ConnId) {
+        if let Some(conn) = self.conns.remove(&id) {
+            reactor.remove(conn.fd());
+        }
+    }
+
+    /// Queue frames for a client and service it: the one place replies are sent.
+    pub fn deliver(&mut self, reactor: &Reactor, id: ConnId, frames: &[Response]) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            for frame in frames {
+                if !conn.send(frame) {
+                    break;
+                }
+            }
+        }
+        self.service(reactor, id);
+    }
+
+    /// Answer with an error and close once it is sent.
+    pub fn fail(&mut self, reactor: &Reactor, id: ConnId, code: ErrorCode, message: String) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.fail(code, message);
+        }
+        self.service(reactor, id);
+    }
+
+    pub fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(&id)
+    }
+
+    pub fn set_follow(&mut self, id: ConnId, follow: Follow) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.follow = follow;
+        }
+    }
+
+    /// Connections whose follow matches `pred`.
+    pub fn followers(&self, pred: impl Fn(&Follow) -> bool) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| pred(&c.follow))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Write what every client is owed, best effort (before a re-exec or an exit).
+    pub fn flush_all(&mut self) {
+        for conn in self.conns.values_mut() {
+            conn.flush();
+        }
+    }
+
+    pub fn listener_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    /// Before a re-exec: the connections the next image takes over (plain requests and
+    /// `run --wait` waiters; followers of logs and events see their stream end), with
+    /// close-on-exec cleared on their fds and on the listener's.
+    pub fn hand_over(&self) -> Vec<(RawFd, &Conn)> {
+        let _ = rustix::io::fcntl_setfd(&self.listener, rustix::io::FdFlags::empty());
+        self.conns
+            .values()
+            .filter(|c| matches!(c.follow, Follow::None | Follow::Exit(_)) && !c.closing)
+            .map(|c| {
+                let _ = rustix::io::fcntl_setfd(c.fd(), rustix::io::FdFlags::empty());
+                (c.fd().as_raw_fd(), c)
+            })
+            .collect()
+    }
+
+    /// After a re-exec: take over a connection the previous image left open.
+    pub fn adopt(&mut self, reactor: &Reactor, inherited: Inherited) {
+        let _ = inherited.stream.set_nonblocking(true);
+        let mut conn = Conn::restore(
+            inherited.stream,
+            inherited.hello_done,
+            inherited.inbox,
+            inherited.outbox,
+        );
+        conn.follow = inherited.follow;
+        if let Some(id) = self.insert(reactor, conn) {
+            self.service(reactor, id);
+        }
+    }
+}
+
+impl Server {
+    /// The protocol's rules before a request reaches a handler: the first request must be
+    /// a Hello of this protocol version (answered here), and a connection that follows
+    /// or waits is a one-way stream. Returns whether `req` is for a handler.
+    pub fn admit(&mut self, reactor: &Reactor, id: ConnId, req: &Request) -> bool {
+        use shuma_card::protocol::PROTOCOL_VERSION;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if !conn.hello_done {
+            match req {
+                Request::Hello { version, .. } if *version == PROTOCOL_VERSION => {
+                    conn.hello_done = true;
+                    let hello = Response::Hello {
+                        version: PROTOCOL_VERSION,
+                        server: format!("arje-init {}", env!("CARGO_PKG_VERSION")),
+                    };
+                    self.deliver(reactor, id, &[hello]);
+                }
+                Request::Hello { version, .. } => {
+                    let message = format!(
+                        "protocol version {version} is not supported: this arje-init speaks version {PROTOCOL_VERSION}"
+                    );
+                    self.fail(reactor, id, ErrorCode::Version, message);
+                }
+                _ => self.fail(
+                    reactor,
+                    id,
+                    ErrorCode::BadFrame,
+                    "the first request must be Hello".into(),
+                ),
+            }
+            return false;
+        }
+        if conn.follow != Follow::None {
+            self.fail(
+                reactor,
+                id,
+                ErrorCode::BadFrame,
+                "no requests while following".into(),
+            );
+            return false;
+        }
+        true
+    }
+}
