@@ -91,6 +91,7 @@ impl Timers {
         true
     }
 
+    #[cfg(test)]
     /// How many `action`s are pending (added and not yet fired).
     pub fn pending(&self, action: TimerAction) -> usize {
         self.set.values().filter(|a| **a == action).count()

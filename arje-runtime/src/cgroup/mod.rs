@@ -33,7 +33,9 @@ mod setup;
 mod workspace;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
+#[cfg(test)]
+pub(crate) use {fs::Dir, setup::HostInfo};
 #[cfg(test)]
 mod host_tests;
 #[cfg(test)]

@@ -150,6 +150,11 @@ impl Runtime {
     /// restore the saved state.
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
         let cgroups = watches::setup(&cfg);
+        Runtime::with_cgroups(cfg, cgroups)
+    }
+
+    /// [`Runtime::new`] on a cgroup tree set up by the caller (tests: a fake cgroupfs).
+    fn with_cgroups(cfg: Config, cgroups: crate::cgroup::Cgroups) -> Result<Runtime, RuntimeError> {
         let mut mask = SigSet::empty();
         for s in SIGNALS {
             mask.add(s);
@@ -336,12 +341,7 @@ impl Runtime {
     fn dispatch(&mut self, ev: Ready) {
         match ev.token {
             Token::Signal => self.on_signals(),
-            Token::Timer => {
-                let now = Instant::now();
-                for action in self.timers.expired(now) {
-                    self.on_timer(action, now);
-                }
-            }
+            Token::Timer => self.fire_timers(Instant::now()),
             Token::Listener => self.server.accept(&self.reactor),
             Token::Conn(id) => {
                 for req in self.server.read(&self.reactor, id, ev.flags) {
@@ -499,6 +499,14 @@ impl Runtime {
                 }
             }
             TimerAction::Durable => self.store.durable_due(now, &mut self.timers),
+        }
+    }
+
+    /// Fire every timer due at `now`. The loop passes the clock; in-process tests pass a
+    /// later instant, their fake clock.
+    fn fire_timers(&mut self, now: Instant) {
+        for action in self.timers.expired(now) {
+            self.on_timer(action, now);
         }
     }
 

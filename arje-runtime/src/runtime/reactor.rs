@@ -112,3 +112,33 @@ impl Reactor {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timers::TimerAction;
+
+    #[test]
+    fn test_wait_arms_a_deadline_added_before_it() {
+        // Arrange: only the timerfd is registered, and a deadline is added with no turn
+        // around it (as `Runtime::new` or an in-process caller does).
+        let mut reactor = Reactor::new().unwrap();
+        let mut timers = Timers::new().unwrap();
+        reactor
+            .add(timers.fd(), Token::Timer, Interest::Read)
+            .unwrap();
+        timers.add(Instant::now(), TimerAction::ShutdownDeadline);
+        let mut ready = Vec::new();
+
+        // Act: nothing else can wake this wait; the bound only turns a hang into a failure.
+        reactor.wait(&mut timers, Some(Duration::from_secs(60)), &mut ready);
+
+        // Assert
+        assert_eq!(
+            ready.len(),
+            1,
+            "the wait timed out: the timerfd was not armed"
+        );
+        assert_eq!(ready[0].token, Token::Timer);
+    }
+}

@@ -81,6 +81,11 @@ impl Runtime {
         if !self.server.admit(&self.reactor, conn, &req) {
             return Ok(Reply::Frames(Vec::new()));
         }
+        self.handle(req)
+    }
+
+    /// The handlers proper: a request in, its reply out. No connection is touched here.
+    pub(crate) fn handle(&mut self, req: Request) -> Result<Reply, ReqError> {
         match req {
             Request::Hello { .. } => Ok(Reply::Close {
                 code: ErrorCode::BadFrame,
@@ -109,11 +114,15 @@ impl Runtime {
                     .table
                     .id_of(&name)
                     .ok_or_else(|| not_found(format!("no workspace {name}")))?;
-                // The answer comes when the workspace is gone: follow first, since the
-                // stop may finish (and answer) right away.
-                self.server.set_follow(conn, Follow::WsStopped(id));
                 self.stop_workspace(id, grace_ms.map(Duration::from_millis), false);
-                Ok(Reply::Frames(Vec::new()))
+                // The answer comes when the workspace is gone, which may be now.
+                if !self.table.workspaces.contains_key(&id) {
+                    return one(Response::Ok);
+                }
+                Ok(Reply::Follow {
+                    frames: Vec::new(),
+                    follow: Follow::WsStopped(id),
+                })
             }
             Request::WsSet { name, key, value } => {
                 self.set_limit(&name, &key, &value)?;
@@ -129,15 +138,17 @@ impl Runtime {
                 wait,
             } => {
                 let id = self.run_in_workspace(&workspace, command)?;
-                if wait {
-                    // Follow before starting: a spawn failure answers the waiter at once.
-                    self.server.set_follow(conn, Follow::Exit(id));
-                    let _ = self.start_command(id, Instant::now());
-                    return Ok(Reply::Frames(Vec::new()));
-                }
+                // An exit is only ever seen by a later turn, so following after the start
+                // misses nothing.
                 let pid = self
                     .start_command(id, Instant::now())
                     .map_err(|e| (ErrorCode::Internal, e))?;
+                if wait {
+                    return Ok(Reply::Follow {
+                        frames: Vec::new(),
+                        follow: Follow::Exit(id),
+                    });
+                }
                 one(Response::Started { id: id.raw(), pid })
             }
             Request::Ps { workspace } => {

@@ -34,6 +34,10 @@ pub struct Workspace {
     pub stats: std::collections::VecDeque<shuma_card::protocol::StatsSample>,
 }
 
+/// Largest encoded workspace spec: the frame cap less room for the rest of a `ws show`
+/// answer (the workspace's info and the unenforced-limit notes).
+pub const MAX_SPEC: usize = shuma_card::protocol::MAX_FRAME - 64 * 1024;
+
 /// Finished `shuma run` one-shots kept per workspace.
 pub const KEEP_FINISHED_RUNS: usize = 64;
 /// Samples of statistics kept per workspace.
@@ -95,6 +99,16 @@ impl Runtime {
         spec: WorkspaceSpec,
     ) -> Result<Vec<String>, ReqError> {
         shuma_card::card::validate(&spec).map_err(|e| (ErrorCode::Invalid, e))?;
+        // `ws show` answers with the spec in one frame beside a little more: a spec that
+        // large could not be shown (nor sent by a client, whose request frame is capped
+        // at the same size).
+        let size = shuma_card::snapshot::encode_spec(&spec).len();
+        if size > MAX_SPEC {
+            return Err((
+                ErrorCode::Invalid,
+                format!("workspace {}: the card encodes to {size} bytes, more than the {MAX_SPEC}-byte limit", spec.name),
+            ));
+        }
         if self.life != Lifecycle::Running {
             return Err((
                 ErrorCode::Invalid,
