@@ -1,7 +1,8 @@
 //! cgroup v2 workspaces: each workspace a cgroup, each command run a leaf below it,
 //! limits written before anything runs, children born inside (the spawner passes a
-//! leaf's fd to clone3 with CLONE_INTO_CGROUP), OOM kills and refused forks read from
-//! the kernel's events files, and an honest list of what cannot be enforced here.
+//! leaf's fd to clone3 with CLONE_INTO_CGROUP, its only way to place a child, so setup
+//! refuses a kernel without it), OOM kills and refused forks read from the kernel's
+//! events files, and an honest list of what cannot be enforced here.
 //!
 //! Layout (see docs/CGROUPS.md):
 //!

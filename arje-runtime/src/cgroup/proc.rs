@@ -1,5 +1,5 @@
-//! What /proc says about cgroups: the cgroup of a pid, which controllers cgroup v1 holds,
-//! and the kernel version (for features no file reveals, like CLONE_INTO_CGROUP).
+//! What /proc says about cgroups: the cgroup of a pid, and which controllers cgroup v1
+//! holds.
 
 use std::path::PathBuf;
 
@@ -60,14 +60,6 @@ pub(crate) fn host_controller(proc_cgroups: &str, controller: Controller) -> Hos
     HostController::Absent
 }
 
-/// Is the kernel `release` (uname -r, "6.1.0-18-amd64") at least `major.minor`?
-pub(crate) fn kernel_at_least(release: &str, major: u32, minor: u32) -> Option<bool> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let got_major: u32 = parts.next()?.parse().ok()?;
-    let got_minor: u32 = parts.next()?.parse().ok()?;
-    Some((got_major, got_minor) >= (major, minor))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,13 +98,5 @@ mod tests {
             host_controller("#subsys_name\n", Controller::Pids),
             HostController::Absent
         );
-    }
-
-    #[test]
-    fn test_kernel_at_least_compares_major_minor() {
-        assert_eq!(kernel_at_least("6.1.0-18-amd64", 5, 7), Some(true));
-        assert_eq!(kernel_at_least("5.4.0", 5, 7), Some(false));
-        assert_eq!(kernel_at_least("5.14", 5, 14), Some(true));
-        assert_eq!(kernel_at_least("garbage", 5, 7), None);
     }
 }

@@ -1,6 +1,7 @@
-//! Setting arje's part of the cgroup tree up, once at start: find what the kernel offers,
-//! get arje itself out of the way of the no-internal-processes rule, enable controllers
-//! top-down, and record for every feature whether it is enforced and, if not, why.
+//! Setting arje's part of the cgroup tree up, once at start: make sure children can be
+//! born in a cgroup at all, find what the kernel offers, get arje itself out of the way
+//! of the no-internal-processes rule, enable controllers top-down, and record for every
+//! feature whether it is enforced and, if not, why.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,10 @@ use shuma_card::spec::Limits;
 use super::caps::{Caps, Feature, Support};
 use super::error::{errno_name, CgroupError};
 use super::fs::{mkdir_cgroup, read_cgroup_file, write_cgroup_file, Dir};
-use super::proc::{host_controller, kernel_at_least, HostController};
+use super::proc::{host_controller, HostController};
 use super::{Controller, ARJE_INIT_LEAF, ARJE_SUBTREE, CGROUP_CONTROLLERS, CGROUP_PROCS};
 use super::{CGROUP_SUBTREE_CONTROL, CGROUP_TYPE};
+use crate::sys::spawn::{probe_clone_into_cgroup, SpawnError};
 
 /// statfs(2) f_type of a cgroup2 mount.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -46,22 +48,19 @@ pub enum Setup {
 
 /// What setup reads about the host besides the cgroup tree; a parameter so that tests
 /// can play a hybrid host or an old kernel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct HostInfo {
     /// The text of /proc/cgroups, if readable.
     pub(crate) proc_cgroups: Option<String>,
-    /// uname -r.
-    pub(crate) kernel_release: String,
+    /// Whether clone3 can start a child inside a cgroup (`CLONE_INTO_CGROUP`).
+    pub(crate) clone_into_cgroup: Result<(), SpawnError>,
 }
 
 impl HostInfo {
     fn probe() -> HostInfo {
         HostInfo {
             proc_cgroups: std::fs::read_to_string("/proc/cgroups").ok(),
-            kernel_release: rustix::system::uname()
-                .release()
-                .to_string_lossy()
-                .into_owned(),
+            clone_into_cgroup: probe_clone_into_cgroup(),
         }
     }
 }
@@ -92,8 +91,8 @@ impl Cgroups {
     /// into `<root>/arje-init` when `mode` requires it.
     ///
     /// Errors only when there is no usable tree at all (not cgroup2, no right to mkdir
-    /// `<root>/arje`); a missing controller or a refused subtree_control write is recorded
-    /// as unenforced instead. The caller turns an error into
+    /// `<root>/arje`, or a kernel that cannot start a child inside a cgroup); a missing
+    /// controller or a refused subtree_control write is recorded as unenforced instead. The caller turns an error into
     /// `Cgroups::disabled(err.to_string())` and carries on.
     pub fn setup(root: &Path, self_pid: u32, mode: Setup) -> Result<Cgroups, CgroupError> {
         let dir = Dir::open(root).map_err(|source| CgroupError::OpenCgroup {
@@ -121,6 +120,14 @@ impl Cgroups {
         mode: Setup,
         host: &HostInfo,
     ) -> Result<Cgroups, CgroupError> {
+        // clone3 with CLONE_INTO_CGROUP is the only way the spawner places a child. Without
+        // it no command would run inside its workspace, and every limit written there
+        // would be a claim about an empty cgroup: refuse before touching the tree.
+        if let Err(e) = &host.clone_into_cgroup {
+            return Err(CgroupError::NoCloneIntoCgroup {
+                reason: e.to_string(),
+            });
+        }
         // Only the real root lacks cgroup.type; a namespace root or a delegated subtree
         // is an ordinary cgroup, bound by the no-internal-processes rule.
         let real_root = !root.has_file(CGROUP_TYPE);
@@ -159,7 +166,7 @@ impl Cgroups {
             .filter(|(_, s)| s.is_ok())
             .map(|(c, _)| *c)
             .collect();
-        let caps = probe_caps(&arje, &state, host);
+        let caps = probe_caps(&arje, &state);
         Ok(Cgroups {
             tree: Some(Tree {
                 root,
@@ -218,14 +225,6 @@ impl Cgroups {
     /// ("memory.max=33554432: not enforced: controller memory not in ...").
     pub fn unenforced(&self, limits: &Limits) -> Vec<String> {
         self.caps.unenforced(limits)
-    }
-
-    /// The spawner's verdict on CLONE_INTO_CGROUP after its first clone3 (ENOSYS or E2BIG
-    /// on an old kernel), which replaces the kernel-version guess made at setup.
-    pub fn note_clone_into_cgroup(&mut self, support: Support) {
-        self.caps
-            .by_feature
-            .insert(Feature::CloneIntoCgroup, support);
     }
 }
 
@@ -342,7 +341,7 @@ fn unavailable_reason(root: &Path, c: Controller, host: &HostInfo, real_root: bo
 /// Decide every feature from the controller states and the files `<root>/arje` shows.
 /// `<root>/arje` has exactly the controller files a workspace will have, because both
 /// levels enable the same controllers.
-fn probe_caps(arje: &Dir, state: &[(Controller, Result<(), String>)], host: &HostInfo) -> Caps {
+fn probe_caps(arje: &Dir, state: &[(Controller, Result<(), String>)]) -> Caps {
     let mut caps = Caps::default();
     for feature in Feature::ALL {
         let controller_state = feature
@@ -358,21 +357,14 @@ fn probe_caps(arje: &Dir, state: &[(Controller, Result<(), String>)], host: &Hos
                     arje.file_path(file).display()
                 )),
             },
-            (_, None) => clone_into_cgroup_support(&host.kernel_release),
+            // CloneIntoCgroup, which no file shows: setup_in got here only because the
+            // spawner's probe found it, and the spawner has no other way to place a child.
+            (_, None) => Ok(format!(
+                "clone3 CLONE_INTO_CGROUP into {}/<workspace>/<command>",
+                arje.path.display()
+            )),
         };
         caps.by_feature.insert(feature, support);
     }
     caps
-}
-
-/// CLONE_INTO_CGROUP came in Linux 5.7; no file shows it, so the release decides until
-/// the spawner reports otherwise ([`Cgroups::note_clone_into_cgroup`]).
-fn clone_into_cgroup_support(release: &str) -> Support {
-    match kernel_at_least(release, 5, 7) {
-        Some(true) => Ok(format!("clone3 CLONE_INTO_CGROUP (kernel {release})")),
-        Some(false) => Err(format!(
-            "kernel {release} is older than 5.7: children join their cgroup before exec instead"
-        )),
-        None => Err(format!("cannot tell from kernel release {release:?}")),
-    }
 }

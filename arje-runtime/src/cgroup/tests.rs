@@ -10,6 +10,7 @@ use super::fs::journal::{self, Op};
 use super::fs::Dir;
 use super::setup::HostInfo;
 use super::*;
+use crate::sys::spawn::SpawnError;
 
 const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
 const HYBRID_PROC_CGROUPS: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
@@ -20,7 +21,7 @@ fn v2_host() -> HostInfo {
         cpu\t0\t1\t1\nblkio\t0\t1\t1\nmemory\t0\t1\t1\npids\t0\t1\t1\n";
     HostInfo {
         proc_cgroups: Some(proc_cgroups.into()),
-        kernel_release: "6.1.0-18-amd64".into(),
+        clone_into_cgroup: Ok(()),
     }
 }
 
@@ -199,20 +200,40 @@ fn test_unenforced_undelegated_controller_says_parent() {
 }
 
 #[test]
-fn test_capabilities_old_kernel_no_clone_into_cgroup() {
-    // Arrange
-    let root = FakeRoot::new(ALL_CONTROLLERS, true);
+fn test_setup_without_clone_into_cgroup_refuses_before_any_write() {
+    // Arrange: Linux 5.4: clone3 refuses the `cgroup` field it does not know with E2BIG.
+    let root = FakeRoot::new(ALL_CONTROLLERS, false);
+    let dir = Dir::open(&root.path).unwrap();
     let host = HostInfo {
-        kernel_release: "5.4.0-42-generic".into(),
+        clone_into_cgroup: Err(SpawnError::Clone(std::io::Error::from_raw_os_error(
+            libc::E2BIG,
+        ))),
         ..v2_host()
     };
 
     // Act
-    let cgroups = setup_fake(&root, Setup::Pid1, &host);
+    let err = Cgroups::setup_in(dir, 4242, Setup::Subreaper, &host).unwrap_err();
+
+    // Assert: arje did not even move itself; the reason names the kernel requirement.
+    assert!(journal::take().is_empty());
+    assert!(matches!(err, CgroupError::NoCloneIntoCgroup { .. }));
+    assert!(err.to_string().contains("Linux 5.7"), "{err}");
+}
+
+#[test]
+fn test_capabilities_clone_into_cgroup_enforced_with_cgroups() {
+    // Arrange
+    let root = FakeRoot::new(ALL_CONTROLLERS, true);
+
+    // Act
+    let cgroups = setup_fake(&root, Setup::Pid1, &v2_host());
 
     // Assert
-    let clone = cgroups.support(Feature::CloneIntoCgroup);
-    assert!(clone.unwrap_err().contains("older than 5.7"));
+    let clone = cgroups.support(Feature::CloneIntoCgroup).unwrap();
+    assert!(
+        clone.starts_with("clone3 CLONE_INTO_CGROUP into "),
+        "{clone}"
+    );
 }
 
 #[test]
