@@ -116,15 +116,6 @@ impl std::error::Error for CgroupError {
     }
 }
 
-impl CgroupError {
-    /// The errno behind the error, if a syscall failed.
-    pub fn errno(&self) -> Option<i32> {
-        std::error::Error::source(self)
-            .and_then(|e| e.downcast_ref::<io::Error>())
-            .and_then(io::Error::raw_os_error)
-    }
-}
-
 /// Short name of an errno for reasons shown to users ("EACCES", "EBUSY").
 pub(crate) fn errno_name(err: &io::Error) -> String {
     let name = match err.raw_os_error() {

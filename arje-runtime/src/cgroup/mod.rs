@@ -40,17 +40,13 @@ mod host_tests;
 #[cfg(test)]
 mod tests;
 
-pub use caps::{Feature, Support};
-pub use cpu::{cpu_percent_x100, parse_cpu_usage_usec};
+pub use cpu::cpu_percent_x100;
 pub use error::CgroupError;
-pub use events::{flat_keyed, parse_populated, read_events, EventsFile};
-pub use fs::read_fd_from_start;
-pub use limits::LimitKey;
+pub use events::{parse_populated, read_events, EventsFile};
 pub use memory::MemoryEvents;
 pub use pids::parse_pids_events;
-pub use proc::leaf_of_pid;
-pub use setup::{is_cgroup2, Cgroups, Setup};
-pub use workspace::{Leaf, LimitReport, WorkspaceCgroup};
+pub use setup::{Cgroups, Setup};
+pub use workspace::{Leaf, WorkspaceCgroup};
 
 /// The directory below the root that holds every workspace.
 pub const ARJE_SUBTREE: &str = "arje";

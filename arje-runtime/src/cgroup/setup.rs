@@ -4,12 +4,12 @@
 //! feature whether it is enforced and, if not, why.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use shuma_card::protocol::Capability;
 use shuma_card::spec::Limits;
 
-use super::caps::{Caps, Feature, Support};
+use super::caps::{Caps, Feature};
 use super::error::{errno_name, CgroupError};
 use super::fs::{mkdir_cgroup, read_cgroup_file, write_cgroup_file, Dir};
 use super::proc::{host_controller, HostController};
@@ -18,15 +18,9 @@ use super::{CGROUP_SUBTREE_CONTROL, CGROUP_TYPE};
 use crate::sys::spawn::{probe_clone_into_cgroup, SpawnError};
 
 /// statfs(2) f_type of a cgroup2 mount.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+pub(super) const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
-/// Is `path` a cgroup2 mount (or a directory inside one)? statfs(2) and its f_type;
-/// arje-init asks before [`Cgroups::setup`] to say "no cgroup2 mounted at PATH".
-pub fn is_cgroup2(path: &Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|fs| fs_magic(&fs) == CGROUP2_SUPER_MAGIC)
-}
-
-fn fs_magic(fs: &rustix::fs::StatFs) -> i64 {
+pub(super) fn fs_magic(fs: &rustix::fs::StatFs) -> i64 {
     // f_type is a c_long here and a u32 on some targets.
     #[allow(clippy::unnecessary_cast)]
     let magic = fs.f_type as i64;
@@ -75,13 +69,10 @@ pub struct Cgroups {
 
 #[derive(Debug)]
 pub(super) struct Tree {
-    pub(super) root: Dir,
     /// `<root>/arje`, the parent of every workspace.
     pub(super) arje: Dir,
     /// Controllers enabled in `<root>/arje/cgroup.subtree_control`: what a workspace has.
     pub(super) enabled: Vec<Controller>,
-    /// `<root>/arje-init`, when arje moved itself there.
-    pub(super) init_leaf: Option<PathBuf>,
 }
 
 impl Cgroups {
@@ -144,15 +135,11 @@ impl Cgroups {
         // The rule: a non-root cgroup with controllers enabled in its subtree_control may
         // hold no processes. arje usually lives in the delegated root itself, so it
         // leaves first; otherwise the subtree_control write below fails with EBUSY.
-        let mut init_leaf = None;
         let mut move_failure = None;
         if mode == Setup::Subreaper || !real_root {
-            match move_self(&root, self_pid) {
-                Ok(path) => init_leaf = Some(path),
-                Err(e) => {
-                    log::warn!("arje stays in its current cgroup: {e}");
-                    move_failure = Some(format!("; arje could not move itself out: {e}"));
-                }
+            if let Err(e) = move_self(&root, self_pid) {
+                log::warn!("arje stays in its current cgroup: {e}");
+                move_failure = Some(format!("; arje could not move itself out: {e}"));
             }
         }
         enable(&root, &mut state, move_failure.as_deref().unwrap_or(""));
@@ -168,12 +155,7 @@ impl Cgroups {
             .collect();
         let caps = probe_caps(&arje, &state);
         Ok(Cgroups {
-            tree: Some(Tree {
-                root,
-                arje,
-                enabled,
-                init_leaf,
-            }),
+            tree: Some(Tree { arje, enabled }),
             caps,
         })
     }
@@ -192,19 +174,9 @@ impl Cgroups {
         self.tree.is_some()
     }
 
-    /// The root given to setup.
-    pub fn root(&self) -> Option<&Path> {
-        self.tree.as_ref().map(|t| t.root.path.as_path())
-    }
-
     /// `<root>/arje`, the parent of every workspace.
     pub fn subtree(&self) -> Option<&Path> {
         self.tree.as_ref().map(|t| t.arje.path.as_path())
-    }
-
-    /// `<root>/arje-init`, if arje moved itself there.
-    pub fn init_leaf(&self) -> Option<&Path> {
-        self.tree.as_ref().and_then(|t| t.init_leaf.as_deref())
     }
 
     /// Controllers every workspace has.
@@ -217,10 +189,6 @@ impl Cgroups {
         self.caps.capabilities()
     }
 
-    pub fn support(&self, feature: Feature) -> Support {
-        self.caps.get(feature)
-    }
-
     /// Each limit `limits` sets that cannot be enforced here, with the reason
     /// ("memory.max=33554432: not enforced: controller memory not in ...").
     pub fn unenforced(&self, limits: &Limits) -> Vec<String> {
@@ -230,10 +198,9 @@ impl Cgroups {
 
 /// mkdir `<root>/arje-init` (it survives a re-exec, so it may exist) and write our pid to
 /// its cgroup.procs. This is the only cgroup.procs write arje makes, once at start.
-fn move_self(root: &Dir, self_pid: u32) -> Result<PathBuf, CgroupError> {
+fn move_self(root: &Dir, self_pid: u32) -> Result<(), CgroupError> {
     let leaf = create_or_open(root, ARJE_INIT_LEAF)?;
-    write_cgroup_file(&leaf, CGROUP_PROCS, &self_pid.to_string())?;
-    Ok(leaf.path)
+    write_cgroup_file(&leaf, CGROUP_PROCS, &self_pid.to_string())
 }
 
 /// mkdir `name` below `parent` unless it exists, and open it.

@@ -249,15 +249,6 @@ impl Default for Spawner {
     }
 }
 
-/// Spawn with a throwaway [`Spawner`] (tests and one-off use).
-pub fn spawn(
-    plan: &ExecPlan,
-    stdio: [BorrowedFd<'_>; 3],
-    cgroup: Option<&CgroupTarget<'_>>,
-) -> Result<Spawned, SpawnError> {
-    Spawner::default().spawn(plan, stdio, cgroup)
-}
-
 /// Where the child is born: the leaf cgroup's directory fd, passed to clone3 with
 /// `CLONE_INTO_CGROUP`.
 pub struct CgroupTarget<'a> {
@@ -517,6 +508,10 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsFd;
 
+    fn spawn(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Spawned, SpawnError> {
+        Spawner::default().spawn(plan, stdio, None)
+    }
+
     fn plan(argv: &[&str]) -> ExecPlan {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         ExecPlan::new(
@@ -533,7 +528,7 @@ mod tests {
         let (mut r, w) = std::io::pipe().unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let p = plan(&["/bin/sh", "-c", "echo hi; exit 7"]);
-        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None).unwrap();
+        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()]).unwrap();
         drop(w);
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
@@ -582,7 +577,7 @@ mod tests {
     fn test_spawn_missing_binary_reports_execve_enoent() {
         let null = std::fs::File::open("/dev/null").unwrap();
         let p = plan(&["/nonexistent/prog"]);
-        let err = spawn(&p, [null.as_fd(), null.as_fd(), null.as_fd()], None).unwrap_err();
+        let err = spawn(&p, [null.as_fd(), null.as_fd(), null.as_fd()]).unwrap_err();
         match err {
             SpawnError::Child { stage, error } => {
                 assert_eq!(stage, "execve");
@@ -603,7 +598,7 @@ mod tests {
             "-c",
             "ls /proc/self/fd; grep -E 'SigBlk|SigIgn' /proc/self/status",
         ]);
-        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None).unwrap();
+        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()]).unwrap();
         drop(w);
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
