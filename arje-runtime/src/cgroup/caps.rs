@@ -1,6 +1,6 @@
 //! What arje can enforce on this host, and why not where it cannot. Decided once, at
-//! setup, from what the kernel shows: cgroup.controllers, the result of each
-//! cgroup.subtree_control write, and which interface files exist.
+//! setup, from what the kernel shows: the spawner's clone3 probe, cgroup.controllers, the
+//! result of each cgroup.subtree_control write, and which interface files exist.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +22,9 @@ pub enum Feature {
     IoWeight,
     /// Killing a whole cgroup in one write (Linux 5.14).
     CgroupKill,
-    /// clone3 with CLONE_INTO_CGROUP (Linux 5.7): children born in their cgroup.
+    /// clone3 with CLONE_INTO_CGROUP (Linux 5.7): children born in their cgroup. It is
+    /// the spawner's only way to place a child, so setup refuses a kernel without it and
+    /// this is enforced exactly when cgroups are.
     CloneIntoCgroup,
     /// memory.events: OOM kills attributed to a workspace and command.
     OomEvents,

@@ -34,6 +34,9 @@ pub enum CgroupError {
     UnknownLimit { key: String },
     /// Cgroups are disabled on this host; the reason says why.
     Disabled { reason: String },
+    /// The kernel cannot start a child inside a cgroup (clone3 with CLONE_INTO_CGROUP,
+    /// Linux 5.7), the spawner's only way to place one; `reason` is the probe's error.
+    NoCloneIntoCgroup { reason: String },
     /// Sending SIGKILL to a pid of a cgroup (the fallback without cgroup.kill) failed.
     Kill {
         pid: i32,
@@ -87,6 +90,10 @@ impl fmt::Display for CgroupError {
                  pids_max, cpu_max, cpu_weight, io_weight"
             ),
             CgroupError::Disabled { reason } => write!(f, "cgroups are disabled: {reason}"),
+            CgroupError::NoCloneIntoCgroup { reason } => write!(
+                f,
+                "children cannot be born in a cgroup here, so no workspace gets one: {reason}"
+            ),
             CgroupError::Kill { pid, path, source } => {
                 write!(f, "cannot SIGKILL pid {pid} of {}: {source}", path.display())
             }
@@ -106,15 +113,6 @@ impl std::error::Error for CgroupError {
             | CgroupError::Kill { source, .. } => Some(source),
             _ => None,
         }
-    }
-}
-
-impl CgroupError {
-    /// The errno behind the error, if a syscall failed.
-    pub fn errno(&self) -> Option<i32> {
-        std::error::Error::source(self)
-            .and_then(|e| e.downcast_ref::<io::Error>())
-            .and_then(io::Error::raw_os_error)
     }
 }
 

@@ -1,7 +1,8 @@
 //! cgroup v2 workspaces: each workspace a cgroup, each command run a leaf below it,
 //! limits written before anything runs, children born inside (the spawner passes a
-//! leaf's fd to clone3 with CLONE_INTO_CGROUP), OOM kills and refused forks read from
-//! the kernel's events files, and an honest list of what cannot be enforced here.
+//! leaf's fd to clone3 with CLONE_INTO_CGROUP, its only way to place a child, so setup
+//! refuses a kernel without it), OOM kills and refused forks read from the kernel's
+//! events files, and an honest list of what cannot be enforced here.
 //!
 //! Layout (see docs/CGROUPS.md):
 //!
@@ -41,17 +42,13 @@ mod host_tests;
 #[cfg(test)]
 mod tests;
 
-pub use caps::{Feature, Support};
-pub use cpu::{cpu_percent_x100, parse_cpu_usage_usec};
+pub use cpu::cpu_percent_x100;
 pub use error::CgroupError;
-pub use events::{flat_keyed, parse_populated, read_events, EventsFile};
-pub use fs::read_fd_from_start;
-pub use limits::LimitKey;
+pub use events::{parse_populated, read_events, EventsFile};
 pub use memory::MemoryEvents;
 pub use pids::parse_pids_events;
-pub use proc::leaf_of_pid;
-pub use setup::{is_cgroup2, Cgroups, Setup};
-pub use workspace::{Leaf, LimitReport, WorkspaceCgroup};
+pub use setup::{Cgroups, Setup};
+pub use workspace::{Leaf, WorkspaceCgroup};
 
 /// The directory below the root that holds every workspace.
 pub const ARJE_SUBTREE: &str = "arje";

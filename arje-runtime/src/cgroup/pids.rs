@@ -5,8 +5,8 @@
 //! counted in the cgroup of the task that tried to fork, i.e. the command's leaf, not in
 //! the workspace that holds pids.max. Since 6.13 it is counted in the cgroup whose limit
 //! was hit (the workspace) and its ancestors, and no longer in the leaf. The two are
-//! disjoint, so the workspace's count is its own file plus its leaves' (see
-//! `WorkspaceCgroup::pids_events`), and a watcher registers both.
+//! disjoint, so the workspace's count is its own file plus its leaves', and a watcher
+//! registers both.
 
 use super::events::keyed_value;
 

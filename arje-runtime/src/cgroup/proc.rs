@@ -1,32 +1,7 @@
-//! What /proc says about cgroups: the cgroup of a pid, which controllers cgroup v1 holds,
-//! and the kernel version (for features no file reveals, like CLONE_INTO_CGROUP).
+//! What /proc/cgroups says: which controllers cgroup v1 holds, so that a controller
+//! missing from cgroup2 can be explained.
 
-use std::path::PathBuf;
-
-use super::error::CgroupError;
 use super::Controller;
-
-/// The cgroup v2 path of `pid`, from the `0::` line of /proc/<pid>/cgroup: relative to the
-/// cgroup namespace's root, e.g. "/arje/web/server". A process born with
-/// CLONE_INTO_CGROUP reads its leaf here from its first instruction.
-pub fn leaf_of_pid(pid: u32) -> Result<PathBuf, CgroupError> {
-    let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
-    let text = std::fs::read_to_string(&path).map_err(|source| CgroupError::ReadFile {
-        path: path.clone(),
-        source,
-    })?;
-    parse_proc_pid_cgroup(&text)
-        .map(PathBuf::from)
-        .ok_or_else(|| CgroupError::Parse {
-            path,
-            detail: "no cgroup v2 (\"0::\") line".into(),
-        })
-}
-
-/// The path of the `0::` (unified hierarchy) line.
-pub(crate) fn parse_proc_pid_cgroup(text: &str) -> Option<&str> {
-    text.lines().find_map(|line| line.strip_prefix("0::"))
-}
 
 /// Where a controller is, according to /proc/cgroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,14 +35,6 @@ pub(crate) fn host_controller(proc_cgroups: &str, controller: Controller) -> Hos
     HostController::Absent
 }
 
-/// Is the kernel `release` (uname -r, "6.1.0-18-amd64") at least `major.minor`?
-pub(crate) fn kernel_at_least(release: &str, major: u32, minor: u32) -> Option<bool> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let got_major: u32 = parts.next()?.parse().ok()?;
-    let got_minor: u32 = parts.next()?.parse().ok()?;
-    Some((got_major, got_minor) >= (major, minor))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,18 +42,6 @@ mod tests {
     const HYBRID: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
         cpuset\t3\t1\t1\ncpu\t1\t1\t1\nmemory\t4\t12\t1\npids\t8\t1\t1\nhugetlb\t0\t1\t1\n\
         blkio\t0\t1\t0\n";
-
-    #[test]
-    fn test_parse_proc_pid_cgroup_hybrid_picks_unified_line() {
-        // Arrange
-        let text = "4:memory:/process_api/x\n1:cpu:/\n0::/arje/web/server\n";
-
-        // Act
-        let path = parse_proc_pid_cgroup(text);
-
-        // Assert
-        assert_eq!(path, Some("/arje/web/server"));
-    }
 
     #[test]
     fn test_host_controller_hybrid_memory_bound_to_v1() {
@@ -106,13 +61,5 @@ mod tests {
             host_controller("#subsys_name\n", Controller::Pids),
             HostController::Absent
         );
-    }
-
-    #[test]
-    fn test_kernel_at_least_compares_major_minor() {
-        assert_eq!(kernel_at_least("6.1.0-18-amd64", 5, 7), Some(true));
-        assert_eq!(kernel_at_least("5.4.0", 5, 7), Some(false));
-        assert_eq!(kernel_at_least("5.14", 5, 14), Some(true));
-        assert_eq!(kernel_at_least("garbage", 5, 7), None);
     }
 }

@@ -1,30 +1,26 @@
-//! Setting arje's part of the cgroup tree up, once at start: find what the kernel offers,
-//! get arje itself out of the way of the no-internal-processes rule, enable controllers
-//! top-down, and record for every feature whether it is enforced and, if not, why.
+//! Setting arje's part of the cgroup tree up, once at start: make sure children can be
+//! born in a cgroup at all, find what the kernel offers, get arje itself out of the way
+//! of the no-internal-processes rule, enable controllers top-down, and record for every
+//! feature whether it is enforced and, if not, why.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use shuma_card::protocol::Capability;
 use shuma_card::spec::Limits;
 
-use super::caps::{Caps, Feature, Support};
+use super::caps::{Caps, Feature};
 use super::error::{errno_name, CgroupError};
 use super::fs::{mkdir_cgroup, read_cgroup_file, write_cgroup_file, Dir};
-use super::proc::{host_controller, kernel_at_least, HostController};
+use super::proc::{host_controller, HostController};
 use super::{Controller, ARJE_INIT_LEAF, ARJE_SUBTREE, CGROUP_CONTROLLERS, CGROUP_PROCS};
 use super::{CGROUP_SUBTREE_CONTROL, CGROUP_TYPE};
+use crate::sys::spawn::{probe_clone_into_cgroup, SpawnError};
 
 /// statfs(2) f_type of a cgroup2 mount.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+pub(super) const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
-/// Is `path` a cgroup2 mount (or a directory inside one)? statfs(2) and its f_type;
-/// arje-init asks before [`Cgroups::setup`] to say "no cgroup2 mounted at PATH".
-pub fn is_cgroup2(path: &Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|fs| fs_magic(&fs) == CGROUP2_SUPER_MAGIC)
-}
-
-fn fs_magic(fs: &rustix::fs::StatFs) -> i64 {
+pub(super) fn fs_magic(fs: &rustix::fs::StatFs) -> i64 {
     // f_type is a c_long here and a u32 on some targets.
     #[allow(clippy::unnecessary_cast)]
     let magic = fs.f_type as i64;
@@ -46,22 +42,19 @@ pub enum Setup {
 
 /// What setup reads about the host besides the cgroup tree; a parameter so that tests
 /// can play a hybrid host or an old kernel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct HostInfo {
     /// The text of /proc/cgroups, if readable.
     pub(crate) proc_cgroups: Option<String>,
-    /// uname -r.
-    pub(crate) kernel_release: String,
+    /// Whether clone3 can start a child inside a cgroup (`CLONE_INTO_CGROUP`).
+    pub(crate) clone_into_cgroup: Result<(), SpawnError>,
 }
 
 impl HostInfo {
     fn probe() -> HostInfo {
         HostInfo {
             proc_cgroups: std::fs::read_to_string("/proc/cgroups").ok(),
-            kernel_release: rustix::system::uname()
-                .release()
-                .to_string_lossy()
-                .into_owned(),
+            clone_into_cgroup: probe_clone_into_cgroup(),
         }
     }
 }
@@ -76,13 +69,10 @@ pub struct Cgroups {
 
 #[derive(Debug)]
 pub(super) struct Tree {
-    pub(super) root: Dir,
     /// `<root>/arje`, the parent of every workspace.
     pub(super) arje: Dir,
     /// Controllers enabled in `<root>/arje/cgroup.subtree_control`: what a workspace has.
     pub(super) enabled: Vec<Controller>,
-    /// `<root>/arje-init`, when arje moved itself there.
-    pub(super) init_leaf: Option<PathBuf>,
 }
 
 impl Cgroups {
@@ -92,8 +82,8 @@ impl Cgroups {
     /// into `<root>/arje-init` when `mode` requires it.
     ///
     /// Errors only when there is no usable tree at all (not cgroup2, no right to mkdir
-    /// `<root>/arje`); a missing controller or a refused subtree_control write is recorded
-    /// as unenforced instead. The caller turns an error into
+    /// `<root>/arje`, or a kernel that cannot start a child inside a cgroup); a missing
+    /// controller or a refused subtree_control write is recorded as unenforced instead. The caller turns an error into
     /// `Cgroups::disabled(err.to_string())` and carries on.
     pub fn setup(root: &Path, self_pid: u32, mode: Setup) -> Result<Cgroups, CgroupError> {
         let dir = Dir::open(root).map_err(|source| CgroupError::OpenCgroup {
@@ -121,6 +111,14 @@ impl Cgroups {
         mode: Setup,
         host: &HostInfo,
     ) -> Result<Cgroups, CgroupError> {
+        // clone3 with CLONE_INTO_CGROUP is the only way the spawner places a child. Without
+        // it no command would run inside its workspace, and every limit written there
+        // would be a claim about an empty cgroup: refuse before touching the tree.
+        if let Err(e) = &host.clone_into_cgroup {
+            return Err(CgroupError::NoCloneIntoCgroup {
+                reason: e.to_string(),
+            });
+        }
         // Only the real root lacks cgroup.type; a namespace root or a delegated subtree
         // is an ordinary cgroup, bound by the no-internal-processes rule.
         let real_root = !root.has_file(CGROUP_TYPE);
@@ -137,15 +135,11 @@ impl Cgroups {
         // The rule: a non-root cgroup with controllers enabled in its subtree_control may
         // hold no processes. arje usually lives in the delegated root itself, so it
         // leaves first; otherwise the subtree_control write below fails with EBUSY.
-        let mut init_leaf = None;
         let mut move_failure = None;
         if mode == Setup::Subreaper || !real_root {
-            match move_self(&root, self_pid) {
-                Ok(path) => init_leaf = Some(path),
-                Err(e) => {
-                    log::warn!("arje stays in its current cgroup: {e}");
-                    move_failure = Some(format!("; arje could not move itself out: {e}"));
-                }
+            if let Err(e) = move_self(&root, self_pid) {
+                log::warn!("arje stays in its current cgroup: {e}");
+                move_failure = Some(format!("; arje could not move itself out: {e}"));
             }
         }
         enable(&root, &mut state, move_failure.as_deref().unwrap_or(""));
@@ -159,14 +153,9 @@ impl Cgroups {
             .filter(|(_, s)| s.is_ok())
             .map(|(c, _)| *c)
             .collect();
-        let caps = probe_caps(&arje, &state, host);
+        let caps = probe_caps(&arje, &state);
         Ok(Cgroups {
-            tree: Some(Tree {
-                root,
-                arje,
-                enabled,
-                init_leaf,
-            }),
+            tree: Some(Tree { arje, enabled }),
             caps,
         })
     }
@@ -185,19 +174,9 @@ impl Cgroups {
         self.tree.is_some()
     }
 
-    /// The root given to setup.
-    pub fn root(&self) -> Option<&Path> {
-        self.tree.as_ref().map(|t| t.root.path.as_path())
-    }
-
     /// `<root>/arje`, the parent of every workspace.
     pub fn subtree(&self) -> Option<&Path> {
         self.tree.as_ref().map(|t| t.arje.path.as_path())
-    }
-
-    /// `<root>/arje-init`, if arje moved itself there.
-    pub fn init_leaf(&self) -> Option<&Path> {
-        self.tree.as_ref().and_then(|t| t.init_leaf.as_deref())
     }
 
     /// Controllers every workspace has.
@@ -210,31 +189,18 @@ impl Cgroups {
         self.caps.capabilities()
     }
 
-    pub fn support(&self, feature: Feature) -> Support {
-        self.caps.get(feature)
-    }
-
     /// Each limit `limits` sets that cannot be enforced here, with the reason
     /// ("memory.max=33554432: not enforced: controller memory not in ...").
     pub fn unenforced(&self, limits: &Limits) -> Vec<String> {
         self.caps.unenforced(limits)
     }
-
-    /// The spawner's verdict on CLONE_INTO_CGROUP after its first clone3 (ENOSYS or E2BIG
-    /// on an old kernel), which replaces the kernel-version guess made at setup.
-    pub fn note_clone_into_cgroup(&mut self, support: Support) {
-        self.caps
-            .by_feature
-            .insert(Feature::CloneIntoCgroup, support);
-    }
 }
 
 /// mkdir `<root>/arje-init` (it survives a re-exec, so it may exist) and write our pid to
 /// its cgroup.procs. This is the only cgroup.procs write arje makes, once at start.
-fn move_self(root: &Dir, self_pid: u32) -> Result<PathBuf, CgroupError> {
+fn move_self(root: &Dir, self_pid: u32) -> Result<(), CgroupError> {
     let leaf = create_or_open(root, ARJE_INIT_LEAF)?;
-    write_cgroup_file(&leaf, CGROUP_PROCS, &self_pid.to_string())?;
-    Ok(leaf.path)
+    write_cgroup_file(&leaf, CGROUP_PROCS, &self_pid.to_string())
 }
 
 /// mkdir `name` below `parent` unless it exists, and open it.
@@ -342,7 +308,7 @@ fn unavailable_reason(root: &Path, c: Controller, host: &HostInfo, real_root: bo
 /// Decide every feature from the controller states and the files `<root>/arje` shows.
 /// `<root>/arje` has exactly the controller files a workspace will have, because both
 /// levels enable the same controllers.
-fn probe_caps(arje: &Dir, state: &[(Controller, Result<(), String>)], host: &HostInfo) -> Caps {
+fn probe_caps(arje: &Dir, state: &[(Controller, Result<(), String>)]) -> Caps {
     let mut caps = Caps::default();
     for feature in Feature::ALL {
         let controller_state = feature
@@ -358,21 +324,14 @@ fn probe_caps(arje: &Dir, state: &[(Controller, Result<(), String>)], host: &Hos
                     arje.file_path(file).display()
                 )),
             },
-            (_, None) => clone_into_cgroup_support(&host.kernel_release),
+            // CloneIntoCgroup, which no file shows: setup_in got here only because the
+            // spawner's probe found it, and the spawner has no other way to place a child.
+            (_, None) => Ok(format!(
+                "clone3 CLONE_INTO_CGROUP into {}/<workspace>/<command>",
+                arje.path.display()
+            )),
         };
         caps.by_feature.insert(feature, support);
     }
     caps
-}
-
-/// CLONE_INTO_CGROUP came in Linux 5.7; no file shows it, so the release decides until
-/// the spawner reports otherwise ([`Cgroups::note_clone_into_cgroup`]).
-fn clone_into_cgroup_support(release: &str) -> Support {
-    match kernel_at_least(release, 5, 7) {
-        Some(true) => Ok(format!("clone3 CLONE_INTO_CGROUP (kernel {release})")),
-        Some(false) => Err(format!(
-            "kernel {release} is older than 5.7: children join their cgroup before exec instead"
-        )),
-        None => Err(format!("cannot tell from kernel release {release:?}")),
-    }
 }

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 
 use shuma_card::spec::{CpuMax, Limits};
 
+use super::caps::Feature;
 use super::fake::{self, FakeRoot};
 use super::fs::journal::{self, Op};
 use super::fs::Dir;
 use super::setup::HostInfo;
+use super::workspace::LimitReport;
 use super::*;
+use crate::sys::spawn::SpawnError;
 
 const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
 const HYBRID_PROC_CGROUPS: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
@@ -20,7 +23,7 @@ fn v2_host() -> HostInfo {
         cpu\t0\t1\t1\nblkio\t0\t1\t1\nmemory\t0\t1\t1\npids\t0\t1\t1\n";
     HostInfo {
         proc_cgroups: Some(proc_cgroups.into()),
-        kernel_release: "6.1.0-18-amd64".into(),
+        clone_into_cgroup: Ok(()),
     }
 }
 
@@ -76,7 +79,6 @@ fn test_setup_pid1_real_root_enables_wanted_controllers_in_both_levels() {
             write(arje.join(CGROUP_SUBTREE_CONTROL), "+cpu +io +memory +pids"),
         ]
     );
-    assert_eq!(cgroups.init_leaf(), None);
     assert!(
         cgroups.capabilities().iter().all(|c| c.enforced),
         "{:?}",
@@ -102,7 +104,6 @@ fn test_setup_subreaper_moves_itself_before_enabling_controllers() {
         ops[2],
         write(root.path.join(CGROUP_SUBTREE_CONTROL), "+memory +pids")
     );
-    assert_eq!(cgroups.init_leaf(), Some(init.as_path()));
     assert_eq!(
         cgroups.enabled_controllers(),
         [Controller::Memory, Controller::Pids]
@@ -116,13 +117,13 @@ fn test_setup_pid1_in_namespace_root_moves_itself() {
     let dir = Dir::open(&root.path).unwrap();
 
     // Act
-    let cgroups = Cgroups::setup_in(dir, 1, Setup::Pid1, &v2_host()).unwrap();
+    Cgroups::setup_in(dir, 1, Setup::Pid1, &v2_host()).unwrap();
 
     // Assert
-    assert_eq!(
-        cgroups.init_leaf(),
-        Some(root.path.join(ARJE_INIT_LEAF).as_path())
-    );
+    let init = root.path.join(ARJE_INIT_LEAF);
+    let ops = journal::take();
+    assert_eq!(ops[0], Op::Mkdir(init.clone()));
+    assert_eq!(ops[1], write(init.join(CGROUP_PROCS), "1"));
 }
 
 #[test]
@@ -199,20 +200,40 @@ fn test_unenforced_undelegated_controller_says_parent() {
 }
 
 #[test]
-fn test_capabilities_old_kernel_no_clone_into_cgroup() {
-    // Arrange
-    let root = FakeRoot::new(ALL_CONTROLLERS, true);
+fn test_setup_without_clone_into_cgroup_refuses_before_any_write() {
+    // Arrange: Linux 5.4: clone3 refuses the `cgroup` field it does not know with E2BIG.
+    let root = FakeRoot::new(ALL_CONTROLLERS, false);
+    let dir = Dir::open(&root.path).unwrap();
     let host = HostInfo {
-        kernel_release: "5.4.0-42-generic".into(),
+        clone_into_cgroup: Err(SpawnError::Clone(std::io::Error::from_raw_os_error(
+            libc::E2BIG,
+        ))),
         ..v2_host()
     };
 
     // Act
-    let cgroups = setup_fake(&root, Setup::Pid1, &host);
+    let err = Cgroups::setup_in(dir, 4242, Setup::Subreaper, &host).unwrap_err();
+
+    // Assert: arje did not even move itself; the reason names the kernel requirement.
+    assert!(journal::take().is_empty());
+    assert!(matches!(err, CgroupError::NoCloneIntoCgroup { .. }));
+    assert!(err.to_string().contains("Linux 5.7"), "{err}");
+}
+
+#[test]
+fn test_capabilities_clone_into_cgroup_enforced_with_cgroups() {
+    // Arrange
+    let root = FakeRoot::new(ALL_CONTROLLERS, true);
+
+    // Act
+    let cgroups = setup_fake(&root, Setup::Pid1, &v2_host());
 
     // Assert
-    let clone = cgroups.support(Feature::CloneIntoCgroup);
-    assert!(clone.unwrap_err().contains("older than 5.7"));
+    let clone = cgroups.caps.get(Feature::CloneIntoCgroup).unwrap();
+    assert!(
+        clone.starts_with("clone3 CLONE_INTO_CGROUP into "),
+        "{clone}"
+    );
 }
 
 #[test]
@@ -228,9 +249,9 @@ fn test_capabilities_missing_swap_file_explained() {
     let cgroups = Cgroups::setup_in(dir, 1, Setup::Pid1, &v2_host()).unwrap();
 
     // Assert
-    let why = cgroups.support(Feature::MemorySwapMax).unwrap_err();
+    let why = cgroups.caps.get(Feature::MemorySwapMax).unwrap_err();
     assert!(why.contains("swap accounting"), "{why}");
-    assert!(cgroups.support(Feature::MemoryMax).is_ok());
+    assert!(cgroups.caps.get(Feature::MemoryMax).is_ok());
 }
 
 #[test]
@@ -276,7 +297,7 @@ fn test_create_leaf_mkdir_only_no_subtree_control() {
         journal::take(),
         [Op::Mkdir(root.path.join("arje/web/server.1"))]
     );
-    assert_eq!(leaf.path(), root.path.join("arje/web/server.1"));
+    assert_eq!(leaf.dir.path, root.path.join("arje/web/server.1"));
 }
 
 #[test]
@@ -315,8 +336,11 @@ fn test_create_workspace_existing_fails_with_path() {
         .unwrap_err();
 
     // Assert
-    assert!(matches!(&err, CgroupError::CreateCgroup { path, .. } if path.ends_with("arje/web")));
-    assert_eq!(err.errno(), Some(libc::EEXIST));
+    assert!(matches!(
+        &err,
+        CgroupError::CreateCgroup { path, source }
+            if path.ends_with("arje/web") && source.raw_os_error() == Some(libc::EEXIST)
+    ));
 }
 
 #[test]
@@ -402,7 +426,7 @@ fn test_memory_events_localevents_takes_leaf_kills() {
         "low 0\nhigh 0\nmax 9\noom 2\noom_kill 0\n",
     );
     fake::write(
-        &leaf.path().join(MEMORY_EVENTS),
+        &leaf.dir.path.join(MEMORY_EVENTS),
         "max 0\noom 0\noom_kill 2\n",
     );
 
@@ -412,26 +436,6 @@ fn test_memory_events_localevents_takes_leaf_kills() {
     // Assert
     assert_eq!((ev.max, ev.oom, ev.oom_kill), (9, 2, 2));
     assert_eq!(leaf.memory_events().unwrap().oom_kill, 2);
-}
-
-#[test]
-fn test_pids_events_sums_workspace_and_leaves() {
-    // Arrange: a 6.1 kernel counts refused forks in the forking task's leaf.
-    let root = FakeRoot::new(ALL_CONTROLLERS, true);
-    let cgroups = setup_fake(&root, Setup::Pid1, &v2_host());
-    let (ws, _) = cgroups
-        .create_workspace("bomb", &Limits::default())
-        .unwrap();
-    let a = ws.create_leaf("a").unwrap();
-    ws.create_leaf("b").unwrap();
-    fake::write(&ws.path().join(PIDS_EVENTS), "max 1\n");
-    fake::write(&a.path().join(PIDS_EVENTS), "max 5\n");
-
-    // Act
-    let max = ws.pids_events().unwrap();
-
-    // Assert
-    assert_eq!(max, 6);
 }
 
 #[test]
@@ -505,7 +509,7 @@ fn test_kill_without_cgroup_kill_freezes_and_sigkills_each_pid() {
         .spawn()
         .unwrap();
     fake::write(
-        &leaf.path().join(CGROUP_PROCS),
+        &leaf.dir.path.join(CGROUP_PROCS),
         &format!("{}\n", child.id()),
     );
     journal::take();
@@ -561,13 +565,16 @@ fn test_remove_populated_leaf_fails_naming_it() {
     let cgroups = setup_fake(&root, Setup::Pid1, &v2_host());
     let (ws, _) = cgroups.create_workspace("web", &Limits::default()).unwrap();
     let leaf = ws.create_leaf("daemon").unwrap();
-    fake::write(&leaf.path().join(CGROUP_EVENTS), "populated 1\nfrozen 0\n");
+    fake::write(
+        &leaf.dir.path.join(CGROUP_EVENTS),
+        "populated 1\nfrozen 0\n",
+    );
 
     // Act
     let err = ws.remove().unwrap_err();
 
     // Assert
-    assert!(matches!(&err, CgroupError::RemoveCgroup { path, .. } if path == leaf.path()));
+    assert!(matches!(&err, CgroupError::RemoveCgroup { path, .. } if *path == leaf.dir.path));
     assert!(err.to_string().contains("still populated"), "{err}");
     assert!(ws.path().exists());
 }
@@ -586,7 +593,6 @@ fn test_open_workspace_after_reexec_sees_leaves() {
 
     // Assert
     assert_eq!(ws.leaves().unwrap(), ["server"]);
-    assert_eq!(cgroups.existing_workspaces().unwrap(), ["web"]);
 }
 
 #[test]

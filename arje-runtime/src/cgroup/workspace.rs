@@ -23,10 +23,9 @@ use super::fs::{write_cgroup_file, Dir};
 use super::kill::kill_cgroup;
 use super::limits::LimitKey;
 use super::memory::MemoryEvents;
-use super::pids::parse_pids_events;
 use super::setup::{Cgroups, Tree};
-use super::{check_name, CGROUP_EVENTS, CGROUP_PROCS, CGROUP_SUBTREE_CONTROL, CPU_STAT};
-use super::{MEMORY_CURRENT, MEMORY_EVENTS, MEMORY_PEAK, PIDS_CURRENT, PIDS_EVENTS};
+use super::{check_name, CGROUP_EVENTS, CGROUP_SUBTREE_CONTROL, CPU_STAT};
+use super::{MEMORY_CURRENT, MEMORY_EVENTS, MEMORY_PEAK, PIDS_CURRENT};
 
 /// One workspace's cgroup: `<root>/arje/<name>`.
 #[derive(Debug)]
@@ -38,8 +37,7 @@ pub struct WorkspaceCgroup {
 /// One command run's leaf: `<root>/arje/<workspace>/<leaf>`.
 #[derive(Debug)]
 pub struct Leaf {
-    name: String,
-    dir: Dir,
+    pub(super) dir: Dir,
 }
 
 /// What a limit change did.
@@ -61,7 +59,7 @@ impl Cgroups {
         self.tree.as_ref().ok_or_else(|| CgroupError::Disabled {
             reason: self
                 .caps
-                .get(super::Feature::MemoryMax)
+                .get(super::caps::Feature::MemoryMax)
                 .err()
                 .unwrap_or_default(),
         })
@@ -144,27 +142,16 @@ impl Cgroups {
             dir,
         })
     }
-
-    /// Names of the workspace cgroups that exist below `<root>/arje` (to find leftovers
-    /// of a crash that no snapshot knows about).
-    pub fn existing_workspaces(&self) -> Result<Vec<String>, CgroupError> {
-        child_cgroups(&self.tree()?.arje)
-    }
 }
 
 impl WorkspaceCgroup {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn path(&self) -> &Path {
         &self.dir.path
     }
 
     /// mkdir a leaf for one command run and open it O_RDONLY|O_DIRECTORY|O_CLOEXEC; its
     /// fd is what clone3 takes with CLONE_INTO_CGROUP. An existing leaf is reused (a
-    /// service restart): check [`Leaf::populated`] first if a stray of the previous run
-    /// must not share it. The leaf never gets subtree_control: it holds the processes,
+    /// service restart); its processes, if any, are left alone. The leaf never gets subtree_control: it holds the processes,
     /// and a cgroup with controllers enabled below it may not (no internal processes).
     pub fn create_leaf(&self, leaf: &str) -> Result<Leaf, CgroupError> {
         check_name(leaf)?;
@@ -191,10 +178,7 @@ impl WorkspaceCgroup {
                 path: self.dir.path.join(leaf),
                 source,
             })?;
-        Ok(Leaf {
-            name: leaf.to_string(),
-            dir,
-        })
+        Ok(Leaf { dir })
     }
 
     /// rmdir one leaf; EBUSY while it still has processes.
@@ -254,8 +238,8 @@ impl WorkspaceCgroup {
 
     /// An fd on one of the workspace's events files, for epoll with EPOLLPRI (see
     /// `events.rs` for the kernel's notification rule). For OOM kills and refused forks
-    /// also watch each leaf's files: see [`WorkspaceCgroup::memory_events`] and
-    /// [`WorkspaceCgroup::pids_events`] for where the kernel counts them.
+    /// also watch each leaf's files: see [`WorkspaceCgroup::memory_events`] and `pids.rs`
+    /// for where the kernel counts them.
     pub fn open_events_file(&self, which: EventsFile) -> Result<OwnedFd, CgroupError> {
         open_events(&self.dir, which)
     }
@@ -278,19 +262,6 @@ impl WorkspaceCgroup {
         events.oom_kill = events.oom_kill.max(kills);
         events.oom_group_kill = events.oom_group_kill.max(group_kills);
         Ok(events)
-    }
-
-    /// Forks refused by pids.max (`max` of pids.events) in the workspace: its own count
-    /// plus its leaves'. Before Linux 6.13 the kernel counts a refused fork in the
-    /// forking task's cgroup (a leaf), since then in the cgroup whose limit was hit (the
-    /// workspace); never both, so the sum is right on either.
-    pub fn pids_events(&self) -> Result<u64, CgroupError> {
-        let mut total = parse_pids_events(&read_cgroup_file(&self.dir, PIDS_EVENTS)?);
-        for leaf in self.leaves()? {
-            let leaf = self.open_leaf(&leaf)?;
-            total += read_optional(&leaf.dir, PIDS_EVENTS)?.map_or(0, |t| parse_pids_events(&t));
-        }
-        Ok(total)
     }
 
     /// One stats sample. Files a controller or kernel lacks (memory.peak came in 5.19)
@@ -369,22 +340,10 @@ fn populated(dir: &Dir) -> Result<bool, CgroupError> {
 }
 
 impl Leaf {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.dir.path
-    }
-
     /// The directory fd for clone3's `cgroup` field with CLONE_INTO_CGROUP. It is
     /// O_CLOEXEC, so children never inherit it.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.dir.fd()
-    }
-
-    pub fn populated(&self) -> Result<bool, CgroupError> {
-        populated(&self.dir)
     }
 
     /// memory.events of this command run: `oom_kill` > 0 means the kernel's OOM killer
@@ -396,25 +355,8 @@ impl Leaf {
         )?))
     }
 
-    /// `max` of this leaf's pids.events (see [`WorkspaceCgroup::pids_events`]).
-    pub fn pids_events(&self) -> Result<u64, CgroupError> {
-        Ok(parse_pids_events(&read_cgroup_file(
-            &self.dir,
-            PIDS_EVENTS,
-        )?))
-    }
-
     pub fn open_events_file(&self, which: EventsFile) -> Result<OwnedFd, CgroupError> {
         open_events(&self.dir, which)
-    }
-
-    /// Pids in this leaf's cgroup.procs.
-    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        let text = read_cgroup_file(&self.dir, CGROUP_PROCS)?;
-        Ok(text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect())
     }
 
     /// SIGKILL every process of this command run.

@@ -7,5 +7,3 @@
 
 pub mod fd;
 pub mod spawn;
-
-pub use spawn::{spawn, ExecPlan, SpawnError, Spawned};

@@ -22,10 +22,17 @@
 //! The runtime reaps its commands through their pidfds and scans for orphans only when a
 //! SIGCHLD may stand for one (see `runtime/commands.rs`).
 //!
-//! Where clone3 is missing (ENOSYS: an old kernel, or a container's seccomp filter), the
-//! legacy clone(2) is used through libc's wrapper, and the child joins its cgroup itself
-//! by writing "0" to the leaf's `cgroup.procs` before exec: still before the program
-//! runs, only slower.
+//! clone3 is required: Linux 5.3, and 5.7 for `CLONE_INTO_CGROUP`. There is no fallback
+//! to clone(2): it has no `CLONE_INTO_CGROUP`, so a child would have to move itself with
+//! a `cgroup.procs` write before exec, a second placement path that `shuma caps` would
+//! have to tell apart. Where clone3 is missing (ENOSYS: a kernel before 5.3, or a
+//! seccomp filter) every spawn fails with [`SpawnError::Clone`], whose message names the
+//! requirement. [`probe_clone_into_cgroup`] asks the same question once, without
+//! starting a process, so that cgroup setup can refuse a host where children could not
+//! be born in their cgroup instead of claiming limits it cannot apply.
+//!
+//! The child is started by a few lines of x86_64 assembly (a clone3 child begins on its
+//! new stack with no frame to return to), so other architectures do not build.
 
 use std::ffi::{c_int, c_void, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -116,7 +123,7 @@ pub enum SpawnError {
     EmptyArgv,
     /// An argument, variable or path holds a NUL byte.
     Nul(String),
-    /// clone3/clone itself failed.
+    /// clone3 itself failed; ENOSYS and E2BIG mean the kernel is too old for it.
     Clone(std::io::Error),
     /// The child failed at `stage` (e.g. "execve /bin/x") with this error.
     Child {
@@ -130,7 +137,23 @@ impl std::fmt::Display for SpawnError {
         match self {
             SpawnError::EmptyArgv => write!(f, "empty argv"),
             SpawnError::Nul(s) => write!(f, "NUL byte in {s:?}"),
-            SpawnError::Clone(e) => write!(f, "clone3: {e}"),
+            SpawnError::Clone(e) => {
+                write!(f, "clone3: {e}")?;
+                match e.raw_os_error() {
+                    Some(libc::ENOSYS) => write!(
+                        f,
+                        " (arje starts every process with clone3: Linux 5.3 or later, and no \
+                         seccomp filter refusing it)"
+                    ),
+                    // The kernel's clone_args is shorter than ours and our `cgroup` is set.
+                    Some(libc::E2BIG) => write!(
+                        f,
+                        " (a child born in its cgroup needs clone3's CLONE_INTO_CGROUP: Linux \
+                         5.7 or later)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
             SpawnError::Child { stage, error } => write!(f, "{stage}: {error}"),
         }
     }
@@ -150,8 +173,6 @@ struct ChildCtx<'a> {
     plan: &'a ExecPlan,
     /// fds to become 0, 1, 2.
     stdio: [RawFd; 3],
-    /// `cgroup.procs` of the leaf, when the kernel cannot place the child itself.
-    join_cgroup: RawFd,
     reset_oom: bool,
     /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
     ignored: [c_int; 65],
@@ -163,7 +184,6 @@ struct ChildCtx<'a> {
 /// is suspended, so one stack serves every spawn of this single-threaded loop).
 pub struct Spawner {
     stack: Vec<u8>,
-    clone3_missing: bool,
     /// arje protects itself from the OOM killer (oom_score_adj -1000 as a subreaper);
     /// children inherit the value, so the child resets its own to 0 before exec.
     pub reset_oom_score_adj: bool,
@@ -223,26 +243,18 @@ impl Default for Spawner {
     fn default() -> Self {
         Spawner {
             stack: vec![0u8; CHILD_STACK],
-            clone3_missing: false,
             reset_oom_score_adj: false,
             ignored: ignored_signals(),
         }
     }
 }
 
-/// Spawn with a throwaway [`Spawner`] (tests and one-off use).
-pub fn spawn(
-    plan: &ExecPlan,
-    stdio: [BorrowedFd<'_>; 3],
-    cgroup: Option<&CgroupTarget<'_>>,
-) -> Result<Spawned, SpawnError> {
-    Spawner::default().spawn(plan, stdio, cgroup)
-}
-
-/// Where the child is born: the leaf cgroup's directory fd, and its `cgroup.procs`
-/// opened for writing for the fallback path.
+/// Where the child is born: the leaf cgroup's directory fd, passed to clone3 with
+/// `CLONE_INTO_CGROUP`.
 pub struct CgroupTarget<'a> {
     pub dir: BorrowedFd<'a>,
+    /// Ignored: it served the clone(2) fallback, which is gone. It stays only until
+    /// `runtime/commands.rs` and `bench` stop setting it (they pass `None`).
     pub procs: Option<BorrowedFd<'a>>,
 }
 
@@ -265,7 +277,6 @@ impl Spawner {
                 stdio[1].as_raw_fd(),
                 stdio[2].as_raw_fd(),
             ],
-            join_cgroup: -1,
             reset_oom: self.reset_oom_score_adj,
             ignored: self.ignored,
             errno: 0,
@@ -286,39 +297,10 @@ impl Spawner {
             args.cgroup = cg.dir.as_raw_fd() as u64;
         }
         let ctx_ptr = &mut ctx as *mut ChildCtx<'_> as *mut c_void;
-        let mut ret = if self.clone3_missing {
-            -(libc::ENOSYS as isize)
-        } else {
-            // SAFETY: `args` describes a valid child stack owned by `self` and a valid
-            // pidfd slot; the child runs `child_entry` with `ctx_ptr`, which stays alive
-            // because CLONE_VFORK suspends us until the child has exec'd or exited.
-            unsafe { raw_clone3(&mut args, child_entry, ctx_ptr) }
-        };
-        if ret == -(libc::ENOSYS as isize) {
-            self.clone3_missing = true;
-            ctx.join_cgroup = cgroup.and_then(|c| c.procs).map_or(-1, |p| p.as_raw_fd());
-            // The low byte of the flags is the exit signal.
-            let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-            // SAFETY: libc's clone wrapper switches to the top of our stack (it grows
-            // down) and calls `child_entry_c`; with CLONE_PIDFD the kernel stores the
-            // pidfd through the parent_tid argument. Same lifetime argument as above.
-            let r = unsafe {
-                libc::clone(
-                    child_entry_c,
-                    self.stack.as_mut_ptr().add(self.stack.len()) as *mut c_void,
-                    flags,
-                    ctx_ptr,
-                    &mut pidfd as *mut c_int,
-                )
-            };
-            ret = if r < 0 {
-                -(std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EINVAL) as isize)
-            } else {
-                r as isize
-            };
-        }
+        // SAFETY: `args` describes a valid child stack owned by `self` and a valid pidfd
+        // slot; the child runs `child_entry` with `ctx_ptr`, which stays alive because
+        // CLONE_VFORK suspends us until the child has exec'd or exited.
+        let ret = unsafe { raw_clone3(&mut args, child_entry, ctx_ptr) };
         if ret < 0 {
             return Err(SpawnError::Clone(std::io::Error::from_raw_os_error(
                 -ret as i32,
@@ -342,6 +324,52 @@ impl Spawner {
             pid: ret as i32,
             pidfd,
         })
+    }
+}
+
+/// Can clone3 start a child inside a cgroup here (`CLONE_INTO_CGROUP`, Linux 5.7)? Asked
+/// without starting a process: clone3(2) with `CLONE_INTO_CGROUP` and a `cgroup` fd above
+/// INT_MAX, which every kernel refuses while it copies the arguments, each in its own way:
+/// - EINVAL: the kernel knows the `cgroup` field and rejected the fd: supported;
+/// - E2BIG: the kernel's `struct clone_args` ends before `cgroup` (5.3 to 5.6), and the
+///   bytes it does not know are not zero;
+/// - ENOSYS: no clone3 (before 5.3) or a seccomp filter refusing it. A filter cannot
+///   read clone3's arguments, so it refuses every clone3 alike, and what the probe meets
+///   is what a spawn would meet.
+///
+/// Any error but EINVAL is returned as [`SpawnError::Clone`], which names the requirement.
+pub fn probe_clone_into_cgroup() -> Result<(), SpawnError> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        cgroup: i32::MAX as u64 + 1,
+        ..Default::default()
+    };
+    // SAFETY: clone3 only reads `args`, valid for its size; it fails before creating a
+    // process (see above). Without CLONE_VM or a stack it would act as fork, so the
+    // impossible success is handled like one below.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_CLONE3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        // SAFETY: in a forked child _exit is async-signal-safe and runs nothing of ours.
+        0 => unsafe { libc::_exit(0) },
+        pid if pid > 0 => {
+            // The kernel took the arguments after all: it placed a child, so the flag
+            // works. Reap it (exit signal 0: __WALL).
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(pid as i32),
+                Some(nix::sys::wait::WaitPidFlag::__WALL),
+            );
+            Ok(())
+        }
+        _ => match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            e => Err(SpawnError::Clone(e)),
+        },
     }
 }
 
@@ -387,24 +415,15 @@ unsafe fn raw_clone3(
     ret
 }
 
-/// On other architectures the legacy clone(2) path is taken.
+// Without a `raw_clone3` there is no way to start a child: say so at build time rather
+// than fail every spawn at run time.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn raw_clone3(
-    _: &mut CloneArgs,
-    _: extern "C" fn(*mut c_void) -> !,
-    _: *mut c_void,
-) -> isize {
-    -(libc::ENOSYS as isize)
-}
+compile_error!("sys/spawn.rs: raw_clone3 is x86_64 assembly; port it to this architecture");
 
 extern "C" fn child_entry(arg: *mut c_void) -> ! {
     // SAFETY: `arg` is the `ChildCtx` the parent keeps alive while suspended.
     let ctx = unsafe { &mut *(arg as *mut ChildCtx<'_>) };
     child_main(ctx)
-}
-
-extern "C" fn child_entry_c(arg: *mut c_void) -> c_int {
-    child_entry(arg)
 }
 
 /// Runs in the child between clone and exec: async-signal-safe calls only.
@@ -419,12 +438,6 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
     // SAFETY: plain libc calls on values prepared by the parent; this child has its
     // own fd table and signal dispositions (no CLONE_FILES/SIGHAND).
     unsafe {
-        if ctx.join_cgroup >= 0 {
-            check!(
-                "join cgroup",
-                libc::write(ctx.join_cgroup, b"0".as_ptr() as *const c_void, 1)
-            );
-        }
         if ctx.reset_oom {
             // Raising one's own oom_score_adj needs no privilege.
             let fd = libc::open(
@@ -495,6 +508,10 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsFd;
 
+    fn spawn(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Spawned, SpawnError> {
+        Spawner::default().spawn(plan, stdio, None)
+    }
+
     fn plan(argv: &[&str]) -> ExecPlan {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         ExecPlan::new(
@@ -511,7 +528,7 @@ mod tests {
         let (mut r, w) = std::io::pipe().unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let p = plan(&["/bin/sh", "-c", "echo hi; exit 7"]);
-        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None).unwrap();
+        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()]).unwrap();
         drop(w);
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
@@ -528,10 +545,39 @@ mod tests {
     }
 
     #[test]
+    fn test_probe_clone_into_cgroup_this_host_supported() {
+        // Arrange: arje is developed on kernels far past 5.7; on an older one this test
+        // fails with the probe's reason, and cgroups would be off there.
+        let kernel = rustix::system::uname();
+        let release = kernel.release().to_string_lossy();
+
+        // Act
+        let probe = probe_clone_into_cgroup();
+
+        // Assert
+        assert!(probe.is_ok(), "kernel {release}: {}", probe.unwrap_err());
+    }
+
+    #[test]
+    fn test_clone_error_old_kernel_names_requirement() {
+        // Arrange
+        let enosys = SpawnError::Clone(std::io::Error::from_raw_os_error(libc::ENOSYS));
+        let e2big = SpawnError::Clone(std::io::Error::from_raw_os_error(libc::E2BIG));
+
+        // Act
+        let (enosys, e2big) = (enosys.to_string(), e2big.to_string());
+
+        // Assert
+        assert!(enosys.starts_with("clone3: "), "{enosys}");
+        assert!(enosys.contains("Linux 5.3"), "{enosys}");
+        assert!(e2big.contains("CLONE_INTO_CGROUP: Linux 5.7"), "{e2big}");
+    }
+
+    #[test]
     fn test_spawn_missing_binary_reports_execve_enoent() {
         let null = std::fs::File::open("/dev/null").unwrap();
         let p = plan(&["/nonexistent/prog"]);
-        let err = spawn(&p, [null.as_fd(), null.as_fd(), null.as_fd()], None).unwrap_err();
+        let err = spawn(&p, [null.as_fd(), null.as_fd(), null.as_fd()]).unwrap_err();
         match err {
             SpawnError::Child { stage, error } => {
                 assert_eq!(stage, "execve");
@@ -552,7 +598,7 @@ mod tests {
             "-c",
             "ls /proc/self/fd; grep -E 'SigBlk|SigIgn' /proc/self/status",
         ]);
-        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None).unwrap();
+        let child = spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()]).unwrap();
         drop(w);
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
