@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shuma_card::protocol::WsState;
-use shuma_card::snapshot::{LiveProcess, WorkspaceState};
+use shuma_card::snapshot::{LiveProcess, SavedExitStatus, SavedStatsSample, WorkspaceState};
 use shuma_card::{CommandKind, CommandSpec, EventKind};
 
 use super::commands::Run;
@@ -116,6 +116,7 @@ impl Runtime {
             arje_pid: self.own_pid,
             next_event_id: self.journal.next_id(),
             next_command_id: self.next_command,
+            next_workspace_id: 0, // TODO(snap-v2): the runtime's next workspace id.
             listener_fd: self
                 .listener
                 .as_ref()
@@ -134,6 +135,7 @@ impl Runtime {
                 .filter(|_| for_reexec)
         };
         let workspaces = self.workspaces.values().map(|ws| WorkspaceParts {
+            id: 0, // TODO(snap-v2): the workspace's id.
             spec_bytes: &ws.spec_bytes,
             created_unix_ms: ws.created_unix_ms,
             stopping: ws.state != WsState::Running,
@@ -253,7 +255,8 @@ impl Runtime {
         now: Instant,
         now_unix: u64,
     ) {
-        let name = state.spec.name.clone();
+        let ws_spec = state.spec.into_card();
+        let name = ws_spec.name.clone();
         let cgroup = if self.cgroups.is_enabled() {
             let existing = if adopt {
                 self.cgroups.open_workspace(&name).ok()
@@ -262,7 +265,7 @@ impl Runtime {
             };
             match existing {
                 Some(cg) => Some(cg),
-                None => match self.cgroups.create_workspace(&name, &state.spec.limits) {
+                None => match self.cgroups.create_workspace(&name, &ws_spec.limits) {
                     Ok((cg, _)) => Some(cg),
                     Err(e) => {
                         log::error!("restore workspace {name}: {e}; running it without a cgroup");
@@ -274,20 +277,23 @@ impl Runtime {
             None
         };
         let mut ws = Workspace {
-            spec_bytes: shuma_card::snapshot::encode_spec(&state.spec),
-            spec: state.spec.clone(),
+            spec_bytes: shuma_card::snapshot::encode_spec(&ws_spec),
+            spec: ws_spec.clone(),
             created_unix_ms: state.created_unix_ms,
             state: WsState::Running,
             commands: Default::default(),
             finished_runs: Default::default(),
             cgroup,
-            unenforced: self.cgroups.unenforced(&state.spec.limits),
-            stats: state.stats.into_iter().collect(),
+            unenforced: self.cgroups.unenforced(&ws_spec.limits),
+            stats: state
+                .stats
+                .into_iter()
+                .map(SavedStatsSample::into_protocol)
+                .collect(),
         };
         let mut to_start = Vec::new();
         for cs in state.commands {
-            let spec = state
-                .spec
+            let spec = ws_spec
                 .commands
                 .iter()
                 .find(|c| c.name == cs.name)
@@ -297,9 +303,9 @@ impl Runtime {
                     CommandSpec::new(cs.name.clone(), CommandKind::Task, Vec::new())
                 });
             let mut cmd = Command::new(cs.id, &name, spec);
-            cmd.adhoc = !state.spec.commands.iter().any(|c| c.name == cs.name);
+            cmd.adhoc = !ws_spec.commands.iter().any(|c| c.name == cs.name);
             cmd.sup.restarts = cs.restarts;
-            cmd.sup.last_exit = cs.last_exit;
+            cmd.sup.last_exit = cs.last_exit.map(SavedExitStatus::into_event);
             cmd.sup.recent_restarts = cs
                 .recent_restarts_unix_ms
                 .iter()
@@ -326,7 +332,7 @@ impl Runtime {
             ws.commands.insert(cs.id);
             self.commands.insert(cs.id, cmd);
         }
-        if let Some(ttl) = state.spec.ttl_ms {
+        if let Some(ttl) = ws_spec.ttl_ms {
             let at = instant_of_unix_ms(state.created_unix_ms + ttl, now, now_unix);
             self.timers
                 .add(at.max(now), TimerAction::WorkspaceTtl(name.clone()));
@@ -592,10 +598,10 @@ mod tests {
         let reexec = shuma_card::snapshot::decode(&rt.snap_buf).unwrap();
 
         assert_eq!(plain.workspaces.len(), 1);
-        assert_eq!(plain.workspaces[0].spec, spec);
+        assert_eq!(plain.workspaces[0].spec.clone().into_card(), spec);
         let cmds = &plain.workspaces[0].commands;
         assert_eq!(cmds.len(), 3);
-        assert_eq!(cmds[2].last_exit, Some(shuma_card::ExitStatus::Code(1)));
+        assert_eq!(cmds[2].last_exit, Some(SavedExitStatus::Code(1)));
         let live = cmds[1].live.expect("the service runs");
         assert_eq!(
             (live.stdout_fd, live.stderr_fd, plain.listener_fd),
