@@ -12,27 +12,37 @@
 //! | 20 | n | postcard payload of that version's schema |
 //!
 //! Every version that ever shipped stays decodable: [`decode`] dispatches on the header's
-//! version to a module per version (`v1` today), and a later version adds a module and a
-//! conversion from the older schema instead of changing an old one. The golden files under
-//! `tests/golden/` fail the build's tests if the v1 encoding changes by accident (for
-//! example because a field was added to [`WorkspaceSpec`]). `docs/STATE.md` says what a v2
-//! must do.
+//! version to a module per version (`v1`, `v2`), and a later version adds a module and a
+//! migration from the older schema instead of changing an old one. `v1` holds frozen
+//! copies of every type v1 stored and migrates them to the current schema.
+//!
+//! The schema stores the snapshot's own types, never the card's: [`SavedWorkspaceSpec`]
+//! and the other `Saved*` types of `saved.rs`, each with lossless conversions to and from
+//! its card, event or protocol counterpart. postcard encodes by position, so embedding a
+//! card type would let any field added to the card change the format without a version
+//! bump; with saved types the format changes only when the snapshot module does. The
+//! golden files under `tests/golden/` fail the tests if an encoding changes by accident.
+//! `docs/STATE.md` says what a new version must do.
 //!
 //! This module is pure data: reading and writing files lives in `arje_runtime::persist`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::ExitStatus;
-use crate::protocol::StatsSample;
-use crate::spec::WorkspaceSpec;
-
 mod parts;
+mod saved;
+mod v1;
+mod v2;
+
 pub use parts::{encode_parts, encode_spec, CommandParts, SnapshotHead, WorkspaceParts};
+pub use saved::{
+    SavedCommandKind, SavedCommandSpec, SavedCpuMax, SavedExitStatus, SavedLimits, SavedLogTarget,
+    SavedOomAction, SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
+};
 
 /// The first eight bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ARJESNAP";
 /// The format version [`encode`] writes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Bytes before the payload: magic, version, length, checksum.
 pub const HEADER_LEN: usize = 20;
 /// The largest payload a reader accepts, in bytes.
@@ -55,7 +65,7 @@ pub const MAX_SNAPSHOT: usize = 64 << 20;
 const CHECKSUM: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
-/// What arje remembers. Field order is part of the v1 encoding: never reorder, never
+/// What arje remembers. Field order is part of the v2 encoding: never reorder, never
 /// insert; change the schema only through a new version (see `docs/STATE.md`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
@@ -77,6 +87,10 @@ pub struct Snapshot {
     pub next_event_id: u64,
     /// The next command instance id ([`CommandState::id`]).
     pub next_command_id: u64,
+    /// The next workspace id ([`WorkspaceState::id`]). Ids are never reused, even across
+    /// a re-exec or a reboot, so an id recorded anywhere (an event, a log line, a client
+    /// holding it) never comes to name a later workspace of the same name.
+    pub next_workspace_id: u64,
     /// Every workspace that exists, including ones being stopped, in creation order.
     pub workspaces: Vec<WorkspaceState>,
     /// For a re-exec only: the listening control socket's fd, kept open across exec so no
@@ -87,8 +101,12 @@ pub struct Snapshot {
 /// One workspace as arje last saw it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct WorkspaceState {
+    /// The workspace's id: unique in this arje state and never reused (see
+    /// [`Snapshot::next_workspace_id`]). A v1 file, which had none, numbers its workspaces
+    /// 1..=n in order.
+    pub id: u64,
     /// The workspace as declared (name, limits, TTL, commands): what a reboot recreates.
-    pub spec: WorkspaceSpec,
+    pub spec: SavedWorkspaceSpec,
     /// When it was created, milliseconds since the Unix epoch: the origin of its TTL.
     pub created_unix_ms: u64,
     /// A stop was asked for and had not finished: after a restart, finish the stop
@@ -97,7 +115,7 @@ pub struct WorkspaceState {
     /// Runtime state of each command of `spec.commands`, in the same order.
     pub commands: Vec<CommandState>,
     /// A short, bounded history of resource samples for `shuma stats`, newest last.
-    pub stats: Vec<StatsSample>,
+    pub stats: Vec<SavedStatsSample>,
 }
 
 /// Runtime state of one command of a workspace.
@@ -117,7 +135,7 @@ pub struct CommandState {
     /// `max_restarts`.
     pub recent_restarts_unix_ms: Vec<u64>,
     /// How its last run ended, if it has run and ended.
-    pub last_exit: Option<ExitStatus>,
+    pub last_exit: Option<SavedExitStatus>,
     /// A task that ran to completion: it is not run again after a reboot.
     pub done: bool,
     /// Why it was given up on (restart limit reached, spawn failed), if it was.
@@ -274,6 +292,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     }
     match version {
         1 => v1::decode(payload),
+        2 => v2::decode(payload),
         // Unreachable: the range check above admits only known versions. Kept as an error,
         // not a panic, because this runs at boot.
         other => Err(SnapshotError::UnknownVersion(other)),
@@ -306,27 +325,19 @@ fn u32_le(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Version 1, the first shipped format: the payload is the postcard encoding of
-/// [`Snapshot`] as defined in this file.
-///
-/// When v2 ships, the v1 types are frozen here (copied, renamed `SnapshotV1` and so on)
-/// and this function converts them to the current schema.
-mod v1 {
-    use super::{Snapshot, SnapshotError};
-
-    pub(super) fn decode(payload: &[u8]) -> Result<Snapshot, SnapshotError> {
-        // Strict: bytes left over after a complete value mean the writer and this reader
-        // disagree on the schema, which must not pass silently.
-        let (snapshot, rest) = postcard::take_from_bytes::<Snapshot>(payload)
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(SnapshotError::Decode(format!(
-                "{} bytes left after the snapshot",
-                rest.len()
-            )));
-        }
-        Ok(snapshot)
+/// Decodes one complete `T` from `payload`, strictly: bytes left over after a complete
+/// value mean the writer and this reader disagree on the schema, which must not pass
+/// silently. Every version's decoder goes through here.
+fn decode_exact<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, SnapshotError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(payload)
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Decode(format!(
+            "{} bytes left after the snapshot",
+            rest.len()
+        )));
     }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -376,7 +387,7 @@ mod tests {
         payload.push(0);
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&SNAPSHOT_MAGIC);
-        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&CHECKSUM.checksum(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);

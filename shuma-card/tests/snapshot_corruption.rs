@@ -2,8 +2,8 @@
 //! decodes to a state and none panics.
 
 use shuma_card::snapshot::{
-    decode, encode, CommandState, Snapshot, SnapshotError, WorkspaceState, HEADER_LEN,
-    MAX_SNAPSHOT, SNAPSHOT_VERSION,
+    decode, encode, CommandState, SavedWorkspaceSpec, Snapshot, SnapshotError, WorkspaceState,
+    HEADER_LEN, MAX_SNAPSHOT, SNAPSHOT_VERSION,
 };
 use shuma_card::{CommandKind, CommandSpec, WorkspaceSpec};
 
@@ -11,11 +11,12 @@ use shuma_card::{CommandKind, CommandSpec, WorkspaceSpec};
 fn small() -> Vec<u8> {
     let cmd = CommandSpec::new("svc", CommandKind::Service, vec!["/bin/true".into()]);
     let ws = WorkspaceState {
-        spec: WorkspaceSpec {
+        id: 1,
+        spec: SavedWorkspaceSpec::from(&WorkspaceSpec {
             name: "demo".into(),
             commands: vec![cmd],
             ..Default::default()
-        },
+        }),
         created_unix_ms: 5,
         stopping: false,
         commands: vec![CommandState {
@@ -32,6 +33,7 @@ fn small() -> Vec<u8> {
     };
     encode(&Snapshot {
         next_event_id: 9,
+        next_workspace_id: 2,
         boot_id: "b".into(),
         workspaces: vec![ws],
         ..Snapshot::default()

@@ -8,9 +8,14 @@
 //! ARJE_REGENERATE_GOLDEN=1 cargo test -p shuma-card --test snapshot_golden
 //! ```
 //!
-//! Regenerate only the files of the version that has not shipped yet. A failing decode of
-//! an existing file means a schema change broke old files: add a new format version
-//! (docs/STATE.md) instead of regenerating.
+//! Regeneration writes only the current version's files (`SNAPSHOT_VERSION`), never an
+//! older version's: those are history, and a failing decode of one means a change broke
+//! old files. Regenerate the current version's files only while that version has not
+//! shipped; after that, a failing current file means a new format version is due
+//! (docs/STATE.md).
+//!
+//! The expected states are written in the current schema: an older version's file must
+//! decode, through its migration, to the state given here.
 
 mod snapshot_support;
 
@@ -18,7 +23,8 @@ use std::path::PathBuf;
 
 use shuma_card::protocol::StatsSample;
 use shuma_card::snapshot::{
-    decode, encode, CommandState, LiveProcess, Snapshot, WorkspaceState, SNAPSHOT_VERSION,
+    decode, encode, CommandState, LiveProcess, SavedExitStatus, SavedStatsSample,
+    SavedWorkspaceSpec, Snapshot, WorkspaceState, SNAPSHOT_VERSION,
 };
 use shuma_card::spec::{CpuMax, OomAction};
 use shuma_card::{
@@ -31,9 +37,10 @@ fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
 }
 
-/// A v1 state that sets every field and uses every enum variant at least once, so a change
-/// to any of them changes the encoding.
-fn v1_full() -> Snapshot {
+/// A state that sets every field and uses every enum variant at least once, so a change to
+/// any of them changes the encoding. `ids` are its two workspaces' ids and
+/// `next_workspace_id` the counter: what the versions' "full" files differ in.
+fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
     let mut web = CommandSpec::new(
         "web",
         CommandKind::Service,
@@ -69,7 +76,8 @@ fn v1_full() -> Snapshot {
     idle.restart = RestartPolicy::Never;
 
     let shop = WorkspaceState {
-        spec: WorkspaceSpec {
+        id: ids[0],
+        spec: SavedWorkspaceSpec::from(&WorkspaceSpec {
             name: "shop".into(),
             limits: Limits {
                 memory_max: Some(256 << 20),
@@ -86,7 +94,7 @@ fn v1_full() -> Snapshot {
             ttl_ms: Some(3_600_000),
             on_oom: OomAction::StopWorkspace,
             commands: vec![web, migrate],
-        },
+        }),
         created_unix_ms: 1_700_000_000_000,
         stopping: false,
         commands: vec![
@@ -95,7 +103,7 @@ fn v1_full() -> Snapshot {
                 name: "web".into(),
                 restarts: 3,
                 recent_restarts_unix_ms: vec![1_700_000_100_000, 1_700_000_200_000],
-                last_exit: Some(ExitStatus::Signal(9)),
+                last_exit: Some(SavedExitStatus::from(ExitStatus::Signal(9))),
                 done: false,
                 failed: None,
                 live: Some(LiveProcess {
@@ -111,13 +119,13 @@ fn v1_full() -> Snapshot {
                 name: "migrate".into(),
                 restarts: 0,
                 recent_restarts_unix_ms: vec![],
-                last_exit: Some(ExitStatus::Code(0)),
+                last_exit: Some(SavedExitStatus::from(ExitStatus::Code(0))),
                 done: true,
                 failed: None,
                 live: None,
             },
         ],
-        stats: vec![
+        stats: [
             StatsSample {
                 unix_ms: 1_700_000_300_000,
                 memory_current: Some(100 << 20),
@@ -130,16 +138,20 @@ fn v1_full() -> Snapshot {
                 unix_ms: 1_700_000_301_000,
                 ..StatsSample::default()
             },
-        ],
+        ]
+        .iter()
+        .map(SavedStatsSample::from)
+        .collect(),
     };
     let batch = WorkspaceState {
-        spec: WorkspaceSpec {
+        id: ids[1],
+        spec: SavedWorkspaceSpec::from(&WorkspaceSpec {
             name: "batch".into(),
             limits: Limits::default(),
             ttl_ms: None,
             on_oom: OomAction::Restart,
             commands: vec![worker, idle],
-        },
+        }),
         created_unix_ms: 1_700_000_050_000,
         stopping: true,
         commands: vec![
@@ -148,7 +160,7 @@ fn v1_full() -> Snapshot {
                 name: "worker".into(),
                 restarts: 10,
                 recent_restarts_unix_ms: vec![1, 2, 3],
-                last_exit: Some(ExitStatus::OomKilled),
+                last_exit: Some(SavedExitStatus::from(ExitStatus::OomKilled)),
                 done: false,
                 failed: Some("restart limit: 10 restarts in 60 s".into()),
                 live: None,
@@ -178,18 +190,64 @@ fn v1_full() -> Snapshot {
         arje_pid: 1,
         next_event_id: 1_000,
         next_command_id: 45,
+        next_workspace_id,
         workspaces: vec![shop, batch],
         listener_fd: Some(3),
     }
 }
 
-/// Every golden file of every version, with the state it must decode to. A new version
-/// adds its files here; old entries are never removed.
-fn goldens() -> Vec<(&'static str, u32, Snapshot)> {
+/// One golden file: `snapshot-v<version>-<kind>.bin` and the state it must decode to.
+struct Golden {
+    version: u32,
+    kind: &'static str,
+    state: Snapshot,
+}
+
+impl Golden {
+    fn name(&self) -> String {
+        format!("snapshot-v{}-{}.bin", self.version, self.kind)
+    }
+}
+
+/// Every golden file of every version, with the state it must decode to in the current
+/// schema. A new version adds its files here; old entries are never removed, only their
+/// states rewritten into the new schema as its migration defines.
+fn goldens() -> Vec<Golden> {
     vec![
-        ("snapshot-v1-empty.bin", 1, Snapshot::default()),
-        ("snapshot-v1-full.bin", 1, v1_full()),
+        // v1 had no workspace ids: the migration numbers workspaces 1..=n in order and
+        // starts the counter after them.
+        Golden {
+            version: 1,
+            kind: "empty",
+            state: Snapshot {
+                next_workspace_id: 1,
+                ..Snapshot::default()
+            },
+        },
+        Golden {
+            version: 1,
+            kind: "full",
+            state: full([1, 2], 3),
+        },
+        Golden {
+            version: 2,
+            kind: "empty",
+            state: Snapshot::default(),
+        },
+        // Ids with a gap (workspaces were removed) and one above 127, a two-byte varint.
+        Golden {
+            version: 2,
+            kind: "full",
+            state: full([5, 300], 301),
+        },
     ]
+}
+
+/// The golden files of the current version, the only ones an encoder is checked against.
+fn current_goldens() -> impl Iterator<Item = Golden> {
+    goldens()
+        .into_iter()
+        .filter(|g| g.version == SNAPSHOT_VERSION)
 }
 
 /// Writes the current version's files once per test run, before any test reads them.
@@ -203,11 +261,10 @@ fn regenerate() {
         return;
     }
     std::fs::create_dir_all(golden_dir()).unwrap();
-    for (name, version, state) in goldens() {
-        // Files of shipped versions are history: only the current version's are written.
-        if version == SNAPSHOT_VERSION {
-            std::fs::write(golden_dir().join(name), encode(&state)).unwrap();
-        }
+    // Files of older versions are history: only the current version's are written, and
+    // `encode` can only write the current version anyway.
+    for golden in current_goldens() {
+        std::fs::write(golden_dir().join(golden.name()), encode(&golden.state)).unwrap();
     }
 }
 
@@ -216,8 +273,9 @@ fn test_golden_files_every_version_decode_to_expected_state() {
     // Arrange
     regenerate_if_asked();
 
-    for (name, version, expected) in goldens() {
-        let path = golden_dir().join(name);
+    for golden in goldens() {
+        let name = golden.name();
+        let path = golden_dir().join(&name);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
         // Act
@@ -226,14 +284,28 @@ fn test_golden_files_every_version_decode_to_expected_state() {
         // Assert
         assert_eq!(
             u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
-            version,
+            golden.version,
             "{name}: header version"
         );
         assert_eq!(
             decoded.as_ref(),
-            Ok(&expected),
+            Ok(&golden.state),
             "{name} no longer decodes to its state"
         );
+    }
+}
+
+#[test]
+fn test_golden_files_every_known_version_has_files() {
+    // Arrange
+    let versions: Vec<u32> = goldens().iter().map(|g| g.version).collect();
+
+    for version in 1..=SNAPSHOT_VERSION {
+        // Act
+        let files = versions.iter().filter(|v| **v == version).count();
+
+        // Assert: a version without files would have no test that it stays readable.
+        assert!(files > 0, "no golden files for format version {version}");
     }
 }
 
@@ -242,17 +314,18 @@ fn test_golden_files_current_version_encoding_is_stable() {
     // Arrange
     regenerate_if_asked();
 
-    for (name, version, state) in goldens().into_iter().filter(|g| g.1 == SNAPSHOT_VERSION) {
-        let golden = std::fs::read(golden_dir().join(name)).unwrap();
+    for golden in current_goldens() {
+        let name = golden.name();
+        let file = std::fs::read(golden_dir().join(&name)).unwrap();
 
         // Act
-        let encoded = encode(&state);
+        let encoded = encode(&golden.state);
 
         // Assert: the same state must still encode to the same bytes, or the format
         // changed without a version bump.
         assert!(
-            encoded == golden,
-            "{name} (v{version}): encoding changed; bump SNAPSHOT_VERSION"
+            encoded == file,
+            "{name}: encoding changed; bump SNAPSHOT_VERSION"
         );
     }
 }
@@ -262,15 +335,16 @@ fn test_golden_files_current_version_parts_encoding_equals_file() {
     // Arrange
     regenerate_if_asked();
 
-    for (name, _, state) in goldens().into_iter().filter(|g| g.1 == SNAPSHOT_VERSION) {
-        let golden = std::fs::read(golden_dir().join(name)).unwrap();
+    for golden in current_goldens() {
+        let name = golden.name();
+        let file = std::fs::read(golden_dir().join(&name)).unwrap();
 
         // Act
-        let encoded = snapshot_support::encode_via_parts(&state);
+        let encoded = snapshot_support::encode_via_parts(&golden.state);
 
         // Assert: the runtime's per-turn encoder writes the very bytes of the golden file.
         assert!(
-            encoded == golden,
+            encoded == file,
             "{name}: encode_parts differs from the golden file"
         );
     }

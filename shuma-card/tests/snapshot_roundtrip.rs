@@ -1,5 +1,9 @@
-//! Property tests: any state survives encode → decode unchanged, and the parts encoder
-//! writes the same bytes as `encode` for it.
+//! Property tests: any state survives encode → decode unchanged, the parts encoder
+//! writes the same bytes as `encode` for it, and the saved types convert to and from the
+//! card, event and protocol types without loss.
+//!
+//! The generators produce the card's own types and convert them to their saved forms, so
+//! the conversions are exercised by every case.
 
 mod snapshot_support;
 
@@ -8,7 +12,10 @@ use proptest::option;
 use proptest::prelude::*;
 
 use shuma_card::protocol::StatsSample;
-use shuma_card::snapshot::{decode, encode, CommandState, LiveProcess, Snapshot, WorkspaceState};
+use shuma_card::snapshot::{
+    decode, encode, CommandState, LiveProcess, SavedExitStatus, SavedStatsSample,
+    SavedWorkspaceSpec, Snapshot, WorkspaceState, HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
 use shuma_card::spec::{CpuMax, OomAction};
 use shuma_card::{
     CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
@@ -165,7 +172,7 @@ fn command_state() -> impl Strategy<Value = CommandState> {
                     name,
                     restarts,
                     recent_restarts_unix_ms,
-                    last_exit,
+                    last_exit: last_exit.map(SavedExitStatus::from),
                     done,
                     failed,
                     live,
@@ -202,8 +209,8 @@ fn stats_sample() -> impl Strategy<Value = StatsSample> {
         )
 }
 
-fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
-    let spec = (
+fn workspace_spec() -> impl Strategy<Value = WorkspaceSpec> {
+    (
         text(),
         limits(),
         option::of(any::<u64>()),
@@ -216,21 +223,26 @@ fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
             ttl_ms,
             on_oom,
             commands,
-        });
+        })
+}
+
+fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
     (
-        spec,
+        any::<u64>(),
+        workspace_spec(),
         any::<u64>(),
         any::<bool>(),
         vec(command_state(), 0..3),
         vec(stats_sample(), 0..3),
     )
         .prop_map(
-            |(spec, created_unix_ms, stopping, commands, stats)| WorkspaceState {
-                spec,
+            |(id, spec, created_unix_ms, stopping, commands, stats)| WorkspaceState {
+                id,
+                spec: SavedWorkspaceSpec::from(&spec),
                 created_unix_ms,
                 stopping,
                 commands,
-                stats,
+                stats: stats.iter().map(SavedStatsSample::from).collect(),
             },
         )
 }
@@ -240,6 +252,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
         any::<u64>(),
         text(),
         any::<i32>(),
+        any::<u64>(),
         any::<u64>(),
         any::<u64>(),
         vec(workspace_state(), 0..4),
@@ -252,6 +265,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 arje_pid,
                 next_event_id,
                 next_command_id,
+                next_workspace_id,
                 workspaces,
                 listener_fd,
             )| Snapshot {
@@ -260,6 +274,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 arje_pid,
                 next_event_id,
                 next_command_id,
+                next_workspace_id,
                 workspaces,
                 listener_fd,
             },
@@ -292,10 +307,64 @@ proptest! {
     }
 
     #[test]
+    fn test_saved_workspace_spec_any_spec_converts_back_unchanged(spec in workspace_spec()) {
+        // Arrange: the generated spec.
+
+        // Act
+        let back = SavedWorkspaceSpec::from(&spec).into_card();
+
+        // Assert
+        prop_assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn test_saved_exit_status_any_status_converts_back_unchanged(status in exit_status()) {
+        // Arrange: the generated status.
+
+        // Act
+        let back = SavedExitStatus::from(status).into_event();
+
+        // Assert
+        prop_assert_eq!(back, status);
+    }
+
+    #[test]
+    fn test_saved_stats_sample_any_sample_converts_back_unchanged(sample in stats_sample()) {
+        // Arrange: the generated sample.
+
+        // Act
+        let back = SavedStatsSample::from(&sample).into_protocol();
+
+        // Assert
+        prop_assert_eq!(back, sample);
+    }
+
+    #[test]
+    fn test_decode_arbitrary_payload_with_valid_header_never_panics(
+        version in 1..=SNAPSHOT_VERSION,
+        payload in vec(any::<u8>(), 0..256),
+    ) {
+        // Arrange: random bytes behind a header that passes every check, checksum
+        // included, so each version's schema decoder and migration see them.
+        let bytes = with_header(version, &payload);
+
+        // Act
+        let result = decode(&bytes);
+
+        // Assert: a value or a decode error, never a panic nor a header error.
+        prop_assert!(
+            matches!(result, Ok(_) | Err(shuma_card::snapshot::SnapshotError::Decode(_))),
+            "{:?}",
+            result
+        );
+    }
+
+    #[test]
     fn test_decode_arbitrary_bytes_never_panics(bytes in vec(any::<u8>(), 0..256)) {
         // Arrange: random bytes, and the same bytes behind a valid magic and version so
         // the decoder gets past the first checks.
-        let mut framed = b"ARJESNAP\x01\0\0\0".to_vec();
+        let mut framed = b"ARJESNAP".to_vec();
+        framed.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         framed.extend_from_slice(&bytes);
 
         // Act
@@ -307,4 +376,16 @@ proptest! {
         prop_assert!(plain.is_err() || bytes.len() >= 20);
         prop_assert!(behind_header.is_err() || framed.len() >= 20);
     }
+}
+
+/// A snapshot file of `version` around `payload`, with a header that matches it.
+fn with_header(version: u32, payload: &[u8]) -> Vec<u8> {
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(payload);
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
 }

@@ -55,7 +55,8 @@ fn state(n: usize, tag: u64) -> Snapshot {
                 live: None,
             };
             WorkspaceState {
-                spec,
+                id: i as u64 + 1,
+                spec: (&spec).into(),
                 created_unix_ms: tag,
                 stopping: false,
                 commands: vec![command],

@@ -68,11 +68,6 @@ impl DurableWriter {
         })
     }
 
-    /// The directory the durable copy is written to.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Hands `bytes` (an encoded snapshot) over to be written; returns at once. Replaces
     /// bytes handed over earlier and not yet taken.
     pub fn submit(&self, bytes: Vec<u8>) {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 pub use debounce::Debounce;
 pub use durable::DurableWriter;
 pub use load::{load, Loaded, Source};
-pub use shuma_card::snapshot::{Snapshot, SnapshotError};
+pub use shuma_card::snapshot::Snapshot;
 
 /// The snapshot's file name, in the /run directory and in the durable one.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";

@@ -296,10 +296,7 @@ impl Runtime {
             ),
             None => None,
         };
-        let target = leaf.as_ref().map(|l| CgroupTarget {
-            dir: l.fd(),
-            procs: None,
-        });
+        let target = leaf.as_ref().map(|l| CgroupTarget { dir: l.fd() });
         let spawned = self
             .procs
             .spawn(id, &plan, out_w.as_fd(), err_w.as_fd(), target.as_ref())
@@ -526,6 +523,9 @@ impl Runtime {
     }
 }
 
+/// Bytes of stdout and stderr a log reader has seen (`None`: that stream is not read).
+pub(crate) type Cursors = (Option<u64>, Option<u64>);
+
 /// The log frames a reader with cursors `out`/`err` (bytes of stdout/stderr already
 /// seen; `None`: not read) has not seen, each with its data length, and the cursors after
 /// them.
@@ -533,7 +533,7 @@ pub(crate) fn log_frames(
     cmd: &Command,
     out: Option<u64>,
     err: Option<u64>,
-) -> (Vec<(Response, u64)>, (Option<u64>, Option<u64>)) {
+) -> (Vec<(Response, u64)>, Cursors) {
     let mut frames = Vec::new();
     let mut next = (out, err);
     for (cursor, ring, stream, slot) in [

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, RawFd};
 use std::time::{Duration, Instant};
 
 use shuma_card::protocol::WsState;
-use shuma_card::snapshot::{LiveProcess, WorkspaceState};
+use shuma_card::snapshot::{LiveProcess, SavedExitStatus, SavedStatsSample, WorkspaceState};
 use shuma_card::{CommandKind, CommandSpec, EventKind};
 
 use super::commands::{Command, Run};
@@ -84,6 +84,7 @@ impl Runtime {
             arje_pid: self.store.own_pid,
             next_event_id: self.journal.next_id(),
             next_command_id: self.table.command_ids.peek(),
+            next_workspace_id: self.table.workspace_ids.peek(),
             listener_fd: for_reexec.then(|| self.server.listener_fd()),
         };
         let commands = &self.table.commands;
@@ -93,6 +94,7 @@ impl Runtime {
             capture.fd_of(&c.pipe_ids, is_err).filter(|_| for_reexec)
         };
         let workspaces = self.table.workspaces.values().map(|ws| WorkspaceParts {
+            id: ws.id.raw(),
             spec_bytes: &ws.spec_bytes,
             created_unix_ms: ws.created_unix_ms,
             stopping: ws.state != WsState::Running,
@@ -164,6 +166,9 @@ impl Runtime {
         self.table
             .command_ids
             .skip_past(snap.next_command_id.saturating_sub(1));
+        self.table
+            .workspace_ids
+            .skip_past(snap.next_workspace_id.saturating_sub(1));
         let now = Instant::now();
         let now_unix = unix_ms();
         for ws in snap.workspaces {
@@ -178,13 +183,14 @@ impl Runtime {
         now: Instant,
         now_unix: u64,
     ) {
-        let name = state.spec.name.clone();
+        let spec = state.spec.into_card();
+        let name = spec.name.clone();
         let tree = &self.cgroups.tree;
         let cgroup = if tree.is_enabled() {
             let existing = adopt.then(|| tree.open_workspace(&name).ok()).flatten();
             match existing {
                 Some(cg) => Some(cg),
-                None => match tree.create_workspace(&name, &state.spec.limits) {
+                None => match tree.create_workspace(&name, &spec.limits) {
                     Ok((cg, _)) => Some(cg),
                     Err(e) => {
                         log::error!("restore workspace {name}: {e}; running it without a cgroup");
@@ -195,10 +201,16 @@ impl Runtime {
         } else {
             None
         };
-        let id: WorkspaceId = self.table.workspace_ids.next();
-        let unenforced = tree.unenforced(&state.spec.limits);
-        let mut ws = Workspace::new(id, state.spec, state.created_unix_ms, cgroup, unenforced);
-        ws.stats = state.stats.into_iter().collect();
+        // The saved id, so an id is never reused across a re-exec or a reboot either.
+        let id = WorkspaceId::from(state.id);
+        self.table.workspace_ids.skip_past(state.id);
+        let unenforced = tree.unenforced(&spec.limits);
+        let mut ws = Workspace::new(id, spec, state.created_unix_ms, cgroup, unenforced);
+        ws.stats = state
+            .stats
+            .into_iter()
+            .map(SavedStatsSample::into_protocol)
+            .collect();
         let mut to_start = Vec::new();
         for cs in state.commands {
             let cid = CommandId::from(cs.id);
@@ -212,7 +224,7 @@ impl Runtime {
             let mut cmd = Command::new(cid, id, &name, spec);
             cmd.adhoc = adhoc;
             cmd.sup.restarts = cs.restarts;
-            cmd.sup.last_exit = cs.last_exit;
+            cmd.sup.last_exit = cs.last_exit.map(SavedExitStatus::into_event);
             cmd.sup.recent_restarts = cs
                 .recent_restarts_unix_ms
                 .iter()

@@ -35,7 +35,7 @@ fn runtime_with_fake_cgroups(dir: &std::path::Path, root: &FakeRoot) -> Runtime 
             "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t0\t1\t1\nmemory\t0\t1\t1\npids\t0\t1\t1\n"
                 .into(),
         ),
-        kernel_release: "6.1.0-18-amd64".into(),
+        clone_into_cgroup: Ok(()),
     };
     let dir_fd = Dir::open(&root.path).expect("fake root");
     let tree = Cgroups::setup_in(dir_fd, std::process::id(), Setup::Subreaper, &host)
@@ -302,4 +302,78 @@ fn test_run_wait_answers_with_exit_status_from_the_loop() {
     // Assert: the status, and the output read before the exit was reported.
     assert_eq!(rt.exit_status(id), Some(shuma_card::ExitStatus::Code(7)));
     assert_eq!(rt.table.commands[&id].out.contents(), b"hi\n");
+}
+
+#[test]
+fn test_encode_snapshot_records_state_and_reexec_fds() {
+    use shuma_card::snapshot::SavedExitStatus;
+    // Arrange: a workspace with a finished task, a running service and a failed run.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let mut spec = workspace("w", None);
+    spec.limits.memory_max = Some(64 << 20);
+    spec.commands.push(CommandSpec::new(
+        "t",
+        CommandKind::Task,
+        vec!["/bin/true".into()],
+    ));
+    spec.commands.push(CommandSpec::new(
+        "s",
+        CommandKind::Service,
+        vec!["/bin/sleep".into(), "60".into()],
+    ));
+    rt.create_workspace(spec.clone()).unwrap();
+    let id = rt.start_oneshot("w", task(&["/bin/false"])).unwrap();
+    while rt.exit_status(id).is_none() {
+        rt.turn();
+    }
+
+    // Act
+    rt.encode_snapshot(false);
+    let plain = shuma_card::snapshot::decode(&rt.store.buf).unwrap();
+    rt.encode_snapshot(true);
+    let reexec = shuma_card::snapshot::decode(&rt.store.buf).unwrap();
+
+    // Assert
+    assert_eq!(plain.workspaces.len(), 1);
+    assert_eq!(plain.workspaces[0].spec.clone().into_card(), spec);
+    assert_eq!(plain.workspaces[0].id, rt.table.id_of("w").unwrap().raw());
+    assert!(plain.next_workspace_id > plain.workspaces[0].id);
+    let cmds = &plain.workspaces[0].commands;
+    assert_eq!(cmds.len(), 3);
+    assert_eq!(cmds[2].last_exit, Some(SavedExitStatus::Code(1)));
+    let live = cmds[1].live.expect("the service runs");
+    assert_eq!(
+        (live.stdout_fd, live.stderr_fd, plain.listener_fd),
+        (None, None, None)
+    );
+    let live = reexec.workspaces[0].commands[1].live.unwrap();
+    assert!(live.stdout_fd.is_some() && live.stderr_fd.is_some() && reexec.listener_fd.is_some());
+    assert_ne!(live.stdout_fd, live.stderr_fd);
+    rt.begin_shutdown(Outcome::Exit);
+    while rt.turn().is_none() {}
+}
+
+#[test]
+fn test_workspace_ids_survive_a_restore_and_are_not_reused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, gone) = {
+        let mut rt = runtime(dir.path());
+        rt.create_workspace(workspace("kept", None)).unwrap();
+        rt.create_workspace(workspace("gone", None)).unwrap();
+        let gone = rt.table.id_of("gone").unwrap();
+        rt.stop_workspace(gone, None, false);
+        rt.flush_state();
+        (rt.table.id_of("kept").unwrap(), gone)
+    };
+
+    // Act
+    let mut rt = runtime(dir.path());
+    rt.create_workspace(workspace("new", None)).unwrap();
+
+    // Assert
+    assert_eq!(rt.table.id_of("kept"), Some(kept));
+    let new = rt.table.id_of("new").unwrap();
+    assert!(new > gone, "{new:?} reuses an id at or below {gone:?}");
 }

@@ -253,9 +253,6 @@ impl Default for Spawner {
 /// `CLONE_INTO_CGROUP`.
 pub struct CgroupTarget<'a> {
     pub dir: BorrowedFd<'a>,
-    /// Ignored: it served the clone(2) fallback, which is gone. It stays only until
-    /// `runtime/commands.rs` and `bench` stop setting it (they pass `None`).
-    pub procs: Option<BorrowedFd<'a>>,
 }
 
 impl Spawner {

@@ -327,17 +327,11 @@ fn raw_spawns(cg: &Cgroups) {
     let plan = ExecPlan::new(&[EXIT0.to_string()], &[], None, None).expect("plan");
     let null = devnull();
     let stdio = [null.as_fd(), null.as_fd(), null.as_fd()];
-    let target = CgroupTarget {
-        dir: leaf.fd(),
-        procs: None,
-    };
+    let target = CgroupTarget { dir: leaf.fd() };
     // A leaf with a resident task: the kernel keeps its css_set, so a child born there
     // reuses it instead of allocating one (what an empty leaf costs at each spawn).
     let warm = ws.create_leaf("warm").expect("warm leaf");
-    let warm_target = CgroupTarget {
-        dir: warm.fd(),
-        procs: None,
-    };
+    let warm_target = CgroupTarget { dir: warm.fd() };
     let pause_plan = ExecPlan::new(&[PAUSE.to_string()], &[], None, None).expect("plan");
     let mut spawner = Spawner::default();
     let resident = spawner

@@ -19,12 +19,11 @@ use arje_runtime::parts::{write_durable, write_run};
 use shuma_card::protocol::StatsSample;
 use shuma_card::snapshot::{
     encode, encode_into, encode_parts, encode_spec, CommandParts, CommandState, LiveProcess,
-    Snapshot, SnapshotHead, WorkspaceParts, WorkspaceState,
+    SavedExitStatus, SavedStatsSample, SavedWorkspaceSpec, Snapshot, SnapshotHead, WorkspaceParts,
+    WorkspaceState,
 };
 use shuma_card::spec::CpuMax;
-use shuma_card::{
-    CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
-};
+use shuma_card::{CommandKind, CommandSpec, Limits, LogTarget, RestartPolicy, WorkspaceSpec};
 
 /// Stats samples kept per workspace: a "short history" (one per 10 s for 80 s).
 const STATS_PER_WORKSPACE: u64 = 8;
@@ -63,7 +62,8 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
     setup.log = LogTarget::File(format!("/var/log/ws-{i:05}-setup.log"));
     let base_ms = 1_763_000_000_000 + i as u64 * 1_000;
     WorkspaceState {
-        spec: WorkspaceSpec {
+        id: i as u64 + 1,
+        spec: SavedWorkspaceSpec::from(&WorkspaceSpec {
             name: format!("ws-{i:05}"),
             limits: Limits {
                 memory_max: Some(512 << 20),
@@ -80,7 +80,7 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
             ttl_ms: Some(86_400_000),
             commands: vec![web, setup],
             ..WorkspaceSpec::default()
-        },
+        }),
         created_unix_ms: base_ms,
         stopping: false,
         commands: vec![
@@ -89,7 +89,7 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
                 name: "web".into(),
                 restarts: 2,
                 recent_restarts_unix_ms: vec![base_ms + 5_000, base_ms + 9_000],
-                last_exit: Some(ExitStatus::Signal(9)),
+                last_exit: Some(SavedExitStatus::Signal(9)),
                 done: false,
                 failed: None,
                 live: Some(LiveProcess {
@@ -105,14 +105,14 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
                 name: "setup".into(),
                 restarts: 0,
                 recent_restarts_unix_ms: vec![],
-                last_exit: Some(ExitStatus::Code(0)),
+                last_exit: Some(SavedExitStatus::Code(0)),
                 done: true,
                 failed: None,
                 live: None,
             },
         ],
         stats: (0..stats)
-            .map(|k| StatsSample {
+            .map(|k| SavedStatsSample {
                 unix_ms: base_ms + 60_000 + k * 10_000,
                 memory_current: Some((90 << 20) + k * 4096),
                 memory_peak: Some(120 << 20),
@@ -135,28 +135,31 @@ fn state_with_stats(n: usize, stats: u64) -> Snapshot {
         arje_pid: 1,
         next_event_id: 123_456,
         next_command_id: 2 * n as u64,
+        next_workspace_id: n as u64 + 1,
         workspaces: (0..n).map(|i| workspace(i, stats)).collect(),
         listener_fd: Some(3),
     }
 }
 
 /// The runtime's per-turn encode: head fields and workspace state borrowed, each spec
-/// taken from `specs` (its cached `encode_spec` bytes), nothing cloned.
-fn encode_turn(s: &Snapshot, specs: &[Vec<u8>], out: &mut Vec<u8>) {
+/// and stats taken from `cached` (what the runtime keeps), nothing cloned.
+fn encode_turn(s: &Snapshot, cached: &[Cached], out: &mut Vec<u8>) {
     let head = SnapshotHead {
         written_unix_ms: s.written_unix_ms,
         boot_id: &s.boot_id,
         arje_pid: s.arje_pid,
         next_event_id: s.next_event_id,
         next_command_id: s.next_command_id,
+        next_workspace_id: s.next_workspace_id,
         listener_fd: s.listener_fd,
     };
     let workspaces = s
         .workspaces
         .iter()
-        .zip(specs)
-        .map(|(w, spec_bytes)| WorkspaceParts {
-            spec_bytes,
+        .zip(cached)
+        .map(|(w, cached)| WorkspaceParts {
+            id: w.id,
+            spec_bytes: &cached.spec_bytes,
             created_unix_ms: w.created_unix_ms,
             stopping: w.stopping,
             commands: w.commands.iter().map(|c| CommandParts {
@@ -164,14 +167,36 @@ fn encode_turn(s: &Snapshot, specs: &[Vec<u8>], out: &mut Vec<u8>) {
                 name: &c.name,
                 restarts: c.restarts,
                 recent_restarts_unix_ms: c.recent_restarts_unix_ms.iter().copied(),
-                last_exit: c.last_exit,
+                last_exit: c.last_exit.map(SavedExitStatus::into_event),
                 done: c.done,
                 failed: c.failed.as_deref(),
                 live: c.live,
             }),
-            stats: &w.stats,
+            stats: &cached.stats,
         });
     encode_parts(&head, workspaces, out);
+}
+
+/// What the runtime keeps per workspace in its own types: the spec's cached `encode_spec`
+/// bytes and the stats history as protocol samples (the snapshot holds saved forms).
+struct Cached {
+    spec_bytes: Vec<u8>,
+    stats: Vec<StatsSample>,
+}
+
+fn cached(s: &Snapshot) -> Vec<Cached> {
+    s.workspaces
+        .iter()
+        .map(|w| Cached {
+            spec_bytes: encode_spec(&w.spec.clone().into_card()),
+            stats: w
+                .stats
+                .iter()
+                .cloned()
+                .map(SavedStatsSample::into_protocol)
+                .collect(),
+        })
+        .collect()
 }
 
 /// Fastest, median and 90th percentile of `reps` runs of `f`.
@@ -307,15 +332,15 @@ fn main() {
     );
     for (n, reps) in [(10, 2000), (1_000, 300), (10_000, 30)] {
         let s = state(n);
-        let specs: Vec<Vec<u8>> = s.workspaces.iter().map(|w| encode_spec(&w.spec)).collect();
+        let cached = cached(&s);
         let mut buf = Vec::new();
-        encode_turn(&s, &specs, &mut buf);
+        encode_turn(&s, &cached, &mut buf);
         let same = buf == encode(&s);
         let enc = measure(reps, || {
-            encode_turn(std::hint::black_box(&s), &specs, &mut buf)
+            encode_turn(std::hint::black_box(&s), &cached, &mut buf)
         });
         let ew = measure(reps, || {
-            encode_turn(&s, &specs, &mut buf);
+            encode_turn(&s, &cached, &mut buf);
             write_run(run.path(), &buf).unwrap()
         });
         let clone = measure(reps, || {
@@ -350,13 +375,13 @@ fn main() {
     );
     for stats in [0, STATS_PER_WORKSPACE, RUNTIME_STATS_HISTORY] {
         let s = state_with_stats(1_000, stats);
-        let specs: Vec<Vec<u8>> = s.workspaces.iter().map(|w| encode_spec(&w.spec)).collect();
+        let cached = cached(&s);
         let mut buf = Vec::new();
         let enc = measure(300, || {
-            encode_turn(std::hint::black_box(&s), &specs, &mut buf)
+            encode_turn(std::hint::black_box(&s), &cached, &mut buf)
         });
         let ew = measure(300, || {
-            encode_turn(&s, &specs, &mut buf);
+            encode_turn(&s, &cached, &mut buf);
             write_run(run.path(), &buf).unwrap()
         });
         println!(

@@ -13,25 +13,32 @@
 //! equivalent [`Snapshot`] (the property test in `tests/snapshot_roundtrip.rs` and the
 //! golden test hold it to that).
 //!
-//! The small leaf types (`CommandState`'s fields, [`LiveProcess`], [`ExitStatus`],
-//! [`StatsSample`]) are written by hand here. Each is destructured exhaustively, so adding
-//! a field to one of them fails to compile here instead of silently writing the old
-//! layout.
+//! The parts take the runtime's own types ([`WorkspaceSpec`], [`ExitStatus`],
+//! [`StatsSample`]), since that is what the runtime holds, and convert each to its saved
+//! form ([`SavedWorkspaceSpec`], [`SavedExitStatus`], [`SavedStatsSample`]) before writing
+//! it: the bytes are always the saved types' layout, whatever the card, event or protocol
+//! types become. The small leaf types (`CommandState`'s fields, [`LiveProcess`] and those
+//! saved types) are written by hand here. Each is destructured or matched exhaustively,
+//! so adding a field or variant to one of them fails to compile here instead of silently
+//! writing the old layout.
 //!
 //! [`Snapshot`]: super::Snapshot
 
+use super::saved::{SavedExitStatus, SavedStatsSample, SavedWorkspaceSpec};
 use super::{seal, VecFlavor, HEADER_LEN};
 use crate::event::ExitStatus;
 use crate::protocol::StatsSample;
 use crate::snapshot::LiveProcess;
 use crate::spec::WorkspaceSpec;
 
-/// The postcard encoding of `spec`, as it appears inside a snapshot: what the runtime
-/// caches per workspace and passes as [`WorkspaceParts::spec_bytes`]. Re-encode (and
-/// replace the cached bytes) whenever the spec changes; stale bytes would restore the old
-/// declaration after a restart.
+/// The postcard encoding of `spec`'s saved form ([`SavedWorkspaceSpec`]), as it appears
+/// inside a snapshot: what the runtime caches per workspace and passes as
+/// [`WorkspaceParts::spec_bytes`]. Re-encode (and replace the cached bytes) whenever the
+/// spec changes; stale bytes would restore the old declaration after a restart. (The
+/// conversion copies the spec's strings once; that is paid only when the spec changes,
+/// never per turn.)
 pub fn encode_spec(spec: &WorkspaceSpec) -> Vec<u8> {
-    postcard::serialize_with_flavor(spec, VecFlavor(Vec::new()))
+    postcard::serialize_with_flavor(&SavedWorkspaceSpec::from(spec), VecFlavor(Vec::new()))
         .expect("postcard into a Vec cannot fail")
 }
 
@@ -43,6 +50,7 @@ pub struct SnapshotHead<'a> {
     pub arje_pid: i32,
     pub next_event_id: u64,
     pub next_command_id: u64,
+    pub next_workspace_id: u64,
     pub listener_fd: Option<i32>,
 }
 
@@ -55,6 +63,8 @@ pub struct SnapshotHead<'a> {
 /// the bytes written since, which is correct but slower.
 #[derive(Debug, Clone)]
 pub struct WorkspaceParts<'a, C, S> {
+    /// The workspace's id ([`WorkspaceState::id`](super::WorkspaceState::id)).
+    pub id: u64,
     /// [`encode_spec`] of the workspace's spec (cached by the runtime).
     pub spec_bytes: &'a [u8],
     pub created_unix_ms: u64,
@@ -102,6 +112,7 @@ where
         arje_pid,
         next_event_id,
         next_command_id,
+        next_workspace_id,
         listener_fd,
     } = *head;
     put_u64(out, written_unix_ms);
@@ -109,6 +120,7 @@ where
     put_i32(out, arje_pid);
     put_u64(out, next_event_id);
     put_u64(out, next_command_id);
+    put_u64(out, next_workspace_id);
     put_seq(out, workspaces, put_workspace);
     put_option(out, listener_fd, put_i32);
     seal(out);
@@ -122,12 +134,14 @@ where
 {
     // Field order of `WorkspaceState`.
     let WorkspaceParts {
+        id,
         spec_bytes,
         created_unix_ms,
         stopping,
         commands,
         stats,
     } = ws;
+    put_u64(out, id);
     out.extend_from_slice(spec_bytes);
     put_u64(out, created_unix_ms);
     put_bool(out, stopping);
@@ -180,31 +194,31 @@ fn put_live_process(out: &mut Vec<u8>, p: LiveProcess) {
 
 #[inline]
 fn put_exit_status(out: &mut Vec<u8>, e: ExitStatus) {
-    // Postcard writes an enum's variant index (declaration order) as a varint, then the
-    // variant's fields.
-    match e {
-        ExitStatus::Code(c) => {
+    // Postcard writes an enum's variant index (declaration order of the saved type) as a
+    // varint, then the variant's fields.
+    match SavedExitStatus::from(e) {
+        SavedExitStatus::Code(c) => {
             put_varint(out, 0);
             put_i32(out, c);
         }
-        ExitStatus::Signal(s) => {
+        SavedExitStatus::Signal(s) => {
             put_varint(out, 1);
             put_i32(out, s);
         }
-        ExitStatus::OomKilled => put_varint(out, 2),
+        SavedExitStatus::OomKilled => put_varint(out, 2),
     }
 }
 
 #[inline]
 fn put_stats_sample(out: &mut Vec<u8>, s: &StatsSample) {
-    let StatsSample {
+    let SavedStatsSample {
         unix_ms,
         memory_current,
         memory_peak,
         pids_current,
         cpu_usage_us,
         cpu_percent_x100,
-    } = *s;
+    } = SavedStatsSample::from(s);
     put_u64(out, unix_ms);
     put_option(out, memory_current, put_u64);
     put_option(out, memory_peak, put_u64);
