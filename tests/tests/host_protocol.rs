@@ -83,6 +83,27 @@ fn test_wrong_version_gets_version_error() {
 }
 
 #[test]
+fn test_previous_version_client_gets_version_error_naming_both() {
+    let d = Daemon::start();
+    let mut c = Client::raw(&d.socket);
+
+    c.send(&Request::Hello {
+        version: 1,
+        client: "shuma 0.1 (protocol 1)".into(),
+    });
+
+    match c.recv() {
+        Some(Response::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::Version);
+            assert!(message.contains("version 1 is not supported"), "{message}");
+            assert!(message.contains("speaks version 2"), "{message}");
+        }
+        other => panic!("expected a Version error, got {other:?}"),
+    }
+    assert_ping(&d);
+}
+
+#[test]
 fn test_request_before_hello_refused() {
     let d = Daemon::start();
     let mut c = Client::raw(&d.socket);
