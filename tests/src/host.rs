@@ -68,6 +68,13 @@ impl Daemon {
     /// Start with these cards (file name, TOML) in the cards directory and extra args.
     pub fn start_with(cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
         ensure_binaries();
+        Daemon::start_binary(&bin_dir().join("arje-init"), cards, extra)
+    }
+
+    /// Start `binary` (this build's arje-init or another one, e.g. the previous
+    /// release's) as [`Daemon::start_with`] does. Its readiness is the line
+    /// `control socket ready` on stderr, which every release so far logs.
+    pub fn start_binary(binary: &Path, cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let cards_dir = dir.path().join("cards");
         std::fs::create_dir(&cards_dir).unwrap();
@@ -75,7 +82,7 @@ impl Daemon {
             std::fs::write(cards_dir.join(name), toml).unwrap();
         }
         let socket = dir.path().join("control.sock");
-        let mut child = Command::new(bin_dir().join("arje-init"))
+        let mut child = Command::new(binary)
             .arg("--subreaper")
             .arg("--socket")
             .arg(&socket)
@@ -128,7 +135,12 @@ impl Daemon {
 
     /// Run the real `shuma` binary against this daemon.
     pub fn shuma(&self, args: &[&str]) -> Output {
-        Command::new(bin_dir().join("shuma"))
+        self.shuma_binary(&bin_dir().join("shuma"), args)
+    }
+
+    /// Run the `shuma` at `binary` (e.g. the previous release's) against this daemon.
+    pub fn shuma_binary(&self, binary: &Path, args: &[&str]) -> Output {
+        Command::new(binary)
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
