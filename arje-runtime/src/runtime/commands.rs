@@ -1,17 +1,16 @@
 //! Commands: a command owns its run (the pidfd, the leaf cgroup, the watch on the leaf)
-//! and its output rings; here are spawning a run, reaping it, feeding the supervisor and
-//! carrying out what it decides.
+//! and its output rings; here are feeding the supervisor, carrying out what it decides,
+//! and spawning a run. Reaping is in `exits.rs`, output in `output.rs`.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use rustix::process::Signal as RSignal;
 
-use shuma_card::protocol::{CmdState, CommandInfo, ErrorCode, Response, Stream};
-use shuma_card::{CommandSpec, EventKind, ExitStatus, LogTarget};
+use shuma_card::protocol::{CmdState, CommandInfo};
+use shuma_card::{CommandSpec, EventKind, LogTarget};
 
 use super::Runtime;
-use crate::control::Follow;
 use crate::ids::{CommandId, PipeId, WatchId, WorkspaceId};
 use crate::ring::{Ring, DEFAULT_RING};
 use crate::supervise::{Action, Event, State, Supervisor};
@@ -353,212 +352,7 @@ impl Runtime {
             });
         (oom_kills, watch.into_iter().collect())
     }
-
-    /// A command's pidfd is readable: its process exited. If the orphan scan got to it
-    /// first, `run` is already gone and there is nothing to do.
-    pub(crate) fn on_child(&mut self, id: CommandId) {
-        let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
-            return;
-        };
-        let pid = run.pid;
-        if let Some(status) = self.procs.reap_pidfd(pid, run.pidfd.as_fd()) {
-            self.on_exit(pid, status);
-        }
-    }
-
-    /// A SIGCHLD record arrived (see `procs.rs` for the rule).
-    pub(crate) fn on_sigchld(&mut self, pid: i32) {
-        match self.procs.on_sigchld(pid) {
-            super::procs::Scan::Now => self.reap_orphans(),
-            super::procs::Scan::Later => {
-                self.timers.add_once(
-                    Instant::now() + super::procs::ORPHAN_SCAN_DELAY,
-                    TimerAction::OrphanScan,
-                );
-            }
-        }
-    }
-
-    /// Reap every child that has exited: orphans, and any command whose pidfd event has
-    /// not been handled yet (reported once either way).
-    pub(crate) fn reap_orphans(&mut self) {
-        for (pid, status) in self.procs.reap_all() {
-            self.on_exit(pid, status);
-        }
-    }
-
-    fn on_exit(&mut self, pid: i32, mut status: ExitStatus) {
-        let Some(id) = self.procs.exited(pid) else {
-            return;
-        };
-        let now = Instant::now();
-        let Some(cmd) = self.table.commands.get_mut(&id) else {
-            return;
-        };
-        let run = cmd.run.take();
-        // A SIGKILL from the kernel's OOM killer looks like any SIGKILL; the leaf's
-        // memory.events says whether it was one. Read before the leaf is removed.
-        if let (ExitStatus::Signal(9), Some(run)) = (status, run.as_ref()) {
-            // The leaf outlives a run: count only this run's kills.
-            if let Some(leaf) = &run.leaf {
-                if leaf
-                    .memory_events()
-                    .is_ok_and(|m| m.oom_kill > run.oom_kills_base)
-                {
-                    status = ExitStatus::OomKilled;
-                }
-            }
-        }
-        let (ws, workspace, name) = (cmd.ws, cmd.workspace.clone(), cmd.spec.name.clone());
-        // What the process wrote before it exited is in its pipes now: read it before
-        // anyone learns of the exit, so `run --wait` then `logs` sees all of it.
-        for p in cmd.pipe_ids.clone() {
-            self.on_log(p);
-        }
-        for w in run.as_ref().map_or(&[][..], |r| &r.watch_ids) {
-            if let Some(report) = self.cgroups.remove(&self.reactor, *w) {
-                self.on_cgroup_news(super::watches::News::Report(report));
-            }
-        }
-        // The leaf stays for the command's next run (a restart, a rerun): a mkdir and
-        // rmdir per run cost more than the spawn itself in the guest benchmark. It goes
-        // when the command is pruned or the workspace removed.
-        self.event(EventKind::CommandExited {
-            workspace,
-            command: name.clone(),
-            pid,
-            status,
-        });
-        if status == ExitStatus::OomKilled {
-            self.on_oom(ws, &name);
-        }
-        self.notify_exit(id, Some(status));
-        self.command_event(id, Event::Exited { status }, now);
-    }
-
-    /// Answer `run --wait` clients of this command.
-    fn notify_exit(&mut self, id: CommandId, status: Option<ExitStatus>) {
-        for conn in self.server.followers(|f| *f == Follow::Exit(id)) {
-            let resp = match status {
-                Some(status) => Response::Exited {
-                    id: id.raw(),
-                    status,
-                },
-                None => Response::Error {
-                    code: ErrorCode::Internal,
-                    message: self
-                        .table
-                        .commands
-                        .get(&id)
-                        .and_then(|c| c.info().reason)
-                        .unwrap_or_else(|| "could not start".into()),
-                },
-            };
-            self.server.set_follow(conn, Follow::None);
-            self.server.deliver(&self.reactor, conn, &[resp]);
-        }
-    }
-
-    /// Output is readable on a pipe: into the command's ring, and to its followers.
-    pub(crate) fn on_log(&mut self, pipe: PipeId) {
-        let Some(chunk) = self.capture.read(pipe) else {
-            return;
-        };
-        let Some(cmd) = self.table.commands.get_mut(&chunk.command) else {
-            return;
-        };
-        if chunk.eof {
-            cmd.pipe_ids.retain(|p| *p != pipe);
-        }
-        if chunk.data.is_empty() {
-            return;
-        }
-        if chunk.is_err {
-            &mut cmd.err
-        } else {
-            &mut cmd.out
-        }
-        .push(&chunk.data);
-        self.push_logs(chunk.command);
-    }
-
-    /// Send followers of a command what they have not seen yet.
-    fn push_logs(&mut self, cmd_id: CommandId) {
-        let followers = self
-            .server
-            .followers(|f| matches!(f, Follow::Logs { command, .. } if *command == cmd_id));
-        let Some(cmd) = self.table.commands.get(&cmd_id) else {
-            return;
-        };
-        for conn_id in followers {
-            let Some(conn) = self.server.conn_mut(conn_id) else {
-                continue;
-            };
-            let Follow::Logs { out, err, .. } = conn.follow.clone() else {
-                continue;
-            };
-            let (frames, next) = log_frames(cmd, out, err);
-            for (frame, len) in frames {
-                let frame = match frame {
-                    Response::Log {
-                        stream,
-                        data,
-                        dropped,
-                    } => Response::Log {
-                        stream,
-                        data,
-                        dropped: dropped + std::mem::take(&mut conn.dropped),
-                    },
-                    other => other,
-                };
-                conn.send_lossy(&frame, len);
-            }
-            conn.follow = Follow::Logs {
-                command: cmd_id,
-                out: next.0,
-                err: next.1,
-            };
-            self.server.service(&self.reactor, conn_id);
-        }
-    }
 }
-
-/// Bytes of stdout and stderr a log reader has seen (`None`: that stream is not read).
-pub(crate) type Cursors = (Option<u64>, Option<u64>);
-
-/// The log frames a reader with cursors `out`/`err` (bytes of stdout/stderr already
-/// seen; `None`: not read) has not seen, each with its data length, and the cursors after
-/// them.
-pub(crate) fn log_frames(
-    cmd: &Command,
-    out: Option<u64>,
-    err: Option<u64>,
-) -> (Vec<(Response, u64)>, Cursors) {
-    let mut frames = Vec::new();
-    let mut next = (out, err);
-    for (cursor, ring, stream, slot) in [
-        (out, &cmd.out, Stream::Stdout, &mut next.0),
-        (err, &cmd.err, Stream::Stderr, &mut next.1),
-    ] {
-        let Some(from) = cursor else { continue };
-        let (data, lost) = ring.read_from(from);
-        if data.is_empty() && lost == 0 {
-            continue;
-        }
-        let len = data.len() as u64;
-        frames.push((
-            Response::Log {
-                stream,
-                data,
-                dropped: lost,
-            },
-            len,
-        ));
-        *slot = Some(ring.written());
-    }
-    (frames, next)
-}
-
 /// A pipe whose read end is non-blocking (ours) and write end blocking (the child's).
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)

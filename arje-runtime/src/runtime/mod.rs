@@ -20,7 +20,9 @@
 
 mod capture;
 mod commands;
+mod exits;
 mod handover;
+mod output;
 mod procs;
 mod reactor;
 mod requests;

@@ -8,7 +8,7 @@ use shuma_card::protocol::{
     ErrorCode, Request, Response, StatsSample, StatusInfo, Stream, WorkspaceDetail, MAX_FRAME,
 };
 
-use super::commands::log_frames;
+use super::output::log_frames;
 use super::{Lifecycle, Runtime};
 use crate::control::Follow;
 use crate::ids::ConnId;

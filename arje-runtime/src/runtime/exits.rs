@@ -1,0 +1,122 @@
+//! Exits: a command's pidfd or a SIGCHLD says a process ended; it is reaped once (see
+//! `procs.rs` for the two paths), its last output drained, its exit journalled, `run
+//! --wait` clients answered, and the supervisor told.
+
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use shuma_card::protocol::{ErrorCode, Response};
+use shuma_card::{EventKind, ExitStatus};
+
+use super::Runtime;
+use crate::control::Follow;
+use crate::ids::CommandId;
+use crate::supervise::Event;
+use crate::timers::TimerAction;
+
+impl Runtime {
+    /// A command's pidfd is readable: its process exited. If the orphan scan got to it
+    /// first, `run` is already gone and there is nothing to do.
+    pub(crate) fn on_child(&mut self, id: CommandId) {
+        let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
+            return;
+        };
+        let pid = run.pid;
+        if let Some(status) = self.procs.reap_pidfd(pid, run.pidfd.as_fd()) {
+            self.on_exit(pid, status);
+        }
+    }
+
+    /// A SIGCHLD record arrived (see `procs.rs` for the rule).
+    pub(crate) fn on_sigchld(&mut self, pid: i32) {
+        match self.procs.on_sigchld(pid) {
+            super::procs::Scan::Now => self.reap_orphans(),
+            super::procs::Scan::Later => {
+                self.timers.add_once(
+                    Instant::now() + super::procs::ORPHAN_SCAN_DELAY,
+                    TimerAction::OrphanScan,
+                );
+            }
+        }
+    }
+
+    /// Reap every child that has exited: orphans, and any command whose pidfd event has
+    /// not been handled yet (reported once either way).
+    pub(crate) fn reap_orphans(&mut self) {
+        for (pid, status) in self.procs.reap_all() {
+            self.on_exit(pid, status);
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, mut status: ExitStatus) {
+        let Some(id) = self.procs.exited(pid) else {
+            return;
+        };
+        let now = Instant::now();
+        let Some(cmd) = self.table.commands.get_mut(&id) else {
+            return;
+        };
+        let run = cmd.run.take();
+        // A SIGKILL from the kernel's OOM killer looks like any SIGKILL; the leaf's
+        // memory.events says whether it was one. Read before the leaf is removed.
+        if let (ExitStatus::Signal(9), Some(run)) = (status, run.as_ref()) {
+            // The leaf outlives a run: count only this run's kills.
+            if let Some(leaf) = &run.leaf {
+                if leaf
+                    .memory_events()
+                    .is_ok_and(|m| m.oom_kill > run.oom_kills_base)
+                {
+                    status = ExitStatus::OomKilled;
+                }
+            }
+        }
+        let (ws, workspace, name) = (cmd.ws, cmd.workspace.clone(), cmd.spec.name.clone());
+        // What the process wrote before it exited is in its pipes now: read it before
+        // anyone learns of the exit, so `run --wait` then `logs` sees all of it.
+        for p in cmd.pipe_ids.clone() {
+            self.on_log(p);
+        }
+        for w in run.as_ref().map_or(&[][..], |r| &r.watch_ids) {
+            if let Some(report) = self.cgroups.remove(&self.reactor, *w) {
+                self.on_cgroup_news(super::watches::News::Report(report));
+            }
+        }
+        // The leaf stays for the command's next run (a restart, a rerun): a mkdir and
+        // rmdir per run cost more than the spawn itself in the guest benchmark. It goes
+        // when the command is pruned or the workspace removed.
+        self.event(EventKind::CommandExited {
+            workspace,
+            command: name.clone(),
+            pid,
+            status,
+        });
+        if status == ExitStatus::OomKilled {
+            self.on_oom(ws, &name);
+        }
+        self.notify_exit(id, Some(status));
+        self.command_event(id, Event::Exited { status }, now);
+    }
+
+    /// Answer `run --wait` clients of this command.
+    pub(crate) fn notify_exit(&mut self, id: CommandId, status: Option<ExitStatus>) {
+        for conn in self.server.followers(|f| *f == Follow::Exit(id)) {
+            let resp = match status {
+                Some(status) => Response::Exited {
+                    id: id.raw(),
+                    status,
+                },
+                None => Response::Error {
+                    code: ErrorCode::Internal,
+                    message: self
+                        .table
+                        .commands
+                        .get(&id)
+                        .and_then(|c| c.info().reason)
+                        .unwrap_or_else(|| "could not start".into()),
+                },
+            };
+            self.server.set_follow(conn, Follow::None);
+            self.server.deliver(&self.reactor, conn, &[resp]);
+        }
+    }
+}
