@@ -40,6 +40,23 @@ fn test_garbage_frame_gets_error_and_daemon_serves_on() {
 }
 
 #[test]
+fn test_trailing_bytes_after_request_get_bad_frame_and_daemon_serves_on() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    // A whole Ping with a byte after it, inside one frame: the sender and this
+    // daemon disagree about the request, which must not pass as a Ping.
+    let mut frame = encode_frame(&Request::Ping);
+    frame.push(0);
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+
+    c.stream.write_all(&frame).unwrap();
+
+    assert_eq!(expect_error_or_close(&mut c), Some(ErrorCode::BadFrame));
+    assert_ping(&d);
+}
+
+#[test]
 fn test_oversized_frame_rejected_without_buffering() {
     let d = Daemon::start();
     let mut c = Client::raw(&d.socket);
