@@ -100,6 +100,18 @@ pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<(), Strin
     }
 }
 
+/// `resp` as a frame, or its payload size if that is over [`MAX_FRAME`]: the server
+/// never sends a frame its peer must refuse. Every frame goes through here.
+fn checked_frame(resp: &Response) -> Result<Vec<u8>, usize> {
+    let frame = encode_frame(resp);
+    let size = frame.len() - HEADER_LEN;
+    if size > MAX_FRAME {
+        log::error!("control: refused to send a {size}-byte frame (limit {MAX_FRAME})");
+        return Err(size);
+    }
+    Ok(frame)
+}
+
 /// What a connection is waiting for, besides requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Follow {
@@ -227,7 +239,18 @@ impl Conn {
     /// Queue a response. If the client is so far behind that it does not fit, the
     /// connection is closed instead of growing without bound.
     pub fn send(&mut self, resp: &Response) -> bool {
-        let frame = encode_frame(resp);
+        let frame = match checked_frame(resp) {
+            Ok(frame) => frame,
+            // A handler produced an answer over the frame limit (a bug: every listing
+            // pages, every quoted text is bounded). The client gets an error it can
+            // read, never a frame it must refuse.
+            Err(size) => encode_frame(&Response::Error {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "the answer ({size} bytes) exceeds the {MAX_FRAME}-byte frame limit"
+                ),
+            }),
+        };
         if self.wbuf.len() + frame.len() > WRITE_CAP {
             self.closing = true;
             self.wbuf.clear();
@@ -239,7 +262,10 @@ impl Conn {
 
     /// Queue follow output only if it fits; otherwise count it as dropped.
     pub fn send_lossy(&mut self, resp: &Response, bytes: u64) -> bool {
-        let frame = encode_frame(resp);
+        let Ok(frame) = checked_frame(resp) else {
+            self.dropped += bytes;
+            return false;
+        };
         if self.wbuf.len() + frame.len() > WRITE_CAP {
             self.dropped += bytes;
             return false;
@@ -271,5 +297,58 @@ impl Conn {
     /// Done: flushed and closing.
     pub fn finished(&self) -> bool {
         self.closing && self.wbuf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_frames(conn: &Conn) -> Vec<Response> {
+        let mut buf = conn.buffers().1;
+        let mut frames = Vec::new();
+        while let Some((used, payload)) = split_frame(buf).expect("a frame within the limit") {
+            frames.push(decode_payload(payload).expect("decodes"));
+            buf = &buf[used..];
+        }
+        assert!(buf.is_empty(), "a partial frame was queued");
+        frames
+    }
+
+    #[test]
+    fn test_send_oversized_answer_becomes_error_within_limit() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let mut conn = Conn::new(ours);
+        let huge = Response::Error {
+            code: ErrorCode::NotFound,
+            message: "x".repeat(MAX_FRAME + 1),
+        };
+
+        conn.send(&huge);
+
+        match sent_frames(&conn).as_slice() {
+            [Response::Error { code, message }] => {
+                assert_eq!(*code, ErrorCode::Internal);
+                assert!(message.contains("frame limit"), "{message}");
+            }
+            other => panic!("expected one error, got {} frames", other.len()),
+        }
+    }
+
+    #[test]
+    fn test_send_lossy_oversized_frame_dropped_and_counted() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let mut conn = Conn::new(ours);
+        let huge = Response::Log {
+            stream: shuma_card::protocol::Stream::Stdout,
+            data: vec![0; MAX_FRAME + 1],
+            dropped: 0,
+        };
+
+        let queued = conn.send_lossy(&huge, (MAX_FRAME + 1) as u64);
+
+        assert!(!queued);
+        assert_eq!(conn.pending(), 0);
+        assert_eq!(conn.dropped, (MAX_FRAME + 1) as u64);
     }
 }

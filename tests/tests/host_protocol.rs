@@ -192,3 +192,43 @@ fn test_socket_group_makes_it_0660_and_admits_that_group() {
     assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Permission denied"));
 }
+
+#[test]
+fn test_events_of_large_failures_come_in_frames_under_the_limit() {
+    // Four tasks whose 200 KB argv[0] cannot be exec'd: each failure is journaled twice
+    // (could not start, failed) and each record quotes the error. Eight such records
+    // in one `Events` frame would be 1.6 MB.
+    let path = format!("/{}", "a".repeat(200_000));
+    let mut card = String::from("[workspace]\nname = \"big\"\n");
+    for i in 0..4 {
+        card.push_str(&format!("[[task]]\nname = \"t{i}\"\nargv = [\"{path}\"]\n"));
+    }
+    let d = Daemon::start_with(&[("big.toml", &card)], &[]);
+    d.events_until(4, |k| {
+        matches!(k, shuma_card::EventKind::CommandFailed { .. })
+    });
+    let mut c = d.client();
+
+    c.send(&Request::Events {
+        after: None,
+        follow: false,
+    });
+    let mut failures = 0;
+    // `Client::recv` asserts that every frame is within MAX_FRAME.
+    loop {
+        match c.recv().expect("the server closed the connection") {
+            Response::Events(evs) => {
+                failures += evs
+                    .iter()
+                    .filter(|e| matches!(e.kind, shuma_card::EventKind::CommandFailed { .. }))
+                    .count()
+            }
+            Response::End => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let shuma = d.shuma(&["events"]);
+
+    assert_eq!(failures, 4);
+    assert!(shuma.status.success(), "{}", arje_tests::host::err(&shuma));
+}

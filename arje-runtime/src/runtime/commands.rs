@@ -162,6 +162,7 @@ impl Runtime {
                     Applied::Spawned { pid }
                 }
                 Err(error) => {
+                    let error = elide(error, MAX_ERROR_TEXT);
                     self.event(EventKind::SpawnFailed {
                         workspace,
                         command: name,
@@ -559,6 +560,34 @@ pub(crate) fn log_frames(
     (frames, next)
 }
 
+/// Most bytes of a spawn error kept. It may quote the card's argv[0] or user, each of
+/// which can be nearly a frame long, and it is journaled twice (could not start, failed),
+/// kept as the command's reason and sent to a `run` client: unbounded, one failure
+/// would not fit a frame.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// `text` cut to at most about `max` bytes by dropping its middle, so both the subject
+/// at its start and the errno at its end stay readable.
+fn elide(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let floor = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = floor(max / 2);
+    let tail = floor(text.len() - max / 2);
+    format!(
+        "{}…({} bytes left out)…{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
 /// A pipe whose read end is non-blocking (ours) and write end blocking (the child's).
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -600,4 +629,26 @@ fn resolve_creds(spec: &CommandSpec) -> Result<Option<(u32, u32, Vec<u32>)>, Str
 /// `memory` or `cpu`, and `memory.3` would look like a kernel file of the workspace.
 pub(crate) fn leaf_name(id: CommandId, command: &str) -> String {
     format!("{id}-{command}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_elide_long_error_keeps_start_and_errno_within_bound() {
+        let error = format!("/{} execve: No such file or directory", "é".repeat(100_000));
+
+        let short = elide(error, MAX_ERROR_TEXT);
+
+        assert!(short.len() <= MAX_ERROR_TEXT + 64, "{}", short.len());
+        assert!(short.starts_with("/é"));
+        assert!(short.ends_with("execve: No such file or directory"));
+        assert!(short.contains("bytes left out"));
+    }
+
+    #[test]
+    fn test_elide_short_text_unchanged() {
+        assert_eq!(elide("no such user x".into(), 64), "no such user x");
+    }
 }

@@ -183,9 +183,11 @@ impl Runtime {
                 let last = events
                     .last()
                     .map_or(after.min(self.journal.last_id()), |e| e.id);
+                // At most 512 events and half a frame of them per frame: one event may
+                // be a few KiB (a quoted error), and 512 of those would not fit.
                 let mut frames: Vec<Response> = events
                     .chunks(EVENTS_PER_FRAME)
-                    .map(|c| Response::Events(c.to_vec()))
+                    .flat_map(|c| paged(c.to_vec(), Response::Events))
                     .collect();
                 if follow {
                     return Ok(Reply::Follow {
