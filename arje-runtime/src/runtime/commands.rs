@@ -254,7 +254,7 @@ impl Runtime {
         let cmd = self.table.commands.get(&id).ok_or("no such command")?;
         let spec = cmd.spec.clone();
         let ws = cmd.ws;
-        let creds = resolve_creds(&spec)?;
+        let creds = super::creds::resolve(&spec)?;
         let plan = ExecPlan::new(&spec.argv, &spec.env, spec.cwd.as_deref(), creds)
             .map_err(|e| e.to_string())?;
         // stdio: /dev/null in; out and err to pipes (ring), the console, or a file.
@@ -596,33 +596,6 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     // so no F_GETFL round trip is needed.
     rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).map_err(|e| format!("fcntl: {e}"))?;
     Ok((r, w))
-}
-
-/// The card's user and group, resolved now (the child cannot read /etc/passwd).
-fn resolve_creds(spec: &CommandSpec) -> Result<Option<(u32, u32, Vec<u32>)>, String> {
-    if spec.user.is_none() && spec.group.is_none() {
-        return Ok(None);
-    }
-    let user = match &spec.user {
-        Some(name) => Some(
-            nix::unistd::User::from_name(name)
-                .map_err(|e| format!("look up user {name}: {e}"))?
-                .ok_or_else(|| format!("no such user {name}"))?,
-        ),
-        None => None,
-    };
-    let gid = match &spec.group {
-        Some(name) => nix::unistd::Group::from_name(name)
-            .map_err(|e| format!("look up group {name}: {e}"))?
-            .ok_or_else(|| format!("no such group {name}"))?
-            .gid
-            .as_raw(),
-        None => user.as_ref().map_or(0, |u| u.gid.as_raw()),
-    };
-    let uid = user
-        .as_ref()
-        .map_or(rustix::process::geteuid().as_raw(), |u| u.uid.as_raw());
-    Ok(Some((uid, gid, vec![gid])))
 }
 
 /// A run's leaf cgroup: `<id>-<command>`. The id first: a command may be called

@@ -20,6 +20,7 @@
 
 mod capture;
 mod commands;
+mod creds;
 mod handover;
 mod procs;
 mod reactor;
