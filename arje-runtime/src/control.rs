@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use crate::access::{Access, Peer};
 use crate::ids::{CommandId, WorkspaceId};
 use shuma_card::protocol::{
     decode_payload, encode_frame, split_frame, ErrorCode, FrameError, Request, Response,
@@ -87,19 +88,6 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ControlErro
     Ok(listener)
 }
 
-/// May this peer use the socket? Root, arje's own user, or a member of `group`.
-pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<(), String> {
-    let cred =
-        rustix::net::sockopt::socket_peercred(stream).map_err(|e| format!("SO_PEERCRED: {e}"))?;
-    let uid = cred.uid.as_raw();
-    let gid = cred.gid.as_raw();
-    if uid == 0 || uid == rustix::process::geteuid().as_raw() || group.is_some_and(|g| g == gid) {
-        Ok(())
-    } else {
-        Err(format!("uid {uid} gid {gid} is not allowed on this socket"))
-    }
-}
-
 /// `resp` as a frame, or its payload size if that is over [`MAX_FRAME`]: the server
 /// never sends a frame its peer must refuse. Every frame goes through here.
 fn checked_frame(resp: &Response) -> Result<Vec<u8>, usize> {
@@ -132,6 +120,8 @@ pub enum Follow {
 
 pub struct Conn {
     pub stream: UnixStream,
+    /// Who is on the other end, read at accept (or at adoption after a re-exec).
+    pub peer: Peer,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     pub hello_done: bool,
@@ -153,9 +143,14 @@ pub enum ReadOutcome {
 }
 
 impl Conn {
+    /// A connection whose peer is not known yet has no more than read access.
     pub fn new(stream: UnixStream) -> Self {
         Conn {
             stream,
+            peer: Peer {
+                uid: u32::MAX,
+                access: Access::ReadOnly,
+            },
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             hello_done: false,

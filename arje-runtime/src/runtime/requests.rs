@@ -10,6 +10,7 @@ use shuma_card::protocol::{
 
 use super::commands::log_frames;
 use super::{Lifecycle, Runtime};
+use crate::access::Access;
 use crate::control::Follow;
 use crate::ids::ConnId;
 use crate::Outcome;
@@ -81,7 +82,14 @@ impl Runtime {
         if !self.server.admit(&self.reactor, conn, &req) {
             return Ok(Reply::Frames(Vec::new()));
         }
-        self.handle(req)
+        let access = self.server.access(conn);
+        let mut reply = self.handle(req)?;
+        if access != Some(Access::Full) {
+            if let Reply::Frames(frames) | Reply::Follow { frames, .. } = &mut reply {
+                frames.iter_mut().for_each(crate::access::redact);
+            }
+        }
+        Ok(reply)
     }
 
     /// The handlers proper: a request in, its reply out. No connection is touched here.

@@ -6,4 +6,5 @@
 #![allow(unsafe_code)]
 
 pub mod fd;
+pub mod peer;
 pub mod spawn;
