@@ -248,3 +248,57 @@ fn test_sigkill_during_churn_never_leaves_a_torn_snapshot() {
     }
     assert_eq!(restored_ok, 100);
 }
+
+#[test]
+fn test_reexec_refuses_a_binary_that_cannot_be_arje_and_keeps_children() {
+    let d = Daemon::start_with(&[("tick.toml", TICKER)], &[]);
+    wait_for_line(&d, 1);
+    let before = ps(&d);
+    let dir = d.dir.path();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, b"\x7fELF not executable").unwrap();
+    let script = dir.join("script");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let text = dir.join("text");
+    std::fs::write(&text, "just words\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&script, &text] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cases = [
+        (plain.clone(), "not executable"),
+        (script.clone(), "not an ELF executable"),
+        (text.clone(), "not an ELF executable"),
+        (dir.to_path_buf(), "not a regular file"),
+    ];
+
+    let answers: Vec<_> = cases
+        .iter()
+        .map(|(binary, _)| d.shuma(&["daemon-reexec", "--binary", binary.to_str().unwrap()]))
+        .collect();
+    let after = ps(&d);
+
+    for ((binary, why), answer) in cases.iter().zip(&answers) {
+        assert_eq!(
+            answer.status.code(),
+            Some(1),
+            "{}: {}",
+            binary.display(),
+            out(answer)
+        );
+        assert!(
+            err(answer).contains(why),
+            "{}: {}",
+            binary.display(),
+            err(answer)
+        );
+    }
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].pid, before[0].pid, "the service kept running");
+    assert!(!d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("re-exec of")));
+}

@@ -24,6 +24,7 @@ mod creds;
 mod handover;
 mod procs;
 mod reactor;
+mod reexec;
 mod requests;
 mod server;
 mod state;

@@ -224,16 +224,11 @@ impl Runtime {
                 }
                 let binary = binary.unwrap_or_else(|| "/proc/self/exe".into());
                 // Refuse a binary that cannot be exec'd now, while we can still say so.
-                match std::fs::metadata(&binary) {
-                    Ok(m) if m.is_file() => {
-                        self.life = Lifecycle::Reexec {
-                            binary: binary.into(),
-                        };
-                        one(Response::Ok)
-                    }
-                    Ok(_) => Err((ErrorCode::Invalid, format!("{binary} is not a file"))),
-                    Err(e) => Err((ErrorCode::NotFound, format!("{binary}: {e}"))),
-                }
+                super::reexec::check_binary(binary.as_ref())?;
+                self.life = Lifecycle::Reexec {
+                    binary: binary.into(),
+                };
+                one(Response::Ok)
             }
             Request::TestPanic => self.test_panic(),
         }
