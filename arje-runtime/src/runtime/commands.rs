@@ -10,6 +10,7 @@ use rustix::process::Signal as RSignal;
 use shuma_card::protocol::{CmdState, CommandInfo, ErrorCode, Response, Stream};
 use shuma_card::{CommandSpec, EventKind, ExitStatus, LogTarget};
 
+use super::procs::PidfdExit;
 use super::Runtime;
 use crate::control::Follow;
 use crate::ids::{CommandId, PipeId, WatchId, WorkspaceId};
@@ -362,8 +363,17 @@ impl Runtime {
             return;
         };
         let pid = run.pid;
-        if let Some(status) = self.procs.reap_pidfd(pid, run.pidfd.as_fd()) {
-            self.on_exit(pid, status);
+        match self
+            .procs
+            .reap_pidfd(pid, run.pidfd.as_fd(), run.start_time_ticks)
+        {
+            PidfdExit::NotYet => {}
+            PidfdExit::Exited(status) => self.on_exit(pid, status),
+            PidfdExit::Unknown(message) => {
+                log::warn!("{message}");
+                self.event(EventKind::Warning { message });
+                self.on_exit(pid, ExitStatus::Signal(0));
+            }
         }
     }
 

@@ -7,4 +7,5 @@
 
 pub mod fd;
 pub mod peer;
+pub mod pidfd;
 pub mod spawn;
