@@ -66,10 +66,15 @@ pub fn check_binary(binary: &Path) -> Result<(), (ErrorCode, String)> {
     Ok(())
 }
 
-/// The first 20 bytes of a file (fewer if it is shorter).
+/// The first 20 bytes of a file (fewer if it is shorter). Opened non-blocking: were
+/// the checked regular file swapped for a FIFO in between, the loop must not wait on it.
 fn header(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut buf = Vec::with_capacity(ELF_MACHINE.end);
-    std::fs::File::open(path)?
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?
         .take(ELF_MACHINE.end as u64)
         .read_to_end(&mut buf)?;
     Ok(buf)
