@@ -13,7 +13,7 @@ Runs as PID 1 when its pid is 1 (a VM or initramfs), otherwise as a child subrea
                            mounts, module loading, kill(-1) and reboot(2) still happen only
                            when the pid really is 1 (see docs/PID1.md)
   --socket PATH            control socket (default /run/arje/control.sock)
-  --socket-group GROUP     make the socket 0660 and let GROUP (name or gid) use it
+  --socket-group GROUP     make the socket 0660 and let GROUP (name or gid) read through it
   --cards DIR              load every *.toml in DIR at start
   --state-dir DIR          the /run snapshot's directory (default /run/arje)
   --durable-dir DIR        the durable snapshot's directory (default: none off PID 1)

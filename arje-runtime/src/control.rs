@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use crate::access::{Access, Peer};
 use crate::ids::{CommandId, WorkspaceId};
 use shuma_card::protocol::{
     decode_payload, encode_frame, split_frame, ErrorCode, FrameError, Request, Response,
@@ -87,17 +88,16 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ControlErro
     Ok(listener)
 }
 
-/// May this peer use the socket? Root, arje's own user, or a member of `group`.
-pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<(), String> {
-    let cred =
-        rustix::net::sockopt::socket_peercred(stream).map_err(|e| format!("SO_PEERCRED: {e}"))?;
-    let uid = cred.uid.as_raw();
-    let gid = cred.gid.as_raw();
-    if uid == 0 || uid == rustix::process::geteuid().as_raw() || group.is_some_and(|g| g == gid) {
-        Ok(())
-    } else {
-        Err(format!("uid {uid} gid {gid} is not allowed on this socket"))
+/// `resp` as a frame, or its payload size if that is over [`MAX_FRAME`]: the server
+/// never sends a frame its peer must refuse. Every frame goes through here.
+fn checked_frame(resp: &Response) -> Result<Vec<u8>, usize> {
+    let frame = encode_frame(resp);
+    let size = frame.len() - HEADER_LEN;
+    if size > MAX_FRAME {
+        log::error!("control: refused to send a {size}-byte frame (limit {MAX_FRAME})");
+        return Err(size);
     }
+    Ok(frame)
 }
 
 /// What a connection is waiting for, besides requests.
@@ -120,6 +120,8 @@ pub enum Follow {
 
 pub struct Conn {
     pub stream: UnixStream,
+    /// Who is on the other end, read at accept (or at adoption after a re-exec).
+    pub peer: Peer,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     pub hello_done: bool,
@@ -141,9 +143,14 @@ pub enum ReadOutcome {
 }
 
 impl Conn {
+    /// A connection whose peer is not known yet has no more than read access.
     pub fn new(stream: UnixStream) -> Self {
         Conn {
             stream,
+            peer: Peer {
+                uid: u32::MAX,
+                access: Access::ReadOnly,
+            },
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             hello_done: false,
@@ -227,7 +234,18 @@ impl Conn {
     /// Queue a response. If the client is so far behind that it does not fit, the
     /// connection is closed instead of growing without bound.
     pub fn send(&mut self, resp: &Response) -> bool {
-        let frame = encode_frame(resp);
+        let frame = match checked_frame(resp) {
+            Ok(frame) => frame,
+            // A handler produced an answer over the frame limit (a bug: every listing
+            // pages, every quoted text is bounded). The client gets an error it can
+            // read, never a frame it must refuse.
+            Err(size) => encode_frame(&Response::Error {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "the answer ({size} bytes) exceeds the {MAX_FRAME}-byte frame limit"
+                ),
+            }),
+        };
         if self.wbuf.len() + frame.len() > WRITE_CAP {
             self.closing = true;
             self.wbuf.clear();
@@ -239,7 +257,10 @@ impl Conn {
 
     /// Queue follow output only if it fits; otherwise count it as dropped.
     pub fn send_lossy(&mut self, resp: &Response, bytes: u64) -> bool {
-        let frame = encode_frame(resp);
+        let Ok(frame) = checked_frame(resp) else {
+            self.dropped += bytes;
+            return false;
+        };
         if self.wbuf.len() + frame.len() > WRITE_CAP {
             self.dropped += bytes;
             return false;
@@ -271,5 +292,58 @@ impl Conn {
     /// Done: flushed and closing.
     pub fn finished(&self) -> bool {
         self.closing && self.wbuf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_frames(conn: &Conn) -> Vec<Response> {
+        let mut buf = conn.buffers().1;
+        let mut frames = Vec::new();
+        while let Some((used, payload)) = split_frame(buf).expect("a frame within the limit") {
+            frames.push(decode_payload(payload).expect("decodes"));
+            buf = &buf[used..];
+        }
+        assert!(buf.is_empty(), "a partial frame was queued");
+        frames
+    }
+
+    #[test]
+    fn test_send_oversized_answer_becomes_error_within_limit() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let mut conn = Conn::new(ours);
+        let huge = Response::Error {
+            code: ErrorCode::NotFound,
+            message: "x".repeat(MAX_FRAME + 1),
+        };
+
+        conn.send(&huge);
+
+        match sent_frames(&conn).as_slice() {
+            [Response::Error { code, message }] => {
+                assert_eq!(*code, ErrorCode::Internal);
+                assert!(message.contains("frame limit"), "{message}");
+            }
+            other => panic!("expected one error, got {} frames", other.len()),
+        }
+    }
+
+    #[test]
+    fn test_send_lossy_oversized_frame_dropped_and_counted() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let mut conn = Conn::new(ours);
+        let huge = Response::Log {
+            stream: shuma_card::protocol::Stream::Stdout,
+            data: vec![0; MAX_FRAME + 1],
+            dropped: 0,
+        };
+
+        let queued = conn.send_lossy(&huge, (MAX_FRAME + 1) as u64);
+
+        assert!(!queued);
+        assert_eq!(conn.pending(), 0);
+        assert_eq!(conn.dropped, (MAX_FRAME + 1) as u64);
     }
 }

@@ -5,6 +5,7 @@
 
 // Private modules with a curated `pub use`: the compiler finds dead code, and
 // `arje-init` sees only the runtime's face.
+mod access;
 mod cgroup;
 mod control;
 mod ids;

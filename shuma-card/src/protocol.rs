@@ -306,9 +306,21 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     out
 }
 
-/// Decode one payload (without its length prefix).
+/// Decode one payload (without its length prefix), strictly: bytes left over after a
+/// complete message mean the sender and this reader disagree about the message (another
+/// version, a bug, an attack), which must not pass as the shorter message it happens to
+/// begin with. The snapshot decoder follows the same rule.
 pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError> {
-    postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))
+    let (value, rest) =
+        postcard::take_from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        let n = rest.len();
+        let s = if n == 1 { "" } else { "s" };
+        return Err(FrameError::Decode(format!(
+            "{n} byte{s} left after a complete message"
+        )));
+    }
+    Ok(value)
 }
 
 /// Look for one complete frame at the start of `buf`.
@@ -353,6 +365,19 @@ mod tests {
         let frame = encode_frame(&Request::Ping);
         assert_eq!(split_frame(&frame[..frame.len() - 1]).unwrap(), None);
         assert_eq!(split_frame(&frame[..2]).unwrap(), None);
+    }
+
+    #[test]
+    fn test_decode_payload_trailing_bytes_is_decode_error() {
+        let mut frame = encode_frame(&Request::Ping);
+        frame.push(0);
+
+        let decoded = decode_payload::<Request>(&frame[HEADER_LEN..]);
+
+        assert!(
+            matches!(&decoded, Err(FrameError::Decode(why)) if why.contains("1 byte")),
+            "{decoded:?}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ Exit codes:
   1  the daemon refused the request (its message is printed as it said it),
      or the conversation with it broke off
   2  usage: a bad argument or a bad card
-  3  cannot connect to the control socket
+  3  cannot connect to the control socket, or no answer within --timeout
   `run --wait` exits with the command's own exit code (128 + N for signal N).";
 
 /// Control arje: workspaces, commands, logs and events over arje's unix socket.
@@ -28,6 +28,11 @@ pub struct Cli {
     /// Print listings as JSON: one document, or one per line for `events` and `top`.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Give up (exit 3) when the daemon does not answer within this long, e.g. 30s,
+    /// 500ms; 0 waits forever. Following commands (`run --wait`, `logs -f`,
+    /// `events -f`, `ws stop`) wait without limit once their request is taken.
+    #[arg(long, global = true, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: u64,
     #[command(subcommand)]
     pub command: Command,
 }

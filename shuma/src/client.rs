@@ -1,12 +1,16 @@
 //! One connection to arje's control socket: connect, version handshake, framed
 //! requests and responses.
 //!
-//! Blocking I/O on purpose: the CLI does one thing at a time, and `run --wait`, `logs -f`
-//! and `events -f` legitimately wait as long as the daemon takes.
+//! Blocking I/O on purpose: the CLI does one thing at a time. Every read and write has
+//! a timeout (`--timeout`, 30 s by default), so a stopped or hung daemon is an error
+//! (exit 3), not a shell that hangs; `run --wait`, `logs -f`, `events -f` and `ws stop`
+//! legitimately wait as long as the daemon takes, and lift it once their request is
+//! sent ([`Client::wait_without_timeout`]). Their Hello still has it.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use shuma_card::protocol::{
     decode_payload, encode_frame, ErrorCode, Request, Response, HEADER_LEN, MAX_FRAME,
@@ -22,6 +26,9 @@ pub enum CliError {
     Usage(String),
     /// The socket could not be connected to.
     Connect { socket: PathBuf, source: io::Error },
+    /// The daemon did not answer (or take a request) within the timeout: stopped, hung,
+    /// or far too busy.
+    Timeout { socket: PathBuf, after: Duration },
     /// The conversation broke off or made no sense: connection lost, undecodable frame,
     /// an answer that does not fit the request.
     Protocol(String),
@@ -33,7 +40,7 @@ impl CliError {
         match self {
             CliError::Refused { .. } | CliError::Protocol(_) => 1,
             CliError::Usage(_) => 2,
-            CliError::Connect { .. } => 3,
+            CliError::Connect { .. } | CliError::Timeout { .. } => 3,
         }
     }
 }
@@ -43,6 +50,12 @@ impl std::fmt::Display for CliError {
         match self {
             CliError::Refused { message, .. } => f.write_str(message),
             CliError::Usage(message) | CliError::Protocol(message) => f.write_str(message),
+            CliError::Timeout { socket, after } => write!(
+                f,
+                "{}: no answer from the daemon within {} (is arje-init stopped or hung?)",
+                socket.display(),
+                shuma_card::units::format_duration_ms(after.as_millis() as u64)
+            ),
             CliError::Connect { socket, source } => {
                 let hint = match source.kind() {
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
@@ -84,20 +97,31 @@ pub struct Client {
     socket: PathBuf,
     /// The daemon's self-description from its Hello.
     pub server: String,
+    /// How long a read or write may wait, until lifted.
+    timeout: Option<Duration>,
 }
 
 impl Client {
-    /// Connect to `socket` and exchange Hello. A version mismatch is a
-    /// [`CliError::Refused`] carrying the daemon's own explanation.
-    pub fn connect(socket: &Path) -> Result<Client, CliError> {
-        let stream = UnixStream::connect(socket).map_err(|source| CliError::Connect {
+    /// Connect to `socket` and exchange Hello; every read and write then gives up after
+    /// `timeout` (`None`: never). A version mismatch is a [`CliError::Refused`]
+    /// carrying the daemon's own explanation.
+    ///
+    /// connect(2) itself has no timeout here: it only waits when the daemon's listen
+    /// backlog is full (thousands of unaccepted clients), and a stopped daemon's
+    /// backlog accepts the connection, so the Hello is what times out.
+    pub fn connect(socket: &Path, timeout: Option<Duration>) -> Result<Client, CliError> {
+        let connect_err = |source| CliError::Connect {
             socket: socket.to_path_buf(),
             source,
-        })?;
+        };
+        let stream = UnixStream::connect(socket).map_err(connect_err)?;
+        stream.set_read_timeout(timeout).map_err(connect_err)?;
+        stream.set_write_timeout(timeout).map_err(connect_err)?;
         let mut client = Client {
             stream,
             socket: socket.to_path_buf(),
             server: String::new(),
+            timeout,
         };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
@@ -130,6 +154,12 @@ impl Client {
             Response::Error { code, message } => Err(CliError::Refused { code, message }),
             other => Err(client.unexpected("Hello", &other)),
         }
+    }
+
+    /// From now on, wait for the daemon as long as it takes: for requests whose answer
+    /// comes when something happens (an exit, a workspace gone, output, events).
+    pub fn wait_without_timeout(&mut self) -> Result<(), CliError> {
+        self.stream.set_read_timeout(None).map_err(|e| self.lost(e))
     }
 
     pub fn send(&mut self, req: &Request) -> Result<(), CliError> {
@@ -221,6 +251,15 @@ impl Client {
     }
 
     fn lost(&self, e: io::Error) -> CliError {
+        // A socket timeout surfaces as EAGAIN (WouldBlock) from read and write.
+        if let (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(after)) =
+            (e.kind(), self.timeout)
+        {
+            return CliError::Timeout {
+                socket: self.socket.clone(),
+                after,
+            };
+        }
         CliError::Protocol(format!(
             "{}: connection to the daemon lost: {}",
             self.socket.display(),

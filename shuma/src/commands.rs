@@ -31,7 +31,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         out,
         err,
     };
-    let connect = || Client::connect(&cli.socket);
+    let timeout = (cli.timeout > 0).then(|| std::time::Duration::from_millis(cli.timeout));
+    let connect = || Client::connect(&cli.socket, timeout);
     match cli.command {
         Command::Ping => ping(&mut connect()?, ctx),
         Command::Status => status(&mut connect()?, ctx),
@@ -203,6 +204,9 @@ fn run_command(
         wait,
     };
     client.send(&req)?;
+    if wait {
+        client.wait_without_timeout()?;
+    }
     loop {
         match client.recv_required()? {
             Response::Error { code, message } => {

@@ -21,6 +21,8 @@ pub enum Answer {
     FramesThenClose(Vec<Response>),
     /// Send these bytes as they are, then close the connection.
     RawThenClose(Vec<u8>),
+    /// Answer nothing, as a stopped daemon: wait for the client to give up and close.
+    Nothing,
 }
 
 pub struct FakeDaemon {
@@ -52,6 +54,11 @@ impl FakeDaemon {
                     Answer::Frames(r) => (frames(&r), false),
                     Answer::FramesThenClose(r) => (frames(&r), true),
                     Answer::RawThenClose(raw) => (raw, true),
+                    Answer::Nothing => {
+                        // Returns at the client's close: its end of the conversation.
+                        let _ = conn.read_to_end(&mut Vec::new());
+                        return seen;
+                    }
                 };
                 // The client may already have gone (it stops at the first error);
                 // that is its business, not a test failure.

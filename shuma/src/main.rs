@@ -43,8 +43,24 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(cli_err) = e.downcast_ref::<client::CliError>() {
         return cli_err.exit_code();
     }
-    match e.downcast_ref::<io::Error>() {
-        Some(io_err) if io_err.kind() == io::ErrorKind::BrokenPipe => 0,
-        _ => 1,
+    if reader_gone(e) {
+        0
+    } else {
+        1
     }
+}
+
+/// Did a write fail because the reader closed its end (EPIPE)? The io error may come
+/// bare, or inside serde_json's error (`--json` output), anywhere in the chain.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = if let Some(io_err) = cause.downcast_ref::<io::Error>() {
+            Some(io_err.kind())
+        } else {
+            cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
 }

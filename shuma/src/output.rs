@@ -56,14 +56,17 @@ impl Table {
 }
 
 /// Pretty JSON of `value` followed by a newline.
+///
+/// serde_json's error converts back into the io error it wraps (`From`), so a closed
+/// pipe stays a BrokenPipe the caller can recognise; `io::Error::other` would hide it.
 pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
+    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
     writeln!(out)
 }
 
 /// One line of compact JSON, for streams (`events`, `logs -f`).
 pub fn write_json_line<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, value).map_err(io::Error::other)?;
+    serde_json::to_writer(&mut *out, value).map_err(io::Error::from)?;
     writeln!(out)
 }
 

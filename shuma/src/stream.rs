@@ -26,6 +26,9 @@ pub fn logs(client: &mut Client, ctx: &mut Ctx, args: LogsArgs) -> Result<u8> {
         stream,
         follow: args.follow,
     })?;
+    if args.follow {
+        client.wait_without_timeout()?;
+    }
     while let Some(resp) = next(client, args.follow)? {
         match resp {
             Response::Log {
@@ -57,6 +60,9 @@ pub fn logs(client: &mut Client, ctx: &mut Ctx, args: LogsArgs) -> Result<u8> {
 
 pub fn events(client: &mut Client, ctx: &mut Ctx, after: Option<u64>, follow: bool) -> Result<u8> {
     client.send(&Request::Events { after, follow })?;
+    if follow {
+        client.wait_without_timeout()?;
+    }
     while let Some(resp) = next(client, follow)? {
         match resp {
             Response::Events(batch) => {

@@ -759,3 +759,63 @@ fn test_exit_code_other_io_error_is_1() {
 
     assert_eq!(crate::exit_code(&err), 1);
 }
+
+/// A stdout whose reader has gone.
+struct ClosedPipe;
+
+impl std::io::Write for ClosedPipe {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn test_exit_code_broken_pipe_under_json_output_is_quiet_success() {
+    // `shuma ws show --json | head -c 10`: the closed pipe comes back through serde_json.
+    let write = crate::output::write_json(&mut ClosedPipe, &vec!["a"; 1000]);
+    let line = crate::output::write_json_line(&mut ClosedPipe, &vec!["a"; 1000]);
+
+    for result in [write, line] {
+        let err = anyhow::Error::from(result.unwrap_err());
+        assert_eq!(crate::exit_code(&err), 0, "{err:#}");
+    }
+}
+
+#[test]
+fn test_exit_code_broken_pipe_inside_json_error_is_quiet_success() {
+    let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+    let err = anyhow::Error::from(serde_json::Error::io(io));
+
+    assert_eq!(crate::exit_code(&err), 0);
+}
+
+#[test]
+fn test_daemon_silent_after_hello_times_out_exit_3() {
+    let daemon = FakeDaemon::with(|_| Answer::Nothing);
+
+    let outcome = shuma(&daemon.socket.clone(), &["--timeout", "100ms", "ping"]);
+
+    assert_eq!(outcome.code, 3);
+    let message = outcome.message.unwrap();
+    assert!(
+        message.contains("no answer from the daemon within 100ms"),
+        "{message}"
+    );
+    assert_eq!(daemon.requests().len(), 2);
+}
+
+#[test]
+fn test_daemon_silent_at_hello_times_out_exit_3() {
+    let daemon = FakeDaemon::start(|_| Answer::Nothing);
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["--timeout", "100ms", "logs", "-f", "w", "c"],
+    );
+
+    assert_eq!(outcome.code, 3);
+    assert!(outcome.message.unwrap().contains("no answer"));
+}

@@ -30,7 +30,17 @@ pub fn ws(
                 name: name.clone(),
                 grace_ms: grace,
             };
-            expect_ok(&mut connect()?, &req)?;
+            let mut client = connect()?;
+            client.send(&req)?;
+            // The answer comes once every command has stopped, each within its grace.
+            client.wait_without_timeout()?;
+            match client.recv_required()? {
+                Response::Ok => {}
+                Response::Error { code, message } => {
+                    return Err(CliError::Refused { code, message }.into())
+                }
+                other => return Err(client.unexpected("Ok", &other).into()),
+            }
             writeln!(ctx.out, "stopped workspace {name}")?;
             Ok(0)
         }

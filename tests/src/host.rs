@@ -67,7 +67,6 @@ impl Daemon {
 
     /// Start with these cards (file name, TOML) in the cards directory and extra args.
     pub fn start_with(cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
-        ensure_binaries();
         Daemon::start_binary(&bin_dir().join("arje-init"), cards, extra)
     }
 
@@ -76,13 +75,50 @@ impl Daemon {
     /// `control socket ready` on stderr, which every release so far logs.
     pub fn start_binary(binary: &Path, cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::launch(dir, Command::new(binary), cards, extra)
+    }
+
+    /// Start in a mount namespace of its own in which `/etc/passwd` and `/etc/group` are
+    /// the machine's plus these lines: users and groups for one test, without touching
+    /// the machine's files (the bind mounts vanish with the namespace).
+    pub fn start_with_users(
+        passwd: &str,
+        group: &str,
+        cards: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (file, lines) in [("passwd", passwd), ("group", group)] {
+            let mut text = std::fs::read_to_string(format!("/etc/{file}")).unwrap_or_default();
+            text.push_str(lines);
+            std::fs::write(dir.path().join(file), text).unwrap();
+        }
+        // unshare(1) makes the new namespace's mounts private, and without --fork it
+        // execs: sh, then arje-init, keep the pid this fixture signals.
+        let mut cmd = Command::new("/usr/bin/unshare");
+        cmd.args(["--mount", "--", "/bin/sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@""#)
+            .arg("sh")
+            .arg(dir.path().join("passwd"))
+            .arg(dir.path().join("group"))
+            .arg(bin_dir().join("arje-init"));
+        Daemon::launch(dir, cmd, cards, extra)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        mut cmd: Command,
+        cards: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Daemon {
+        ensure_binaries();
         let cards_dir = dir.path().join("cards");
         std::fs::create_dir(&cards_dir).unwrap();
         for (name, toml) in cards {
             std::fs::write(cards_dir.join(name), toml).unwrap();
         }
         let socket = dir.path().join("control.sock");
-        let mut child = Command::new(binary)
+        let mut child = cmd
             .arg("--subreaper")
             .arg("--socket")
             .arg(&socket)

@@ -40,6 +40,23 @@ fn test_garbage_frame_gets_error_and_daemon_serves_on() {
 }
 
 #[test]
+fn test_trailing_bytes_after_request_get_bad_frame_and_daemon_serves_on() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    // A whole Ping with a byte after it, inside one frame: the sender and this
+    // daemon disagree about the request, which must not pass as a Ping.
+    let mut frame = encode_frame(&Request::Ping);
+    frame.push(0);
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+
+    c.stream.write_all(&frame).unwrap();
+
+    assert_eq!(expect_error_or_close(&mut c), Some(ErrorCode::BadFrame));
+    assert_ping(&d);
+}
+
+#[test]
 fn test_oversized_frame_rejected_without_buffering() {
     let d = Daemon::start();
     let mut c = Client::raw(&d.socket);
@@ -174,4 +191,44 @@ fn test_socket_group_makes_it_0660_and_admits_that_group() {
     // SO_PEERCRED check stands behind it).
     assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Permission denied"));
+}
+
+#[test]
+fn test_events_of_large_failures_come_in_frames_under_the_limit() {
+    // Four tasks whose 200 KB argv[0] cannot be exec'd: each failure is journaled twice
+    // (could not start, failed) and each record quotes the error. Eight such records
+    // in one `Events` frame would be 1.6 MB.
+    let path = format!("/{}", "a".repeat(200_000));
+    let mut card = String::from("[workspace]\nname = \"big\"\n");
+    for i in 0..4 {
+        card.push_str(&format!("[[task]]\nname = \"t{i}\"\nargv = [\"{path}\"]\n"));
+    }
+    let d = Daemon::start_with(&[("big.toml", &card)], &[]);
+    d.events_until(4, |k| {
+        matches!(k, shuma_card::EventKind::CommandFailed { .. })
+    });
+    let mut c = d.client();
+
+    c.send(&Request::Events {
+        after: None,
+        follow: false,
+    });
+    let mut failures = 0;
+    // `Client::recv` asserts that every frame is within MAX_FRAME.
+    loop {
+        match c.recv().expect("the server closed the connection") {
+            Response::Events(evs) => {
+                failures += evs
+                    .iter()
+                    .filter(|e| matches!(e.kind, shuma_card::EventKind::CommandFailed { .. }))
+                    .count()
+            }
+            Response::End => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let shuma = d.shuma(&["events"]);
+
+    assert_eq!(failures, 4);
+    assert!(shuma.status.success(), "{}", arje_tests::host::err(&shuma));
 }

@@ -248,3 +248,127 @@ fn test_sigkill_during_churn_never_leaves_a_torn_snapshot() {
     }
     assert_eq!(restored_ok, 100);
 }
+
+#[test]
+fn test_reexec_refuses_a_binary_that_cannot_be_arje_and_keeps_children() {
+    let d = Daemon::start_with(&[("tick.toml", TICKER)], &[]);
+    wait_for_line(&d, 1);
+    let before = ps(&d);
+    let dir = d.dir.path();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, b"\x7fELF not executable").unwrap();
+    let script = dir.join("script");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let text = dir.join("text");
+    std::fs::write(&text, "just words\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&script, &text] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cases = [
+        (plain.clone(), "not executable"),
+        (script.clone(), "not an ELF executable"),
+        (text.clone(), "not an ELF executable"),
+        (dir.to_path_buf(), "not a regular file"),
+    ];
+
+    let answers: Vec<_> = cases
+        .iter()
+        .map(|(binary, _)| d.shuma(&["daemon-reexec", "--binary", binary.to_str().unwrap()]))
+        .collect();
+    let after = ps(&d);
+
+    for ((binary, why), answer) in cases.iter().zip(&answers) {
+        assert_eq!(
+            answer.status.code(),
+            Some(1),
+            "{}: {}",
+            binary.display(),
+            out(answer)
+        );
+        assert!(
+            err(answer).contains(why),
+            "{}: {}",
+            binary.display(),
+            err(answer)
+        );
+    }
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].pid, before[0].pid, "the service kept running");
+    assert!(!d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("re-exec of")));
+}
+
+const SLEEPER: &str = r#"
+[workspace]
+name = "sleepy"
+
+[[service]]
+name = "svc"
+argv = ["/bin/sleep", "3600"]
+"#;
+
+/// SIGTERM the running `svc` and return the status its exit event reports.
+fn term_service_and_read_its_exit(d: &Daemon) -> shuma_card::ExitStatus {
+    let pid = ps(d)
+        .iter()
+        .find(|c| c.name == "svc")
+        .and_then(|c| c.pid)
+        .expect("svc runs");
+    // SAFETY: a plain kill of the service's pid, which the daemon holds a pidfd for
+    // (and which is unreaped until the daemon reaps it, so it names that process).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let events = d.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandExited { pid: p, .. } if *p == pid),
+    );
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CommandExited { pid: p, status, .. } if *p == pid => Some(*status),
+            _ => None,
+        })
+        .expect("the exit event")
+}
+
+#[test]
+fn test_adopted_service_exit_after_reexec_shows_its_signal() {
+    let d = Daemon::start_with(&[("sleepy.toml", SLEEPER)], &[]);
+    d.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "svc"),
+    );
+    assert!(d.shuma(&["daemon-reexec"]).status.success());
+
+    let status = term_service_and_read_its_exit(&d);
+
+    assert_eq!(status, shuma_card::ExitStatus::Signal(libc::SIGTERM));
+}
+
+#[test]
+fn test_adopted_service_exit_after_crash_restart_shows_its_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = ["--state-dir", run.to_str().unwrap()];
+    let mut first = Daemon::start_with(&[("sleepy.toml", SLEEPER)], &args);
+    first.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "svc"),
+    );
+    let before = ps(&first);
+    // A crash: the service is orphaned to another parent, still running.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Daemon::start_with(&[], &args);
+    let adopted = ps(&second);
+    let status = term_service_and_read_its_exit(&second);
+
+    assert_eq!(adopted[0].pid, before[0].pid, "the service was adopted");
+    // Not our child any more, so waitid cannot reap it; its status is still known.
+    assert_eq!(status, shuma_card::ExitStatus::Signal(libc::SIGTERM));
+}

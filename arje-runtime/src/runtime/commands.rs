@@ -161,6 +161,7 @@ impl Runtime {
                     Applied::Spawned { pid }
                 }
                 Err(error) => {
+                    let error = elide(error, MAX_ERROR_TEXT);
                     self.event(EventKind::SpawnFailed {
                         workspace,
                         command: name,
@@ -252,7 +253,7 @@ impl Runtime {
         let cmd = self.table.commands.get(&id).ok_or("no such command")?;
         let spec = cmd.spec.clone();
         let ws = cmd.ws;
-        let creds = resolve_creds(&spec)?;
+        let creds = super::creds::resolve(&spec)?;
         let plan = ExecPlan::new(&spec.argv, &spec.env, spec.cwd.as_deref(), creds)
             .map_err(|e| e.to_string())?;
         // stdio: /dev/null in; out and err to pipes (ring), the console, or a file.
@@ -353,6 +354,34 @@ impl Runtime {
         (oom_kills, watch.into_iter().collect())
     }
 }
+/// Most bytes of a spawn error kept. It may quote the card's argv[0] or user, each of
+/// which can be nearly a frame long, and it is journaled twice (could not start, failed),
+/// kept as the command's reason and sent to a `run` client: unbounded, one failure
+/// would not fit a frame.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// `text` cut to at most about `max` bytes by dropping its middle, so both the subject
+/// at its start and the errno at its end stay readable.
+fn elide(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let floor = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = floor(max / 2);
+    let tail = floor(text.len() - max / 2);
+    format!(
+        "{}…({} bytes left out)…{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
 /// A pipe whose read end is non-blocking (ours) and write end blocking (the child's).
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -363,35 +392,30 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok((r, w))
 }
 
-/// The card's user and group, resolved now (the child cannot read /etc/passwd).
-fn resolve_creds(spec: &CommandSpec) -> Result<Option<(u32, u32, Vec<u32>)>, String> {
-    if spec.user.is_none() && spec.group.is_none() {
-        return Ok(None);
-    }
-    let user = match &spec.user {
-        Some(name) => Some(
-            nix::unistd::User::from_name(name)
-                .map_err(|e| format!("look up user {name}: {e}"))?
-                .ok_or_else(|| format!("no such user {name}"))?,
-        ),
-        None => None,
-    };
-    let gid = match &spec.group {
-        Some(name) => nix::unistd::Group::from_name(name)
-            .map_err(|e| format!("look up group {name}: {e}"))?
-            .ok_or_else(|| format!("no such group {name}"))?
-            .gid
-            .as_raw(),
-        None => user.as_ref().map_or(0, |u| u.gid.as_raw()),
-    };
-    let uid = user
-        .as_ref()
-        .map_or(rustix::process::geteuid().as_raw(), |u| u.uid.as_raw());
-    Ok(Some((uid, gid, vec![gid])))
-}
-
 /// A run's leaf cgroup: `<id>-<command>`. The id first: a command may be called
 /// `memory` or `cpu`, and `memory.3` would look like a kernel file of the workspace.
 pub(crate) fn leaf_name(id: CommandId, command: &str) -> String {
     format!("{id}-{command}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_elide_long_error_keeps_start_and_errno_within_bound() {
+        let error = format!("/{} execve: No such file or directory", "é".repeat(100_000));
+
+        let short = elide(error, MAX_ERROR_TEXT);
+
+        assert!(short.len() <= MAX_ERROR_TEXT + 64, "{}", short.len());
+        assert!(short.starts_with("/é"));
+        assert!(short.ends_with("execve: No such file or directory"));
+        assert!(short.contains("bytes left out"));
+    }
+
+    #[test]
+    fn test_elide_short_text_unchanged() {
+        assert_eq!(elide("no such user x".into(), 64), "no such user x");
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use shuma_card::protocol::{ErrorCode, Response};
 use shuma_card::{EventKind, ExitStatus};
 
+use super::procs::PidfdExit;
 use super::Runtime;
 use crate::control::Follow;
 use crate::ids::CommandId;
@@ -22,8 +23,17 @@ impl Runtime {
             return;
         };
         let pid = run.pid;
-        if let Some(status) = self.procs.reap_pidfd(pid, run.pidfd.as_fd()) {
-            self.on_exit(pid, status);
+        match self
+            .procs
+            .reap_pidfd(pid, run.pidfd.as_fd(), run.start_time_ticks)
+        {
+            PidfdExit::NotYet => {}
+            PidfdExit::Exited(status) => self.on_exit(pid, status),
+            PidfdExit::Unknown(message) => {
+                log::warn!("{message}");
+                self.event(EventKind::Warning { message });
+                self.on_exit(pid, ExitStatus::Signal(0));
+            }
         }
     }
 

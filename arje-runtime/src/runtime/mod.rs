@@ -20,11 +20,13 @@
 
 mod capture;
 mod commands;
+mod creds;
 mod exits;
 mod handover;
 mod output;
 mod procs;
 mod reactor;
+mod reexec;
 mod requests;
 mod server;
 mod state;

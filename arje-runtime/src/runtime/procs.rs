@@ -26,6 +26,63 @@ pub const RECENTLY_REAPED: usize = 256;
 /// How long a possibly merged orphan SIGCHLD may wait for its scan.
 pub const ORPHAN_SCAN_DELAY: Duration = Duration::from_millis(20);
 
+/// What reaping through a pidfd found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidfdExit {
+    /// Not exited after all (a spurious wakeup, or a stop/continue report).
+    NotYet,
+    Exited(ExitStatus),
+    /// It exited, but how cannot be known (the reason, for the journal). The run ends
+    /// with status signal 0, which no real exit has.
+    Unknown(String),
+}
+
+/// How a process that is not our child ended: from the pidfd if the kernel has recorded
+/// it (Linux 6.15, once the real parent reaped it), else from `/proc/<pid>/stat` while
+/// it is still a zombie with the start time we know (so never another process's), else
+/// from the pidfd again in case it was reaped meanwhile.
+fn foreign_exit(pid: i32, pidfd: BorrowedFd<'_>, start_ticks: u64) -> Option<ExitStatus> {
+    let from_pidfd = || crate::sys::pidfd::exit_status(pidfd).map(decode_wait_status);
+    from_pidfd()
+        .or_else(|| zombie_exit(pid, start_ticks))
+        .or_else(from_pidfd)
+}
+
+/// A zombie's wait status, field 52 of `/proc/<pid>/stat` (Linux 3.5). The kernel shows
+/// it only to a reader that may ptrace the process, and 0 to others, so it is trusted
+/// only when arje is root.
+fn zombie_exit(pid: i32, start_ticks: u64) -> Option<ExitStatus> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_zombie_stat(&stat, start_ticks).map(decode_wait_status)
+}
+
+/// The wait status of a `/proc/PID/stat` line if it is a zombie started at
+/// `start_ticks` (±1 tick, as `persist::still_running`). Fields are counted from the
+/// last ')': the command name may contain anything.
+fn parse_zombie_stat(stat: &str, start_ticks: u64) -> Option<i32> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3).copied();
+    let started: u64 = field(22)?.parse().ok()?;
+    if field(3)? != "Z" || started.abs_diff(start_ticks) > 1 {
+        return None;
+    }
+    field(52)?.parse().ok()
+}
+
+/// A wait(2) status word: exited with a code, or killed by a signal.
+fn decode_wait_status(status: i32) -> ExitStatus {
+    if status & 0x7f == 0 {
+        ExitStatus::Code((status >> 8) & 0xff)
+    } else {
+        ExitStatus::Signal(status & 0x7f)
+    }
+}
+
 /// What a SIGCHLD record asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
@@ -121,19 +178,34 @@ impl Procs {
         }
     }
 
-    /// Reap the process behind `pidfd` if it has exited. `None`: not exited after all (a
-    /// spurious wakeup, or a stop/continue report).
-    pub fn reap_pidfd(&mut self, pid: i32, pidfd: BorrowedFd<'_>) -> Option<ExitStatus> {
+    /// Reap the process behind `pidfd` if it has exited. `start_ticks` is its start time
+    /// as recorded (see [`crate::persist::still_running`]), to recognise it in /proc.
+    pub fn reap_pidfd(&mut self, pid: i32, pidfd: BorrowedFd<'_>, start_ticks: u64) -> PidfdExit {
         let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
         match waitid(Id::PIDFd(pidfd), flags) {
-            Ok(WaitStatus::Exited(_, code)) => Some(ExitStatus::Code(code)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Some(ExitStatus::Signal(sig as i32)),
-            Ok(_) | Err(nix::Error::EINTR) => None,
+            Ok(WaitStatus::Exited(_, code)) => PidfdExit::Exited(ExitStatus::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                PidfdExit::Exited(ExitStatus::Signal(sig as i32))
+            }
+            Ok(_) | Err(nix::Error::EINTR) => PidfdExit::NotYet,
+            // Not our child: a process adopted after a crash restart. Its parent was the
+            // arje that crashed; the kernel gave it to the next subreaper or init, which
+            // reaps it, so waitid cannot. Its pidfd still says that it exited, and the
+            // status can still be read, from /proc while it is a zombie or from the
+            // pidfd once reaped.
+            Err(nix::Error::ECHILD) => match foreign_exit(pid, pidfd, start_ticks) {
+                Some(status) => PidfdExit::Exited(status),
+                None => PidfdExit::Unknown(format!(
+                    "pid {pid} exited, but its exit status is unknown: it is not arje's \
+                     child (adopted after a crash restart) and its parent reaped it first; \
+                     recorded as signal 0"
+                )),
+            },
             Err(e) => {
-                // ECHILD would mean someone else reaped it: record the run as ended
-                // rather than keep a dead pid on the books forever.
-                log::error!("waitid on the pidfd of pid {pid}: {e}");
-                Some(ExitStatus::Signal(0))
+                // Record the run as ended rather than keep a dead pid on the books.
+                PidfdExit::Unknown(format!(
+                    "waitid on the pidfd of pid {pid}: {e}; its exit is recorded as signal 0"
+                ))
             }
         }
     }
@@ -169,5 +241,93 @@ impl Procs {
             self.orphans_reaped += 1;
         }
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zombie's stat line as Linux 6.x prints it (52 fields), with a name that tries
+    /// to shift the fields.
+    fn zombie_line(start: u64, exit_code: i32) -> String {
+        let mut fields: Vec<String> = (3..=52).map(|_| "0".to_string()).collect();
+        fields[0] = "Z".into();
+        fields[22 - 3] = start.to_string();
+        fields[52 - 3] = exit_code.to_string();
+        format!("4242 (a) b Z 1 (x)) {}\n", fields.join(" "))
+    }
+
+    #[test]
+    fn test_parse_zombie_stat_reads_exit_code_of_same_process() {
+        let line = zombie_line(1000, 15);
+
+        assert_eq!(parse_zombie_stat(&line, 1000), Some(15));
+        assert_eq!(parse_zombie_stat(&line, 1001), Some(15));
+    }
+
+    #[test]
+    fn test_parse_zombie_stat_other_start_time_or_running_is_none() {
+        let line = zombie_line(1000, 15);
+        let running = line.replacen(") Z ", ") S ", 1);
+
+        assert_eq!(parse_zombie_stat(&line, 2000), None);
+        assert_eq!(parse_zombie_stat(&running, 1000), None);
+    }
+
+    #[test]
+    fn test_foreign_exit_after_its_parent_reaped_it_read_from_pidfd() {
+        use std::io::BufRead;
+        use std::os::fd::AsFd;
+        // A sleep whose parent is a shell, not us: the shell reaps it.
+        let mut sh = std::process::Command::new("/bin/sh")
+            .args(["-c", "/bin/sleep 1000 & echo $!; wait $!"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid: i32 = line.trim().parse().unwrap();
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        let start = crate::persist::process_start_time(pid).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        // The shell exits once its `wait` has reaped the sleep.
+        sh.wait().unwrap();
+
+        let status = foreign_exit(pid, pidfd.as_fd(), start);
+
+        // PIDFD_INFO_EXIT needs Linux 6.15; before it the status is honestly unknown.
+        let (major, minor) = kernel_version();
+        if (major, minor) >= (6, 15) {
+            assert_eq!(status, Some(ExitStatus::Signal(15)));
+        } else {
+            assert_eq!(status, None);
+        }
+    }
+
+    fn kernel_version() -> (u32, u32) {
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy().into_owned();
+        let mut parts = release.split(['.', '-']).map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    #[test]
+    fn test_decode_wait_status_code_and_signal() {
+        assert_eq!(decode_wait_status(3 << 8), ExitStatus::Code(3));
+        assert_eq!(decode_wait_status(15), ExitStatus::Signal(15));
+        // Killed by SIGSEGV with a core dump (0x80).
+        assert_eq!(decode_wait_status(0x80 | 11), ExitStatus::Signal(11));
     }
 }

@@ -10,6 +10,7 @@ use shuma_card::protocol::{
 
 use super::output::log_frames;
 use super::{Lifecycle, Runtime};
+use crate::access::Access;
 use crate::control::Follow;
 use crate::ids::ConnId;
 use crate::Outcome;
@@ -81,7 +82,14 @@ impl Runtime {
         if !self.server.admit(&self.reactor, conn, &req) {
             return Ok(Reply::Frames(Vec::new()));
         }
-        self.handle(req)
+        let access = self.server.access(conn);
+        let mut reply = self.handle(req)?;
+        if access != Some(Access::Full) {
+            if let Reply::Frames(frames) | Reply::Follow { frames, .. } = &mut reply {
+                frames.iter_mut().for_each(crate::access::redact);
+            }
+        }
+        Ok(reply)
     }
 
     /// The handlers proper: a request in, its reply out. No connection is touched here.
@@ -183,9 +191,11 @@ impl Runtime {
                 let last = events
                     .last()
                     .map_or(after.min(self.journal.last_id()), |e| e.id);
+                // At most 512 events and half a frame of them per frame: one event may
+                // be a few KiB (a quoted error), and 512 of those would not fit.
                 let mut frames: Vec<Response> = events
                     .chunks(EVENTS_PER_FRAME)
-                    .map(|c| Response::Events(c.to_vec()))
+                    .flat_map(|c| paged(c.to_vec(), Response::Events))
                     .collect();
                 if follow {
                     return Ok(Reply::Follow {
@@ -214,16 +224,11 @@ impl Runtime {
                 }
                 let binary = binary.unwrap_or_else(|| "/proc/self/exe".into());
                 // Refuse a binary that cannot be exec'd now, while we can still say so.
-                match std::fs::metadata(&binary) {
-                    Ok(m) if m.is_file() => {
-                        self.life = Lifecycle::Reexec {
-                            binary: binary.into(),
-                        };
-                        one(Response::Ok)
-                    }
-                    Ok(_) => Err((ErrorCode::Invalid, format!("{binary} is not a file"))),
-                    Err(e) => Err((ErrorCode::NotFound, format!("{binary}: {e}"))),
-                }
+                super::reexec::check_binary(binary.as_ref())?;
+                self.life = Lifecycle::Reexec {
+                    binary: binary.into(),
+                };
+                one(Response::Ok)
             }
             Request::TestPanic => self.test_panic(),
         }

@@ -13,6 +13,7 @@ use rustix::event::epoll::EventFlags;
 use shuma_card::protocol::{ErrorCode, Request, Response};
 
 use super::reactor::{Interest, Reactor};
+use crate::access::{self, Access};
 use crate::control::{self, Conn, Follow, ReadOutcome};
 use crate::ids::{ConnId, IdGen};
 use crate::token::Token;
@@ -61,11 +62,14 @@ impl Server {
                 Ok((stream, _)) => {
                     let _ = stream.set_nonblocking(true);
                     let mut conn = Conn::new(stream);
-                    if let Err(why) = control::peer_allowed(&conn.stream, self.group) {
-                        log::warn!("control: refused a client: {why}");
-                        conn.fail(ErrorCode::Denied, why);
-                        conn.flush();
-                        continue;
+                    match access::peer_access(&conn.stream, self.group) {
+                        Ok(peer) => conn.peer = peer,
+                        Err(why) => {
+                            log::warn!("control: refused a client: {why}");
+                            conn.fail(ErrorCode::Denied, why);
+                            conn.flush();
+                            continue;
+                        }
                     }
                     if self.conns.len() >= control::MAX_CONNS {
                         conn.fail(
@@ -208,15 +212,24 @@ impl Server {
             .collect()
     }
 
-    /// After a re-exec: take over a connection the previous image left open.
+    /// After a re-exec: take over a connection the previous image left open. Its peer's
+    /// credentials are the socket's, read again: they are the ones of connect time.
     pub fn adopt(&mut self, reactor: &Reactor, inherited: Inherited) {
         let _ = inherited.stream.set_nonblocking(true);
+        let peer = match access::peer_access(&inherited.stream, self.group) {
+            Ok(peer) => peer,
+            Err(why) => {
+                log::warn!("control: dropped an inherited client: {why}");
+                return;
+            }
+        };
         let mut conn = Conn::restore(
             inherited.stream,
             inherited.hello_done,
             inherited.inbox,
             inherited.outbox,
         );
+        conn.peer = peer;
         conn.follow = inherited.follow;
         if let Some(id) = self.insert(reactor, conn) {
             self.service(reactor, id);
@@ -267,6 +280,25 @@ impl Server {
             );
             return false;
         }
+        if !conn.peer.access.may(req) {
+            let message = format!(
+                "uid {} may only read: {} needs root or arje's own user (uid {})",
+                conn.peer.uid,
+                access::request_name(req),
+                rustix::process::geteuid().as_raw()
+            );
+            let denied = Response::Error {
+                code: ErrorCode::Denied,
+                message,
+            };
+            self.deliver(reactor, id, &[denied]);
+            return false;
+        }
         true
+    }
+
+    /// What the peer of `id` may do (nothing, if it is gone).
+    pub fn access(&self, id: ConnId) -> Option<Access> {
+        self.conns.get(&id).map(|c| c.peer.access)
     }
 }

@@ -6,4 +6,6 @@
 #![allow(unsafe_code)]
 
 pub mod fd;
+pub mod peer;
+pub mod pidfd;
 pub mod spawn;

@@ -470,9 +470,19 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
             check!("chdir", libc::chdir(cwd.as_ptr()));
         }
         if let Some((uid, gid, groups)) = &ctx.plan.creds {
-            check!("setgroups", libc::setgroups(groups.len(), groups.as_ptr()));
-            check!("setgid", libc::setgid(*gid));
-            check!("setuid", libc::setuid(*uid));
+            // Raw syscalls, not the C library's wrappers: those apply the change to every
+            // thread of the process they believe they are in (glibc's setxid broadcast,
+            // musl's __synccall). This child shares arje's memory, so its "threads" would
+            // be arje's (the durable writer): musl would signal that thread by tid and
+            // change arje's own credentials, glibc may wait on a lock one of them holds.
+            // The kernel's setuid changes the calling task only, and this task is alone
+            // in its new process.
+            check!(
+                "setgroups",
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr())
+            );
+            check!("setgid", libc::syscall(libc::SYS_setgid, *gid));
+            check!("setuid", libc::syscall(libc::SYS_setuid, *uid));
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
