@@ -405,3 +405,34 @@ fn test_daemon_reexec_keeps_pid1_children_output_and_clients() {
     eprintln!("figure: reexec pings={pings}; printer lines {first}..={last}, re-exec at {at}");
     assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(40));
 }
+
+#[test]
+fn test_fifo_as_the_durable_snapshot_does_not_block_boot() {
+    // Arrange: the state disk's snapshot.bin is a FIFO: opening it for reading would
+    // block until a writer comes, which at boot is never.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("state.img");
+    make_ext4_image(&disk, 64);
+    let mknod = Command::new("debugfs")
+        .args(["-w", "-R", "mknod snapshot.bin p"])
+        .arg(&disk)
+        .output()
+        .expect("run debugfs");
+    assert!(
+        mknod.status.success(),
+        "debugfs mknod: {}",
+        String::from_utf8_lossy(&mknod.stderr)
+    );
+
+    // Act
+    let mut vm = Vm::boot(disk_opts("boot_state_fifo", "ready", &disk));
+    let end = vm.wait_end();
+
+    // Assert: the boot went on past the FIFO to the scenario and a clean poweroff.
+    assert!(
+        !vm.lines_with("SCENARIO ready: PASS").is_empty(),
+        "tail:\n{}",
+        vm.tail(40)
+    );
+    assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(40));
+}
