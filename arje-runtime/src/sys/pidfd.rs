@@ -22,9 +22,12 @@ struct PidfdInfo {
     exit_code: i32,
 }
 
-/// `PIDFD_GET_INFO`: `_IOWR(PIDFS_IOCTL_MAGIC = 0xFF, 11, struct pidfd_info)`.
-const PIDFD_GET_INFO: libc::c_ulong =
-    (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+/// `PIDFD_GET_INFO`: `_IOWR(PIDFS_IOCTL_MAGIC = 0xFF, 11, struct pidfd_info)`. Computed as
+/// the kernel's 32 bits, then cast to the request type of the C library: an unsigned long
+/// in glibc, an int in musl (the static build PID 1 runs), where the top bit wraps.
+const PIDFD_GET_INFO: libc::Ioctl =
+    ((3u32 << 30) | ((std::mem::size_of::<PidfdInfo>() as u32) << 16) | (0xFF << 8) | 11)
+        as libc::Ioctl;
 /// Ask for (and learn whether the kernel has) the exit status.
 const PIDFD_INFO_EXIT: u64 = 1 << 3;
 
