@@ -51,11 +51,22 @@ impl Runtime {
     /// After a re-exec: take over the client connections and output rings the previous
     /// image left.
     pub(crate) fn adopt_handover(&mut self) {
-        let path = self.store.state_dir().join(HANDOVER_FILE);
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Some(dir) = self.store.state_dir() else {
             return;
         };
-        let _ = std::fs::remove_file(&path);
+        let path = dir.join(HANDOVER_FILE);
+        // Read like a snapshot (no symlink followed, nothing but a regular file opened),
+        // without a cap: the previous image wrote it for us, in our own directory.
+        let bytes = match dir.read_capped(HANDOVER_FILE, u64::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => {
+                log::warn!("{}: {e}; its clients' connections are lost", path.display());
+                let _ = dir.remove(HANDOVER_FILE);
+                return;
+            }
+        };
+        let _ = dir.remove(HANDOVER_FILE);
         let handover: Handover = match postcard::from_bytes(&bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -137,11 +148,19 @@ impl Runtime {
                 })
                 .collect(),
         };
-        if let Ok(bytes) = postcard::to_allocvec(&handover) {
-            let path = self.store.state_dir().join(HANDOVER_FILE);
-            if let Err(e) = std::fs::write(path, bytes) {
-                log::warn!("re-exec: could not hand over client connections: {e}");
+        // Written relative to the state directory's fd, unlinked and created anew with
+        // O_EXCL: never through a symlink someone put at the name.
+        match (self.store.state_dir(), postcard::to_allocvec(&handover)) {
+            (Some(dir), Ok(bytes)) => {
+                if let Err(e) = dir.replace(HANDOVER_FILE, &bytes) {
+                    log::warn!(
+                        "re-exec: could not hand over client connections ({}): {e}",
+                        dir.join(HANDOVER_FILE).display()
+                    );
+                }
             }
+            (None, _) => log::warn!("re-exec: no state directory; client connections are lost"),
+            (_, Err(e)) => log::warn!("re-exec: could not encode the handover: {e}"),
         }
         // The durable copy never names fds: they mean nothing after a reboot.
         let durable_bytes = self.store.has_durable().then(|| {

@@ -96,6 +96,14 @@ const SIGNALS: [Signal; 7] = [
     Signal::SIGPWR,
 ];
 
+/// Opens the state directories `cfg` names (see `store::Claim`). A directory created for
+/// a state dir that also holds the control socket lets the socket's group through.
+fn claim_state(cfg: &Config) -> store::Claim {
+    let socket_in_state_dir = cfg.socket.parent() == Some(cfg.state_dir.as_path());
+    let traverse_group = cfg.socket_group.filter(|_| socket_in_state_dir);
+    store::Claim::open(&cfg.state_dir, cfg.durable_dir.as_deref(), traverse_group)
+}
+
 /// Where the runtime is in its life. One state instead of several flags: what the loop
 /// may do (accept workspaces, write snapshots) follows from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,12 +157,25 @@ impl Runtime {
     /// Block the handled signals, set up epoll, the timer and the control socket, and
     /// restore the saved state.
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
+        // The state directories first: nothing else (cgroups, the socket) is touched by
+        // an arje that cannot have its state.
+        let claim = claim_state(&cfg);
         let cgroups = watches::setup(&cfg);
-        Runtime::with_cgroups(cfg, cgroups)
+        Runtime::start(cfg, claim, cgroups)
     }
 
     /// [`Runtime::new`] on a cgroup tree set up by the caller (tests: a fake cgroupfs).
+    #[cfg(test)]
     fn with_cgroups(cfg: Config, cgroups: crate::cgroup::Cgroups) -> Result<Runtime, RuntimeError> {
+        let claim = claim_state(&cfg);
+        Runtime::start(cfg, claim, cgroups)
+    }
+
+    fn start(
+        cfg: Config,
+        claim: store::Claim,
+        cgroups: crate::cgroup::Cgroups,
+    ) -> Result<Runtime, RuntimeError> {
         let mut mask = SigSet::empty();
         for s in SIGNALS {
             mask.add(s);
@@ -174,8 +195,8 @@ impl Runtime {
             .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
         let procs = procs::Procs::new().map_err(RuntimeError::DevNull)?;
-        let store = store::Store::new(cfg.state_dir.clone(), cfg.durable_dir.clone());
-        let loaded = crate::persist::load(&cfg.state_dir, cfg.durable_dir.as_deref());
+        let loaded = claim.load();
+        let store = store::Store::new(claim);
         let plan = state::plan(&loaded);
         // After a re-exec the listening socket is inherited: clients never see a refused
         // connection. Otherwise bind a fresh one.
@@ -209,6 +230,9 @@ impl Runtime {
             ready: Vec::with_capacity(256),
             cfg,
         };
+        for message in rt.store.take_warnings() {
+            rt.event(EventKind::Warning { message });
+        }
         let reexec = plan.reexec;
         rt.restore(loaded, plan);
         if reexec {
@@ -573,7 +597,9 @@ impl Runtime {
         }
         if self.store.run_write_due(now, &mut self.timers) {
             self.encode_snapshot(false);
-            self.store.write(now, &mut self.timers);
+            if let Some(message) = self.store.write(now, &mut self.timers) {
+                self.event(EventKind::Warning { message });
+            }
         }
     }
 

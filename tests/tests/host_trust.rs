@@ -1,0 +1,276 @@
+//! What arje trusts on disk, on this host in subreaper mode (docs/SECURITY.md): a state
+//! or durable directory another user controls is refused, a service that runs as another
+//! user cannot point its log at a root-only file, a second arje-init on the same state
+//! directory exits naming the first, and a FIFO where a file is expected never blocks
+//! the start.
+//!
+//! These tests run as root and play the less privileged party with chown to uid 65534
+//! (`nobody`).
+
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arje_tests::host::{err, out, Daemon};
+use shuma_card::protocol::{Request, Response};
+use shuma_card::{Event, EventKind};
+
+/// The less privileged party.
+const NOBODY: u32 = 65534;
+
+/// Every event in the journal so far (no follow: the call returns).
+fn journal(d: &Daemon) -> Vec<Event> {
+    let mut c = d.client();
+    c.send(&Request::Events {
+        after: None,
+        follow: false,
+    });
+    let mut all = Vec::new();
+    loop {
+        match c.recv() {
+            Some(Response::Events(evs)) => all.extend(evs),
+            Some(Response::End) => return all,
+            other => panic!("unexpected {other:?} in the journal"),
+        }
+    }
+}
+
+fn warnings(d: &Daemon) -> Vec<String> {
+    journal(d)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Warning { message } => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A root-owned 0600 file holding `text`: what the less privileged party must not reach.
+fn root_only_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn chown_to_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+const SLEEPER: &str = r#"
+[workspace]
+name = "app"
+
+[[service]]
+name = "sleeper"
+argv = ["/bin/sleep", "3600"]
+"#;
+
+#[test]
+fn test_state_dir_of_another_user_with_planted_symlinks_writes_nothing_through_them() {
+    // Arrange: a state directory owned by nobody, and two root-only files.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    chown_to_nobody(&state);
+    let (secret_tmp, secret_handover) = (tmp.path().join("secret-1"), tmp.path().join("secret-2"));
+    root_only_file(&secret_tmp, "root only 1\n");
+    root_only_file(&secret_handover, "root only 2\n");
+    let d = Daemon::start_with(
+        &[("app.toml", SLEEPER)],
+        &["--state-dir", state.to_str().unwrap()],
+    );
+    let before = d.client().ps(None);
+    // The owner plants links while arje runs (at start arje removes stale temp files).
+    std::os::unix::fs::symlink(&secret_tmp, state.join(".snapshot.bin.tmp")).unwrap();
+    std::os::unix::fs::symlink(&secret_handover, state.join("handover.bin")).unwrap();
+
+    // Act: a re-exec writes the /run snapshot and handover.bin unconditionally.
+    let r = d.shuma(&["daemon-reexec"]);
+    let pong = d.shuma(&["ping"]);
+    let after = d.client().ps(None);
+    let warnings = warnings(&d);
+
+    // Assert
+    assert!(r.status.success(), "{}", err(&r));
+    assert_eq!(out(&pong).trim(), "pong");
+    assert_eq!(std::fs::read(&secret_tmp).unwrap(), b"root only 1\n");
+    assert_eq!(std::fs::read(&secret_handover).unwrap(), b"root only 2\n");
+    let state_name = state.display().to_string();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&state_name) && w.contains("owned by uid 65534")),
+        "{warnings:#?}"
+    );
+    // The private directory used instead is found again after the re-exec: the
+    // service was adopted, not restarted.
+    assert_eq!(before.len(), 1);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].pid, before[0].pid);
+}
+
+#[test]
+fn test_group_writable_state_dir_is_refused_with_a_warning_and_left_unwritten() {
+    // Arrange
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o770)).unwrap();
+
+    // Act: start, then stop (a stop writes the /run copy unconditionally).
+    let d = Daemon::start_with(&[], &["--state-dir", state.to_str().unwrap()]);
+    let warnings = warnings(&d);
+    let code = d.stop();
+
+    // Assert
+    assert_eq!(code, Some(0));
+    let state_name = state.display().to_string();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&state_name) && w.contains("writable by group or others")),
+        "{warnings:#?}"
+    );
+    assert!(names_in(&state).is_empty(), "{:?}", names_in(&state));
+}
+
+#[test]
+fn test_durable_dir_of_another_user_is_neither_restored_nor_written() {
+    // Arrange: a durable copy holding workspace "planted"; then the directory passes to
+    // nobody, who could have written any snapshot there (commands that run as root).
+    let tmp = tempfile::tempdir().unwrap();
+    let durable = tmp.path().join("durable");
+    let durable_arg = ["--durable-dir", durable.to_str().unwrap()];
+    let first = Daemon::start_with(&[], &durable_arg);
+    let created = first.client().call(Request::WsCreate {
+        spec: shuma_card::WorkspaceSpec {
+            name: "planted".into(),
+            ..Default::default()
+        },
+    });
+    assert!(matches!(created, Response::Created { .. }), "{created:?}");
+    assert_eq!(first.stop(), Some(0));
+    chown_to_nobody(&durable);
+    let planted = std::fs::read(durable.join("snapshot.bin")).unwrap();
+
+    // Act
+    let second = Daemon::start_with(&[], &durable_arg);
+    let listed = out(&second.shuma(&["ws", "ls"]));
+    let warnings = warnings(&second);
+    let code = second.stop();
+
+    // Assert
+    assert_eq!(code, Some(0));
+    assert!(!listed.contains("planted"), "{listed}");
+    let durable_name = durable.display().to_string();
+    assert!(
+        warnings.iter().any(|w| w.contains(&durable_name)),
+        "{warnings:#?}"
+    );
+    assert_eq!(
+        std::fs::read(durable.join("snapshot.bin")).unwrap(),
+        planted
+    );
+}
+
+/// A FIFO at `path` and a thread that opens its write end: the open returns only once
+/// someone opens it for reading, and the thread then records that.
+struct FifoWatch {
+    opened: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+fn fifo_at(path: &Path) -> FifoWatch {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let opened = Arc::new(AtomicBool::new(false));
+    let flag = opened.clone();
+    let path = path.to_path_buf();
+    // A reader that opened the FIFO (the code before this fix, which then blocked until
+    // this writer came) sees end of file at once: the daemon goes on and the test fails
+    // on `opened` instead of hanging.
+    let thread = std::thread::spawn(move || {
+        let f = std::fs::OpenOptions::new().write(true).open(&path);
+        flag.store(true, Ordering::SeqCst);
+        drop(f);
+    });
+    FifoWatch { opened, thread }
+}
+
+impl FifoWatch {
+    /// Did anyone open the FIFO for reading so far? Then lets the thread go (opens the
+    /// FIFO found in `dir`, wherever it was moved, for reading) and joins it.
+    fn was_opened(self, dir: &Path) -> bool {
+        let opened = self.opened.load(Ordering::SeqCst);
+        let fifo: PathBuf = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.file_type().unwrap().is_fifo())
+            .expect("the FIFO is still in its directory")
+            .path();
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .unwrap();
+        self.thread.join().unwrap();
+        opened
+    }
+}
+
+#[test]
+fn test_fifo_as_run_snapshot_is_set_aside_unopened_and_start_goes_on() {
+    // Arrange
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("run");
+    std::fs::create_dir(&state).unwrap();
+    let watch = fifo_at(&state.join("snapshot.bin"));
+
+    // Act
+    let d = Daemon::start_with(&[], &["--state-dir", state.to_str().unwrap()]);
+    let pong = d.shuma(&["ping"]);
+    let warnings = warnings(&d);
+
+    // Assert
+    assert_eq!(out(&pong).trim(), "pong");
+    assert!(!watch.was_opened(&state), "arje opened the FIFO");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("set aside") && w.contains("not a regular file")),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn test_fifo_as_durable_snapshot_is_set_aside_unopened_and_start_goes_on() {
+    // Arrange
+    let tmp = tempfile::tempdir().unwrap();
+    let durable = tmp.path().join("durable");
+    std::fs::create_dir(&durable).unwrap();
+    let watch = fifo_at(&durable.join("snapshot.bin"));
+
+    // Act
+    let d = Daemon::start_with(&[], &["--durable-dir", durable.to_str().unwrap()]);
+    let pong = d.shuma(&["ping"]);
+    let warnings = warnings(&d);
+
+    // Assert
+    assert_eq!(out(&pong).trim(), "pong");
+    assert!(!watch.was_opened(&durable), "arje opened the FIFO");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("set aside") && w.contains("not a regular file")),
+        "{warnings:#?}"
+    );
+}
