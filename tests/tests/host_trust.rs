@@ -7,14 +7,16 @@
 //! These tests run as root and play the less privileged party with chown to uid 65534
 //! (`nobody`).
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arje_tests::host::{err, out, Daemon};
-use shuma_card::protocol::{Request, Response};
+use arje_tests::host::{bin_dir, err, out, Daemon};
+use shuma_card::protocol::{Request, Response, StatusInfo};
 use shuma_card::{Event, EventKind};
 
 /// The less privileged party.
@@ -45,6 +47,13 @@ fn warnings(d: &Daemon) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+fn status(d: &Daemon) -> StatusInfo {
+    match d.client().call(Request::Status) {
+        Response::Status(info) => info,
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 /// A root-owned 0600 file holding `text`: what the less privileged party must not reach.
@@ -181,6 +190,114 @@ fn test_durable_dir_of_another_user_is_neither_restored_nor_written() {
         std::fs::read(durable.join("snapshot.bin")).unwrap(),
         planted
     );
+}
+
+/// Start a second arje-init on `socket` and `state`; read its stderr until it exits or
+/// says it serves. Returns (exited non-zero, took over the socket, its stderr).
+fn second_daemon(socket: &Path, state: &Path, cards: &Path) -> (bool, bool, String) {
+    let mut child = Command::new(bin_dir().join("arje-init"))
+        .arg("--subreaper")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cards")
+        .arg(cards)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the second arje-init");
+    let mut text = String::new();
+    let mut took_over = false;
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("control socket ready") {
+            took_over = true;
+            let _ = child.kill();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    (!status.success() && !took_over, took_over, text)
+}
+
+#[test]
+fn test_second_daemon_on_the_same_state_dir_exits_naming_the_first_pid() {
+    // Arrange
+    let first = Daemon::start();
+    let pid = first.child.id() as i32;
+
+    // Act
+    let (failed, took_over, text) = second_daemon(
+        &first.socket,
+        &first.dir.path().join("run"),
+        &first.dir.path().join("cards"),
+    );
+
+    // Assert
+    assert!(
+        !took_over,
+        "the second daemon took the socket over:\n{text}"
+    );
+    assert!(failed, "{text}");
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    assert_eq!(status(&first).pid, pid, "the first daemon keeps serving");
+}
+
+/// The fds of `pid` open on a file named `lock`, each with whether it is close-on-exec.
+fn lock_fds(pid: i32) -> Vec<(String, bool)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let entry = entry.unwrap();
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.file_name().is_some_and(|n| n == "lock") {
+            let fd = entry.file_name().to_string_lossy().into_owned();
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+                .unwrap();
+            found.push((fd, flags & libc::O_CLOEXEC as u32 != 0));
+        }
+    }
+    found
+}
+
+#[test]
+fn test_state_lock_survives_reexec_and_is_close_on_exec_again() {
+    // Arrange
+    let first = Daemon::start();
+    let pid = first.child.id() as i32;
+
+    // Act
+    let r = first.shuma(&["daemon-reexec"]);
+    assert_eq!(out(&first.shuma(&["ping"])).trim(), "pong");
+    let (failed, took_over, text) = second_daemon(
+        &first.socket,
+        &first.dir.path().join("run"),
+        &first.dir.path().join("cards"),
+    );
+    let fds = lock_fds(pid);
+
+    // Assert
+    assert!(r.status.success(), "{}", err(&r));
+    assert!(
+        !took_over,
+        "the second daemon took the socket over:\n{text}"
+    );
+    assert!(failed && text.contains(&format!("pid {pid}")), "{text}");
+    // One fd holds the lock (the one inherited across exec, adopted), and it is
+    // close-on-exec again, so no child arje starts inherits it.
+    assert_eq!(fds.len(), 1, "{fds:?}");
+    assert!(fds[0].1, "{fds:?}");
 }
 
 /// A FIFO at `path` and a thread that opens its write end: the open returns only once

@@ -11,6 +11,7 @@ mod debounce;
 mod dir;
 mod durable;
 mod load;
+mod lock;
 
 #[cfg(test)]
 mod crash_tests;
@@ -24,6 +25,7 @@ pub use debounce::Debounce;
 pub use dir::{open_durable_dir, open_run_dir, ReadError, StateDir};
 pub use durable::DurableWriter;
 pub use load::{load, Loaded, Source};
+pub use lock::{LockError, StateLock};
 pub use shuma_card::snapshot::Snapshot;
 
 /// The snapshot's file name, in the /run directory and in the durable one.

@@ -1,7 +1,7 @@
 //! Across a re-exec: what the next image takes over besides the snapshot. The fds (the
-//! listener, the output pipes, the client connections) stay open across exec with
-//! close-on-exec cleared; the client connections' buffers and the output rings go in
-//! `<state-dir>/handover.bin`.
+//! listener, the output pipes, the client connections, the state lock) stay open across
+//! exec with close-on-exec cleared; the client connections' buffers and the output rings
+//! go in `<state-dir>/handover.bin`.
 //!
 //! The file is transient (written just before exec, deleted when read) but read by a
 //! possibly newer binary, so it carries its own version: a version this build does not
@@ -115,6 +115,7 @@ impl Runtime {
     /// snapshot that names them.
     pub(crate) fn prepare_reexec(&mut self) {
         self.capture.hand_over();
+        self.store.hand_over();
         let ring = |r: &Ring| (r.contents(), r.written(), r.dropped());
         let handover = Handover {
             version: HANDOVER_VERSION,

@@ -69,6 +69,8 @@ pub enum RuntimeError {
     Timer(std::io::Error),
     Control(control::ControlError),
     DevNull(std::io::Error),
+    /// Another arje-init holds the state directory's lock.
+    Locked(crate::persist::LockError),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -79,6 +81,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Timer(e) => write!(f, "timerfd: {e}"),
             RuntimeError::Control(e) => write!(f, "{e}"),
             RuntimeError::DevNull(e) => write!(f, "open /dev/null: {e}"),
+            RuntimeError::Locked(e) => write!(f, "{e}"),
         }
     }
 }
@@ -96,12 +99,14 @@ const SIGNALS: [Signal; 7] = [
     Signal::SIGPWR,
 ];
 
-/// Opens the state directories `cfg` names (see `store::Claim`). A directory created for
-/// a state dir that also holds the control socket lets the socket's group through.
-fn claim_state(cfg: &Config) -> store::Claim {
+/// Opens the state directories `cfg` names and takes the state lock (see `store::Claim`).
+/// A directory created for a state dir that also holds the control socket lets the
+/// socket's group through.
+fn claim_state(cfg: &Config) -> Result<store::Claim, RuntimeError> {
     let socket_in_state_dir = cfg.socket.parent() == Some(cfg.state_dir.as_path());
     let traverse_group = cfg.socket_group.filter(|_| socket_in_state_dir);
     store::Claim::open(&cfg.state_dir, cfg.durable_dir.as_deref(), traverse_group)
+        .map_err(RuntimeError::Locked)
 }
 
 /// Where the runtime is in its life. One state instead of several flags: what the loop
@@ -159,7 +164,7 @@ impl Runtime {
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
         // The state directories first: nothing else (cgroups, the socket) is touched by
         // an arje that cannot have its state.
-        let claim = claim_state(&cfg);
+        let claim = claim_state(&cfg)?;
         let cgroups = watches::setup(&cfg);
         Runtime::start(cfg, claim, cgroups)
     }
@@ -167,7 +172,7 @@ impl Runtime {
     /// [`Runtime::new`] on a cgroup tree set up by the caller (tests: a fake cgroupfs).
     #[cfg(test)]
     fn with_cgroups(cfg: Config, cgroups: crate::cgroup::Cgroups) -> Result<Runtime, RuntimeError> {
-        let claim = claim_state(&cfg);
+        let claim = claim_state(&cfg)?;
         Runtime::start(cfg, claim, cgroups)
     }
 

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::persist::{self, Debounce, DurableWriter, StateDir};
+use crate::persist::{self, Debounce, DurableWriter, LockError, StateDir, StateLock};
 use crate::timers::{TimerAction, Timers};
 
 /// At most one /run snapshot write per this interval.
@@ -24,35 +24,53 @@ pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// `persist::open_run_dir`): what [`Store::new`] takes over.
 pub struct Claim {
     run: Option<StateDir>,
+    /// The run directory's lock: one arje per state directory.
+    lock: Option<StateLock>,
     durable: Option<StateDir>,
     /// What the operator must hear (a refused directory): Warnings for the journal.
     warnings: Vec<String>,
 }
 
 impl Claim {
-    /// Opens the run directory at `state_dir` (or a private one instead) and the durable
-    /// one. `traverse_group`: the control socket's group when the socket lives in the
-    /// state directory, so a directory created here lets that group through.
+    /// Opens the run directory at `state_dir` (or a private one instead), takes its lock,
+    /// and opens the durable one. `traverse_group`: the control socket's group when the
+    /// socket lives in the state directory, so a directory created here lets that group
+    /// through.
+    ///
+    /// Fails only if another arje-init holds the lock: it serves this state directory
+    /// (and most likely this socket), and this one must not start beside it. A lock that
+    /// cannot be taken for another reason is a warning: boot goes on.
     pub fn open(
         state_dir: &Path,
         durable_dir: Option<&Path>,
         traverse_group: Option<u32>,
-    ) -> Claim {
+    ) -> Result<Claim, LockError> {
         let run = persist::open_run_dir(state_dir, traverse_group);
-        let durable = durable_dir.map(persist::open_durable_dir);
         let mut warnings = run.warnings;
-        let durable = durable.and_then(|d| {
+        let lock = match run.dir.as_ref().map(StateLock::acquire) {
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(e @ LockError::Held { .. })) => return Err(e),
+            Some(Err(e)) => {
+                warnings.push(format!(
+                    "{e}; a second arje-init on this state directory would not be stopped"
+                ));
+                None
+            }
+            None => None,
+        };
+        let durable = durable_dir.map(persist::open_durable_dir).and_then(|d| {
             warnings.extend(d.warnings);
             d.dir
         });
         for w in &warnings {
             log::error!("{w}");
         }
-        Claim {
+        Ok(Claim {
             run: run.dir,
+            lock,
             durable,
             warnings,
-        }
+        })
     }
 
     /// Load the state from the claimed directories (before [`Store::new`] hands the durable
@@ -65,6 +83,8 @@ impl Claim {
 pub struct Store {
     /// `None`: no directory could be trusted; nothing is saved (and status says so).
     run: Option<StateDir>,
+    /// Held for the process's life, and across a re-exec ([`Store::hand_over`]).
+    lock: Option<StateLock>,
     /// The encoded snapshot, reused between writes.
     pub buf: Vec<u8>,
     durable: Option<DurableWriter>,
@@ -100,6 +120,7 @@ impl Store {
         });
         Store {
             run: claim.run,
+            lock: claim.lock,
             buf: Vec::new(),
             durable,
             run_debounce: Debounce::new(RUN_EVERY),
@@ -116,6 +137,14 @@ impl Store {
     /// The run state directory in use (the configured one or its private replacement).
     pub fn state_dir(&self) -> Option<&StateDir> {
         self.run.as_ref()
+    }
+
+    /// Before exec'ing a new image: the lock's fd stays open across the exec, so the lock
+    /// is never free between the two images.
+    pub fn hand_over(&self) {
+        if let Some(lock) = &self.lock {
+            lock.hand_over();
+        }
     }
 
     pub fn has_durable(&self) -> bool {
