@@ -391,3 +391,31 @@ fn test_fifo_as_durable_snapshot_is_set_aside_unopened_and_start_goes_on() {
         "{warnings:#?}"
     );
 }
+
+#[test]
+fn test_fifo_as_card_is_skipped_unopened_and_the_other_cards_load() {
+    // Arrange: the fixture's cards directory gets a real card and, beside it, a FIFO
+    // named like one. The fixture creates the directory, so the FIFO goes in a cards
+    // directory of our own.
+    let tmp = tempfile::tempdir().unwrap();
+    let cards = tmp.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    std::fs::write(cards.join("app.toml"), SLEEPER).unwrap();
+    let watch = fifo_at(&cards.join("x.toml"));
+
+    // Act
+    let d = Daemon::start_with(&[], &["--cards", cards.to_str().unwrap()]);
+    let pong = d.shuma(&["ping"]);
+    let listed = out(&d.shuma(&["ws", "ls"]));
+
+    // Assert
+    assert_eq!(out(&pong).trim(), "pong");
+    assert!(!watch.was_opened(&cards), "arje opened the FIFO");
+    assert!(listed.contains("app"), "{listed}");
+    let log = d.log.lock().unwrap().join("\n");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("x.toml") && l.contains("not a regular file")),
+        "{log}"
+    );
+}

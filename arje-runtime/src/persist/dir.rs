@@ -233,42 +233,10 @@ impl StateDir {
         self.create_new(name)?.write_all(bytes)
     }
 
-    /// Reads `name` if it is a regular file of at most `cap` bytes. `Ok(None)`: no such
-    /// file.
-    ///
-    /// The type is checked with `fstatat(AT_SYMLINK_NOFOLLOW)` before any open (a FIFO
-    /// would block `open` until a writer came; a device's open may have effects), then
-    /// the file is opened with `O_NOFOLLOW | O_NONBLOCK` and checked again with `fstat`,
-    /// in case the name changed in between. At most `cap + 1` bytes are read, so a file
-    /// that grows while being read never makes arje allocate more than the cap.
+    /// Reads `name` if it is a regular file of at most `cap` bytes ([`read_regular_at`]).
+    /// `Ok(None)`: no such file.
     pub fn read_capped(&self, name: &str, cap: u64) -> Result<Option<Vec<u8>>, ReadError> {
-        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => regular(&st)?,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(ReadError::Io(e.into())),
-        }
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => return Err(ReadError::NotRegular("a symlink")),
-            Err(e) => return Err(ReadError::Io(e.into())),
-        };
-        let st = rustix::fs::fstat(&fd).map_err(|e| ReadError::Io(e.into()))?;
-        regular(&st)?;
-        let len = st.st_size as u64;
-        if len > cap {
-            return Err(ReadError::TooLarge(len));
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        File::from(fd)
-            .take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(ReadError::Io)?;
-        if bytes.len() as u64 > cap {
-            return Err(ReadError::TooLarge(bytes.len() as u64));
-        }
-        Ok(Some(bytes))
+        read_regular_at(self.fd(), name, cap)
     }
 
     /// `renameat(dir, from, dir, to)`: replaces `to` atomically. A symlink at `to` is
@@ -304,14 +272,7 @@ impl StateDir {
 
     /// The names in the directory (without `.` and `..`).
     pub fn names(&self) -> io::Result<Vec<OsString>> {
-        let mut names = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&self.fd)? {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                names.push(OsStr::from_bytes(&name).to_os_string());
-            }
-        }
-        Ok(names)
+        names_at(self.fd())
     }
 
     /// `fsync(dir)`: makes the renames and creations in it durable.
@@ -319,6 +280,60 @@ impl StateDir {
         rustix::fs::fsync(&self.fd)?;
         Ok(())
     }
+}
+
+/// The names in the directory `dirfd` (without `.` and `..`).
+pub fn names_at(dirfd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dirfd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_os_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Reads `dirfd/name` if it is a regular file of at most `cap` bytes. `Ok(None)`: no
+/// such file.
+///
+/// The type is checked with `fstatat(AT_SYMLINK_NOFOLLOW)` before any open (a FIFO
+/// would block `open` until a writer came; a device's open may have effects), then the
+/// file is opened with `O_NOFOLLOW | O_NONBLOCK` and checked again with `fstat`, in case
+/// the name changed in between. At most `cap + 1` bytes are read, so a file that grows
+/// while being read never makes arje allocate more than the cap.
+pub fn read_regular_at(
+    dirfd: BorrowedFd<'_>,
+    name: &str,
+    cap: u64,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    match rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => regular(&st)?,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(ReadError::Io(e.into())),
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dirfd, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err(ReadError::NotRegular("a symlink")),
+        Err(e) => return Err(ReadError::Io(e.into())),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| ReadError::Io(e.into()))?;
+    regular(&st)?;
+    let len = st.st_size as u64;
+    if len > cap {
+        return Err(ReadError::TooLarge(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    File::from(fd)
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > cap {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok(Some(bytes))
 }
 
 fn untrusted(path: &Path, why: Untrusted) -> DirError {

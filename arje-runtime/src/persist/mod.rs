@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use debounce::Debounce;
-pub use dir::{open_durable_dir, open_run_dir, ReadError, StateDir};
+pub use dir::{names_at, open_durable_dir, open_run_dir, read_regular_at, ReadError, StateDir};
 pub use durable::DurableWriter;
 pub use load::{load, Loaded, Source};
 pub use lock::{LockError, StateLock};
