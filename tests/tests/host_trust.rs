@@ -192,6 +192,48 @@ fn test_durable_dir_of_another_user_is_neither_restored_nor_written() {
     );
 }
 
+#[test]
+fn test_log_file_symlink_of_a_service_run_as_nobody_is_refused_naming_the_path() {
+    // Arrange: nobody owns the log directory and points app.log at a root-only file.
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    chown_to_nobody(&logs);
+    let secret = tmp.path().join("secret");
+    root_only_file(&secret, "root only\n");
+    let log = logs.join("app.log");
+    std::os::unix::fs::symlink(&secret, &log).unwrap();
+    let card = format!(
+        r#"
+[workspace]
+name = "svc"
+
+[[service]]
+name = "talker"
+argv = ["/bin/echo", "written as root"]
+user = "nobody"
+log = "file:{}"
+"#,
+        log.display()
+    );
+
+    // Act
+    let d = Daemon::start_with(&[("svc.toml", &card)], &[]);
+    let events = d.events_until(1, |k| {
+        matches!(k, EventKind::SpawnFailed { command, .. } | EventKind::CommandExited { command, .. } if command == "talker")
+    });
+
+    // Assert
+    let failed = events.iter().find_map(|e| match &e.kind {
+        EventKind::SpawnFailed { error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let error = failed.unwrap_or_else(|| panic!("the spawn did not fail: {events:#?}"));
+    assert!(error.contains(&log.display().to_string()), "{error}");
+    assert!(error.contains("symlink"), "{error}");
+    assert_eq!(std::fs::read(&secret).unwrap(), b"root only\n");
+}
+
 /// Start a second arje-init on `socket` and `state`; read its stderr until it exits or
 /// says it serves. Returns (exited non-zero, took over the socket, its stderr).
 fn second_daemon(socket: &Path, state: &Path, cards: &Path) -> (bool, bool, String) {
