@@ -600,9 +600,10 @@ pub(super) fn open_log_file(path: &str, runs_as: Option<u32>) -> Result<OwnedFd,
     };
     let fd = match (opened, runs_as) {
         (Ok(fd), _) => fd,
-        (Err(Errno::LOOP), Some(uid)) => return Err(format!(
-            "log file {path}: refused: its path has a symlink, and the command runs as uid {uid}"
-        )),
+        (Err(Errno::LOOP), Some(uid)) => {
+            let why = format!("its path has a symlink, and the command runs as uid {uid}");
+            return Err(format!("log file {path}: refused: {why}"));
+        }
         (Err(e), _) => return Err(format!("open log file {path}: {e}")),
     };
     if let Some(uid) = runs_as {

@@ -476,3 +476,53 @@ fn test_log_file_fifo_without_reader_fails_at_once() {
     let err = result.map(|_| ()).unwrap_err();
     assert!(err.contains("log.fifo"), "{err}");
 }
+
+#[test]
+fn test_failing_run_write_warns_once_per_burst_and_status_says_why() {
+    // Arrange: a directory where the /run copy's temp file goes, so every write fails
+    // (as root, a read-only mode would not stop the write; this does).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let t0 = Instant::now();
+    rt.persist_if_due(t0);
+    let blocker = dir.path().join("run").join(".snapshot.bin.tmp");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let not_saved = |rt: &Runtime| {
+        warnings(rt)
+            .into_iter()
+            .filter(|(_, m)| m.contains("state is not being saved"))
+            .count()
+    };
+    let status = |rt: &mut Runtime| match &frames(rt, Request::Status)[..] {
+        [Response::Status(info)] => info.state_not_saved.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // Each change comes after the debounce interval, so each one is a write attempt.
+    let mut at = t0;
+    let mut change = |rt: &mut Runtime, name: &str| {
+        rt.create_workspace(workspace(name, None)).unwrap();
+        at += store::RUN_EVERY * 2;
+        rt.persist_if_due(at);
+    };
+
+    // Act: many changes while the write fails, then one after the blocker is gone, then
+    // the blocker comes back.
+    for i in 0..20 {
+        change(&mut rt, &format!("a{i}"));
+    }
+    let during = (not_saved(&rt), status(&mut rt));
+    std::fs::remove_dir_all(&blocker).unwrap();
+    change(&mut rt, "b");
+    let after = (not_saved(&rt), status(&mut rt));
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    change(&mut rt, "c");
+    change(&mut rt, "d");
+    let again = not_saved(&rt);
+
+    // Assert
+    assert_eq!(during.0, 1, "{:?}", warnings(&rt));
+    let why = during.1.expect("status says the state is not saved");
+    assert!(why.contains(".snapshot.bin.tmp"), "{why}");
+    assert_eq!(after, (1, None));
+    assert_eq!(again, 2, "a new burst is reported again");
+}
