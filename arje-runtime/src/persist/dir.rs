@@ -416,9 +416,25 @@ pub fn open_run_dir(path: &Path, traverse_group: Option<u32>) -> Opened {
         }
         Err(e) => e,
     };
+    let euid = rustix::process::geteuid().as_raw();
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "arje".into(), |n| n.to_string_lossy().into_owned());
+    let private = parent.join(format!("{name}.private-{euid}"));
+    // Tried in order, each made only if the ones before failed: a mkdtemp leaves a
+    // directory behind.
+    let candidates: [&dyn Fn() -> Result<PathBuf, DirError>; 3] = [
+        &|| Ok(private.clone()),
+        &|| mkdtemp(&parent.join(format!("{name}.private-{euid}.XXXXXX"))),
+        &|| mkdtemp(&std::env::temp_dir().join(format!("arje-state-{euid}.XXXXXX"))),
+    ];
     let mut tried = Vec::new();
-    for candidate in private_candidates(path) {
-        match candidate.and_then(|p| StateDir::open(&p, None)) {
+    for candidate in candidates {
+        match candidate().and_then(|p| StateDir::open(&p, None)) {
             Ok(dir) => {
                 let mut message = format!(
                     "state directory refused: {refused}; using {} instead",
@@ -442,23 +458,6 @@ pub fn open_run_dir(path: &Path, traverse_group: Option<u32>) -> Opened {
             tried.join("; ")
         )],
     }
-}
-
-/// Where a refused run directory's replacement may be, in order of preference.
-fn private_candidates(path: &Path) -> Vec<Result<PathBuf, DirError>> {
-    let euid = rustix::process::geteuid().as_raw();
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(|| "arje".into(), |n| n.to_string_lossy().into_owned());
-    vec![
-        Ok(parent.join(format!("{name}.private-{euid}"))),
-        mkdtemp(&parent.join(format!("{name}.private-{euid}.XXXXXX"))),
-        mkdtemp(&std::env::temp_dir().join(format!("arje-state-{euid}.XXXXXX"))),
-    ]
 }
 
 /// `mkdtemp(template)`: a new directory, 0700, with a name nobody could have planted.
@@ -620,8 +619,18 @@ mod tests {
         let first = open_run_dir(&state, None).dir.unwrap();
         let second = open_run_dir(&state, None).dir.unwrap();
 
-        // Assert
+        // Assert: the same one, and no other made on the way.
         assert_eq!(first.path(), second.path());
+        let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let euid = rustix::process::geteuid().as_raw();
+        assert_eq!(
+            names,
+            ["state".to_string(), format!("state.private-{euid}")]
+        );
     }
 
     #[test]
