@@ -1,6 +1,7 @@
-//! Snapshots in /run and the durable copy: writing them atomically, loading them at start
-//! with a fall-back order, and the facts needed to adopt live children (start times,
-//! boot id).
+//! Snapshots in /run and the durable copy: the directories they live in (trusted only if
+//! arje owns them, used only through their fds), the lock that keeps a second arje out,
+//! writing them atomically, loading them at start with a fall-back order, and the facts
+//! needed to adopt live children (start times, boot id).
 //!
 //! Nothing here knows the event loop. The loop encodes a [`Snapshot`] with
 //! [`shuma_card::snapshot::encode`], calls [`write_run`] at most once per turn, and hands the
@@ -10,6 +11,7 @@
 mod debounce;
 mod dir;
 mod durable;
+mod fallback;
 mod load;
 mod lock;
 
@@ -22,8 +24,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use debounce::Debounce;
-pub use dir::{names_at, open_durable_dir, open_run_dir, read_regular_at, ReadError, StateDir};
+pub use dir::{names_at, read_regular_at, ReadError, StateDir};
 pub use durable::DurableWriter;
+pub use fallback::{open_durable_dir, open_run_dir};
 pub use load::{load, Loaded, Source};
 pub use lock::{LockError, StateLock};
 pub use shuma_card::snapshot::Snapshot;

@@ -1,6 +1,7 @@
-//! Persistence: when the snapshot is written and where. Owns the encode buffer, the
-//! durable writer thread and both debouncers; the bytes themselves are encoded from the
-//! live state by `state.rs`.
+//! Persistence: when the snapshot is written and where. Owns the state directories
+//! (opened and checked once at start: [`Claim`]), the state lock, the encode buffer, the
+//! durable writer thread and both debouncers, and knows whether the state is being
+//! saved; the bytes themselves are encoded from the live state by `state.rs`.
 //!
 //! The /run copy is written at once after a quiet interval and at most once per
 //! [`RUN_EVERY`] during a burst (with 10,000 live commands the per-turn write was a third
