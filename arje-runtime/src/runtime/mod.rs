@@ -163,8 +163,8 @@ impl Runtime {
     /// Block the handled signals, set up epoll, the timer and the control socket, and
     /// restore the saved state.
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
-        // The state directories first: nothing else (cgroups, the socket) is touched by
-        // an arje that cannot have its state.
+        // The state directories and their lock first: a second arje-init on the same
+        // state directory stops here, before it touches cgroups or the socket.
         let claim = claim_state(&cfg)?;
         let cgroups = watches::setup(&cfg);
         Runtime::start(cfg, claim, cgroups)
