@@ -41,7 +41,7 @@ drive=()
 if [[ -n "$disk" ]]; then
     if [[ -n "$make_disk" && ! -e "$disk" ]]; then
         truncate -s "$make_disk" "$disk"
-        mkfs.ext4 -q -F "$disk"
+        mkfs.ext4 -q -F -E root_owner=0:0 "$disk"
     fi
     drive=(-drive "file=$disk,format=raw,if=virtio")
 fi

@@ -24,7 +24,7 @@ pub use ids::CommandId;
 /// tree alone, the snapshot writers alone). Not for `arje-init`.
 pub mod parts {
     pub use crate::cgroup::{Cgroups, Setup};
-    pub use crate::persist::{write_durable, write_run};
+    pub use crate::persist::{write_durable, write_run, StateDir};
     pub use crate::sys::spawn::{CgroupTarget, ExecPlan, Spawner};
 }
 

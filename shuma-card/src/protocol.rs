@@ -22,13 +22,14 @@
 //!   one or more [`Response::Commands`] then [`Response::End`]; `WsShow` with
 //!   [`Response::Workspace`] (whose [`WorkspaceDetail`] no longer holds the commands),
 //!   then one or more `Commands`, then `End`.
+//! - 3: [`StatusInfo::state_not_saved`]: why the state is not being saved, if it is not.
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExitStatus};
 use crate::spec::{CommandSpec, Limits, WorkspaceSpec};
 
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest payload of one frame, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -152,6 +153,10 @@ pub struct StatusInfo {
     pub last_event_id: u64,
     /// Orphans reaped that arje did not start.
     pub orphans_reaped: u64,
+    /// Why the state (the /run snapshot or the durable copy) is not being saved: the
+    /// newest write failed (a full or read-only disk), or no state directory could be
+    /// trusted. `None` while every write succeeds. (Protocol version 3.)
+    pub state_not_saved: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use shuma_card::protocol::{
-    decode_payload, encode_frame, ErrorCode, Request, Response, PROTOCOL_VERSION,
+    decode_payload, encode_frame, ErrorCode, Mode, Request, Response, StatusInfo, PROTOCOL_VERSION,
 };
 use shuma_card::{CommandKind, CommandSpec, LogTarget, RestartPolicy, WorkspaceSpec};
 
@@ -58,6 +58,23 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
                 command: card().commands.remove(0),
                 wait: true,
             }),
+        ),
+        // Pinned from version 3 on: `state_not_saved` was added to it.
+        (
+            "status",
+            encode_frame(&Response::Status(StatusInfo {
+                version: "0.1.0".into(),
+                pid: 1,
+                mode: Mode::Pid1,
+                uptime_ms: 60_000,
+                workspaces: 2,
+                commands: 3,
+                running: 1,
+                connections: 1,
+                last_event_id: 42,
+                orphans_reaped: 7,
+                state_not_saved: Some("cannot write snapshot temp file".into()),
+            })),
         ),
     ]
 }

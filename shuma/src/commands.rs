@@ -122,7 +122,11 @@ fn status(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
         )?;
         writeln!(out, "connections:    {}", info.connections)?;
         writeln!(out, "last event:     {}", info.last_event_id)?;
-        writeln!(out, "orphans reaped: {}", info.orphans_reaped)
+        writeln!(out, "orphans reaped: {}", info.orphans_reaped)?;
+        match &info.state_not_saved {
+            None => writeln!(out, "state:          saved"),
+            Some(why) => writeln!(out, "state:          NOT SAVED: {why}"),
+        }
     })
 }
 

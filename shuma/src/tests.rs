@@ -473,6 +473,7 @@ fn test_status_human_readable() {
             connections: 1,
             last_event_id: 42,
             orphans_reaped: 0,
+            state_not_saved: None,
         })])
     });
 
@@ -493,6 +494,49 @@ fn test_status_human_readable() {
         outcome.out.contains("commands:       5 (3 running)\n"),
         "{}",
         outcome.out
+    );
+    assert!(
+        outcome.out.contains("state:          saved\n"),
+        "{}",
+        outcome.out
+    );
+}
+
+#[test]
+fn test_status_state_not_saved_says_so_with_the_reason() {
+    let daemon = || {
+        FakeDaemon::with(|_| {
+            Answer::Frames(vec![Response::Status(StatusInfo {
+                version: "0.1.0".into(),
+                pid: 1,
+                mode: Mode::Pid1,
+                uptime_ms: 0,
+                workspaces: 0,
+                commands: 0,
+                running: 0,
+                connections: 1,
+                last_event_id: 0,
+                orphans_reaped: 0,
+                state_not_saved: Some("cannot write snapshot temp file /run/arje/x: ENOSPC".into()),
+            })])
+        })
+    };
+
+    let outcome = shuma(&daemon().socket.clone(), &["status"]);
+    let json = shuma(&daemon().socket.clone(), &["status", "--json"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert!(
+        outcome.out.contains(
+            "state:          NOT SAVED: cannot write snapshot temp file /run/arje/x: ENOSPC\n"
+        ),
+        "{}",
+        outcome.out
+    );
+    assert!(
+        json.out.contains("\"state_not_saved\": \"cannot write"),
+        "{}",
+        json.out
     );
 }
 

@@ -375,13 +375,16 @@ pub fn number_after(line: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// Makes an empty ext4 image of `size_mb` MiB at `path` (truncate + mkfs.ext4).
+/// Makes an empty ext4 image of `size_mb` MiB at `path` (truncate + mkfs.ext4). Its root
+/// directory is owned by root whoever runs this (mke2fs gives it to the caller by
+/// default): in the guest it is arje's durable directory, which arje refuses if another
+/// user owns it (docs/SECURITY.md).
 pub fn make_ext4_image(path: &Path, size_mb: u64) {
     let f = File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     f.set_len(size_mb << 20)
         .unwrap_or_else(|e| panic!("truncate {}: {e}", path.display()));
     let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
+        .args(["-q", "-F", "-E", "root_owner=0:0"])
         .arg(path)
         .status()
         .unwrap_or_else(|e| panic!("mkfs.ext4 {}: {e}", path.display()));

@@ -113,7 +113,8 @@ fn test_previous_version_client_gets_version_error_naming_both() {
         Some(Response::Error { code, message }) => {
             assert_eq!(code, ErrorCode::Version);
             assert!(message.contains("version 1 is not supported"), "{message}");
-            assert!(message.contains("speaks version 2"), "{message}");
+            let speaks = format!("speaks version {}", shuma_card::protocol::PROTOCOL_VERSION);
+            assert!(message.contains(&speaks), "{message}");
         }
         other => panic!("expected a Version error, got {other:?}"),
     }

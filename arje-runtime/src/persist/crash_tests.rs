@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use shuma_card::snapshot::{decode, encode, CommandState, Snapshot, WorkspaceState};
 use shuma_card::{CommandKind, CommandSpec, WorkspaceSpec};
 
-use super::{load, write_durable, write_run, Source, SNAPSHOT_FILE};
+use super::{load, write_durable, write_run, Source, StateDir, SNAPSHOT_FILE};
 
 const CHILD_ENV: &str = "ARJE_PERSIST_CRASH_CHILD";
 const RUN_ENV: &str = "ARJE_PERSIST_CRASH_RUN";
@@ -84,12 +84,14 @@ fn state_b() -> Snapshot {
 /// each completed write with one line.
 fn child_loop(run: &Path, durable: &Path) -> ! {
     let (a, b) = (encode(&state_a()), encode(&state_b()));
+    let run = StateDir::open(run, None).expect("the crash child's run directory");
+    let durable = StateDir::open(durable, None).expect("the crash child's durable directory");
     let mut out = std::io::stderr().lock();
     for i in 0u64.. {
         let bytes = if i % 2 == 0 { &a } else { &b };
-        write_run(run, bytes).expect("write_run in the crash child");
+        write_run(&run, bytes).expect("write_run in the crash child");
         out.write_all(b"w\n").expect("report to the parent");
-        write_durable(durable, bytes).expect("write_durable in the crash child");
+        write_durable(&durable, bytes).expect("write_durable in the crash child");
         out.write_all(b"w\n").expect("report to the parent");
     }
     unreachable!("the loop above never ends")
@@ -180,7 +182,10 @@ fn test_write_sigkill_at_any_moment_leaves_old_or_new_state() {
             // rename: the window a torn file would come from.
             killed_mid_write += usize::from(temp_files_in(dir) > 0);
         }
-        let loaded = load(&run, Some(&durable));
+        let loaded = load(
+            Some(&StateDir::open(&run, None).unwrap()),
+            Some(&StateDir::open(&durable, None).unwrap()),
+        );
         assert_eq!(loaded.source, Source::Run, "trial {trial}");
         assert!(
             loaded.set_aside.is_empty(),

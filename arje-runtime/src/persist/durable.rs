@@ -8,11 +8,10 @@
 //! replace each other (newest wins), so a burst of changes costs one extra write, not a
 //! queue.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::{write_durable, PersistError};
+use super::{write_durable, PersistError, StateDir};
 
 /// Owns the durable-copy writer thread for one directory.
 ///
@@ -24,7 +23,7 @@ use super::{write_durable, PersistError};
 #[derive(Debug)]
 pub struct DurableWriter {
     shared: Arc<Shared>,
-    dir: PathBuf,
+    dir: Arc<StateDir>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -45,6 +44,9 @@ struct State {
     finished: u64,
     /// The error of the newest finished write, if it failed, until reported by a flush.
     last_error: Option<PersistError>,
+    /// Why the newest finished write failed, as long as no later one succeeded: what
+    /// [`DurableWriter::failure`] reports.
+    failing: Option<String>,
     stop: bool,
     /// The thread has exited (stopped, or panicked: then the caller writes itself).
     dead: bool,
@@ -52,11 +54,12 @@ struct State {
 
 impl DurableWriter {
     /// Starts the writer thread for `dir`.
-    pub fn spawn(dir: PathBuf) -> std::io::Result<Self> {
+    pub fn spawn(dir: StateDir) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
+        let dir = Arc::new(dir);
         let thread = {
             let shared = Arc::clone(&shared);
-            let dir = dir.clone();
+            let dir = Arc::clone(&dir);
             std::thread::Builder::new()
                 .name("arje-durable".into())
                 .spawn(move || writer_thread(&shared, &dir))?
@@ -78,6 +81,12 @@ impl DurableWriter {
         self.shared.changed.notify_all();
     }
 
+    /// Why the durable copy is not being written: the error of the newest finished write,
+    /// until a later write succeeds. `None` while writes succeed (or none finished yet).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failing.clone()
+    }
+
     /// Waits until everything handed over so far is on disk, for shutdown and re-exec.
     /// Returns the error of the newest write if it failed (each error is reported once).
     /// If the thread is gone, writes the pending bytes in the calling thread instead, so
@@ -95,7 +104,7 @@ impl DurableWriter {
         if state.finished < target {
             log::error!(
                 "durable writer thread for {} is gone; writing in the caller",
-                self.dir.display()
+                self.dir.path().display()
             );
             if let Some(bytes) = state.pending.take() {
                 state.finished = target;
@@ -138,7 +147,7 @@ impl Drop for DeathNotice<'_> {
     }
 }
 
-fn writer_thread(shared: &Shared, dir: &Path) {
+fn writer_thread(shared: &Shared, dir: &StateDir) {
     let _notice = DeathNotice(shared);
     let mut state = shared.lock();
     loop {
@@ -151,6 +160,7 @@ fn writer_thread(shared: &Shared, dir: &Path) {
             }
             state = shared.lock();
             state.finished = generation;
+            state.failing = result.as_ref().err().map(ToString::to_string);
             state.last_error = result.err();
             shared.changed.notify_all();
         } else if state.stop {
@@ -169,11 +179,15 @@ mod tests {
     use super::*;
     use crate::persist::SNAPSHOT_FILE;
 
+    fn open(t: &tempfile::TempDir) -> StateDir {
+        StateDir::open(t.path(), None).unwrap()
+    }
+
     #[test]
     fn test_durable_writer_flush_writes_newest_bytes() {
         // Arrange
         let tmp = tempfile::tempdir().unwrap();
-        let writer = DurableWriter::spawn(tmp.path().to_path_buf()).unwrap();
+        let writer = DurableWriter::spawn(open(&tmp)).unwrap();
 
         // Act
         for i in 0..50u32 {
@@ -193,7 +207,7 @@ mod tests {
     fn test_durable_writer_drop_writes_pending() {
         // Arrange
         let tmp = tempfile::tempdir().unwrap();
-        let writer = DurableWriter::spawn(tmp.path().to_path_buf()).unwrap();
+        let writer = DurableWriter::spawn(open(&tmp)).unwrap();
         writer.submit(b"last".to_vec());
 
         // Act
@@ -207,30 +221,33 @@ mod tests {
     }
 
     #[test]
-    fn test_durable_writer_unwritable_dir_flush_reports_error_once() {
-        // Arrange: the directory path runs through a regular file, so it cannot exist.
+    fn test_durable_writer_unwritable_dir_flush_reports_error_once_and_failure_until_fixed() {
+        // Arrange: the directory is removed once opened, so no file can be created in it.
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("file"), b"").unwrap();
-        let writer = DurableWriter::spawn(tmp.path().join("file/arje")).unwrap();
+        let path = tmp.path().join("arje");
+        let writer = DurableWriter::spawn(StateDir::open(&path, None).unwrap()).unwrap();
+        std::fs::remove_dir(&path).unwrap();
         writer.submit(b"x".to_vec());
 
         // Act
         let first = writer.flush_blocking();
         let second = writer.flush_blocking();
+        let failure = writer.failure();
 
         // Assert
         assert!(
-            matches!(first, Err(PersistError::CreateDir { .. })),
+            matches!(first, Err(PersistError::WriteTemp { .. })),
             "{first:?}"
         );
         assert!(second.is_ok(), "{second:?}");
+        assert!(failure.is_some_and(|f| f.contains("arje/.snapshot.bin.")));
     }
 
     #[test]
     fn test_durable_writer_flush_with_nothing_submitted_is_ok() {
         // Arrange
         let tmp = tempfile::tempdir().unwrap();
-        let writer = DurableWriter::spawn(tmp.path().to_path_buf()).unwrap();
+        let writer = DurableWriter::spawn(open(&tmp)).unwrap();
 
         // Act
         let result = writer.flush_blocking();

@@ -4,14 +4,12 @@
 //! (so it can be inspected and is not tried again), logged loudly, and the next source is
 //! tried. Nothing here panics.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shuma_card::snapshot::{decode, Snapshot, HEADER_LEN, MAX_SNAPSHOT};
 
-use super::SNAPSHOT_FILE;
+use super::{ReadError, StateDir, SNAPSHOT_FILE};
 
 /// Where the loaded state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,27 +32,28 @@ pub struct Loaded {
     pub set_aside: Vec<(PathBuf, String)>,
 }
 
-/// Loads `run_dir/snapshot.bin`, else `durable_dir/snapshot.bin`, else nothing.
+/// Loads `run/snapshot.bin`, else `durable/snapshot.bin`, else nothing. A directory that
+/// is `None` (refused as untrusted, or not configured) is not read.
 ///
-/// A missing file is simply skipped. A file that is too large, zero-length, truncated,
-/// damaged, of the wrong magic or of a version this build does not know is renamed to
-/// `snapshot.bin.bad-<unix-ms>` beside itself with an error log line naming it and the
-/// reason, and the next source is tried. A file that cannot be read at all (EACCES, EIO) is
-/// logged and skipped but left in place: moving it would most likely fail the same way.
+/// A missing file is simply skipped. A file that is not a regular file (a FIFO, whose
+/// open would block boot forever; a directory; a symlink), too large, zero-length,
+/// truncated, damaged, of the wrong magic or of a version this build does not know is
+/// renamed to `snapshot.bin.bad-<unix-ms>` beside itself with an error log line naming it
+/// and the reason, and the next source is tried. A file that cannot be read at all
+/// (EACCES, EIO) is logged and skipped but left in place: moving it would most likely
+/// fail the same way.
 ///
 /// It also removes the temp files a writer killed between create and rename left behind
 /// (`.snapshot.bin*.tmp`): `load` runs before any writer exists, so none is in use.
-pub fn load(run_dir: &Path, durable_dir: Option<&Path>) -> Loaded {
+pub fn load(run: Option<&StateDir>, durable: Option<&StateDir>) -> Loaded {
     let mut set_aside = Vec::new();
-    let sources = [(Some(run_dir), Source::Run), (durable_dir, Source::Durable)];
-    for (dir, _) in &sources {
-        if let Some(dir) = dir {
-            remove_stale_temps(dir);
-        }
+    let sources = [(run, Source::Run), (durable, Source::Durable)];
+    for dir in sources.iter().filter_map(|(dir, _)| *dir) {
+        remove_stale_temps(dir);
     }
     for (dir, source) in sources {
         let Some(dir) = dir else { continue };
-        if let Some(snapshot) = try_one(&dir.join(SNAPSHOT_FILE), &mut set_aside) {
+        if let Some(snapshot) = try_one(dir, &mut set_aside) {
             return Loaded {
                 snapshot: Some(snapshot),
                 source,
@@ -69,22 +68,24 @@ pub fn load(run_dir: &Path, durable_dir: Option<&Path>) -> Loaded {
     }
 }
 
-fn try_one(path: &Path, set_aside: &mut Vec<(PathBuf, String)>) -> Option<Snapshot> {
-    let bytes = match read_capped(path) {
+fn try_one(dir: &StateDir, set_aside: &mut Vec<(PathBuf, String)>) -> Option<Snapshot> {
+    let cap = (HEADER_LEN + MAX_SNAPSHOT) as u64;
+    let bytes = match dir.read_capped(SNAPSHOT_FILE, cap) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return None,
         Err(ReadError::TooLarge(len)) => {
-            let why = format!(
-                "file of {len} bytes exceeds the {}-byte snapshot limit",
-                HEADER_LEN + MAX_SNAPSHOT
-            );
-            move_aside(path, why, set_aside);
+            let why = format!("file of {len} bytes exceeds the {cap}-byte snapshot limit");
+            move_aside(dir, why, set_aside);
+            return None;
+        }
+        Err(ReadError::NotRegular(kind)) => {
+            move_aside(dir, format!("not a regular file ({kind})"), set_aside);
             return None;
         }
         Err(ReadError::Io(e)) => {
             log::error!(
                 "snapshot {} cannot be read, ignoring it: {e}",
-                path.display()
+                dir.join(SNAPSHOT_FILE).display()
             );
             return None;
         }
@@ -92,90 +93,70 @@ fn try_one(path: &Path, set_aside: &mut Vec<(PathBuf, String)>) -> Option<Snapsh
     match decode(&bytes) {
         Ok(snapshot) => Some(snapshot),
         Err(e) => {
-            move_aside(path, e.to_string(), set_aside);
+            move_aside(dir, e.to_string(), set_aside);
             None
         }
     }
 }
 
 /// Removes `.snapshot.bin*.tmp` files from `dir`; errors are logged, never fatal.
-fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
+fn remove_stale_temps(dir: &StateDir) {
+    let Ok(names) = dir.names() else {
         return;
     };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
+    for name in names {
+        let Some(name) = name.to_str() else { continue };
         if name.starts_with(".snapshot.bin") && name.ends_with(".tmp") {
-            if let Err(e) = fs::remove_file(entry.path()) {
+            if let Err(e) = dir.remove(name) {
                 log::warn!(
                     "cannot remove stale snapshot temp file {}: {e}",
-                    entry.path().display()
+                    dir.join(name).display()
                 );
             }
         }
     }
 }
 
-enum ReadError {
-    TooLarge(u64),
-    Io(io::Error),
-}
-
-/// Reads at most the largest valid snapshot plus one byte, so a huge file (or one that
-/// grows while being read) never makes arje allocate more than the cap. `Ok(None)`: no
-/// such file.
-fn read_capped(path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
-    let cap = (HEADER_LEN + MAX_SNAPSHOT) as u64;
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReadError::Io(e)),
-    };
-    let len = file.metadata().map_err(ReadError::Io)?.len();
-    if len > cap {
-        return Err(ReadError::TooLarge(len));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > cap {
-        return Err(ReadError::TooLarge(bytes.len() as u64));
-    }
-    Ok(Some(bytes))
-}
-
-/// Renames `path` to `path.bad-<unix-ms>` (with `-N` appended if that name is taken) and
-/// logs why. Never fails: if the rename fails the file stays, and the log says so.
-fn move_aside(path: &Path, why: String, set_aside: &mut Vec<(PathBuf, String)>) {
+/// Renames `dir/snapshot.bin` to `snapshot.bin.bad-<unix-ms>` (with `-N` appended if that
+/// name is taken) and logs why. Never fails: if the rename fails the file stays, and the
+/// log says so.
+fn move_aside(dir: &StateDir, why: String, set_aside: &mut Vec<(PathBuf, String)>) {
+    let path = dir.join(SNAPSHOT_FILE);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let base = format!("{}.bad-{now_ms}", path.display());
-    let mut target = PathBuf::from(&base);
-    let mut n = 1;
-    while target.exists() && n < 1000 {
-        target = PathBuf::from(format!("{base}-{n}"));
-        n += 1;
-    }
-    match fs::rename(path, &target) {
-        Ok(()) => {
-            log::error!(
-                "snapshot {} is unusable ({why}); moved aside to {}",
-                path.display(),
-                target.display()
-            );
-            set_aside.push((target, why));
+    let base = format!("{SNAPSHOT_FILE}.bad-{now_ms}");
+    let mut result = Ok(());
+    for n in 0..1000 {
+        let target = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        result = dir.rename_noreplace(SNAPSHOT_FILE, &target);
+        match &result {
+            Ok(()) => {
+                let target = dir.join(&target);
+                log::error!(
+                    "snapshot {} is unusable ({why}); moved aside to {}",
+                    path.display(),
+                    target.display()
+                );
+                set_aside.push((target, why));
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => break,
         }
-        Err(e) => {
-            log::error!(
-                "snapshot {} is unusable ({why}) and could not be moved aside: {e}",
-                path.display()
-            );
-            set_aside.push((path.to_path_buf(), format!("{why}; not moved: {e}")));
-        }
     }
+    let e = result
+        .err()
+        .map_or_else(|| "no free name".into(), |e| e.to_string());
+    log::error!(
+        "snapshot {} is unusable ({why}) and could not be moved aside: {e}",
+        path.display()
+    );
+    set_aside.push((path, format!("{why}; not moved: {e}")));
 }
 
 #[cfg(test)]
@@ -183,6 +164,13 @@ mod tests {
     use super::*;
     use crate::persist::{write_durable, write_run};
     use shuma_card::snapshot::{encode, SNAPSHOT_VERSION};
+    use std::fs::{self, File};
+    use std::path::Path;
+
+    /// A temporary directory opened as a state directory.
+    fn open(t: &tempfile::TempDir) -> StateDir {
+        StateDir::open(t.path(), None).unwrap()
+    }
 
     fn state(id: u64) -> Snapshot {
         Snapshot {
@@ -227,10 +215,10 @@ mod tests {
             // Arrange
             let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             fs::write(run.path().join(SNAPSHOT_FILE), &bytes).unwrap();
-            write_durable(durable.path(), &encode(&state(2))).unwrap();
+            write_durable(&open(&durable), &encode(&state(2))).unwrap();
 
             // Act
-            let loaded = load(run.path(), Some(durable.path()));
+            let loaded = load(Some(&open(&run)), Some(&open(&durable)));
 
             // Assert
             assert_eq!(loaded.source, Source::Durable, "{kind}");
@@ -266,7 +254,7 @@ mod tests {
         .unwrap();
 
         // Act
-        let loaded = load(run.path(), Some(durable.path()));
+        let loaded = load(Some(&open(&run)), Some(&open(&durable)));
 
         // Assert
         assert_eq!(loaded.source, Source::Empty);
@@ -282,11 +270,11 @@ mod tests {
     fn test_load_run_copy_present_wins_over_durable() {
         // Arrange
         let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        write_run(run.path(), &encode(&state(1))).unwrap();
-        write_durable(durable.path(), &encode(&state(2))).unwrap();
+        write_run(&open(&run), &encode(&state(1))).unwrap();
+        write_durable(&open(&durable), &encode(&state(2))).unwrap();
 
         // Act
-        let loaded = load(run.path(), Some(durable.path()));
+        let loaded = load(Some(&open(&run)), Some(&open(&durable)));
 
         // Assert
         assert_eq!(loaded.source, Source::Run);
@@ -300,7 +288,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
 
         // Act
-        let loaded = load(&tmp.path().join("run"), Some(&tmp.path().join("lib")));
+        let run = StateDir::open(&tmp.path().join("run"), None).unwrap();
+        let lib = StateDir::open(&tmp.path().join("lib"), None).unwrap();
+        let loaded = load(Some(&run), Some(&lib));
 
         // Assert
         assert_eq!(loaded.source, Source::Empty);
@@ -317,7 +307,7 @@ mod tests {
             .unwrap();
 
         // Act
-        let loaded = load(run.path(), None);
+        let loaded = load(Some(&open(&run)), None);
 
         // Assert
         assert_eq!(loaded.source, Source::Empty);
@@ -337,9 +327,9 @@ mod tests {
 
         // Act
         fs::write(run.path().join(SNAPSHOT_FILE), b"one").unwrap();
-        let first = load(run.path(), None);
+        let first = load(Some(&open(&run)), None);
         fs::write(run.path().join(SNAPSHOT_FILE), b"two").unwrap();
-        let second = load(run.path(), None);
+        let second = load(Some(&open(&run)), None);
 
         // Assert: both damaged files are kept, under different names.
         assert_ne!(first.set_aside[0].0, second.set_aside[0].0);
@@ -355,11 +345,65 @@ mod tests {
         fs::write(durable.path().join("unrelated.tmp"), b"keep").unwrap();
 
         // Act
-        load(run.path(), Some(durable.path()));
+        load(Some(&open(&run)), Some(&open(&durable)));
 
         // Assert
         assert!(!run.path().join(".snapshot.bin.tmp").exists());
         assert!(!durable.path().join(".snapshot.bin.AbC123.tmp").exists());
         assert!(durable.path().join("unrelated.tmp").exists());
+    }
+
+    #[test]
+    fn test_load_fifo_run_copy_is_set_aside_unopened_and_durable_used() {
+        // Arrange: a FIFO nobody writes; a blocking open of it would never return.
+        let (run, durable) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        nix::unistd::mkfifo(
+            &run.path().join(SNAPSHOT_FILE),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        write_durable(&open(&durable), &encode(&state(2))).unwrap();
+
+        // Act
+        let loaded = load(Some(&open(&run)), Some(&open(&durable)));
+
+        // Assert
+        assert_eq!(loaded.source, Source::Durable);
+        assert_eq!(loaded.set_aside.len(), 1);
+        assert!(
+            loaded.set_aside[0]
+                .1
+                .contains("not a regular file (a FIFO)"),
+            "{:?}",
+            loaded.set_aside
+        );
+        assert_eq!(bad_names(run.path()).len(), 1);
+    }
+
+    #[test]
+    fn test_load_symlink_as_run_copy_is_set_aside_not_followed() {
+        // Arrange: a valid snapshot elsewhere, reachable only through a symlink.
+        let (run, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_run(&open(&other), &encode(&state(1))).unwrap();
+        std::os::unix::fs::symlink(
+            other.path().join(SNAPSHOT_FILE),
+            run.path().join(SNAPSHOT_FILE),
+        )
+        .unwrap();
+
+        // Act
+        let loaded = load(Some(&open(&run)), None);
+
+        // Assert
+        assert_eq!(loaded.source, Source::Empty);
+        assert!(
+            loaded.set_aside[0].1.contains("a symlink"),
+            "{:?}",
+            loaded.set_aside
+        );
+        assert!(
+            other.path().join(SNAPSHOT_FILE).exists(),
+            "the target stays"
+        );
     }
 }

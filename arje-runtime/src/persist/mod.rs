@@ -1,6 +1,7 @@
-//! Snapshots in /run and the durable copy: writing them atomically, loading them at start
-//! with a fall-back order, and the facts needed to adopt live children (start times,
-//! boot id).
+//! Snapshots in /run and the durable copy: the directories they live in (trusted only if
+//! arje owns them, used only through their fds), the lock that keeps a second arje out,
+//! writing them atomically, loading them at start with a fall-back order, and the facts
+//! needed to adopt live children (start times, boot id).
 //!
 //! Nothing here knows the event loop. The loop encodes a [`Snapshot`] with
 //! [`shuma_card::snapshot::encode`], calls [`write_run`] at most once per turn, and hands the
@@ -8,36 +9,38 @@
 //! `docs/STATE.md` describes the files and the load order.
 
 mod debounce;
+mod dir;
 mod durable;
+mod fallback;
 mod load;
+mod lock;
 
 #[cfg(test)]
 mod crash_tests;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use debounce::Debounce;
+pub use dir::{names_at, read_regular_at, ReadError, StateDir};
 pub use durable::DurableWriter;
+pub use fallback::{open_durable_dir, open_run_dir};
 pub use load::{load, Loaded, Source};
+pub use lock::{LockError, StateLock};
 pub use shuma_card::snapshot::Snapshot;
 
 /// The snapshot's file name, in the /run directory and in the durable one.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 /// The temporary file [`write_run`] renames over [`SNAPSHOT_FILE`]. A fixed name, so a
-/// crash between create and rename leaves one stale file that the next write truncates,
+/// crash between create and rename leaves one stale file that the next write removes,
 /// not a growing litter.
 const RUN_TEMP_FILE: &str = ".snapshot.bin.tmp";
 
 /// A snapshot file could not be written. Each variant names the path it failed on.
 #[derive(Debug)]
 pub enum PersistError {
-    CreateDir {
-        path: PathBuf,
-        source: io::Error,
-    },
     WriteTemp {
         path: PathBuf,
         source: io::Error,
@@ -60,13 +63,6 @@ pub enum PersistError {
 impl std::fmt::Display for PersistError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PersistError::CreateDir { path, source } => {
-                write!(
-                    f,
-                    "cannot create snapshot directory {}: {source}",
-                    path.display()
-                )
-            }
             PersistError::WriteTemp { path, source } => {
                 write!(
                     f,
@@ -95,8 +91,7 @@ impl std::fmt::Display for PersistError {
 impl std::error::Error for PersistError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PersistError::CreateDir { source, .. }
-            | PersistError::WriteTemp { source, .. }
+            PersistError::WriteTemp { source, .. }
             | PersistError::SyncFile { source, .. }
             | PersistError::Rename { source, .. }
             | PersistError::SyncDir { source, .. } => Some(source),
@@ -104,8 +99,8 @@ impl std::error::Error for PersistError {
     }
 }
 
-/// Writes the /run copy: `bytes` into a temp file in `dir`, then rename(2) over
-/// `dir/snapshot.bin`, creating `dir` (mode 0700) if it is missing.
+/// Writes the /run copy: `bytes` into a new temp file in `dir`, then rename(2) over
+/// `dir/snapshot.bin`.
 ///
 /// rename(2) replaces the name atomically, so a reader (the next arje after a crash or a
 /// re-exec) sees the old file or the new one, never a torn one. There is no fsync: `dir`
@@ -114,99 +109,92 @@ impl std::error::Error for PersistError {
 /// anyway, so an fsync would cost a syscall and buy nothing. (Pointing `--state-dir` at a
 /// disk keeps atomicity but gives no durability; that is what [`write_durable`] is for.)
 ///
-/// The file is 0600: a snapshot holds the commands' environment, which may carry secrets.
-pub fn write_run(dir: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let temp = dir.join(RUN_TEMP_FILE);
-    let target = dir.join(SNAPSHOT_FILE);
-    let mut file = match open_truncate(&temp) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // First write after boot, or someone removed the directory: create it once
-            // here rather than checking on every write.
-            create_dir(dir)?;
-            open_truncate(&temp)
-        }
-        other => other,
-    }
-    .map_err(|source| PersistError::WriteTemp {
-        path: temp.clone(),
+/// The temp name is unlinked and created anew with O_EXCL (never opened as it is: a
+/// symlink there would redirect the write), relative to the directory's fd. The file is
+/// 0600: a snapshot holds the commands' environment, which may carry secrets.
+pub fn write_run(dir: &StateDir, bytes: &[u8]) -> Result<(), PersistError> {
+    let temp_err = |source| PersistError::WriteTemp {
+        path: dir.join(RUN_TEMP_FILE),
         source,
-    })?;
-    file.write_all(bytes)
-        .map_err(|source| PersistError::WriteTemp {
-            path: temp.clone(),
-            source,
-        })?;
+    };
+    dir.remove(RUN_TEMP_FILE).map_err(temp_err)?;
+    let mut file = dir.create_new(RUN_TEMP_FILE).map_err(temp_err)?;
+    file.write_all(bytes).map_err(temp_err)?;
     drop(file);
-    fs::rename(&temp, &target).map_err(|source| PersistError::Rename {
-        from: temp,
-        to: target,
-        source,
-    })
+    dir.rename(RUN_TEMP_FILE, SNAPSHOT_FILE)
+        .map_err(|source| PersistError::Rename {
+            from: dir.join(RUN_TEMP_FILE),
+            to: dir.join(SNAPSHOT_FILE),
+            source,
+        })
 }
 
-/// Writes the durable copy: creates `dir` (0700) if missing, writes `bytes` to a fresh
-/// temp file in it, fsyncs the file, renames it over `dir/snapshot.bin` and fsyncs `dir`.
+/// Tells apart the temp files of one process's durable writes.
+static DURABLE_TEMPS: AtomicU64 = AtomicU64::new(0);
+
+/// Writes the durable copy: writes `bytes` to a fresh temp file in `dir`, fsyncs the
+/// file, renames it over `dir/snapshot.bin` and fsyncs `dir`.
 ///
 /// Each step defends against a power cut at a different moment: the file fsync makes the
 /// data reach the disk before the name points at it (otherwise ext4 may commit the rename
 /// first and leave a zero-length file); the rename makes the switch atomic; the directory
 /// fsync makes the rename itself durable, so after this returns the new state survives a
-/// power cut. The temp file gets a random name (O_EXCL) so two writers never share one.
-pub fn write_durable(dir: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    create_dir(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".snapshot.bin.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|source| PersistError::WriteTemp {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    temp.write_all(bytes)
-        .map_err(|source| PersistError::WriteTemp {
-            path: temp.path().to_path_buf(),
-            source,
-        })?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|source| PersistError::SyncFile {
-            path: temp.path().to_path_buf(),
-            source,
-        })?;
-    let target = dir.join(SNAPSHOT_FILE);
-    temp.persist(&target).map_err(|e| PersistError::Rename {
-        from: e.file.path().to_path_buf(),
-        to: target.clone(),
-        source: e.error,
-    })?;
-    let dir_file = File::open(dir).map_err(|source| PersistError::SyncDir {
-        path: dir.to_path_buf(),
+/// power cut. The temp file is `.snapshot.bin.<pid>-<n>.tmp`, created with O_EXCL
+/// relative to the directory's fd, so two writers never share one.
+pub fn write_durable(dir: &StateDir, bytes: &[u8]) -> Result<(), PersistError> {
+    let (temp, file) = create_durable_temp(dir)?;
+    let temp_err = |source| PersistError::WriteTemp {
+        path: dir.join(&temp),
         source,
-    })?;
-    dir_file.sync_all().map_err(|source| PersistError::SyncDir {
-        path: dir.to_path_buf(),
+    };
+    let written = (&file)
+        .write_all(bytes)
+        .map_err(temp_err)
+        .and_then(|()| {
+            file.sync_all().map_err(|source| PersistError::SyncFile {
+                path: dir.join(&temp),
+                source,
+            })
+        })
+        .and_then(|()| {
+            dir.rename(&temp, SNAPSHOT_FILE)
+                .map_err(|source| PersistError::Rename {
+                    from: dir.join(&temp),
+                    to: dir.join(SNAPSHOT_FILE),
+                    source,
+                })
+        });
+    if let Err(e) = written {
+        // Best effort: `load` removes what is left at the next start anyway.
+        let _ = dir.remove(&temp);
+        return Err(e);
+    }
+    dir.sync().map_err(|source| PersistError::SyncDir {
+        path: dir.path().to_path_buf(),
         source,
     })
 }
 
-fn open_truncate(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-fn create_dir(dir: &Path) -> Result<(), PersistError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| PersistError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })
+fn create_durable_temp(dir: &StateDir) -> Result<(String, fs::File), PersistError> {
+    let pid = std::process::id();
+    let mut attempts = 0;
+    loop {
+        let n = DURABLE_TEMPS.fetch_add(1, Ordering::Relaxed);
+        let name = format!(".snapshot.bin.{pid}-{n}.tmp");
+        match dir.create_new(&name) {
+            Ok(file) => return Ok((name, file)),
+            // A stale one of an earlier process with this pid: take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => {
+                attempts += 1;
+            }
+            Err(source) => {
+                return Err(PersistError::WriteTemp {
+                    path: dir.join(&name),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 /// Field 22 of `/proc/PID/stat`: the process's start time in clock ticks since boot, or
@@ -393,10 +381,10 @@ mod tests {
     }
 
     #[test]
-    fn test_write_run_missing_dir_creates_it_and_file_decodes() {
+    fn test_write_run_file_decodes_and_no_temp_is_left() {
         // Arrange
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("run/arje");
+        let dir = StateDir::open(&tmp.path().join("run/arje"), None).unwrap();
         let s = Snapshot {
             next_event_id: 7,
             ..Snapshot::default()
@@ -412,10 +400,25 @@ mod tests {
     }
 
     #[test]
+    fn test_write_run_temp_name_taken_by_a_directory_fails_naming_it() {
+        // Arrange: something that is not a stale temp file sits at the temp name.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path(), None).unwrap();
+        fs::create_dir_all(dir.join(RUN_TEMP_FILE).join("x")).unwrap();
+
+        // Act
+        let err = write_run(&dir, b"x").unwrap_err();
+
+        // Assert
+        assert!(matches!(err, PersistError::WriteTemp { .. }), "{err:?}");
+        assert!(err.to_string().contains(RUN_TEMP_FILE), "{err}");
+    }
+
+    #[test]
     fn test_write_durable_replaces_file_and_leaves_no_temp() {
         // Arrange
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("lib/arje");
+        let dir = StateDir::open(&tmp.path().join("lib/arje"), None).unwrap();
         let old = Snapshot {
             next_event_id: 1,
             ..Snapshot::default()
@@ -430,7 +433,7 @@ mod tests {
         write_durable(&dir, &encode(&new)).unwrap();
 
         // Assert
-        let names: Vec<_> = fs::read_dir(&dir)
+        let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -443,30 +446,32 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         // Arrange
         let tmp = tempfile::tempdir().unwrap();
+        let run = StateDir::open(tmp.path(), None).unwrap();
+        let durable = StateDir::open(&tmp.path().join("d"), None).unwrap();
 
         // Act
-        write_run(tmp.path(), b"x").unwrap();
-        write_durable(&tmp.path().join("d"), b"x").unwrap();
+        write_run(&run, b"x").unwrap();
+        write_durable(&durable, b"x").unwrap();
 
         // Assert
         let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(tmp.path().join(SNAPSHOT_FILE)), 0o600);
-        assert_eq!(mode(tmp.path().join("d").join(SNAPSHOT_FILE)), 0o600);
+        assert_eq!(mode(run.join(SNAPSHOT_FILE)), 0o600);
+        assert_eq!(mode(durable.join(SNAPSHOT_FILE)), 0o600);
     }
 
     #[test]
-    fn test_write_durable_dir_is_a_file_is_create_dir_error_naming_it() {
-        // Arrange
+    fn test_write_durable_removed_dir_is_write_temp_error_naming_it() {
+        // Arrange: the directory is removed after it was opened.
         let tmp = tempfile::tempdir().unwrap();
-        let blocker = tmp.path().join("blocker");
-        fs::write(&blocker, b"").unwrap();
+        let dir = StateDir::open(&tmp.path().join("arje"), None).unwrap();
+        fs::remove_dir(dir.path()).unwrap();
 
         // Act
-        let err = write_durable(&blocker.join("arje"), b"x").unwrap_err();
+        let err = write_durable(&dir, b"x").unwrap_err();
 
         // Assert
-        assert!(matches!(err, PersistError::CreateDir { .. }), "{err:?}");
-        assert!(err.to_string().contains("blocker/arje"), "{err}");
+        assert!(matches!(err, PersistError::WriteTemp { .. }), "{err:?}");
+        assert!(err.to_string().contains("arje/.snapshot.bin."), "{err}");
     }
 }
 

@@ -254,6 +254,7 @@ impl Runtime {
         let spec = cmd.spec.clone();
         let ws = cmd.ws;
         let creds = super::creds::resolve(&spec)?;
+        let runs_as = creds.as_ref().map(|(uid, ..)| *uid);
         let plan = ExecPlan::new(&spec.argv, &spec.env, spec.cwd.as_deref(), creds)
             .map_err(|e| e.to_string())?;
         // stdio: /dev/null in; out and err to pipes (ring), the console, or a file.
@@ -274,12 +275,7 @@ impl Runtime {
                 (o, e)
             }
             LogTarget::File(path) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("open log file {path}: {e}"))?;
-                let f: OwnedFd = f.into();
+                let f = open_log_file(path, runs_as)?;
                 let g = f.try_clone().map_err(|e| format!("dup {path}: {e}"))?;
                 (f, g)
             }
@@ -390,6 +386,69 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     // so no F_GETFL round trip is needed.
     rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).map_err(|e| format!("fcntl: {e}"))?;
     Ok((r, w))
+}
+
+/// Opens a `file:PATH` log for appending, creating it if absent (mode 0666 less the
+/// umask, as before). Never blocks: `O_NONBLOCK` for the open (a FIFO without a reader
+/// fails with ENXIO instead of blocking the loop forever), cleared before the child gets
+/// the fd.
+///
+/// arje opens the file as root. For a command with a user or group (`runs_as`: the uid
+/// it runs as), the path may lie in a directory that user controls, who could swap the
+/// file for a symlink to a root-only file and have root append to it. So then:
+/// - no symlink anywhere in the path: `openat2(RESOLVE_NO_SYMLINKS)`, or, on a kernel
+///   without openat2 (before 5.6), `O_NOFOLLOW` on the last component;
+/// - the opened file (`fstat`) must be owned by that user (who could write it anyway),
+///   or by arje's own user with one link only (so not a hard link the user made to a
+///   file it does not own); a file of any third user is refused.
+///
+/// Opening with the command's credentials instead would need a credential switch in PID
+/// 1's only thread (or work between clone and exec); the checks give the same answer for
+/// the files that matter. docs/CARDS.md (`log`) and docs/SECURITY.md say so.
+pub(super) fn open_log_file(path: &str, runs_as: Option<u32>) -> Result<OwnedFd, String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+    use rustix::io::Errno;
+    let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC;
+    let flags = flags | OFlags::NONBLOCK;
+    let mode = Mode::from_raw_mode(0o666);
+    let opened = match runs_as {
+        None => rustix::fs::open(path, flags, mode),
+        Some(_) => {
+            let flags = flags | OFlags::NOFOLLOW;
+            match rustix::fs::openat2(CWD, path, flags, mode, ResolveFlags::NO_SYMLINKS) {
+                Err(Errno::NOSYS) => rustix::fs::open(path, flags, mode),
+                other => other,
+            }
+        }
+    };
+    let fd = match (opened, runs_as) {
+        (Ok(fd), _) => fd,
+        (Err(Errno::LOOP), Some(uid)) => {
+            let why = format!("its path has a symlink, and the command runs as uid {uid}");
+            return Err(format!("log file {path}: refused: {why}"));
+        }
+        (Err(e), _) => return Err(format!("open log file {path}: {e}")),
+    };
+    if let Some(uid) = runs_as {
+        let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat log file {path}: {e}"))?;
+        let euid = rustix::process::geteuid().as_raw();
+        if st.st_uid == euid && st.st_uid != uid && st.st_nlink != 1 {
+            return Err(format!(
+                "log file {path}: refused: arje's file with {} links (a hard link), and the command runs as uid {uid}",
+                st.st_nlink
+            ));
+        }
+        if st.st_uid != uid && st.st_uid != euid {
+            return Err(format!(
+                "log file {path}: refused: owned by uid {}, neither the command's uid {uid} nor arje's",
+                st.st_uid
+            ));
+        }
+    }
+    // The child's writes block as a file's should: only the open was non-blocking.
+    rustix::fs::fcntl_setfl(&fd, OFlags::APPEND)
+        .map_err(|e| format!("log file {path}: fcntl: {e}"))?;
+    Ok(fd)
 }
 
 /// A run's leaf cgroup: `<id>-<command>`. The id first: a command may be called

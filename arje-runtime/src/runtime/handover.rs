@@ -1,7 +1,7 @@
 //! Across a re-exec: what the next image takes over besides the snapshot. The fds (the
-//! listener, the output pipes, the client connections) stay open across exec with
-//! close-on-exec cleared; the client connections' buffers and the output rings go in
-//! `<state-dir>/handover.bin`.
+//! listener, the output pipes, the client connections, the state lock) stay open across
+//! exec with close-on-exec cleared; the client connections' buffers and the output rings
+//! go in `<state-dir>/handover.bin`.
 //!
 //! The file is transient (written just before exec, deleted when read) but read by a
 //! possibly newer binary, so it carries its own version: a version this build does not
@@ -51,11 +51,22 @@ impl Runtime {
     /// After a re-exec: take over the client connections and output rings the previous
     /// image left.
     pub(crate) fn adopt_handover(&mut self) {
-        let path = self.store.state_dir().join(HANDOVER_FILE);
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Some(dir) = self.store.state_dir() else {
             return;
         };
-        let _ = std::fs::remove_file(&path);
+        let path = dir.join(HANDOVER_FILE);
+        // Read like a snapshot (no symlink followed, nothing but a regular file opened),
+        // without a cap: the previous image wrote it for us, in our own directory.
+        let bytes = match dir.read_capped(HANDOVER_FILE, u64::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => {
+                log::warn!("{}: {e}; its clients' connections are lost", path.display());
+                let _ = dir.remove(HANDOVER_FILE);
+                return;
+            }
+        };
+        let _ = dir.remove(HANDOVER_FILE);
         let handover: Handover = match postcard::from_bytes(&bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -104,6 +115,7 @@ impl Runtime {
     /// snapshot that names them.
     pub(crate) fn prepare_reexec(&mut self) {
         self.capture.hand_over();
+        self.store.hand_over();
         let ring = |r: &Ring| (r.contents(), r.written(), r.dropped());
         let handover = Handover {
             version: HANDOVER_VERSION,
@@ -137,11 +149,19 @@ impl Runtime {
                 })
                 .collect(),
         };
-        if let Ok(bytes) = postcard::to_allocvec(&handover) {
-            let path = self.store.state_dir().join(HANDOVER_FILE);
-            if let Err(e) = std::fs::write(path, bytes) {
-                log::warn!("re-exec: could not hand over client connections: {e}");
+        // Written relative to the state directory's fd, unlinked and created anew with
+        // O_EXCL: never through a symlink someone put at the name.
+        match (self.store.state_dir(), postcard::to_allocvec(&handover)) {
+            (Some(dir), Ok(bytes)) => {
+                if let Err(e) = dir.replace(HANDOVER_FILE, &bytes) {
+                    log::warn!(
+                        "re-exec: could not hand over client connections ({}): {e}",
+                        dir.join(HANDOVER_FILE).display()
+                    );
+                }
             }
+            (None, _) => log::warn!("re-exec: no state directory; client connections are lost"),
+            (_, Err(e)) => log::warn!("re-exec: could not encode the handover: {e}"),
         }
         // The durable copy never names fds: they mean nothing after a reboot.
         let durable_bytes = self.store.has_durable().then(|| {

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::fs::OFlags;
 
 use shuma_card::protocol::{ErrorCode, Mode, Response, ShutdownKind};
 use shuma_card::{EventKind, WorkspaceSpec};
@@ -73,6 +74,8 @@ pub enum RuntimeError {
     Timer(std::io::Error),
     Control(control::ControlError),
     DevNull(std::io::Error),
+    /// Another arje-init holds the state directory's lock.
+    Locked(crate::persist::LockError),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -83,6 +86,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Timer(e) => write!(f, "timerfd: {e}"),
             RuntimeError::Control(e) => write!(f, "{e}"),
             RuntimeError::DevNull(e) => write!(f, "open /dev/null: {e}"),
+            RuntimeError::Locked(e) => write!(f, "{e}"),
         }
     }
 }
@@ -99,6 +103,16 @@ const SIGNALS: [Signal; 7] = [
     Signal::SIGUSR2,
     Signal::SIGPWR,
 ];
+
+/// Opens the state directories `cfg` names and takes the state lock (see `store::Claim`).
+/// A directory created for a state dir that also holds the control socket lets the
+/// socket's group through.
+fn claim_state(cfg: &Config) -> Result<store::Claim, RuntimeError> {
+    let socket_in_state_dir = cfg.socket.parent() == Some(cfg.state_dir.as_path());
+    let traverse_group = cfg.socket_group.filter(|_| socket_in_state_dir);
+    store::Claim::open(&cfg.state_dir, cfg.durable_dir.as_deref(), traverse_group)
+        .map_err(RuntimeError::Locked)
+}
 
 /// Where the runtime is in its life. One state instead of several flags: what the loop
 /// may do (accept workspaces, write snapshots) follows from it.
@@ -153,12 +167,25 @@ impl Runtime {
     /// Block the handled signals, set up epoll, the timer and the control socket, and
     /// restore the saved state.
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
+        // The state directories and their lock first: a second arje-init on the same
+        // state directory stops here, before it touches cgroups or the socket.
+        let claim = claim_state(&cfg)?;
         let cgroups = watches::setup(&cfg);
-        Runtime::with_cgroups(cfg, cgroups)
+        Runtime::start(cfg, claim, cgroups)
     }
 
     /// [`Runtime::new`] on a cgroup tree set up by the caller (tests: a fake cgroupfs).
+    #[cfg(test)]
     fn with_cgroups(cfg: Config, cgroups: crate::cgroup::Cgroups) -> Result<Runtime, RuntimeError> {
+        let claim = claim_state(&cfg)?;
+        Runtime::start(cfg, claim, cgroups)
+    }
+
+    fn start(
+        cfg: Config,
+        claim: store::Claim,
+        cgroups: crate::cgroup::Cgroups,
+    ) -> Result<Runtime, RuntimeError> {
         let mut mask = SigSet::empty();
         for s in SIGNALS {
             mask.add(s);
@@ -178,8 +205,8 @@ impl Runtime {
             .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
         let procs = procs::Procs::new().map_err(RuntimeError::DevNull)?;
-        let store = store::Store::new(cfg.state_dir.clone(), cfg.durable_dir.clone());
-        let loaded = crate::persist::load(&cfg.state_dir, cfg.durable_dir.as_deref());
+        let loaded = claim.load();
+        let store = store::Store::new(claim);
         let plan = state::plan(&loaded);
         // After a re-exec the listening socket is inherited: clients never see a refused
         // connection. Otherwise bind a fresh one.
@@ -213,6 +240,9 @@ impl Runtime {
             ready: Vec::with_capacity(256),
             cfg,
         };
+        for message in rt.store.take_warnings() {
+            rt.event(EventKind::Warning { message });
+        }
         let reexec = plan.reexec;
         rt.restore(loaded, plan);
         if reexec {
@@ -225,23 +255,54 @@ impl Runtime {
 
     /// Load every `*.toml` card of the cards directory and start its workspace. A bad
     /// card is logged with its file, line and field and skipped; the others still load.
+    ///
+    /// Each card is read through the directory's fd and only if it is a regular file
+    /// (`persist::read_regular_at`: no symlink followed, nothing else opened): a FIFO
+    /// named like a card blocked boot forever in open(2).
     pub fn load_cards(&mut self) {
         let Some(dir) = self.cfg.cards_dir.clone() else {
             return;
         };
-        let mut files: Vec<_> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect(),
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let opened = rustix::fs::open(&dir, flags, rustix::fs::Mode::empty())
+            .map_err(std::io::Error::from)
+            .and_then(|fd| Ok((crate::persist::names_at(fd.as_fd())?, fd)));
+        let (names, dir_fd) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 log::warn!("cards directory {}: {e}", dir.display());
                 return;
             }
         };
-        files.sort();
-        for file in files {
-            match shuma_card::card::load_file(&file) {
+        let mut names: Vec<String> = names
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .filter(|n| {
+                std::path::Path::new(n)
+                    .extension()
+                    .is_some_and(|x| x == "toml")
+            })
+            .collect();
+        names.sort();
+        let cap = shuma_card::card::MAX_CARD_BYTES;
+        for name in names {
+            let file = dir.join(&name);
+            let src = match crate::persist::read_regular_at(dir_fd.as_fd(), &name, cap) {
+                Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string()),
+                Ok(None) => continue,
+                Err(crate::persist::ReadError::TooLarge(_)) => {
+                    Err(format!("card is larger than {cap} bytes"))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let src = match src {
+                Ok(src) => src,
+                Err(why) => {
+                    log::error!("card {}: {why}; skipped", file.display());
+                    continue;
+                }
+            };
+            match shuma_card::card::load_str(&src, &file.display().to_string()) {
                 Ok(spec) => match self.create_workspace(spec) {
                     Ok(warnings) => {
                         for w in warnings {
@@ -577,7 +638,9 @@ impl Runtime {
         }
         if self.store.run_write_due(now, &mut self.timers) {
             self.encode_snapshot(false);
-            self.store.write(now, &mut self.timers);
+            if let Some(message) = self.store.write(now, &mut self.timers) {
+                self.event(EventKind::Warning { message });
+            }
         }
     }
 

@@ -323,6 +323,7 @@ impl Runtime {
             connections: self.server.len() as u32,
             last_event_id: self.journal.last_id(),
             orphans_reaped: self.procs.orphans_reaped(),
+            state_not_saved: self.store.failure(),
         }
     }
 

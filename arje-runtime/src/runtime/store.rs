@@ -1,6 +1,7 @@
-//! Persistence: when the snapshot is written and where. Owns the encode buffer, the
-//! durable writer thread and both debouncers; the bytes themselves are encoded from the
-//! live state by `state.rs`.
+//! Persistence: when the snapshot is written and where. Owns the state directories
+//! (opened and checked once at start: [`Claim`]), the state lock, the encode buffer, the
+//! durable writer thread and both debouncers, and knows whether the state is being
+//! saved; the bytes themselves are encoded from the live state by `state.rs`.
 //!
 //! The /run copy is written at once after a quiet interval and at most once per
 //! [`RUN_EVERY`] during a burst (with 10,000 live commands the per-turn write was a third
@@ -8,10 +9,10 @@
 //! runtime`). The durable copy is debounced to [`DURABLE_EVERY`] and written off the
 //! loop's thread (write-temp, fsync, rename, fsync-directory).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::persist::{self, Debounce, DurableWriter};
+use crate::persist::{self, Debounce, DurableWriter, LockError, StateDir, StateLock};
 use crate::timers::{TimerAction, Timers};
 
 /// At most one /run snapshot write per this interval.
@@ -20,8 +21,71 @@ pub const RUN_EVERY: Duration = Duration::from_millis(10);
 /// Default spacing of durable writes.
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
+/// The state directories, opened and checked before anything else starts (see
+/// `persist::open_run_dir`): what [`Store::new`] takes over.
+pub struct Claim {
+    run: Option<StateDir>,
+    /// The run directory's lock: one arje per state directory.
+    lock: Option<StateLock>,
+    durable: Option<StateDir>,
+    /// What the operator must hear (a refused directory): Warnings for the journal.
+    warnings: Vec<String>,
+}
+
+impl Claim {
+    /// Opens the run directory at `state_dir` (or a private one instead), takes its lock,
+    /// and opens the durable one. `traverse_group`: the control socket's group when the
+    /// socket lives in the state directory, so a directory created here lets that group
+    /// through.
+    ///
+    /// Fails only if another arje-init holds the lock: it serves this state directory
+    /// (and most likely this socket), and this one must not start beside it. A lock that
+    /// cannot be taken for another reason is a warning: boot goes on.
+    pub fn open(
+        state_dir: &Path,
+        durable_dir: Option<&Path>,
+        traverse_group: Option<u32>,
+    ) -> Result<Claim, LockError> {
+        let run = persist::open_run_dir(state_dir, traverse_group);
+        let mut warnings = run.warnings;
+        let lock = match run.dir.as_ref().map(StateLock::acquire) {
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(e @ LockError::Held { .. })) => return Err(e),
+            Some(Err(e)) => {
+                warnings.push(format!(
+                    "{e}; a second arje-init on this state directory would not be stopped"
+                ));
+                None
+            }
+            None => None,
+        };
+        let durable = durable_dir.map(persist::open_durable_dir).and_then(|d| {
+            warnings.extend(d.warnings);
+            d.dir
+        });
+        for w in &warnings {
+            log::error!("{w}");
+        }
+        Ok(Claim {
+            run: run.dir,
+            lock,
+            durable,
+            warnings,
+        })
+    }
+
+    /// Load the state from the claimed directories (before [`Store::new`] hands the durable
+    /// one to its writer thread).
+    pub fn load(&self) -> persist::Loaded {
+        persist::load(self.run.as_ref(), self.durable.as_ref())
+    }
+}
+
 pub struct Store {
-    state_dir: PathBuf,
+    /// `None`: no directory could be trusted; nothing is saved (and status says so).
+    run: Option<StateDir>,
+    /// Held for the process's life, and across a re-exec ([`Store::hand_over`]).
+    lock: Option<StateLock>,
     /// The encoded snapshot, reused between writes.
     pub buf: Vec<u8>,
     durable: Option<DurableWriter>,
@@ -29,6 +93,13 @@ pub struct Store {
     durable_debounce: Debounce,
     /// Something the snapshot holds changed since the last write was scheduled.
     dirty: bool,
+    /// Why the newest /run write failed; `None` once one succeeds.
+    run_failure: Option<String>,
+    /// The current failure has been put in the journal: one Warning per burst of
+    /// failures, not one per write.
+    failure_reported: bool,
+    /// Warnings from opening the directories, not yet put in the journal.
+    warnings: Vec<String>,
     /// This boot's id and our pid, read once: every snapshot records them.
     pub boot_id: String,
     pub own_pid: i32,
@@ -37,32 +108,53 @@ pub struct Store {
 impl Store {
     /// The durable writer thread is started here, after the loop blocked its signals: it
     /// inherits the mask, so no signal is ever delivered to it instead of the signalfd.
-    pub fn new(state_dir: PathBuf, durable_dir: Option<PathBuf>) -> Store {
-        let durable = durable_dir.and_then(|dir| match DurableWriter::spawn(dir.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                log::error!("durable snapshot writer for {}: {e}", dir.display());
-                None
+    pub fn new(claim: Claim) -> Store {
+        let durable = claim.durable.and_then(|dir| {
+            let path = dir.path().to_path_buf();
+            match DurableWriter::spawn(dir) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::error!("durable snapshot writer for {}: {e}", path.display());
+                    None
+                }
             }
         });
         Store {
-            state_dir,
+            run: claim.run,
+            lock: claim.lock,
             buf: Vec::new(),
             durable,
             run_debounce: Debounce::new(RUN_EVERY),
             durable_debounce: Debounce::new(DURABLE_EVERY),
             dirty: false,
+            run_failure: None,
+            failure_reported: false,
+            warnings: claim.warnings,
             boot_id: persist::boot_id().unwrap_or_default(),
             own_pid: std::process::id() as i32,
         }
     }
 
-    pub fn state_dir(&self) -> &std::path::Path {
-        &self.state_dir
+    /// The run state directory in use (the configured one or its private replacement).
+    pub fn state_dir(&self) -> Option<&StateDir> {
+        self.run.as_ref()
+    }
+
+    /// Before exec'ing a new image: the lock's fd stays open across the exec, so the lock
+    /// is never free between the two images.
+    pub fn hand_over(&self) {
+        if let Some(lock) = &self.lock {
+            lock.hand_over();
+        }
     }
 
     pub fn has_durable(&self) -> bool {
         self.durable.is_some()
+    }
+
+    /// The warnings of opening the directories, once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Something the snapshot holds changed.
@@ -90,13 +182,60 @@ impl Store {
     }
 
     /// Write `buf` (just encoded) as the /run copy, and to the durable copy when due.
-    pub fn write(&mut self, now: Instant, timers: &mut Timers) {
-        if let Err(e) = persist::write_run(&self.state_dir, &self.buf) {
-            log::error!("{e}");
-        }
+    /// Returns a Warning for the journal when the state has just stopped being saved.
+    pub fn write(&mut self, now: Instant, timers: &mut Timers) -> Option<String> {
+        self.write_run();
         if self.durable.is_some() {
             self.durable_debounce.mark_dirty(now);
             self.durable_due(now, timers);
+        }
+        self.report()
+    }
+
+    fn write_run(&mut self) {
+        let Some(dir) = &self.run else { return };
+        match persist::write_run(dir, &self.buf) {
+            Ok(()) => self.run_failure = None,
+            Err(e) => {
+                // Logged once per burst: a full disk would otherwise log every turn.
+                if self.run_failure.is_none() {
+                    log::error!("{e}");
+                }
+                self.run_failure = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Why the state is not being saved, if it is not: no trusted state directory, or
+    /// the newest write of the /run or the durable copy failed. For `shuma status`.
+    pub fn failure(&self) -> Option<String> {
+        if self.run.is_none() {
+            return Some("no trusted state directory (see the journal)".into());
+        }
+        if let Some(e) = &self.run_failure {
+            return Some(e.clone());
+        }
+        self.durable
+            .as_ref()
+            .and_then(DurableWriter::failure)
+            .map(|e| format!("durable copy: {e}"))
+    }
+
+    /// A Warning the first time a write fails after writes succeeded (a burst of
+    /// failures is reported once); a log line when writes succeed again. A failure of
+    /// the durable writer thread is seen here, at the next change after it.
+    fn report(&mut self) -> Option<String> {
+        match (self.failure(), self.failure_reported) {
+            (Some(why), false) => {
+                self.failure_reported = true;
+                Some(format!("state is not being saved: {why}"))
+            }
+            (None, true) => {
+                self.failure_reported = false;
+                log::info!("state is being saved again");
+                None
+            }
+            _ => None,
         }
     }
 
@@ -117,9 +256,7 @@ impl Store {
 
     /// Write `buf` to both copies now and wait for the durable one (shutdown, re-exec).
     pub fn flush(&mut self, durable_bytes: Option<Vec<u8>>) {
-        if let Err(e) = persist::write_run(&self.state_dir, &self.buf) {
-            log::error!("{e}");
-        }
+        self.write_run();
         if let Some(writer) = &self.durable {
             writer.submit(durable_bytes.unwrap_or_else(|| self.buf.clone()));
             if let Err(e) = writer.flush_blocking() {

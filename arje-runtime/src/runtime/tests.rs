@@ -377,3 +377,152 @@ fn test_workspace_ids_survive_a_restore_and_are_not_reused() {
     let new = rt.table.id_of("new").unwrap();
     assert!(new > gone, "{new:?} reuses an id at or below {gone:?}");
 }
+
+/// A root-owned 0600 file holding `text`, for the log-file tests.
+fn root_only_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn test_log_file_of_nobody_through_a_symlinked_directory_is_refused_a_plain_path_opens() {
+    // Arrange: the last component is a plain name, but a directory above it is a
+    // symlink nobody could have swapped in, leading to a root-only file of that name.
+    // Beside it, the same name under the real directory (a new file) and a file nobody
+    // owns, which are fine.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("real")).unwrap();
+    let secret = tmp.path().join("real/app.log");
+    root_only_file(&secret, "root only\n");
+    std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("logs")).unwrap();
+    let through_link = tmp.path().join("logs/app.log");
+    let fresh = tmp.path().join("real/fresh.log");
+    let owned = tmp.path().join("real/owned.log");
+    std::fs::write(&owned, b"old\n").unwrap();
+    std::os::unix::fs::chown(&owned, Some(65534), Some(65534)).unwrap();
+
+    // Act
+    let refused = commands::open_log_file(through_link.to_str().unwrap(), Some(65534));
+    let fresh_fd = commands::open_log_file(fresh.to_str().unwrap(), Some(65534)).unwrap();
+    let owned_fd = commands::open_log_file(owned.to_str().unwrap(), Some(65534)).unwrap();
+    std::io::Write::write_all(
+        &mut std::fs::File::from(owned_fd.try_clone().unwrap()),
+        b"new\n",
+    )
+    .unwrap();
+
+    // Assert
+    let err = refused.map(|_| ()).unwrap_err();
+    assert!(
+        err.contains("symlink") && err.contains("logs/app.log"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&secret).unwrap(), b"root only\n");
+    // The child gets blocking fds that append: only the open was non-blocking.
+    for fd in [&fresh_fd, &owned_fd] {
+        let fl = rustix::fs::fcntl_getfl(fd).unwrap();
+        assert!(fl.contains(rustix::fs::OFlags::APPEND));
+        assert!(!fl.contains(rustix::fs::OFlags::NONBLOCK));
+    }
+    assert!(fresh.exists());
+    assert_eq!(std::fs::read(&owned).unwrap(), b"old\nnew\n");
+}
+
+#[test]
+fn test_log_file_of_nobody_hard_linked_to_a_root_file_is_refused() {
+    // Arrange
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    root_only_file(&secret, "root only\n");
+    let link = tmp.path().join("app.log");
+    std::fs::hard_link(&secret, &link).unwrap();
+
+    // Act
+    let result = commands::open_log_file(link.to_str().unwrap(), Some(65534));
+
+    // Assert
+    let err = result.map(|_| ()).unwrap_err();
+    assert!(err.contains("2 links"), "{err}");
+}
+
+#[test]
+fn test_log_file_of_nobody_owned_by_a_third_user_is_refused() {
+    // Arrange
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("app.log");
+    std::fs::write(&other, b"").unwrap();
+    std::os::unix::fs::chown(&other, Some(1234), Some(1234)).unwrap();
+
+    // Act
+    let result = commands::open_log_file(other.to_str().unwrap(), Some(65534));
+
+    // Assert
+    let err = result.map(|_| ()).unwrap_err();
+    assert!(err.contains("owned by uid 1234"), "{err}");
+}
+
+#[test]
+fn test_log_file_fifo_without_reader_fails_at_once() {
+    // Arrange: a FIFO nobody reads; a blocking open for writing would never return.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("log.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+    // Act
+    let result = commands::open_log_file(fifo.to_str().unwrap(), None);
+
+    // Assert
+    let err = result.map(|_| ()).unwrap_err();
+    assert!(err.contains("log.fifo"), "{err}");
+}
+
+#[test]
+fn test_failing_run_write_warns_once_per_burst_and_status_says_why() {
+    // Arrange: a directory where the /run copy's temp file goes, so every write fails
+    // (as root, a read-only mode would not stop the write; this does).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let t0 = Instant::now();
+    rt.persist_if_due(t0);
+    let blocker = dir.path().join("run").join(".snapshot.bin.tmp");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let not_saved = |rt: &Runtime| {
+        warnings(rt)
+            .into_iter()
+            .filter(|(_, m)| m.contains("state is not being saved"))
+            .count()
+    };
+    let status = |rt: &mut Runtime| match &frames(rt, Request::Status)[..] {
+        [Response::Status(info)] => info.state_not_saved.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // Each change comes after the debounce interval, so each one is a write attempt.
+    let mut at = t0;
+    let mut change = |rt: &mut Runtime, name: &str| {
+        rt.create_workspace(workspace(name, None)).unwrap();
+        at += store::RUN_EVERY * 2;
+        rt.persist_if_due(at);
+    };
+
+    // Act: many changes while the write fails, then one after the blocker is gone, then
+    // the blocker comes back.
+    for i in 0..20 {
+        change(&mut rt, &format!("a{i}"));
+    }
+    let during = (not_saved(&rt), status(&mut rt));
+    std::fs::remove_dir_all(&blocker).unwrap();
+    change(&mut rt, "b");
+    let after = (not_saved(&rt), status(&mut rt));
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    change(&mut rt, "c");
+    change(&mut rt, "d");
+    let again = not_saved(&rt);
+
+    // Assert
+    assert_eq!(during.0, 1, "{:?}", warnings(&rt));
+    let why = during.1.expect("status says the state is not saved");
+    assert!(why.contains(".snapshot.bin.tmp"), "{why}");
+    assert_eq!(after, (1, None));
+    assert_eq!(again, 2, "a new burst is reported again");
+}

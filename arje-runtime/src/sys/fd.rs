@@ -23,3 +23,36 @@ pub fn adopt(fd: RawFd) -> Option<OwnedFd> {
     let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
     Some(owned)
 }
+
+/// Take ownership of the first fd inherited across exec whose file `is_it` recognizes
+/// (from the metadata of `/proc/self/fd/N`, which names the open file itself), and mark
+/// it close-on-exec again. For an fd whose number was not recorded: the state lock.
+///
+/// Only fds without close-on-exec are looked at. Right after an exec those are exactly
+/// the inherited ones, and every fd this process opens itself is close-on-exec, so an fd
+/// some other part of this process owns is never taken. `None` if there is none, or if
+/// /proc is not mounted.
+pub fn adopt_inherited(is_it: impl Fn(&std::fs::Metadata) -> bool) -> Option<OwnedFd> {
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        if fd < 3 {
+            continue;
+        }
+        // SAFETY: F_GETFD on any number is harmless; it fails with EBADF if not open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            continue;
+        }
+        match std::fs::metadata(entry.path()) {
+            Ok(meta) if is_it(&meta) => return adopt(fd),
+            _ => continue,
+        }
+    }
+    None
+}

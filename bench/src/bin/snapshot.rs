@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arje_runtime::parts::{write_durable, write_run};
+use arje_runtime::parts::{write_durable, write_run, StateDir};
 use shuma_card::protocol::StatsSample;
 use shuma_card::snapshot::{
     encode, encode_into, encode_parts, encode_spec, CommandParts, CommandState, LiveProcess,
@@ -265,6 +265,7 @@ fn main() {
     let durable_parent = std::env::args().nth(1).unwrap_or_else(|| "/var/tmp".into());
     let run_parent = tmpfs_dir();
     let run = tempfile::tempdir_in(&run_parent).expect("temp dir on tmpfs");
+    let run_dir = StateDir::open(run.path(), None).expect("the tmpfs temp dir as a state dir");
 
     println!(
         "snapshot size and encode+write_run to {} (tmpfs)",
@@ -292,10 +293,9 @@ fn main() {
         let mut buf = Vec::new();
         let ew = measure(reps, || {
             encode_into(&s, &mut buf);
-            write_run(run.path(), &buf).unwrap()
+            write_run(&run_dir, &buf).unwrap()
         });
-        let json_dir = run.path().join("json");
-        std::fs::create_dir_all(&json_dir).unwrap();
+        let json_dir = StateDir::open(&run.path().join("json"), None).unwrap();
         let jw = measure(reps, || {
             write_run(&json_dir, &serde_json::to_vec(&s).unwrap()).unwrap()
         });
@@ -341,7 +341,7 @@ fn main() {
         });
         let ew = measure(reps, || {
             encode_turn(&s, &cached, &mut buf);
-            write_run(run.path(), &buf).unwrap()
+            write_run(&run_dir, &buf).unwrap()
         });
         let clone = measure(reps, || {
             std::hint::black_box(std::hint::black_box(&s).clone());
@@ -349,7 +349,7 @@ fn main() {
         let old = measure(reps, || {
             let snap = s.clone();
             encode_into(&snap, &mut buf);
-            write_run(run.path(), &buf).unwrap()
+            write_run(&run_dir, &buf).unwrap()
         });
         println!(
             "{:>10} {:>10} {:>4} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
@@ -382,7 +382,7 @@ fn main() {
         });
         let ew = measure(300, || {
             encode_turn(&s, &cached, &mut buf);
-            write_run(run.path(), &buf).unwrap()
+            write_run(&run_dir, &buf).unwrap()
         });
         println!(
             "{:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} {:>9}",
@@ -397,6 +397,7 @@ fn main() {
     }
 
     let disk = tempfile::tempdir_in(&durable_parent).expect("temp dir for the durable comparison");
+    let disk_dir = StateDir::open(disk.path(), None).expect("the durable temp dir as a state dir");
     println!();
     println!(
         "durable write vs bare write+fsync+rename, same bytes, same dir ({})",
@@ -426,7 +427,7 @@ fn main() {
         // Interleaved, so drift in the disk's behaviour hits every variant alike.
         for _ in 0..reps {
             let t = Instant::now();
-            write_durable(disk.path(), &bytes).unwrap();
+            write_durable(&disk_dir, &bytes).unwrap();
             times[0].push(t.elapsed());
             let t = Instant::now();
             bare_write(disk.path(), &bytes);
