@@ -65,4 +65,4 @@ pub enum Outcome {
     /// inheritable; the caller execs `binary` with the same arguments.
     Reexec { binary: PathBuf },
 }
-pub use runtime::{Runtime, RuntimeError};
+pub use runtime::{Created, Runtime, RuntimeError};

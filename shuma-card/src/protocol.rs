@@ -246,10 +246,13 @@ pub enum Response {
         message: String,
     },
     Status(StatusInfo),
-    /// A workspace was created; `warnings` names limits that are not enforced.
+    /// A workspace was created; `warnings` names limits that are not enforced, `failed`
+    /// each command that could not be started (`name: why`): the workspace exists either
+    /// way, and a failed service follows its restart policy.
     Created {
         name: String,
         warnings: Vec<String>,
+        failed: Vec<String>,
     },
     Workspaces(Vec<WorkspaceInfo>),
     Workspace(Box<WorkspaceDetail>),

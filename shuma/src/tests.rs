@@ -655,6 +655,7 @@ fn test_ws_create_prints_warnings_on_stderr() {
         Answer::Frames(vec![Response::Created {
             name: "demo".into(),
             warnings: vec!["memory_max is not enforced: no memory controller".into()],
+            failed: vec![],
         }])
     });
 
@@ -674,6 +675,32 @@ fn test_ws_create_prints_warnings_on_stderr() {
     };
     assert_eq!(spec.name, "demo");
     assert_eq!(spec.limits.memory_max, Some(64 << 20));
+}
+
+#[test]
+fn test_ws_create_with_a_command_that_did_not_start_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("demo.toml");
+    std::fs::write(&card, "[workspace]\nname = \"demo\"\n").unwrap();
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![Response::Created {
+            name: "demo".into(),
+            warnings: vec![],
+            failed: vec!["web: /bin/web execve: No such file or directory".into()],
+        }])
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["ws", "create", card.to_str().unwrap()],
+    );
+
+    assert_eq!(outcome.code, 1, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "created workspace demo\n");
+    assert_eq!(
+        outcome.err,
+        "error: did not start: web: /bin/web execve: No such file or directory\n"
+    );
 }
 
 #[test]

@@ -78,26 +78,37 @@ fn set(
 }
 
 fn create(client: &mut Client, ctx: &mut Ctx, spec: WorkspaceSpec) -> Result<u8> {
-    let (name, warnings) = match client.call(&Request::WsCreate { spec })? {
-        Response::Created { name, warnings } => (name, warnings),
+    let (name, warnings, failed) = match client.call(&Request::WsCreate { spec })? {
+        Response::Created {
+            name,
+            warnings,
+            failed,
+        } => (name, warnings, failed),
         other => return Err(client.unexpected("Created", &other).into()),
     };
     for w in &warnings {
         writeln!(ctx.err, "warning: {w}")?;
     }
+    for f in &failed {
+        writeln!(ctx.err, "error: did not start: {f}")?;
+    }
     #[derive(Serialize)]
     struct Created<'a> {
         name: &'a str,
         warnings: &'a [String],
+        failed: &'a [String],
     }
-    json_or(
+    let code = json_or(
         ctx,
         &Created {
             name: &name,
             warnings: &warnings,
+            failed: &failed,
         },
         |out| writeln!(out, "created workspace {name}"),
-    )
+    )?;
+    // The workspace exists, but not all of it runs: the daemon refused part of the job.
+    Ok(if failed.is_empty() { code } else { 1 })
 }
 
 fn ls(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {

@@ -60,6 +60,7 @@ use crate::{Config, Outcome};
 use reactor::{Interest, Reactor, Ready};
 use requests::Reply;
 use table::Table;
+pub use workspaces::Created;
 
 /// Most workspaces at once.
 pub const MAX_WORKSPACES: usize = 4096;
@@ -304,9 +305,12 @@ impl Runtime {
             };
             match shuma_card::card::load_str(&src, &file.display().to_string()) {
                 Ok(spec) => match self.create_workspace(spec) {
-                    Ok(warnings) => {
-                        for w in warnings {
+                    Ok(created) => {
+                        for w in created.warnings {
                             log::warn!("{}: {w}", file.display());
+                        }
+                        for f in created.failed {
+                            log::error!("{}: did not start: {f}", file.display());
                         }
                     }
                     Err((_, msg)) => log::error!("{}: {msg}", file.display()),
@@ -398,7 +402,7 @@ impl Runtime {
     pub fn create_workspace(
         &mut self,
         spec: WorkspaceSpec,
-    ) -> Result<Vec<String>, (ErrorCode, String)> {
+    ) -> Result<Created, (ErrorCode, String)> {
         self.create_workspace_inner(spec)
     }
 

@@ -103,8 +103,12 @@ impl Runtime {
             Request::Status => one(Response::Status(self.status())),
             Request::WsCreate { spec } => {
                 let name = spec.name.clone();
-                let warnings = self.create_workspace_inner(spec)?;
-                one(Response::Created { name, warnings })
+                let created = self.create_workspace_inner(spec)?;
+                one(Response::Created {
+                    name,
+                    warnings: created.warnings,
+                    failed: created.failed,
+                })
             }
             Request::WsList => {
                 let cmds = &self.table.commands;

@@ -526,3 +526,33 @@ fn test_failing_run_write_warns_once_per_burst_and_status_says_why() {
     assert_eq!(after, (1, None));
     assert_eq!(again, 2, "a new burst is reported again");
 }
+
+#[test]
+fn test_ws_create_with_a_command_that_cannot_start_says_which() {
+    // Arrange: one command that runs, one whose program does not exist.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let mut spec = workspace("w", None);
+    spec.commands.push(CommandSpec::new(
+        "ok",
+        CommandKind::Task,
+        vec!["/bin/true".into()],
+    ));
+    spec.commands.push(CommandSpec::new(
+        "missing",
+        CommandKind::Task,
+        vec!["/nonexistent/program".into()],
+    ));
+
+    // Act
+    let created = rt.create_workspace(spec).unwrap();
+
+    // Assert: the workspace exists, and the reply names the one that did not start.
+    assert!(rt.table.id_of("w").is_some());
+    assert_eq!(created.failed.len(), 1, "{created:?}");
+    assert!(created.failed[0].starts_with("missing: "), "{created:?}");
+    assert!(
+        created.failed[0].contains("/nonexistent/program"),
+        "{created:?}"
+    );
+}

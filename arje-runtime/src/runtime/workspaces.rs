@@ -93,11 +93,20 @@ pub(crate) fn unix_ms() -> u64 {
 
 type ReqError = (ErrorCode, String);
 
+/// What creating a workspace reports besides success.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Limits the card asks for that this host does not enforce.
+    pub warnings: Vec<String>,
+    /// Commands that could not be started, as `name: why`.
+    pub failed: Vec<String>,
+}
+
 impl Runtime {
     pub(crate) fn create_workspace_inner(
         &mut self,
         spec: WorkspaceSpec,
-    ) -> Result<Vec<String>, ReqError> {
+    ) -> Result<Created, ReqError> {
         shuma_card::card::validate(&spec).map_err(|e| (ErrorCode::Invalid, e))?;
         // `ws show` answers with the spec in one frame beside a little more: a spec that
         // large could not be shown (nor sent by a client, whose request frame is capped
@@ -168,11 +177,17 @@ impl Runtime {
                 message: format!("workspace {name}: {w}"),
             });
         }
+        // A command that cannot start does not undo the workspace (the others run, a
+        // service retries by its policy), but the creator hears of it.
         let now = Instant::now();
+        let mut failed = Vec::new();
         for cid in ids {
-            self.command_event(cid, Event::Start, now);
+            if let Err(why) = self.start_command(cid, now) {
+                let name = self.table.commands.get(&cid).map(|c| c.spec.name.clone());
+                failed.push(format!("{}: {why}", name.unwrap_or_default()));
+            }
         }
-        Ok(warnings)
+        Ok(Created { warnings, failed })
     }
 
     /// Put a workspace in the table and watch its cgroup: its event files, and the stats

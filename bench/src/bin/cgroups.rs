@@ -399,7 +399,10 @@ fn runtime(dir: &Path, cgroups: bool) -> arje_runtime::Runtime {
     };
     let warnings = rt.create_workspace(spec).expect("workspace");
     if cgroups {
-        assert!(warnings.is_empty(), "unenforced: {warnings:?}");
+        assert!(
+            warnings.warnings.is_empty() && warnings.failed.is_empty(),
+            "unenforced or not started: {warnings:?}"
+        );
     }
     rt
 }
