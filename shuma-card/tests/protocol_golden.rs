@@ -47,7 +47,10 @@ fn card() -> WorkspaceSpec {
 
 fn frames() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("wscreate", encode_frame(&Request::WsCreate { spec: card() })),
+        (
+            "wscreate",
+            encode_frame(&Request::WsCreate { spec: card() }),
+        ),
         (
             "run",
             encode_frame(&Request::Run {

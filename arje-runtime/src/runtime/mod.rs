@@ -4,7 +4,7 @@
 //!
 //! | component | owns | token |
 //! | --- | --- | --- |
-//! | the signalfd (here) | SIGCHLD and the shutdown signals | `Signal` |
+//! | [`signals::Signals`] | the signalfd; every signal's disposition | `Signal` |
 //! | [`Timers`] | the timerfd and every deadline | `Timer` |
 //! | [`server::Server`] | the listener, each client connection, what it follows | `Listener`, `Conn` |
 //! | [`procs::Procs`] | the spawner, the pid table, reaping and the orphan scan | (SIGCHLD) |
@@ -25,6 +25,7 @@ mod procs;
 mod reactor;
 mod requests;
 mod server;
+pub(crate) mod signals;
 mod state;
 mod store;
 mod table;
@@ -34,13 +35,9 @@ mod workspaces;
 #[cfg(test)]
 mod tests;
 
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use shuma_card::protocol::{ErrorCode, Mode, Response, ShutdownKind};
 use shuma_card::{EventKind, WorkspaceSpec};
@@ -64,7 +61,7 @@ pub const MAX_COMMANDS: usize = 65_536;
 /// Why the runtime could not start.
 #[derive(Debug)]
 pub enum RuntimeError {
-    Signals(nix::Error),
+    Signals(std::io::Error),
     Epoll(std::io::Error),
     Timer(std::io::Error),
     Control(control::ControlError),
@@ -84,17 +81,6 @@ impl std::fmt::Display for RuntimeError {
 }
 
 impl std::error::Error for RuntimeError {}
-
-/// The signals the loop handles; all are blocked and read from the signalfd.
-const SIGNALS: [Signal; 7] = [
-    Signal::SIGCHLD,
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGPWR,
-];
 
 /// Where the runtime is in its life. One state instead of several flags: what the loop
 /// may do (accept workspaces, write snapshots) follows from it.
@@ -130,7 +116,7 @@ fn process_started() -> Instant {
 pub struct Runtime {
     cfg: Config,
     reactor: Reactor,
-    signals: SignalFd,
+    signals: signals::Signals,
     timers: Timers,
     server: server::Server,
     procs: procs::Procs,
@@ -155,20 +141,13 @@ impl Runtime {
 
     /// [`Runtime::new`] on a cgroup tree set up by the caller (tests: a fake cgroupfs).
     fn with_cgroups(cfg: Config, cgroups: crate::cgroup::Cgroups) -> Result<Runtime, RuntimeError> {
-        let mut mask = SigSet::empty();
-        for s in SIGNALS {
-            mask.add(s);
-        }
-        // Block first, so a signal sent between here and the signalfd is queued, not
-        // lost or delivered with the default action (which for PID 1 is nothing).
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-            .map_err(RuntimeError::Signals)?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(RuntimeError::Signals)?;
+        // First, so a signal sent from here on waits in the signalfd (and the durable
+        // writer thread, started below, inherits the mask).
+        let signals = signals::Signals::install().map_err(RuntimeError::Signals)?;
         let reactor = Reactor::new().map_err(RuntimeError::Epoll)?;
         let timers = Timers::new().map_err(RuntimeError::Timer)?;
         reactor
-            .add(signals.as_fd(), Token::Signal, Interest::Read)
+            .add(signals.fd(), Token::Signal, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
         reactor
             .add(timers.fd(), Token::Timer, Interest::Read)
@@ -378,23 +357,10 @@ impl Runtime {
     }
 
     fn on_signals(&mut self) {
-        loop {
-            match self.signals.read_signal() {
-                Ok(Some(info)) => {
-                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
-                        continue;
-                    };
-                    match sig {
-                        Signal::SIGCHLD => self.on_sigchld(info.ssi_pid as i32),
-                        other => self.on_stop_signal(other),
-                    }
-                }
-                Ok(None) => break,
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => {
-                    log::error!("signalfd read: {e}");
-                    break;
-                }
+        for got in self.signals.read() {
+            match got.signo {
+                libc::SIGCHLD => self.on_sigchld(got.pid),
+                _ => self.on_stop_signal(got),
             }
         }
     }
@@ -402,26 +368,24 @@ impl Runtime {
     /// What a signal means depends on the mode: busybox's halt, poweroff and reboot
     /// send PID 1 SIGUSR1, SIGUSR2 and SIGTERM; SIGINT is ctrl-alt-del; SIGPWR a power
     /// failure. Under another init, SIGTERM and SIGINT ask arje to stop and exit.
-    fn on_stop_signal(&mut self, sig: Signal) {
-        let outcome = match (&self.cfg.mode, sig) {
-            (Mode::Pid1, Signal::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
-            (Mode::Pid1, Signal::SIGUSR2 | Signal::SIGPWR) => {
-                Outcome::Shutdown(ShutdownKind::Poweroff)
-            }
-            (Mode::Pid1, Signal::SIGTERM | Signal::SIGINT) => {
-                Outcome::Shutdown(ShutdownKind::Reboot)
-            }
-            (Mode::Subreaper, Signal::SIGTERM | Signal::SIGINT) => Outcome::Exit,
-            (_, Signal::SIGHUP) => {
-                log::info!("SIGHUP: reloading nothing (cards are loaded at start and with `shuma ws create`)");
+    fn on_stop_signal(&mut self, got: signals::Received) {
+        let outcome = match (&self.cfg.mode, got.signo) {
+            (Mode::Pid1, libc::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
+            (Mode::Pid1, libc::SIGUSR2 | libc::SIGPWR) => Outcome::Shutdown(ShutdownKind::Poweroff),
+            (Mode::Pid1, libc::SIGTERM | libc::SIGINT) => Outcome::Shutdown(ShutdownKind::Reboot),
+            (Mode::Subreaper, libc::SIGTERM | libc::SIGINT) => Outcome::Exit,
+            (_, libc::SIGHUP) => {
+                let why =
+                    "reloading nothing (cards are loaded at start and with `shuma ws create`)";
+                self.signals.ignore(got, why);
                 return;
             }
-            (_, other) => {
-                log::info!("ignoring {other}");
+            (_, _) => {
+                self.signals.ignore(got, "no meaning in this mode");
                 return;
             }
         };
-        log::info!("{sig}: {outcome:?}");
+        log::info!("{}: {outcome:?}", signals::name(got.signo));
         self.begin_shutdown(outcome);
     }
 

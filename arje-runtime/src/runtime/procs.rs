@@ -54,7 +54,8 @@ impl Procs {
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        let mut spawner = Spawner::default();
+        let reset: Vec<i32> = super::signals::ignored().collect();
+        let mut spawner = Spawner::new(&reset);
         // A subreaper started with a raised oom_score_adj (to protect itself) must not
         // pass it on to its children.
         spawner.reset_oom_score_adj =

@@ -37,6 +37,8 @@
 use std::ffi::{c_int, c_void, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use super::signals::{rt_sigaction, KernelSigaction};
+
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc only defines it for glibc targets.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `__NR_clone3` (Linux 5.3).
@@ -175,7 +177,7 @@ struct ChildCtx<'a> {
     stdio: [RawFd; 3],
     reset_oom: bool,
     /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
-    ignored: [c_int; 65],
+    ignored: [c_int; MAX_RESET + 1],
     errno: c_int,
     stage: &'static str,
 }
@@ -187,65 +189,36 @@ pub struct Spawner {
     /// arje protects itself from the OOM killer (oom_score_adj -1000 as a subreaper);
     /// children inherit the value, so the child resets its own to 0 before exec.
     pub reset_oom_score_adj: bool,
-    /// Signals arje ignores (SIG_IGN survives exec), 0-terminated; read once.
-    ignored: [c_int; 65],
+    /// Signals arje ignores (SIG_IGN survives exec), 0-terminated.
+    ignored: [c_int; MAX_RESET + 1],
 }
 
-/// The kernel's `struct sigaction` for rt_sigaction(2). The raw syscall is used
-/// because libc's wrapper refuses signals 32 and 33 (glibc keeps them for itself), yet
-/// a parent may have left them ignored, and an ignored signal survives exec.
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
+/// Most signals a spawner resets to SIG_DFL in the child.
+const MAX_RESET: usize = 64;
 
-/// Highest signal number (the kernel's _NSIG is 64).
-const NSIG: c_int = 64;
-
-/// rt_sigaction(sig, new, old): the raw syscall (see [`KernelSigaction`]).
-fn rt_sigaction(
-    sig: c_int,
-    new: Option<&KernelSigaction>,
-    old: Option<&mut KernelSigaction>,
-) -> libc::c_long {
-    let new = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
-    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut KernelSigaction);
-    // SAFETY: both pointers are null or point to valid kernel_sigaction-shaped memory;
-    // the size argument is the kernel's sigset size (8 bytes).
-    unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, new, old, 8usize) }
-}
-
-/// The signals whose disposition is SIG_IGN right now, 0-terminated.
-fn ignored_signals() -> [c_int; 65] {
-    let mut out = [0; 65];
-    let mut n = 0;
-    for sig in 1..=NSIG {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
+impl Spawner {
+    /// A spawner whose children get SIG_DFL back for each of `reset`: the signals arje
+    /// sets to SIG_IGN, since an ignored disposition survives exec (handled ones are
+    /// reset by the kernel, and the child's mask is emptied anyway). The runtime passes
+    /// the ignored signals of its table (`runtime/signals.rs`).
+    pub fn new(reset: &[c_int]) -> Spawner {
+        let mut ignored = [0; MAX_RESET + 1];
+        for (slot, &sig) in ignored.iter_mut().zip(reset.iter().take(MAX_RESET)) {
+            *slot = sig;
         }
-        let mut old = KernelSigaction::default();
-        if rt_sigaction(sig, None, Some(&mut old)) == 0
-            && old.handler == libc::SIG_IGN
-            && n < out.len() - 1
-        {
-            out[n] = sig;
-            n += 1;
-        }
-    }
-    out
-}
-
-impl Default for Spawner {
-    fn default() -> Self {
         Spawner {
             stack: vec![0u8; CHILD_STACK],
             reset_oom_score_adj: false,
-            ignored: ignored_signals(),
+            ignored,
         }
+    }
+}
+
+impl Default for Spawner {
+    /// Resets what the runtime's signal table ignores (the benchmarks' spawner).
+    fn default() -> Self {
+        let reset: Vec<c_int> = crate::runtime::signals::ignored().collect();
+        Spawner::new(&reset)
     }
 }
 
@@ -447,8 +420,8 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
             }
         }
         // Ignored dispositions survive exec (handled ones are reset by the kernel): give
-        // the program the defaults it expects (Rust's std ignores SIGPIPE, for one).
-        // Only the signals arje ignores need it; the parent listed them once.
+        // the program the defaults it expects. arje set every disposition from its
+        // table at start, so the signals that table ignores are exactly those to reset.
         let default = KernelSigaction::default(); // handler 0 = SIG_DFL
         for &sig in ctx.ignored.iter().take_while(|&&s| s != 0) {
             rt_sigaction(sig, Some(&default), None);
