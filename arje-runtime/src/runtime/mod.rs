@@ -152,7 +152,7 @@ impl Runtime {
         reactor
             .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
-        let procs = procs::Procs::new().map_err(RuntimeError::DevNull)?;
+        let procs = procs::Procs::new(cfg.child_nofile).map_err(RuntimeError::DevNull)?;
         let store = store::Store::new(cfg.state_dir.clone(), cfg.durable_dir.clone());
         let loaded = crate::persist::load(&cfg.state_dir, cfg.durable_dir.as_deref());
         let plan = state::plan(&loaded);

@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path) -> Config {
         durable_dir: Some(dir.join("durable")),
         cgroup_root: None,
         shutdown_timeout: Duration::from_secs(5),
+        child_nofile: None,
     }
 }
 

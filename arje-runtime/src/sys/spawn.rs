@@ -178,6 +178,7 @@ struct ChildCtx<'a> {
     reset_oom: bool,
     /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
     ignored: [c_int; MAX_RESET + 1],
+    nofile: Option<libc::rlimit>,
     errno: c_int,
     stage: &'static str,
 }
@@ -191,6 +192,9 @@ pub struct Spawner {
     pub reset_oom_score_adj: bool,
     /// Signals arje ignores (SIG_IGN survives exec), 0-terminated.
     ignored: [c_int; MAX_RESET + 1],
+    /// RLIMIT_NOFILE to give the child (arje raised its own; see `arje-init`'s
+    /// `limits.rs`), or `None` to leave the child arje's.
+    pub nofile: Option<libc::rlimit>,
 }
 
 /// Most signals a spawner resets to SIG_DFL in the child.
@@ -210,6 +214,7 @@ impl Spawner {
             stack: vec![0u8; CHILD_STACK],
             reset_oom_score_adj: false,
             ignored,
+            nofile: None,
         }
     }
 }
@@ -249,6 +254,7 @@ impl Spawner {
             ],
             reset_oom: self.reset_oom_score_adj,
             ignored: self.ignored,
+            nofile: self.nofile,
             errno: 0,
             stage: "",
         };
@@ -426,6 +432,11 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         for &sig in ctx.ignored.iter().take_while(|&&s| s != 0) {
             rt_sigaction(sig, Some(&default), None);
         }
+        // arje raised its own fd limit; the program gets the one it would have had.
+        // Lowering a soft limit needs no privilege.
+        if let Some(limit) = &ctx.nofile {
+            check!("setrlimit", libc::setrlimit(libc::RLIMIT_NOFILE, limit));
+        }
         check!("setsid", libc::setsid());
         for (target, &src) in ctx.stdio.iter().enumerate() {
             // dup2 onto 0/1/2 clears close-on-exec on the copy.
@@ -558,7 +569,42 @@ mod tests {
     }
 
     #[test]
+    fn test_spawn_nofile_set_child_gets_that_soft_limit() {
+        // Arrange: a soft limit below the hard one, as arje-init's children get.
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .maximum
+            .unwrap_or(libc::RLIM_INFINITY);
+        let mut spawner = Spawner::default();
+        spawner.nofile = Some(libc::rlimit {
+            rlim_cur: 200.min(hard),
+            rlim_max: hard,
+        });
+        let (mut r, w) = std::io::pipe().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+
+        // Act
+        let p = plan(&["/bin/sh", "-c", "ulimit -n"]);
+        let child = spawner
+            .spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None)
+            .unwrap();
+        drop(w);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(child.pid),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
+        )
+        .unwrap();
+
+        // Assert
+        assert_eq!(out.trim(), 200.min(hard).to_string());
+    }
+
+    #[test]
     fn test_spawn_child_has_only_stdio_fds_and_empty_mask() {
+        // arje's dispositions as the runtime sets them: whatever this test process
+        // inherited ignored (here, signal 32) is back to the default, SIGPIPE ignored.
+        let _signals = crate::runtime::signals::Signals::install().unwrap();
         let (mut r, w) = std::io::pipe().unwrap();
         // An fd without close-on-exec, as a careless parent might leave one.
         let leaky = rustix::io::dup(std::fs::File::open("/dev/null").unwrap()).unwrap();
@@ -585,7 +631,7 @@ mod tests {
         // 0,1,2 plus the one `ls` opens for reading the directory.
         assert_eq!(fds, vec!["0", "1", "2", "3"]);
         assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
-        // The test harness ignores SIGPIPE, as Rust's std does: the child must not.
+        // arje ignores SIGPIPE (so does Rust's std): the child must not.
         assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
     }
 }
