@@ -45,6 +45,8 @@ pub enum TimerAction {
     OrphanScan,
     /// The debounced /run snapshot write is due.
     RunSnapshot,
+    /// Watch the control listener again after an accept failure (`server.rs`).
+    ResumeAccept,
 }
 
 pub struct Timers {

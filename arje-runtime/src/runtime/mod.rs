@@ -321,7 +321,9 @@ impl Runtime {
         match ev.token {
             Token::Signal => self.on_signals(),
             Token::Timer => self.fire_timers(Instant::now()),
-            Token::Listener => self.server.accept(&self.reactor),
+            Token::Listener => self
+                .server
+                .accept(&self.reactor, &mut self.timers, Instant::now()),
             Token::Conn(id) => {
                 for req in self.server.read(&self.reactor, id, ev.flags) {
                     self.on_request(id, req);
@@ -463,6 +465,7 @@ impl Runtime {
                 }
             }
             TimerAction::Durable => self.store.durable_due(now, &mut self.timers),
+            TimerAction::ResumeAccept => self.server.resume(&self.reactor, &mut self.timers, now),
         }
     }
 
