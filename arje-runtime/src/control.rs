@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::ids::{CommandId, WorkspaceId};
 use shuma_card::protocol::{
@@ -15,8 +16,17 @@ use shuma_card::protocol::{
     HEADER_LEN, MAX_FRAME,
 };
 
-/// Most clients connected at once.
+/// Most clients connected at once (live ones: not counting those being closed).
 pub const MAX_CONNS: usize = 128;
+/// Slots beyond [`MAX_CONNS`] that only root's clients may take, so that a flood of
+/// other clients cannot lock the administrator out.
+pub const ROOT_RESERVE: usize = 8;
+/// A client must say Hello within this long of being accepted: a connection that says
+/// nothing holds a slot, and 128 of them locked every other client out.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client past Hello that neither sends nor reads for this long is closed, unless it
+/// follows something (logs, events, an exit), which is waiting by design.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes queued for one client. Beyond it, follow output is dropped and counted;
 /// a plain response that does not fit closes the connection (the client is not reading).
 pub const WRITE_CAP: usize = 4 << 20;
@@ -88,13 +98,14 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ControlErro
 }
 
 /// May this peer use the socket? Root, arje's own user, or a member of `group`.
-pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<(), String> {
+/// Returns its uid.
+pub fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> Result<u32, String> {
     let cred =
         rustix::net::sockopt::socket_peercred(stream).map_err(|e| format!("SO_PEERCRED: {e}"))?;
     let uid = cred.uid.as_raw();
     let gid = cred.gid.as_raw();
     if uid == 0 || uid == rustix::process::geteuid().as_raw() || group.is_some_and(|g| g == gid) {
-        Ok(())
+        Ok(uid)
     } else {
         Err(format!("uid {uid} gid {gid} is not allowed on this socket"))
     }
@@ -130,6 +141,12 @@ pub struct Conn {
     pub dropped: u64,
     /// EPOLLOUT is currently requested.
     pub want_write: bool,
+    /// When it was accepted (or adopted after a re-exec): the Hello deadline counts
+    /// from here, so dribbling bytes does not extend it.
+    pub accepted: Instant,
+    /// Its last event (bytes read, room to write, a hang-up): the idle deadline counts
+    /// from here.
+    pub last_active: Instant,
 }
 
 /// One step of reading a connection.
@@ -141,8 +158,10 @@ pub enum ReadOutcome {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream) -> Self {
+    pub fn new(stream: UnixStream, now: Instant) -> Self {
         Conn {
+            accepted: now,
+            last_active: now,
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
@@ -165,8 +184,14 @@ impl Conn {
     }
 
     /// A connection inherited across a re-exec, with its buffers.
-    pub fn restore(stream: UnixStream, hello_done: bool, rbuf: Vec<u8>, wbuf: Vec<u8>) -> Self {
-        let mut conn = Conn::new(stream);
+    pub fn restore(
+        stream: UnixStream,
+        hello_done: bool,
+        rbuf: Vec<u8>,
+        wbuf: Vec<u8>,
+        now: Instant,
+    ) -> Self {
+        let mut conn = Conn::new(stream, now);
         conn.hello_done = hello_done;
         conn.rbuf = rbuf;
         conn.wbuf = wbuf;
@@ -271,5 +296,23 @@ impl Conn {
     /// Done: flushed and closing.
     pub fn finished(&self) -> bool {
         self.closing && self.wbuf.is_empty()
+    }
+
+    /// When this connection is due to be closed, and why; `None` while it follows
+    /// something (it waits by design).
+    pub fn deadline(&self) -> Option<(Instant, &'static str)> {
+        if self.closing {
+            // An answer it does not read: give it as long as a Hello.
+            Some((
+                self.last_active + HELLO_TIMEOUT,
+                "did not read its last answer",
+            ))
+        } else if !self.hello_done {
+            Some((self.accepted + HELLO_TIMEOUT, "no Hello"))
+        } else if self.follow == Follow::None {
+            Some((self.last_active + IDLE_TIMEOUT, "idle"))
+        } else {
+            None
+        }
     }
 }

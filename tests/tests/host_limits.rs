@@ -176,3 +176,19 @@ fn test_fd_exhaustion_turns_clients_away_logs_once_and_recovers() {
         d.log.lock().unwrap()
     );
 }
+
+#[test]
+fn test_128_silent_connections_root_still_pings() {
+    // Arrange: the connection cap's worth of clients that connect and say nothing. They
+    // are accepted in the order they connected, before the ping below.
+    let d = Daemon::start();
+    let silent: Vec<Client> = (0..128).map(|_| Client::raw(&d.socket)).collect();
+
+    // Act: this test runs as root, whose clients have slots beyond the cap.
+    let ping = d.shuma(&["ping"]);
+
+    // Assert
+    assert!(ping.status.success(), "{}", err(&ping));
+    assert_eq!(out(&ping).trim(), "pong");
+    drop(silent);
+}

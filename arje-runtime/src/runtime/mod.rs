@@ -325,7 +325,10 @@ impl Runtime {
                 .server
                 .accept(&self.reactor, &mut self.timers, Instant::now()),
             Token::Conn(id) => {
-                for req in self.server.read(&self.reactor, id, ev.flags) {
+                for req in self
+                    .server
+                    .read(&self.reactor, id, ev.flags, Instant::now())
+                {
                     self.on_request(id, req);
                 }
                 self.server.service(&self.reactor, id);
@@ -466,6 +469,10 @@ impl Runtime {
             }
             TimerAction::Durable => self.store.durable_due(now, &mut self.timers),
             TimerAction::ResumeAccept => self.server.resume(&self.reactor, &mut self.timers, now),
+            TimerAction::ConnDeadline(id) => {
+                self.server
+                    .deadline(&self.reactor, &mut self.timers, id, now)
+            }
         }
     }
 

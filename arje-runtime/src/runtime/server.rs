@@ -109,7 +109,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     self.recovered();
-                    self.admit_client(reactor, stream);
+                    self.admit_client(reactor, timers, now, stream);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -223,16 +223,32 @@ impl Server {
     }
 
     /// A client accepted: refused (credentials, the cap) or inserted.
-    fn admit_client(&mut self, reactor: &Reactor, stream: UnixStream) {
+    fn admit_client(
+        &mut self,
+        reactor: &Reactor,
+        timers: &mut Timers,
+        now: Instant,
+        stream: UnixStream,
+    ) {
         let _ = stream.set_nonblocking(true);
-        let mut conn = Conn::new(stream);
-        if let Err(why) = control::peer_allowed(&conn.stream, self.group) {
-            log::warn!("control: refused a client: {why}");
-            conn.fail(ErrorCode::Denied, why);
-            conn.flush();
-            return;
-        }
-        if self.conns.len() >= control::MAX_CONNS {
+        let mut conn = Conn::new(stream, now);
+        let uid = match control::peer_allowed(&conn.stream, self.group) {
+            Ok(uid) => uid,
+            Err(why) => {
+                log::warn!("control: refused a client: {why}");
+                conn.fail(ErrorCode::Denied, why);
+                conn.flush();
+                return;
+            }
+        };
+        // Only live connections count: one being closed is on its way out.
+        let live = self.conns.values().filter(|c| !c.closing).count();
+        let cap = if uid == 0 {
+            control::MAX_CONNS + control::ROOT_RESERVE
+        } else {
+            control::MAX_CONNS
+        };
+        if live >= cap {
             conn.fail(
                 ErrorCode::Limit,
                 format!("too many clients (at most {})", control::MAX_CONNS),
@@ -240,24 +256,62 @@ impl Server {
             conn.flush();
             return;
         }
-        self.insert(reactor, conn);
+        self.insert(reactor, timers, conn);
     }
 
-    fn insert(&mut self, reactor: &Reactor, conn: Conn) -> Option<ConnId> {
+    fn insert(&mut self, reactor: &Reactor, timers: &mut Timers, conn: Conn) -> Option<ConnId> {
         let id = self.ids.next();
         reactor
             .add(conn.fd(), Token::Conn(id), Interest::Read)
             .ok()?;
+        if let Some((at, _)) = conn.deadline() {
+            timers.add_once(at, TimerAction::ConnDeadline(id));
+        }
         self.conns.insert(id, conn);
         Some(id)
     }
 
+    /// A connection's deadline timer fired: close it if it is due (see
+    /// [`Conn::deadline`]), or check again when it will be. Its activity since the timer
+    /// was set only moved the deadline, so one timer per connection is pending at most.
+    pub fn deadline(&mut self, reactor: &Reactor, timers: &mut Timers, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match conn.deadline() {
+            // Following: waiting is its job; look again later, in case it stops.
+            None => {
+                timers.add_once(now + control::IDLE_TIMEOUT, TimerAction::ConnDeadline(id));
+            }
+            Some((at, _)) if now < at => {
+                timers.add_once(at, TimerAction::ConnDeadline(id));
+            }
+            Some((_, why)) => {
+                log::debug!("control: closing connection {id}: {why}");
+                if !conn.closing {
+                    conn.fail(ErrorCode::Limit, format!("closed: {why}"));
+                }
+                // Best effort: the answer goes if the socket takes it, and the slot is
+                // freed either way.
+                conn.flush();
+                self.drop_conn(reactor, id);
+            }
+        }
+    }
+
     /// The connection is readable (or hung up): the whole requests it sent, in order.
     /// A closed connection is dropped and yields none.
-    pub fn read(&mut self, reactor: &Reactor, id: ConnId, flags: EventFlags) -> Vec<Request> {
+    pub fn read(
+        &mut self,
+        reactor: &Reactor,
+        id: ConnId,
+        flags: EventFlags,
+        now: Instant,
+    ) -> Vec<Request> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return Vec::new();
         };
+        conn.last_active = now;
         if !flags.intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR) {
             self.service(reactor, id);
             return Vec::new();
@@ -367,16 +421,23 @@ impl Server {
     }
 
     /// After a re-exec: take over a connection the previous image left open.
-    pub fn adopt(&mut self, reactor: &Reactor, inherited: Inherited) {
+    pub fn adopt(
+        &mut self,
+        reactor: &Reactor,
+        timers: &mut Timers,
+        now: Instant,
+        inherited: Inherited,
+    ) {
         let _ = inherited.stream.set_nonblocking(true);
         let mut conn = Conn::restore(
             inherited.stream,
             inherited.hello_done,
             inherited.inbox,
             inherited.outbox,
+            now,
         );
         conn.follow = inherited.follow;
-        if let Some(id) = self.insert(reactor, conn) {
+        if let Some(id) = self.insert(reactor, timers, conn) {
             self.service(reactor, id);
         }
     }
