@@ -574,11 +574,13 @@ mod tests {
         let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .maximum
             .unwrap_or(libc::RLIM_INFINITY);
-        let mut spawner = Spawner::default();
-        spawner.nofile = Some(libc::rlimit {
-            rlim_cur: 200.min(hard),
-            rlim_max: hard,
-        });
+        let mut spawner = Spawner {
+            nofile: Some(libc::rlimit {
+                rlim_cur: 200.min(hard),
+                rlim_max: hard,
+            }),
+            ..Spawner::default()
+        };
         let (mut r, w) = std::io::pipe().unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
 
