@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod args;
+mod limits;
 mod logger;
 mod pid1;
 mod subreaper;
@@ -20,9 +21,11 @@ fn main() {
     // Taken first, before any work: the boot benchmark's "PID 1 exec" mark.
     let start_boottime = logger::boottime_secs();
     let is_pid1 = std::process::id() == 1;
+    let reexec = std::env::var_os(REEXEC_ENV).is_some();
     if is_pid1 {
         eprintln!("arje-init: PID 1 start at boottime {start_boottime:.3}s");
         logger::init_pid1(log::LevelFilter::Info);
+        limits::raise_nofile(reexec);
         // The kernel hands init every unknown word of its command line as an argument;
         // a PID 1 that refused to boot over one would panic the kernel.
         let args = args::parse(std::env::args().skip(1)).unwrap_or_else(|e| {
@@ -48,6 +51,7 @@ fn main() {
         return;
     }
     logger::init_stderr(args.log_level.unwrap_or(log::LevelFilter::Info));
+    limits::raise_nofile(reexec);
     std::process::exit(run_under_another_init(args));
 }
 
@@ -72,6 +76,7 @@ fn run_under_another_init(args: Args) -> i32 {
         durable_dir: args.durable_dir,
         cgroup_root: args.cgroup_root,
         shutdown_timeout: args.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
+        child_nofile: limits::child_nofile(),
     };
     let mut runtime = match arje_runtime::Runtime::new(config) {
         Ok(r) => r,
@@ -119,8 +124,11 @@ pub fn reexec(binary: &Path) -> std::io::Error {
         .collect();
     // The new image learns it is a re-exec (PID 1 then skips the early mounts, module
     // loading and the state disk, all done already) from REEXEC_ENV.
+    // So does the fd limit its children get (it runs under a raised one itself).
+    let child_nofile = limits::child_nofile()
+        .and_then(|n| std::ffi::CString::new(format!("{}={n}", limits::CHILD_NOFILE_ENV)).ok());
     let env: Vec<std::ffi::CString> = std::env::vars_os()
-        .filter(|(k, _)| k != REEXEC_ENV)
+        .filter(|(k, _)| k != REEXEC_ENV && k != limits::CHILD_NOFILE_ENV)
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -128,6 +136,7 @@ pub fn reexec(binary: &Path) -> std::io::Error {
             std::ffi::CString::new(kv).ok()
         })
         .chain(std::ffi::CString::new(format!("{REEXEC_ENV}=1")).ok())
+        .chain(child_nofile)
         .collect();
     match nix::unistd::execve(&path, &args, &env) {
         Err(e) => std::io::Error::from(e),

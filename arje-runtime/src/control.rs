@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::access::{Access, Peer};
 use crate::ids::{CommandId, WorkspaceId};
@@ -16,8 +17,17 @@ use shuma_card::protocol::{
     HEADER_LEN, MAX_FRAME,
 };
 
-/// Most clients connected at once.
+/// Most clients connected at once (live ones: not counting those being closed).
 pub const MAX_CONNS: usize = 128;
+/// Slots beyond [`MAX_CONNS`] that only root's clients may take, so that a flood of
+/// other clients cannot lock the administrator out.
+pub const ROOT_RESERVE: usize = 8;
+/// A client must say Hello within this long of being accepted: a connection that says
+/// nothing holds a slot, and 128 of them locked every other client out.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client past Hello that neither sends nor reads for this long is closed, unless it
+/// follows something (logs, events, an exit), which is waiting by design.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes queued for one client. Beyond it, follow output is dropped and counted;
 /// a plain response that does not fit closes the connection (the client is not reading).
 pub const WRITE_CAP: usize = 4 << 20;
@@ -132,6 +142,12 @@ pub struct Conn {
     pub dropped: u64,
     /// EPOLLOUT is currently requested.
     pub want_write: bool,
+    /// When it was accepted (or adopted after a re-exec): the Hello deadline counts
+    /// from here, so dribbling bytes does not extend it.
+    pub accepted: Instant,
+    /// Its last event (bytes read, room to write, a hang-up): the idle deadline counts
+    /// from here.
+    pub last_active: Instant,
 }
 
 /// One step of reading a connection.
@@ -144,8 +160,10 @@ pub enum ReadOutcome {
 
 impl Conn {
     /// A connection whose peer is not known yet has no more than read access.
-    pub fn new(stream: UnixStream) -> Self {
+    pub fn new(stream: UnixStream, now: Instant) -> Self {
         Conn {
+            accepted: now,
+            last_active: now,
             stream,
             peer: Peer {
                 uid: u32::MAX,
@@ -172,8 +190,14 @@ impl Conn {
     }
 
     /// A connection inherited across a re-exec, with its buffers.
-    pub fn restore(stream: UnixStream, hello_done: bool, rbuf: Vec<u8>, wbuf: Vec<u8>) -> Self {
-        let mut conn = Conn::new(stream);
+    pub fn restore(
+        stream: UnixStream,
+        hello_done: bool,
+        rbuf: Vec<u8>,
+        wbuf: Vec<u8>,
+        now: Instant,
+    ) -> Self {
+        let mut conn = Conn::new(stream, now);
         conn.hello_done = hello_done;
         conn.rbuf = rbuf;
         conn.wbuf = wbuf;
@@ -293,6 +317,24 @@ impl Conn {
     pub fn finished(&self) -> bool {
         self.closing && self.wbuf.is_empty()
     }
+
+    /// When this connection is due to be closed, and why; `None` while it follows
+    /// something (it waits by design).
+    pub fn deadline(&self) -> Option<(Instant, &'static str)> {
+        if self.closing {
+            // An answer it does not read: give it as long as a Hello.
+            Some((
+                self.last_active + HELLO_TIMEOUT,
+                "did not read its last answer",
+            ))
+        } else if !self.hello_done {
+            Some((self.accepted + HELLO_TIMEOUT, "no Hello"))
+        } else if self.follow == Follow::None {
+            Some((self.last_active + IDLE_TIMEOUT, "idle"))
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -313,7 +355,7 @@ mod tests {
     #[test]
     fn test_send_oversized_answer_becomes_error_within_limit() {
         let (ours, _peer) = UnixStream::pair().unwrap();
-        let mut conn = Conn::new(ours);
+        let mut conn = Conn::new(ours, std::time::Instant::now());
         let huge = Response::Error {
             code: ErrorCode::NotFound,
             message: "x".repeat(MAX_FRAME + 1),
@@ -333,7 +375,7 @@ mod tests {
     #[test]
     fn test_send_lossy_oversized_frame_dropped_and_counted() {
         let (ours, _peer) = UnixStream::pair().unwrap();
-        let mut conn = Conn::new(ours);
+        let mut conn = Conn::new(ours, std::time::Instant::now());
         let huge = Response::Log {
             stream: shuma_card::protocol::Stream::Stdout,
             data: vec![0; MAX_FRAME + 1],

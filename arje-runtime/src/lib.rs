@@ -51,6 +51,9 @@ pub struct Config {
     pub cgroup_root: Option<PathBuf>,
     /// The bound on stopping everything at shutdown.
     pub shutdown_timeout: Duration,
+    /// The soft RLIMIT_NOFILE children get, when it is not arje's own: arje-init raises
+    /// its own to the hard limit and gives children the one it found.
+    pub child_nofile: Option<u64>,
 }
 
 /// Why [`Runtime::run`] returned.

@@ -39,8 +39,9 @@ pub enum State {
 pub enum Event {
     /// Start it (card loaded, `shuma run`, restored after a reboot).
     Start,
-    /// The process could not be started at all.
-    SpawnFailed { error: String },
+    /// The process could not be started. `transient`: for want of a resource that may
+    /// come back (EMFILE, ENFILE, ENOMEM, EAGAIN), not a mistake in the spec.
+    SpawnFailed { error: String, transient: bool },
     /// The process exited and was reaped.
     Exited { status: ExitStatus },
     /// The timer armed by a previous action fired.
@@ -158,10 +159,21 @@ impl Supervisor {
                 self.state = State::Exited;
                 Action::Finished
             }
-            (State::Idle | State::Backoff { .. } | State::Exited, Event::SpawnFailed { error }) => {
-                // A start that cannot happen (no such binary, unknown user) is not worth
-                // retrying in a loop: it is a configuration error until proven otherwise.
+            (
+                State::Idle | State::Backoff { .. } | State::Exited,
+                Event::SpawnFailed { error, transient },
+            ) => {
                 let reason = format!("could not start: {error}");
+                // A service that could not start for want of fds, memory or a pid follows
+                // its restart policy like one that failed at once: the resource may come
+                // back. Any other failed start (no such binary, unknown user) is not
+                // worth retrying in a loop: a configuration error until proven otherwise.
+                let retry = transient
+                    && self.kind == CommandKind::Service
+                    && self.policy != RestartPolicy::Never;
+                if retry {
+                    return self.restart(true, &reason, now);
+                }
                 self.state = State::Failed {
                     reason: reason.clone(),
                 };
@@ -193,6 +205,12 @@ impl Supervisor {
             self.state = State::Exited;
             return Action::Finished;
         }
+        self.restart(failed, &status.to_string(), now)
+    }
+
+    /// Schedule a restart with backoff, or give up past the restart limit. `last` says
+    /// how the last run ended, for the reason.
+    fn restart(&mut self, failed: bool, last: &str, now: Instant) -> Action {
         if failed {
             self.consecutive_failures += 1;
         } else {
@@ -207,10 +225,9 @@ impl Supervisor {
         }
         if self.max_restarts > 0 && self.recent_restarts.len() as u32 >= self.max_restarts {
             let reason = format!(
-                "restarted {} times within {} ms; last {}",
+                "restarted {} times within {} ms; last {last}",
                 self.recent_restarts.len(),
                 self.restart_window.as_millis(),
-                status
             );
             self.state = State::Failed {
                 reason: reason.clone(),
@@ -399,11 +416,91 @@ mod tests {
         let action = sup.handle(
             Event::SpawnFailed {
                 error: "ENOENT".into(),
+                transient: false,
             },
             Instant::now(),
         );
         assert!(matches!(action, Action::GiveUp { .. }));
         assert!(sup.is_final());
+    }
+
+    fn spawn_failed(error: &str) -> Event {
+        Event::SpawnFailed {
+            error: error.into(),
+            transient: true,
+        }
+    }
+
+    #[test]
+    fn test_transient_spawn_failure_backs_off_then_gives_up_at_the_limit() {
+        // Arrange: a service under `always`, its spawns failing for want of fds.
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        assert_eq!(sup.handle(Event::Start, now), Action::Spawn);
+
+        // Act: every attempt fails the same way; each retry comes when its timer fires.
+        let mut delays = Vec::new();
+        let last = loop {
+            match sup.handle(spawn_failed("pipe: Too many open files"), now) {
+                Action::ScheduleRestart { delay, .. } => {
+                    delays.push(delay.as_millis());
+                    now += delay;
+                    assert_eq!(sup.handle(Event::Timer, now), Action::Spawn);
+                }
+                other => break other,
+            }
+        };
+
+        // Assert: the policy's backoff, then its restart limit (5 in the window).
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000]);
+        assert!(
+            matches!(&last, Action::GiveUp { reason } if reason.contains("Too many open files")),
+            "{last:?}"
+        );
+        assert!(matches!(sup.state, State::Failed { .. }));
+    }
+
+    #[test]
+    fn test_transient_spawn_failure_then_success_runs() {
+        // Arrange
+        let mut sup = Supervisor::new(&service(RestartPolicy::OnFailure));
+        let now = Instant::now();
+        sup.handle(Event::Start, now);
+
+        // Act
+        let first = sup.handle(
+            spawn_failed("clone3: Resource temporarily unavailable"),
+            now,
+        );
+        let retry = sup.handle(Event::Timer, now + Duration::from_millis(100));
+        sup.started(now + Duration::from_millis(100));
+
+        // Assert
+        assert!(
+            matches!(first, Action::ScheduleRestart { restarts: 1, .. }),
+            "{first:?}"
+        );
+        assert_eq!(retry, Action::Spawn);
+        assert!(sup.is_live());
+    }
+
+    #[test]
+    fn test_transient_spawn_failure_never_policy_or_task_gives_up() {
+        // Arrange
+        let mut never = Supervisor::new(&service(RestartPolicy::Never));
+        let task = CommandSpec::new("t", CommandKind::Task, vec!["/bin/true".into()]);
+        let mut task = Supervisor::new(&task);
+        let now = Instant::now();
+        never.handle(Event::Start, now);
+        task.handle(Event::Start, now);
+
+        // Act
+        let never = never.handle(spawn_failed("pipe: Too many open files"), now);
+        let task = task.handle(spawn_failed("pipe: Too many open files"), now);
+
+        // Assert
+        assert!(matches!(never, Action::GiveUp { .. }), "{never:?}");
+        assert!(matches!(task, Action::GiveUp { .. }), "{task:?}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use rustix::time::{
     Timespec,
 };
 
-use crate::ids::{CommandId, WatchId, WorkspaceId};
+use crate::ids::{CommandId, ConnId, WatchId, WorkspaceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimerAction {
@@ -45,6 +45,10 @@ pub enum TimerAction {
     OrphanScan,
     /// The debounced /run snapshot write is due.
     RunSnapshot,
+    /// Watch the control listener again after an accept failure (`server.rs`).
+    ResumeAccept,
+    /// A control connection may be due to close (no Hello, idle): the server checks.
+    ConnDeadline(ConnId),
 }
 
 pub struct Timers {

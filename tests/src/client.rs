@@ -27,6 +27,26 @@ impl Client {
         c
     }
 
+    /// Connect and exchange Hello; an error says which step failed.
+    pub fn try_connect(socket: &Path) -> Result<Client, String> {
+        let stream = UnixStream::connect(socket)
+            .map_err(|e| format!("connect {}: {e}", socket.display()))?;
+        let mut c = Client { stream };
+        match c.call_checked(Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "arje-tests".into(),
+        }) {
+            Some(Response::Hello { .. }) => Ok(c),
+            other => Err(format!("Hello answered {other:?}")),
+        }
+    }
+
+    /// Send a request and read one response; `None` if the connection closed.
+    pub fn call_checked(&mut self, req: Request) -> Option<Response> {
+        self.stream.write_all(&encode_frame(&req)).ok()?;
+        self.recv()
+    }
+
     /// Connect without Hello.
     pub fn raw(socket: &Path) -> Client {
         let stream = UnixStream::connect(socket)

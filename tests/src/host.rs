@@ -2,6 +2,7 @@
 //! by the real `shuma` binary and by [`Client`].
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, Once};
@@ -59,6 +60,21 @@ pub struct Daemon {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+/// How the test starts arje-init, beyond its cards and arguments: what a parent might
+/// hand it (a low fd limit, inherited ignored signals) and its process group.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// RLIMIT_NOFILE (soft, hard) set in the child before exec.
+    pub nofile: Option<(u64, u64)>,
+    /// Signals set to SIG_IGN before exec (as a non-interactive shell leaves SIGINT and
+    /// SIGQUIT for a job started with `&`, or nohup SIGHUP).
+    pub ignored: Vec<i32>,
+    /// Its own process group, whose parent (the test) is in another group of the same
+    /// session: the group is not orphaned, so the kernel does not discard a job-control
+    /// stop (SIGTSTP, SIGTTIN, SIGTTOU) sent to it.
+    pub own_group: bool,
+}
+
 impl Daemon {
     /// Start with no cards.
     pub fn start() -> Daemon {
@@ -75,7 +91,39 @@ impl Daemon {
     /// `control socket ready` on stderr, which every release so far logs.
     pub fn start_binary(binary: &Path, cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        Daemon::launch(dir, Command::new(binary), cards, extra)
+        Daemon::spawn(dir, Command::new(binary), cards, extra)
+    }
+
+    /// [`Daemon::start_with`], launched as `how` says.
+    pub fn launch(cards: &[(&str, &str)], extra: &[&str], how: &Launch) -> Daemon {
+        let mut cmd = Command::new(bin_dir().join("arje-init"));
+        if how.own_group {
+            cmd.process_group(0);
+        }
+        let (nofile, ignored) = (how.nofile, how.ignored.clone());
+        if nofile.is_some() || !ignored.is_empty() {
+            // SAFETY: between fork and exec only async-signal-safe calls are made
+            // (setrlimit, signal); `ignored` was allocated before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if let Some((soft, hard)) = nofile {
+                        let lim = libc::rlimit {
+                            rlim_cur: soft,
+                            rlim_max: hard,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    for &sig in &ignored {
+                        libc::signal(sig, libc::SIG_IGN);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::spawn(dir, cmd, cards, extra)
     }
 
     /// Start in a mount namespace of its own in which `/etc/passwd` and `/etc/group` are
@@ -102,10 +150,10 @@ impl Daemon {
             .arg(dir.path().join("passwd"))
             .arg(dir.path().join("group"))
             .arg(bin_dir().join("arje-init"));
-        Daemon::launch(dir, cmd, cards, extra)
+        Daemon::spawn(dir, cmd, cards, extra)
     }
 
-    fn launch(
+    fn spawn(
         dir: tempfile::TempDir,
         mut cmd: Command,
         cards: &[(&str, &str)],
@@ -162,6 +210,27 @@ impl Daemon {
             dir,
             socket,
             log,
+        }
+    }
+
+    /// arje-init's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// How many lines arje-init has logged so far (read by a thread: lines still in the
+    /// pipe are not counted yet).
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Connect, Hello, Ping: whether a Pong came back. Unlike [`Daemon::client`] it does
+    /// not panic, so a test can say what happened instead (the daemon exited, say).
+    pub fn ping(&self) -> Result<(), String> {
+        let mut c = Client::try_connect(&self.socket)?;
+        match c.call_checked(Request::Ping) {
+            Some(Response::Pong) => Ok(()),
+            other => Err(format!("ping answered {other:?}")),
         }
     }
 
@@ -229,6 +298,11 @@ impl Daemon {
                 other => panic!("unexpected {other:?} while waiting for {needle:?} in {text:?}"),
             }
         }
+    }
+
+    /// Wait for it to exit (a test sent the signal): returns the exit code.
+    pub fn wait_exit(mut self) -> Option<i32> {
+        self.child.wait().expect("wait arje-init").code()
     }
 
     /// SIGTERM and wait: returns the exit code.

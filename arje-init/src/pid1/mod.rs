@@ -97,6 +97,7 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
             mounts::is_mounted("/sys/fs/cgroup").then(|| PathBuf::from("/sys/fs/cgroup"))
         }),
         shutdown_timeout: args.shutdown_timeout.unwrap_or(params.shutdown_timeout),
+        child_nofile: crate::limits::child_nofile(),
     };
     log::info!(
         "boot done in {:.3}s of boottime; starting the runtime",

@@ -14,7 +14,7 @@ use super::Runtime;
 use crate::ids::{CommandId, PipeId, WatchId, WorkspaceId};
 use crate::ring::{Ring, DEFAULT_RING};
 use crate::supervise::{Action, Event, State, Supervisor};
-use crate::sys::spawn::{CgroupTarget, ExecPlan};
+use crate::sys::spawn::{CgroupTarget, ExecPlan, SpawnError};
 use crate::timers::TimerAction;
 use crate::token::Token;
 
@@ -160,22 +160,31 @@ impl Runtime {
                     });
                     Applied::Spawned { pid }
                 }
-                Err(error) => {
-                    let error = elide(error, MAX_ERROR_TEXT);
+                Err(StartError { message, transient }) => {
+                    let message = elide(message, MAX_ERROR_TEXT);
                     self.event(EventKind::SpawnFailed {
                         workspace,
                         command: name,
-                        error: error.clone(),
+                        error: message.clone(),
                     });
                     self.command_event(
                         id,
                         Event::SpawnFailed {
-                            error: error.clone(),
+                            error: message.clone(),
+                            transient,
                         },
                         now,
                     );
-                    self.notify_exit(id, None);
-                    Applied::SpawnFailed { error }
+                    // A service that will try again keeps its `run --wait` clients.
+                    let retrying = self
+                        .table
+                        .commands
+                        .get(&id)
+                        .is_some_and(|c| !c.sup.is_final());
+                    if !retrying {
+                        self.notify_exit(id, None);
+                    }
+                    Applied::SpawnFailed { error: message }
                 }
             },
             Action::ScheduleRestart { delay, restarts } => {
@@ -249,7 +258,7 @@ impl Runtime {
     }
 
     /// Start one run of a command. Returns the pid.
-    fn spawn_command(&mut self, id: CommandId) -> Result<i32, String> {
+    fn spawn_command(&mut self, id: CommandId) -> Result<i32, StartError> {
         let cmd = self.table.commands.get(&id).ok_or("no such command")?;
         let spec = cmd.spec.clone();
         let ws = cmd.ws;
@@ -269,14 +278,16 @@ impl Runtime {
             }
             LogTarget::Console => {
                 let o = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)
-                    .map_err(|e| format!("dup stdout: {e}"))?;
+                    .map_err(|e| StartError::os("dup stdout", &e.into()))?;
                 let e = rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), 3)
-                    .map_err(|e| format!("dup stderr: {e}"))?;
+                    .map_err(|e| StartError::os("dup stderr", &e.into()))?;
                 (o, e)
             }
             LogTarget::File(path) => {
                 let f = open_log_file(path, runs_as)?;
-                let g = f.try_clone().map_err(|e| format!("dup {path}: {e}"))?;
+                let g = f
+                    .try_clone()
+                    .map_err(|e| StartError::os(format!("dup {path}"), &e))?;
                 (f, g)
             }
         };
@@ -286,17 +297,27 @@ impl Runtime {
             .get(&ws)
             .and_then(|w| w.cgroup.as_ref())
         {
-            Some(cg) => Some(
-                cg.create_leaf(&leaf_name(id, &spec.name))
-                    .map_err(|e| e.to_string())?,
-            ),
+            Some(cg) => Some(cg.create_leaf(&leaf_name(id, &spec.name)).map_err(|e| {
+                let errno = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .and_then(std::io::Error::raw_os_error);
+                StartError::errno(e.to_string(), errno)
+            })?),
             None => None,
         };
         let target = leaf.as_ref().map(|l| CgroupTarget { dir: l.fd() });
         let spawned = self
             .procs
             .spawn(id, &plan, out_w.as_fd(), err_w.as_fd(), target.as_ref())
-            .map_err(|e| format!("{} {}", spec.argv[0], e))?;
+            .map_err(|e| {
+                let errno = match &e {
+                    SpawnError::Clone(error) | SpawnError::Child { error, .. } => {
+                        error.raw_os_error()
+                    }
+                    _ => None,
+                };
+                StartError::errno(format!("{} {}", spec.argv[0], e), errno)
+            })?;
         drop(out_w);
         drop(err_w);
         let pid = spawned.pid;
@@ -378,13 +399,56 @@ fn elide(text: String, max: usize) -> String {
     )
 }
 
+/// Why a run did not start, and whether a later try may work.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    pub message: String,
+    /// For want of a resource that comes back (see [`StartError::errno`]): a service
+    /// then follows its restart policy instead of failing for good.
+    pub transient: bool,
+}
+
+impl StartError {
+    /// Transient when `errno` says a resource ran short: fds (EMFILE, ENFILE), memory
+    /// (ENOMEM), a process slot (EAGAIN: RLIMIT_NPROC, or pids.max in the workspace).
+    fn errno(message: String, errno: Option<i32>) -> StartError {
+        let transient = matches!(
+            errno,
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN)
+        );
+        StartError { message, transient }
+    }
+
+    /// `context: error`, transient as [`StartError::errno`] says.
+    fn os(context: impl std::fmt::Display, e: &std::io::Error) -> StartError {
+        StartError::errno(format!("{context}: {e}"), e.raw_os_error())
+    }
+}
+
+/// A mistake in the spec (or a state the runtime is in): not transient.
+impl From<String> for StartError {
+    fn from(message: String) -> StartError {
+        StartError {
+            message,
+            transient: false,
+        }
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> StartError {
+        StartError::from(message.to_string())
+    }
+}
+
 /// A pipe whose read end is non-blocking (ours) and write end blocking (the child's).
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+fn pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| format!("pipe: {e}"))?;
+        .map_err(|e| StartError::os("pipe", &e.into()))?;
     // A new pipe's read end has no status flags but O_RDONLY (which F_SETFL keeps),
     // so no F_GETFL round trip is needed.
-    rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK).map_err(|e| format!("fcntl: {e}"))?;
+    rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| StartError::os("fcntl", &e.into()))?;
     Ok((r, w))
 }
 

@@ -9,6 +9,7 @@
 //! per version like the snapshot's: version 1 is what every release so far writes.
 
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use super::server::Inherited;
 use super::Runtime;
@@ -107,7 +108,8 @@ impl Runtime {
                     .waiting_for
                     .map_or(Follow::None, |id| Follow::Exit(id.into())),
             };
-            self.server.adopt(&self.reactor, inherited);
+            self.server
+                .adopt(&self.reactor, &mut self.timers, Instant::now(), inherited);
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! | component | owns | token |
 //! | --- | --- | --- |
-//! | the signalfd (here) | SIGCHLD and the shutdown signals | `Signal` |
+//! | [`signals::Signals`] | the signalfd; every signal's disposition | `Signal` |
 //! | [`Timers`] | the timerfd and every deadline | `Timer` |
 //! | [`server::Server`] | the listener, each client connection, what it follows | `Listener`, `Conn` |
 //! | [`procs::Procs`] | the spawner, the pid table, reaping and the orphan scan | (SIGCHLD) |
@@ -29,6 +29,7 @@ mod reactor;
 mod reexec;
 mod requests;
 mod server;
+pub(crate) mod signals;
 mod state;
 mod store;
 mod table;
@@ -43,8 +44,6 @@ use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::fs::OFlags;
 
 use shuma_card::protocol::{ErrorCode, Mode, Response, ShutdownKind};
@@ -70,7 +69,7 @@ pub const MAX_COMMANDS: usize = 65_536;
 /// Why the runtime could not start.
 #[derive(Debug)]
 pub enum RuntimeError {
-    Signals(nix::Error),
+    Signals(std::io::Error),
     Epoll(std::io::Error),
     Timer(std::io::Error),
     Control(control::ControlError),
@@ -93,17 +92,6 @@ impl std::fmt::Display for RuntimeError {
 }
 
 impl std::error::Error for RuntimeError {}
-
-/// The signals the loop handles; all are blocked and read from the signalfd.
-const SIGNALS: [Signal; 7] = [
-    Signal::SIGCHLD,
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGPWR,
-];
 
 /// Opens the state directories `cfg` names and takes the state lock (see `store::Claim`).
 /// A directory created for a state dir that also holds the control socket lets the
@@ -149,7 +137,7 @@ fn process_started() -> Instant {
 pub struct Runtime {
     cfg: Config,
     reactor: Reactor,
-    signals: SignalFd,
+    signals: signals::Signals,
     timers: Timers,
     server: server::Server,
     procs: procs::Procs,
@@ -187,25 +175,18 @@ impl Runtime {
         claim: store::Claim,
         cgroups: crate::cgroup::Cgroups,
     ) -> Result<Runtime, RuntimeError> {
-        let mut mask = SigSet::empty();
-        for s in SIGNALS {
-            mask.add(s);
-        }
-        // Block first, so a signal sent between here and the signalfd is queued, not
-        // lost or delivered with the default action (which for PID 1 is nothing).
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-            .map_err(RuntimeError::Signals)?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(RuntimeError::Signals)?;
+        // First, so a signal sent from here on waits in the signalfd (and the durable
+        // writer thread, started below with the store, inherits the mask).
+        let signals = signals::Signals::install().map_err(RuntimeError::Signals)?;
         let reactor = Reactor::new().map_err(RuntimeError::Epoll)?;
         let timers = Timers::new().map_err(RuntimeError::Timer)?;
         reactor
-            .add(signals.as_fd(), Token::Signal, Interest::Read)
+            .add(signals.fd(), Token::Signal, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
         reactor
             .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
-        let procs = procs::Procs::new().map_err(RuntimeError::DevNull)?;
+        let procs = procs::Procs::new(cfg.child_nofile).map_err(RuntimeError::DevNull)?;
         let loaded = claim.load();
         let store = store::Store::new(claim);
         let plan = state::plan(&loaded);
@@ -411,9 +392,14 @@ impl Runtime {
         match ev.token {
             Token::Signal => self.on_signals(),
             Token::Timer => self.fire_timers(Instant::now()),
-            Token::Listener => self.server.accept(&self.reactor),
+            Token::Listener => self
+                .server
+                .accept(&self.reactor, &mut self.timers, Instant::now()),
             Token::Conn(id) => {
-                for req in self.server.read(&self.reactor, id, ev.flags) {
+                for req in self
+                    .server
+                    .read(&self.reactor, id, ev.flags, Instant::now())
+                {
                     self.on_request(id, req);
                 }
                 self.server.service(&self.reactor, id);
@@ -447,23 +433,10 @@ impl Runtime {
     }
 
     fn on_signals(&mut self) {
-        loop {
-            match self.signals.read_signal() {
-                Ok(Some(info)) => {
-                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
-                        continue;
-                    };
-                    match sig {
-                        Signal::SIGCHLD => self.on_sigchld(info.ssi_pid as i32),
-                        other => self.on_stop_signal(other),
-                    }
-                }
-                Ok(None) => break,
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => {
-                    log::error!("signalfd read: {e}");
-                    break;
-                }
+        for got in self.signals.read() {
+            match got.signo {
+                libc::SIGCHLD => self.on_sigchld(got.pid),
+                _ => self.on_stop_signal(got),
             }
         }
     }
@@ -471,26 +444,24 @@ impl Runtime {
     /// What a signal means depends on the mode: busybox's halt, poweroff and reboot
     /// send PID 1 SIGUSR1, SIGUSR2 and SIGTERM; SIGINT is ctrl-alt-del; SIGPWR a power
     /// failure. Under another init, SIGTERM and SIGINT ask arje to stop and exit.
-    fn on_stop_signal(&mut self, sig: Signal) {
-        let outcome = match (&self.cfg.mode, sig) {
-            (Mode::Pid1, Signal::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
-            (Mode::Pid1, Signal::SIGUSR2 | Signal::SIGPWR) => {
-                Outcome::Shutdown(ShutdownKind::Poweroff)
-            }
-            (Mode::Pid1, Signal::SIGTERM | Signal::SIGINT) => {
-                Outcome::Shutdown(ShutdownKind::Reboot)
-            }
-            (Mode::Subreaper, Signal::SIGTERM | Signal::SIGINT) => Outcome::Exit,
-            (_, Signal::SIGHUP) => {
-                log::info!("SIGHUP: reloading nothing (cards are loaded at start and with `shuma ws create`)");
+    fn on_stop_signal(&mut self, got: signals::Received) {
+        let outcome = match (&self.cfg.mode, got.signo) {
+            (Mode::Pid1, libc::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
+            (Mode::Pid1, libc::SIGUSR2 | libc::SIGPWR) => Outcome::Shutdown(ShutdownKind::Poweroff),
+            (Mode::Pid1, libc::SIGTERM | libc::SIGINT) => Outcome::Shutdown(ShutdownKind::Reboot),
+            (Mode::Subreaper, libc::SIGTERM | libc::SIGINT) => Outcome::Exit,
+            (_, libc::SIGHUP) => {
+                let why =
+                    "reloading nothing (cards are loaded at start and with `shuma ws create`)";
+                self.signals.ignore(got, why);
                 return;
             }
-            (_, other) => {
-                log::info!("ignoring {other}");
+            (_, _) => {
+                self.signals.ignore(got, "no meaning in this mode");
                 return;
             }
         };
-        log::info!("{sig}: {outcome:?}");
+        log::info!("{}: {outcome:?}", signals::name(got.signo));
         self.begin_shutdown(outcome);
     }
 
@@ -568,6 +539,11 @@ impl Runtime {
                 }
             }
             TimerAction::Durable => self.store.durable_due(now, &mut self.timers),
+            TimerAction::ResumeAccept => self.server.resume(&self.reactor, &mut self.timers, now),
+            TimerAction::ConnDeadline(id) => {
+                self.server
+                    .deadline(&self.reactor, &mut self.timers, id, now)
+            }
         }
     }
 

@@ -105,15 +105,26 @@ pub struct Procs {
 }
 
 impl Procs {
-    pub fn new() -> std::io::Result<Procs> {
+    /// `child_nofile`: the soft RLIMIT_NOFILE children get ([`crate::Config`]).
+    pub fn new(child_nofile: Option<u64>) -> std::io::Result<Procs> {
         let dev_null = rustix::fs::open(
             "/dev/null",
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        let mut spawner = Spawner::default();
+        let reset: Vec<i32> = super::signals::ignored().collect();
+        let mut spawner = Spawner::new(&reset);
         // A subreaper started with a raised oom_score_adj (to protect itself) must not
         // pass it on to its children.
+        spawner.nofile = child_nofile.map(|soft| {
+            let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .maximum
+                .unwrap_or(libc::RLIM_INFINITY);
+            libc::rlimit {
+                rlim_cur: soft.min(hard),
+                rlim_max: hard,
+            }
+        });
         spawner.reset_oom_score_adj =
             std::fs::read_to_string("/proc/self/oom_score_adj").is_ok_and(|v| v.trim() != "0");
         Ok(Procs {

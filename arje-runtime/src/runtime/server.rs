@@ -4,10 +4,13 @@
 //!
 //! Request handlers never touch a connection: they return a [`Reply`](super::Reply) and
 //! the loop hands it to [`Server::deliver`], the one place that sends.
+//!
+//! Accepting clients, and turning them away when fds run out, is `server/accept.rs`.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 use shuma_card::protocol::{ErrorCode, Request, Response};
@@ -16,7 +19,10 @@ use super::reactor::{Interest, Reactor};
 use crate::access::{self, Access};
 use crate::control::{self, Conn, Follow, ReadOutcome};
 use crate::ids::{ConnId, IdGen};
+use crate::timers::{TimerAction, Timers};
 use crate::token::Token;
+
+mod accept;
 
 pub struct Server {
     listener: UnixListener,
@@ -24,6 +30,14 @@ pub struct Server {
     group: Option<u32>,
     conns: HashMap<ConnId, Conn>,
     ids: IdGen<ConnId>,
+    /// /dev/null, held so that one fd can be freed when none is left (`accept.rs`).
+    reserve: Option<OwnedFd>,
+    /// Out of fds since the last accepted client: how many were turned away.
+    exhausted: Option<u64>,
+    /// The listener is out of epoll (see [`accept::ACCEPT_RETRY`]).
+    paused: bool,
+    /// Other accept errors in a row, logged at the 1st, 2nd, 4th...
+    failures: u64,
 }
 
 /// A connection handed across a re-exec (see `handover.rs`).
@@ -42,11 +56,18 @@ impl Server {
         group: Option<u32>,
     ) -> std::io::Result<Server> {
         reactor.add(listener.as_fd(), Token::Listener, Interest::Read)?;
+        let reserve = accept::open_reserve()
+            .map_err(|e| log::warn!("control: no reserve fd ({e}); out of fds, the listener rests"))
+            .ok();
         Ok(Server {
             listener,
             group,
             conns: HashMap::new(),
             ids: IdGen::default(),
+            reserve,
+            exhausted: None,
+            paused: false,
+            failures: 0,
         })
     }
 
@@ -54,59 +75,59 @@ impl Server {
         self.conns.len()
     }
 
-    /// Accept every pending client: refused ones (credentials, the connection cap) get
-    /// their error and are closed at once.
-    pub fn accept(&mut self, reactor: &Reactor) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(true);
-                    let mut conn = Conn::new(stream);
-                    match access::peer_access(&conn.stream, self.group) {
-                        Ok(peer) => conn.peer = peer,
-                        Err(why) => {
-                            log::warn!("control: refused a client: {why}");
-                            conn.fail(ErrorCode::Denied, why);
-                            conn.flush();
-                            continue;
-                        }
-                    }
-                    if self.conns.len() >= control::MAX_CONNS {
-                        conn.fail(
-                            ErrorCode::Limit,
-                            format!("too many clients (at most {})", control::MAX_CONNS),
-                        );
-                        conn.flush();
-                        continue;
-                    }
-                    self.insert(reactor, conn);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: log and wait for the next readiness.
-                    log::error!("control: accept: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn insert(&mut self, reactor: &Reactor, conn: Conn) -> Option<ConnId> {
+    fn insert(&mut self, reactor: &Reactor, timers: &mut Timers, conn: Conn) -> Option<ConnId> {
         let id = self.ids.next();
         reactor
             .add(conn.fd(), Token::Conn(id), Interest::Read)
             .ok()?;
+        if let Some((at, _)) = conn.deadline() {
+            timers.add_once(at, TimerAction::ConnDeadline(id));
+        }
         self.conns.insert(id, conn);
         Some(id)
     }
 
+    /// A connection's deadline timer fired: close it if it is due (see
+    /// [`Conn::deadline`]), or check again when it will be. Its activity since the timer
+    /// was set only moved the deadline, so one timer per connection is pending at most.
+    pub fn deadline(&mut self, reactor: &Reactor, timers: &mut Timers, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match conn.deadline() {
+            // Following: waiting is its job; look again later, in case it stops.
+            None => {
+                timers.add_once(now + control::IDLE_TIMEOUT, TimerAction::ConnDeadline(id));
+            }
+            Some((at, _)) if now < at => {
+                timers.add_once(at, TimerAction::ConnDeadline(id));
+            }
+            Some((_, why)) => {
+                log::debug!("control: closing connection {id}: {why}");
+                if !conn.closing {
+                    conn.fail(ErrorCode::Limit, format!("closed: {why}"));
+                }
+                // Best effort: the answer goes if the socket takes it, and the slot is
+                // freed either way.
+                conn.flush();
+                self.drop_conn(reactor, id);
+            }
+        }
+    }
+
     /// The connection is readable (or hung up): the whole requests it sent, in order.
     /// A closed connection is dropped and yields none.
-    pub fn read(&mut self, reactor: &Reactor, id: ConnId, flags: EventFlags) -> Vec<Request> {
+    pub fn read(
+        &mut self,
+        reactor: &Reactor,
+        id: ConnId,
+        flags: EventFlags,
+        now: Instant,
+    ) -> Vec<Request> {
         let Some(conn) = self.conns.get_mut(&id) else {
             return Vec::new();
         };
+        conn.last_active = now;
         if !flags.intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR) {
             self.service(reactor, id);
             return Vec::new();
@@ -144,6 +165,9 @@ impl Server {
     fn drop_conn(&mut self, reactor: &Reactor, id: ConnId) {
         if let Some(conn) = self.conns.remove(&id) {
             reactor.remove(conn.fd());
+            drop(conn);
+            // An fd was freed: a resting listener may accept again.
+            self.watch_again(reactor);
         }
     }
 
@@ -214,7 +238,13 @@ impl Server {
 
     /// After a re-exec: take over a connection the previous image left open. Its peer's
     /// credentials are the socket's, read again: they are the ones of connect time.
-    pub fn adopt(&mut self, reactor: &Reactor, inherited: Inherited) {
+    pub fn adopt(
+        &mut self,
+        reactor: &Reactor,
+        timers: &mut Timers,
+        now: Instant,
+        inherited: Inherited,
+    ) {
         let _ = inherited.stream.set_nonblocking(true);
         let peer = match access::peer_access(&inherited.stream, self.group) {
             Ok(peer) => peer,
@@ -228,10 +258,11 @@ impl Server {
             inherited.hello_done,
             inherited.inbox,
             inherited.outbox,
+            now,
         );
         conn.peer = peer;
         conn.follow = inherited.follow;
-        if let Some(id) = self.insert(reactor, conn) {
+        if let Some(id) = self.insert(reactor, timers, conn) {
             self.service(reactor, id);
         }
     }

@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path) -> Config {
         durable_dir: Some(dir.join("durable")),
         cgroup_root: None,
         shutdown_timeout: Duration::from_secs(5),
+        child_nofile: None,
     }
 }
 
@@ -555,4 +556,105 @@ fn test_ws_create_with_a_command_that_cannot_start_says_which() {
         created.failed[0].contains("/nonexistent/program"),
         "{created:?}"
     );
+}
+
+/// Turn the loop until `done` holds (each wait bounded: a hang becomes a failure).
+fn turn_until(rt: &mut Runtime, mut done: impl FnMut(&mut Runtime) -> bool) {
+    for _ in 0..200 {
+        if done(rt) {
+            return;
+        }
+        rt.turn_within(Some(Duration::from_secs(60)));
+    }
+    panic!("the loop never got there");
+}
+
+/// Read one frame from a blocking client, or `None` once the server closed it.
+fn read_frame(client: &mut std::os::unix::net::UnixStream) -> Option<Response> {
+    use std::io::Read;
+    let mut len = [0u8; shuma_card::protocol::HEADER_LEN];
+    client.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    client.read_exact(&mut body).ok()?;
+    shuma_card::protocol::decode_payload(&body).ok()
+}
+
+fn send_frame(client: &mut std::os::unix::net::UnixStream, req: &Request) {
+    use std::io::Write;
+    client
+        .write_all(&shuma_card::protocol::encode_frame(req))
+        .unwrap();
+}
+
+/// A client that said Hello and got the answer.
+fn greeted(rt: &mut Runtime, socket: &std::path::Path) -> std::os::unix::net::UnixStream {
+    let mut c = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    send_frame(
+        &mut c,
+        &Request::Hello {
+            version: shuma_card::protocol::PROTOCOL_VERSION,
+            client: "test".into(),
+        },
+    );
+    let mut first = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    turn_until(rt, |_| rustix::net::recv(&c, &mut first, flags).is_ok());
+    assert!(matches!(read_frame(&mut c), Some(Response::Hello { .. })));
+    c
+}
+
+#[test]
+fn test_silent_connection_closed_at_the_hello_deadline() {
+    // Arrange: a client that connects and says nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let mut silent = std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).unwrap();
+    turn_until(&mut rt, |rt| rt.server.len() == 1);
+
+    // Act: the fake clock an hour on.
+    rt.fire_timers(Instant::now() + Duration::from_secs(3600));
+
+    // Assert: gone, with an error saying why, or closed.
+    assert_eq!(rt.server.len(), 0, "the silent connection is still open");
+    match read_frame(&mut silent) {
+        Some(Response::Error { code, .. }) => assert_eq!(code, ErrorCode::Limit),
+        None => {}
+        Some(other) => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn test_idle_connection_closed_at_its_deadline_follower_kept() {
+    // Arrange: two clients past Hello; one follows the journal.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let socket = dir.path().join("s.sock");
+    let mut idle = greeted(&mut rt, &socket);
+    let mut follower = greeted(&mut rt, &socket);
+    send_frame(
+        &mut follower,
+        &Request::Events {
+            after: None,
+            follow: true,
+        },
+    );
+    turn_until(&mut rt, |rt| {
+        !rt.server
+            .followers(|f| matches!(f, crate::control::Follow::Events(_)))
+            .is_empty()
+    });
+
+    // Act
+    rt.fire_timers(Instant::now() + Duration::from_secs(3600));
+
+    // Assert
+    assert_eq!(rt.server.len(), 1, "the idle one closed, the follower kept");
+    assert!(!rt
+        .server
+        .followers(|f| matches!(f, crate::control::Follow::Events(_)))
+        .is_empty());
+    while let Some(frame) = read_frame(&mut idle) {
+        assert!(matches!(frame, Response::Error { .. }), "{frame:?}");
+    }
+    drop(follower);
 }

@@ -1,11 +1,13 @@
 //! Every `unsafe` block of arje lives below this module.
 //!
 //! rustix and nix are used first; libc only where they have nothing: clone3 (with a
-//! separate stack, so the child shares no page tables with a large parent) and the few
-//! calls the child makes between clone and exec.
+//! separate stack, so the child shares no page tables with a large parent), the few
+//! calls the child makes between clone and exec, and signal masks that must reach the
+//! real-time signals the C library keeps for itself (`signals.rs`).
 #![allow(unsafe_code)]
 
 pub mod fd;
 pub mod peer;
 pub mod pidfd;
+pub mod signals;
 pub mod spawn;

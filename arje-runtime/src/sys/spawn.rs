@@ -37,6 +37,8 @@
 use std::ffi::{c_int, c_void, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use super::signals::{rt_sigaction, KernelSigaction};
+
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc only defines it for glibc targets.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `__NR_clone3` (Linux 5.3).
@@ -175,7 +177,8 @@ struct ChildCtx<'a> {
     stdio: [RawFd; 3],
     reset_oom: bool,
     /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
-    ignored: [c_int; 65],
+    ignored: [c_int; MAX_RESET + 1],
+    nofile: Option<libc::rlimit>,
     errno: c_int,
     stage: &'static str,
 }
@@ -187,65 +190,40 @@ pub struct Spawner {
     /// arje protects itself from the OOM killer (oom_score_adj -1000 as a subreaper);
     /// children inherit the value, so the child resets its own to 0 before exec.
     pub reset_oom_score_adj: bool,
-    /// Signals arje ignores (SIG_IGN survives exec), 0-terminated; read once.
-    ignored: [c_int; 65],
+    /// Signals arje ignores (SIG_IGN survives exec), 0-terminated.
+    ignored: [c_int; MAX_RESET + 1],
+    /// RLIMIT_NOFILE to give the child (arje raised its own; see `arje-init`'s
+    /// `limits.rs`), or `None` to leave the child arje's.
+    pub nofile: Option<libc::rlimit>,
 }
 
-/// The kernel's `struct sigaction` for rt_sigaction(2). The raw syscall is used
-/// because libc's wrapper refuses signals 32 and 33 (glibc keeps them for itself), yet
-/// a parent may have left them ignored, and an ignored signal survives exec.
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
+/// Most signals a spawner resets to SIG_DFL in the child.
+const MAX_RESET: usize = 64;
 
-/// Highest signal number (the kernel's _NSIG is 64).
-const NSIG: c_int = 64;
-
-/// rt_sigaction(sig, new, old): the raw syscall (see [`KernelSigaction`]).
-fn rt_sigaction(
-    sig: c_int,
-    new: Option<&KernelSigaction>,
-    old: Option<&mut KernelSigaction>,
-) -> libc::c_long {
-    let new = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
-    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut KernelSigaction);
-    // SAFETY: both pointers are null or point to valid kernel_sigaction-shaped memory;
-    // the size argument is the kernel's sigset size (8 bytes).
-    unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, new, old, 8usize) }
-}
-
-/// The signals whose disposition is SIG_IGN right now, 0-terminated.
-fn ignored_signals() -> [c_int; 65] {
-    let mut out = [0; 65];
-    let mut n = 0;
-    for sig in 1..=NSIG {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
+impl Spawner {
+    /// A spawner whose children get SIG_DFL back for each of `reset`: the signals arje
+    /// sets to SIG_IGN, since an ignored disposition survives exec (handled ones are
+    /// reset by the kernel, and the child's mask is emptied anyway). The runtime passes
+    /// the ignored signals of its table (`runtime/signals.rs`).
+    pub fn new(reset: &[c_int]) -> Spawner {
+        let mut ignored = [0; MAX_RESET + 1];
+        for (slot, &sig) in ignored.iter_mut().zip(reset.iter().take(MAX_RESET)) {
+            *slot = sig;
         }
-        let mut old = KernelSigaction::default();
-        if rt_sigaction(sig, None, Some(&mut old)) == 0
-            && old.handler == libc::SIG_IGN
-            && n < out.len() - 1
-        {
-            out[n] = sig;
-            n += 1;
-        }
-    }
-    out
-}
-
-impl Default for Spawner {
-    fn default() -> Self {
         Spawner {
             stack: vec![0u8; CHILD_STACK],
             reset_oom_score_adj: false,
-            ignored: ignored_signals(),
+            ignored,
+            nofile: None,
         }
+    }
+}
+
+impl Default for Spawner {
+    /// Resets what the runtime's signal table ignores (the benchmarks' spawner).
+    fn default() -> Self {
+        let reset: Vec<c_int> = crate::runtime::signals::ignored().collect();
+        Spawner::new(&reset)
     }
 }
 
@@ -276,6 +254,7 @@ impl Spawner {
             ],
             reset_oom: self.reset_oom_score_adj,
             ignored: self.ignored,
+            nofile: self.nofile,
             errno: 0,
             stage: "",
         };
@@ -447,11 +426,16 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
             }
         }
         // Ignored dispositions survive exec (handled ones are reset by the kernel): give
-        // the program the defaults it expects (Rust's std ignores SIGPIPE, for one).
-        // Only the signals arje ignores need it; the parent listed them once.
+        // the program the defaults it expects. arje set every disposition from its
+        // table at start, so the signals that table ignores are exactly those to reset.
         let default = KernelSigaction::default(); // handler 0 = SIG_DFL
         for &sig in ctx.ignored.iter().take_while(|&&s| s != 0) {
             rt_sigaction(sig, Some(&default), None);
+        }
+        // arje raised its own fd limit; the program gets the one it would have had.
+        // Lowering a soft limit needs no privilege.
+        if let Some(limit) = &ctx.nofile {
+            check!("setrlimit", libc::setrlimit(libc::RLIMIT_NOFILE, limit));
         }
         check!("setsid", libc::setsid());
         for (target, &src) in ctx.stdio.iter().enumerate() {
@@ -595,7 +579,44 @@ mod tests {
     }
 
     #[test]
+    fn test_spawn_nofile_set_child_gets_that_soft_limit() {
+        // Arrange: a soft limit below the hard one, as arje-init's children get.
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .maximum
+            .unwrap_or(libc::RLIM_INFINITY);
+        let mut spawner = Spawner {
+            nofile: Some(libc::rlimit {
+                rlim_cur: 200.min(hard),
+                rlim_max: hard,
+            }),
+            ..Spawner::default()
+        };
+        let (mut r, w) = std::io::pipe().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+
+        // Act
+        let p = plan(&["/bin/sh", "-c", "ulimit -n"]);
+        let child = spawner
+            .spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None)
+            .unwrap();
+        drop(w);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(child.pid),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
+        )
+        .unwrap();
+
+        // Assert
+        assert_eq!(out.trim(), 200.min(hard).to_string());
+    }
+
+    #[test]
     fn test_spawn_child_has_only_stdio_fds_and_empty_mask() {
+        // arje's dispositions as the runtime sets them: whatever this test process
+        // inherited ignored (here, signal 32) is back to the default, SIGPIPE ignored.
+        let _signals = crate::runtime::signals::Signals::install().unwrap();
         let (mut r, w) = std::io::pipe().unwrap();
         // An fd without close-on-exec, as a careless parent might leave one.
         let leaky = rustix::io::dup(std::fs::File::open("/dev/null").unwrap()).unwrap();
@@ -622,7 +643,7 @@ mod tests {
         // 0,1,2 plus the one `ls` opens for reading the directory.
         assert_eq!(fds, vec!["0", "1", "2", "3"]);
         assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
-        // The test harness ignores SIGPIPE, as Rust's std does: the child must not.
+        // arje ignores SIGPIPE (so does Rust's std): the child must not.
         assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
     }
 }

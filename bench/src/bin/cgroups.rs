@@ -390,6 +390,7 @@ fn runtime(dir: &Path, cgroups: bool) -> arje_runtime::Runtime {
         durable_dir: None,
         cgroup_root: cgroups.then(|| PathBuf::from(BENCH_ROOT)),
         shutdown_timeout: Duration::from_secs(5),
+        child_nofile: None,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");
     let spec = WorkspaceSpec {
