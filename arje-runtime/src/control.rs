@@ -132,6 +132,9 @@ pub struct Conn {
     pub dropped: u64,
     /// EPOLLOUT is currently requested.
     pub want_write: bool,
+    /// Nothing is written until the end of the turn: a reply queued here acknowledges a
+    /// change that the /run snapshot must hold first (see `Server::hold`).
+    pub held: bool,
 }
 
 /// One step of reading a connection.
@@ -158,6 +161,7 @@ impl Conn {
             follow: Follow::None,
             dropped: 0,
             want_write: false,
+            held: false,
         }
     }
 

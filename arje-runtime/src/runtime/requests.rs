@@ -27,6 +27,9 @@ const PAGE_BYTES: usize = MAX_FRAME / 2;
 pub(crate) enum Reply {
     /// Frames to send now, in order.
     Frames(Vec<Response>),
+    /// Frames that acknowledge a change: sent at the end of the turn, once the /run
+    /// snapshot holds the change (docs/STATE.md, "What an answer promises").
+    Saved(Vec<Response>),
     /// Frames to send now, then the connection follows something (an exit, a workspace's
     /// removal, logs, events) and more comes later.
     Follow {
@@ -41,6 +44,11 @@ type ReqError = (ErrorCode, String);
 
 fn one(resp: Response) -> Result<Reply, ReqError> {
     Ok(Reply::Frames(vec![resp]))
+}
+
+/// One frame acknowledging a change, sent once the /run snapshot holds it.
+fn saved(resp: Response) -> Result<Reply, ReqError> {
+    Ok(Reply::Saved(vec![resp]))
 }
 
 fn not_found(what: String) -> ReqError {
@@ -85,7 +93,9 @@ impl Runtime {
         let access = self.server.access(conn);
         let mut reply = self.handle(req)?;
         if access != Some(Access::Full) {
-            if let Reply::Frames(frames) | Reply::Follow { frames, .. } = &mut reply {
+            if let Reply::Frames(frames) | Reply::Saved(frames) | Reply::Follow { frames, .. } =
+                &mut reply
+            {
                 frames.iter_mut().for_each(crate::access::redact);
             }
         }
@@ -104,7 +114,7 @@ impl Runtime {
             Request::WsCreate { spec } => {
                 let name = spec.name.clone();
                 let warnings = self.create_workspace_inner(spec)?;
-                one(Response::Created { name, warnings })
+                saved(Response::Created { name, warnings })
             }
             Request::WsList => {
                 let cmds = &self.table.commands;
@@ -125,7 +135,7 @@ impl Runtime {
                 self.stop_workspace(id, grace_ms.map(Duration::from_millis), false);
                 // The answer comes when the workspace is gone, which may be now.
                 if !self.table.workspaces.contains_key(&id) {
-                    return one(Response::Ok);
+                    return saved(Response::Ok);
                 }
                 Ok(Reply::Follow {
                     frames: Vec::new(),
@@ -134,7 +144,7 @@ impl Runtime {
             }
             Request::WsSet { name, key, value } => {
                 self.set_limit(&name, &key, &value)?;
-                one(Response::Ok)
+                saved(Response::Ok)
             }
             Request::WsStats { name } => {
                 let samples = self.stats_of(&name)?;
@@ -157,7 +167,7 @@ impl Runtime {
                         follow: Follow::Exit(id),
                     });
                 }
-                one(Response::Started { id: id.raw(), pid })
+                saved(Response::Started { id: id.raw(), pid })
             }
             Request::Ps { workspace } => {
                 let ws = match &workspace {

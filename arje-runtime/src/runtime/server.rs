@@ -24,6 +24,8 @@ pub struct Server {
     group: Option<u32>,
     conns: HashMap<ConnId, Conn>,
     ids: IdGen<ConnId>,
+    /// Connections with a held reply, released at the end of the turn.
+    held: Vec<ConnId>,
 }
 
 /// A connection handed across a re-exec (see `handover.rs`).
@@ -47,6 +49,7 @@ impl Server {
             group,
             conns: HashMap::new(),
             ids: IdGen::default(),
+            held: Vec::new(),
         })
     }
 
@@ -120,11 +123,15 @@ impl Server {
         }
     }
 
-    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done.
+    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done. A held
+    /// connection waits for [`Server::release_held`].
     pub fn service(&mut self, reactor: &Reactor, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if conn.held {
+            return;
+        }
         if !conn.flush() || conn.finished() {
             self.drop_conn(reactor, id);
             return;
@@ -157,6 +164,36 @@ impl Server {
             }
         }
         self.service(reactor, id);
+    }
+
+    /// Queue `frames`, which acknowledge a change, and hold everything the connection is
+    /// sent from now until the end of the turn, when the /run snapshot holding the change
+    /// has been written ([`Server::release_held`]). Later frames of the same turn (an
+    /// event pushed to it, the answer to its next request) queue behind, so the client
+    /// sees them in order.
+    pub fn deliver_held(&mut self, reactor: &Reactor, id: ConnId, frames: &[Response]) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !conn.held {
+                conn.held = true;
+                self.held.push(id);
+            }
+        }
+        self.deliver(reactor, id, frames);
+    }
+
+    /// Does any connection wait for this turn's snapshot?
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The turn's snapshot is written (or could not be): send what was held.
+    pub fn release_held(&mut self, reactor: &Reactor) {
+        for id in std::mem::take(&mut self.held) {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.held = false;
+            }
+            self.service(reactor, id);
+        }
     }
 
     /// Answer with an error and close once it is sent.

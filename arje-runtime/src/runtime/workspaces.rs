@@ -326,10 +326,12 @@ impl Runtime {
         self.event(EventKind::WorkspaceStopped {
             workspace: ws.spec.name.clone(),
         });
+        // The final Ok of `ws stop` acknowledges the removal: held until the /run
+        // snapshot no longer has the workspace.
         for conn in self.server.followers(|f| *f == Follow::WsStopped(id)) {
             self.server.set_follow(conn, Follow::None);
             self.server
-                .deliver(&self.reactor, conn, &[shuma_card::protocol::Response::Ok]);
+                .deliver_held(&self.reactor, conn, &[shuma_card::protocol::Response::Ok]);
         }
     }
 
