@@ -1,7 +1,9 @@
 //! What was acknowledged is never lost, and nothing runs unmanaged: a client churns
 //! (creates workspaces, runs commands in them, stops older ones) and the daemon is
 //! SIGKILLed right after the N-th acknowledged reply, for several N; restarted on the
-//! same state directory, it has every workspace and command it acknowledged.
+//! same state directory, it has every workspace and command it acknowledged. And a
+//! `ws stop` without cgroups returns only once the service's double-forked processes are
+//! gone.
 //!
 //! This host has no usable cgroup v2 tree, so the other half of the crash guarantee
 //! (processes started but never acknowledged are found again in the cgroup tree and
@@ -11,9 +13,9 @@
 use std::collections::BTreeSet;
 
 use arje_tests::faults::KillAtReply;
-use arje_tests::host::Daemon;
+use arje_tests::host::{err, out, Daemon};
 use shuma_card::protocol::{Request, Response};
-use shuma_card::{CommandKind, CommandSpec, WorkspaceSpec};
+use shuma_card::{CommandKind, CommandSpec, EventKind, WorkspaceSpec};
 
 /// What the daemon acknowledged before it was killed.
 #[derive(Debug, Default)]
@@ -127,4 +129,86 @@ fn test_kill9_after_nth_acknowledged_reply_loses_nothing_acknowledged() {
         drop(c);
         drop(second);
     }
+}
+
+/// A service whose shell starts a sleep that leaves the service's process group (perl's
+/// setpgrp, as a shell with job control does) but stays in its session, and whose own
+/// parent then exits, so the sleep is reparented to arje; the service itself then waits.
+/// It prints the sleep's pid.
+const DOUBLE_FORKING: &str = r#"
+[workspace]
+name = "forks"
+
+[[service]]
+name = "svc"
+argv = ["/bin/sh", "-c", "(/usr/bin/perl -e 'setpgrp(0, 0); exec qw(/bin/sleep 3600)' & echo \"pid=$!\"); exec /bin/sleep 3600"]
+"#;
+
+#[test]
+fn test_ws_stop_without_cgroups_returns_after_the_double_forked_daemon_is_gone() {
+    // Arrange
+    let d = Daemon::start_with(&[("forks.toml", DOUBLE_FORKING)], &[]);
+    d.wait_output("forks", "svc", "\n");
+    let logs = out(&d.shuma(&["logs", "forks", "svc"]));
+    let grandchild: i32 = logs
+        .trim()
+        .strip_prefix("pid=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in {logs:?}"));
+    let proc_dir = format!("/proc/{grandchild}");
+    assert!(std::path::Path::new(&proc_dir).exists());
+
+    // Act
+    let stopped = d.shuma(&["ws", "stop", "forks"]);
+
+    // Assert
+    assert!(stopped.status.success(), "{}", err(&stopped));
+    assert!(
+        !std::path::Path::new(&proc_dir).exists(),
+        "ws stop returned while the service's grandchild {grandchild} still runs: {:#?}",
+        d.log.lock().unwrap()
+    );
+}
+
+/// A service whose shell starts a sleep in a session of its own (setsid) and exits, so
+/// the sleep is reparented to arje with nothing tying it to the service. The sleep's pid
+/// is printed from inside the new session, so once it is seen the setsid is done.
+const ESCAPING: &str = r#"
+[workspace]
+name = "escapes"
+
+[[service]]
+name = "svc"
+argv = ["/bin/sh", "-c", "(/usr/bin/setsid /bin/sh -c 'echo pid=$$; exec /bin/sleep 3600' &); exec /bin/sleep 3600"]
+"#;
+
+#[test]
+fn test_ws_stop_without_cgroups_warns_naming_a_process_that_left_the_session() {
+    // Arrange
+    let d = Daemon::start_with(&[("escapes.toml", ESCAPING)], &[]);
+    d.wait_output("escapes", "svc", "\n");
+    let logs = out(&d.shuma(&["logs", "escapes", "svc"]));
+    let escaped: i32 = logs
+        .trim()
+        .strip_prefix("pid=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in {logs:?}"));
+
+    // Act
+    let stopped = d.shuma(&["ws", "stop", "escapes"]);
+    let events = d.events_until(1, |k| matches!(k, EventKind::WorkspaceStopped { .. }));
+    // It escaped: end it here, whatever the assertions say.
+    // SAFETY: a plain kill of a pid this test started (through the daemon).
+    unsafe { libc::kill(escaped, libc::SIGKILL) };
+
+    // Assert
+    assert!(stopped.status.success(), "{}", err(&stopped));
+    let warned = events.iter().any(|e| {
+        matches!(&e.kind, EventKind::Warning { message }
+            if message.contains("escapes") && message.contains(&escaped.to_string()))
+    });
+    assert!(
+        warned,
+        "no Warning names workspace escapes and pid {escaped}: {events:#?}"
+    );
 }

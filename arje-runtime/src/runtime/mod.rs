@@ -31,6 +31,7 @@ mod requests;
 mod server;
 mod sessions;
 mod state;
+mod stop;
 mod store;
 mod strays;
 mod table;
@@ -488,6 +489,7 @@ impl Runtime {
         match action {
             TimerAction::Command(id) => {
                 self.command_event(id, crate::supervise::Event::Timer, now);
+                self.straggler_deadline(id, now);
             }
             TimerAction::WorkspaceTtl(id) => {
                 if let Some(name) = self.table.workspace_name(id) {

@@ -99,6 +99,8 @@ pub struct Procs {
     /// Live pid → command. A pid leaves the map the moment it is reaped.
     pids: HashMap<i32, CommandId>,
     recently_reaped: VecDeque<i32>,
+    /// Processes a stop holds besides its commands' runs (`stop.rs`): pid → command.
+    stragglers: HashMap<i32, CommandId>,
     /// A SIGCHLD may stand for an orphan not reaped yet.
     scan_pending: bool,
     orphans_reaped: u64,
@@ -121,6 +123,7 @@ impl Procs {
             dev_null,
             pids: HashMap::new(),
             recently_reaped: VecDeque::new(),
+            stragglers: HashMap::new(),
             scan_pending: false,
             orphans_reaped: 0,
         })
@@ -146,6 +149,21 @@ impl Procs {
     /// A process adopted after a re-exec.
     pub fn track(&mut self, pid: i32, id: CommandId) {
         self.pids.insert(pid, id);
+    }
+
+    /// A process a stop holds for command `id` besides its run.
+    pub fn hold_straggler(&mut self, pid: i32, id: CommandId) {
+        self.stragglers.insert(pid, id);
+    }
+
+    /// Is `pid` a command's run or a process a stop holds?
+    pub fn holds(&self, pid: i32) -> bool {
+        self.pids.contains_key(&pid) || self.stragglers.contains_key(&pid)
+    }
+
+    /// A held process is gone (or `pid` was reaped): whose it was, if one.
+    pub fn straggler_gone(&mut self, pid: i32) -> Option<CommandId> {
+        self.stragglers.remove(&pid)
     }
 
     /// Stop tracking a pid whose command is gone (killed at the shutdown deadline): it is

@@ -62,6 +62,23 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Every process /proc lists (one read per process; a process gone meanwhile is
+/// skipped).
+pub fn all() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+/// Is the process `pid` that started at `start_ticks` still there (running or a zombie
+/// not yet reaped)? A recycled pid has a later start time.
+pub fn present(pid: i32, start_ticks: u64) -> bool {
+    stat(pid).is_some_and(|s| s.start_ticks == start_ticks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +119,7 @@ mod tests {
                 .as_raw_nonzero()
                 .get()
         );
+        assert!(present(me, s.start_ticks));
+        assert!(!present(me, s.start_ticks + 1));
     }
 }

@@ -307,6 +307,8 @@ impl Runtime {
                 Ok(false) => {}
                 Err(e) => log::warn!("{e}"),
             }
+        } else {
+            self.warn_unattributed(id);
         }
         self.remove_workspace(id);
     }
@@ -362,6 +364,10 @@ impl Runtime {
                 );
             }
             self.procs.forget(run.pid);
+        }
+        let ids: Vec<CommandId> = ws.commands.iter().copied().collect();
+        for cid in ids {
+            self.signal_stragglers(cid, libc::SIGKILL);
         }
         self.remove_workspace(id);
     }
