@@ -26,6 +26,9 @@ pub struct Server {
     ids: IdGen<ConnId>,
     /// Connections with a held reply, released at the end of the turn.
     held: Vec<ConnId>,
+    /// Clients dropped for [`control::WRITE_BUDGET`]: the first is logged, the rest
+    /// counted.
+    over_budget: u64,
 }
 
 /// A connection handed across a re-exec (see `handover.rs`).
@@ -50,6 +53,7 @@ impl Server {
             conns: HashMap::new(),
             ids: IdGen::default(),
             held: Vec::new(),
+            over_budget: 0,
         })
     }
 
@@ -136,18 +140,75 @@ impl Server {
             self.drop_conn(reactor, id);
             return;
         }
-        let want = conn.pending() > 0;
-        if want != conn.want_write {
-            conn.want_write = want;
-            let interest = if want {
-                Interest::ReadWrite
-            } else {
-                Interest::Read
-            };
-            reactor.modify(conn.fd(), Token::Conn(id), interest);
+        // Buffers grow only while bytes stay queued (a flushed one shrinks back to a few
+        // KiB), so this is where the sum can pass the budget.
+        if conn.pending() > 0 {
+            self.enforce_budget(reactor);
         }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.want_write = want_write(reactor, id, conn);
     }
 
+    /// While all write buffers together hold more than [`control::WRITE_BUDGET`], drop
+    /// the client with the most: a follower first (it is the one falling behind a
+    /// stream), else any. It gets a last error frame if its socket takes one now, and is
+    /// closed either way.
+    fn enforce_budget(&mut self, reactor: &Reactor) {
+        loop {
+            let total: usize = self.conns.values().map(Conn::buffered).sum();
+            if total <= control::WRITE_BUDGET {
+                return;
+            }
+            let Some((&id, conn)) = self
+                .conns
+                .iter_mut()
+                .max_by_key(|(_, c)| (c.follow != Follow::None, c.buffered()))
+            else {
+                return;
+            };
+            let queued = conn.pending();
+            let message = format!(
+                "closed: this client did not read ({queued} bytes queued for it), and all \
+                 clients' queued output together passed arje's bound of {} MiB",
+                control::WRITE_BUDGET >> 20
+            );
+            let told = conn.abandon(ErrorCode::Limit, message);
+            self.over_budget += 1;
+            if self.over_budget == 1 {
+                log::warn!(
+                    "control: dropped a client with {queued} bytes queued: all write buffers \
+                     passed {} MiB (logged once; later drops are counted at debug level)",
+                    control::WRITE_BUDGET >> 20
+                );
+            } else {
+                log::debug!(
+                    "control: dropped client {} for the write budget ({queued} bytes queued, \
+                     told: {told})",
+                    self.over_budget
+                );
+            }
+            self.drop_conn(reactor, id);
+        }
+    }
+}
+
+/// EPOLLOUT while something is queued: adjust the registration when that changes.
+fn want_write(reactor: &Reactor, id: ConnId, conn: &Conn) -> bool {
+    let want = conn.pending() > 0;
+    if want != conn.want_write {
+        let interest = if want {
+            Interest::ReadWrite
+        } else {
+            Interest::Read
+        };
+        reactor.modify(conn.fd(), Token::Conn(id), interest);
+    }
+    want
+}
+
+impl Server {
     fn drop_conn(&mut self, reactor: &Reactor, id: ConnId) {
         if let Some(conn) = self.conns.remove(&id) {
             reactor.remove(conn.fd());
