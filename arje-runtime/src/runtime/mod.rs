@@ -296,6 +296,7 @@ impl Runtime {
             }
         }
         self.ready = ready;
+        self.procs.end_turn();
         if catch_unwind(AssertUnwindSafe(|| self.end_of_turn())).is_err() {
             log::error!("contained a panic while writing the snapshot");
         }

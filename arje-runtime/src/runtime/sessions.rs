@@ -62,8 +62,53 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The children of `pid`, of every thread of it, from `/proc/PID/task/TID/children`:
+/// one read per thread instead of one per process on the machine. `None` where the
+/// kernel has no such files (built without CONFIG_PROC_CHILDREN); empty for a process
+/// that is gone.
+pub fn children(pid: i32) -> Option<Vec<i32>> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(text) => out.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !task.path().exists() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(_) => {}
+        }
+    }
+    Some(out)
+}
+
+/// Every live process below `roots` and the roots themselves, walking the children
+/// files (`None` without them). The second list holds those not in session `sid`.
+pub fn descendants(roots: Vec<i32>, sid: i32) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
+    let mut seen = std::collections::HashSet::new();
+    let (mut found, mut left) = (Vec::new(), Vec::new());
+    let mut stack = roots;
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        let Some(p) = stat(pid).filter(|p| !p.is_zombie()) else {
+            continue;
+        };
+        if p.sid != sid {
+            left.push(p);
+        }
+        found.push(p);
+        stack.extend(children(pid)?);
+    }
+    Some((found, left))
+}
+
 /// Every process /proc lists (one read per process; a process gone meanwhile is
-/// skipped).
+/// skipped). The fallback where [`children`] has nothing.
 pub fn all() -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -103,6 +148,29 @@ mod tests {
             }
         );
         assert!(!s.leads_session());
+    }
+
+    #[test]
+    fn test_children_and_descendants_of_this_process_include_a_child() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("3600")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+
+        let children = children(me);
+        let below = descendants(vec![me], 0);
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // A kernel without CONFIG_PROC_CHILDREN has neither; every other lists the child.
+        if let Some(children) = children {
+            assert!(children.contains(&pid), "{children:?}");
+            let (found, left) = below.unwrap();
+            assert!(found.iter().any(|p| p.pid == pid));
+            assert_eq!(found.len(), left.len(), "session 0 holds nothing");
+        }
     }
 
     #[test]

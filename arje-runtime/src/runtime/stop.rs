@@ -46,8 +46,8 @@ pub struct Straggler {
 }
 
 /// The processes of session `sid` other than its leader, and the descendants (by
-/// parentage) of the leader or of those that left the session, from one reading of
-/// /proc. The second list is those that left.
+/// parentage) of the leader or of those that left the session, from one reading of all
+/// of /proc (where the kernel cannot list children). The second list is those that left.
 pub(crate) fn attributable(procs: &[ProcStat], sid: i32) -> (Vec<ProcStat>, Vec<ProcStat>) {
     let mut found: Vec<ProcStat> = procs
         .iter()
@@ -93,7 +93,7 @@ impl Runtime {
             .map(|s| (s.pid, s.start_ticks))
             .collect();
         let (workspace, name) = (cmd.workspace.clone(), cmd.spec.name.clone());
-        let (found, left) = attributable(&sessions::all(), sid);
+        let (found, left) = self.attributable_to(sid);
         let mut new = Vec::new();
         for p in found
             .iter()
@@ -144,6 +144,24 @@ impl Runtime {
             log::warn!("{message}");
             self.event(EventKind::Warning { message });
         }
+    }
+
+    /// What [`attributable`] finds for session `sid`, through the children files: the
+    /// run's descendants, and the orphans of its session (reparented to arje when their
+    /// parent exited) with theirs. Without those files, from all of /proc.
+    fn attributable_to(&mut self, sid: i32) -> (Vec<ProcStat>, Vec<ProcStat>) {
+        let roots = self.procs.orphans().map(|orphans| {
+            orphans
+                .iter()
+                .filter(|p| p.sid == sid)
+                .map(|p| p.pid)
+                .collect::<Vec<_>>()
+        });
+        let walked = roots.and_then(|mut roots| {
+            roots.extend(sessions::children(sid)?);
+            sessions::descendants(roots, sid)
+        });
+        walked.unwrap_or_else(|| attributable(&sessions::all(), sid))
     }
 
     /// Send `signal` to every straggler of `id`.
@@ -257,12 +275,18 @@ impl Runtime {
         let age_ms = super::workspaces::unix_ms().saturating_sub(w.created_unix_ms);
         let created_ticks = crate::persist::boottime_ticks().saturating_sub(age_ms * hz / 1000);
         let me = std::process::id() as i32;
+        let orphans: Vec<ProcStat> = match self.procs.orphans() {
+            Some(orphans) => orphans.to_vec(),
+            None => sessions::all()
+                .into_iter()
+                .filter(|p| p.ppid == me && !p.is_zombie() && !self.procs.holds(p.pid))
+                .collect(),
+        };
         // One tick of slack: the creation time is wall-clock milliseconds, the start
         // times are ticks of another clock.
-        let pids: Vec<String> = sessions::all()
+        let pids: Vec<String> = orphans
             .into_iter()
-            .filter(|p| p.ppid == me && !p.is_zombie() && p.start_ticks + 1 >= created_ticks)
-            .filter(|p| !self.procs.holds(p.pid))
+            .filter(|p| p.start_ticks + 1 >= created_ticks)
             .map(|p| p.pid.to_string())
             .collect();
         if pids.is_empty() {
