@@ -1,14 +1,16 @@
-//! What was acknowledged is never lost, and nothing runs unmanaged: a client churns
-//! (creates workspaces, runs commands in them, stops older ones) and the daemon is
-//! SIGKILLed right after the N-th acknowledged reply, for several N; restarted on the
-//! same state directory, it has every workspace and command it acknowledged. And a
-//! `ws stop` without cgroups returns only once the service's double-forked processes are
-//! gone.
+//! What was acknowledged is never lost, and nothing runs unmanaged.
 //!
-//! This host has no usable cgroup v2 tree, so the other half of the crash guarantee
-//! (processes started but never acknowledged are found again in the cgroup tree and
-//! adopted or killed) is proven by the fake-cgroupfs unit test in
-//! `arje-runtime/src/runtime/tests.rs`, not here.
+//! A client churns (creates workspaces, runs commands in them, stops older ones) and the
+//! daemon is SIGKILLed right after the N-th acknowledged reply, for several N; restarted
+//! on the same state directory, it has every workspace it acknowledged creating and none
+//! it acknowledged stopping. A `run`'s `Started` does not wait for the snapshot
+//! (docs/STATE.md): with cgroups its process is found again by the sweep at start, which
+//! this host, without a usable cgroup v2 tree, cannot show; the fake-cgroupfs unit test
+//! in `arje-runtime/src/runtime/tests.rs` proves that half (processes the snapshot lacks
+//! are adopted or killed through the cgroup tree).
+//!
+//! And without cgroups, `ws stop` returns only once the processes of the service's
+//! session are gone, and names in a Warning one that left the session.
 
 use std::collections::BTreeSet;
 
@@ -22,12 +24,11 @@ use shuma_card::{CommandKind, CommandSpec, EventKind, WorkspaceSpec};
 struct Acked {
     created: BTreeSet<String>,
     stopped: BTreeSet<String>,
-    /// (workspace, command id) of each `run` answered with `Started`.
-    started: Vec<(String, u64)>,
 }
 
-/// Churn until the `n`-th acknowledged reply, then SIGKILL the daemon: in round `i`,
-/// create `w<i>`, run a short sleep in it, and every third round stop `w<i-2>`.
+/// Churn until the `n`-th acknowledged reply (a create or a stop), then SIGKILL the
+/// daemon: in round `i`, create `w<i>`, run a short sleep in it, and every third round
+/// stop `w<i-2>`.
 fn churn_until_killed(d: &mut Daemon, n: usize) -> Acked {
     let mut c = d.client();
     let mut kill = KillAtReply::new(n);
@@ -53,11 +54,8 @@ fn churn_until_killed(d: &mut Daemon, n: usize) -> Acked {
             wait: false,
         };
         match c.call(run) {
-            Response::Started { id, .. } => acked.started.push((name.clone(), id)),
+            Response::Started { .. } => {}
             other => panic!("run in {name}: {other:?}"),
-        }
-        if kill.ack(d) {
-            return acked;
         }
         if i % 3 == 2 {
             let old = format!("w{}", i - 2);
@@ -80,8 +78,8 @@ fn churn_until_killed(d: &mut Daemon, n: usize) -> Acked {
 #[test]
 fn test_kill9_after_nth_acknowledged_reply_loses_nothing_acknowledged() {
     // The points: early, inside the first bursts, and deep in the churn, landing on
-    // each kind of reply (create, run, stop).
-    for n in [2, 6, 9, 20, 31, 44] {
+    // both kinds of acknowledged reply (create, stop).
+    for n in [1, 4, 5, 13, 21, 30] {
         // Arrange
         let state = tempfile::tempdir().unwrap();
         let run = state.path().join("run");
@@ -96,11 +94,6 @@ fn test_kill9_after_nth_acknowledged_reply_loses_nothing_acknowledged() {
             Response::Workspaces(list) => list.into_iter().map(|w| w.name).collect(),
             other => panic!("ws ls: {other:?}"),
         };
-        let commands: BTreeSet<(String, u64)> = c
-            .ps(None)
-            .into_iter()
-            .map(|cmd| (cmd.workspace, cmd.id))
-            .collect();
 
         // Assert
         for name in acked.created.difference(&acked.stopped) {
@@ -114,16 +107,6 @@ fn test_kill9_after_nth_acknowledged_reply_loses_nothing_acknowledged() {
             assert!(
                 !listed.contains(name),
                 "kill after reply {n}: the stop of {name} was acknowledged but it is back"
-            );
-        }
-        for started in acked
-            .started
-            .iter()
-            .filter(|(ws, _)| !acked.stopped.contains(ws))
-        {
-            assert!(
-                commands.contains(started),
-                "kill after reply {n}: run {started:?} was acknowledged but is gone"
             );
         }
         drop(c);

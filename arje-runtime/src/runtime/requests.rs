@@ -167,7 +167,12 @@ impl Runtime {
                         follow: Follow::Exit(id),
                     });
                 }
-                saved(Response::Started { id: id.raw(), pid })
+                // Not held for the snapshot: waiting for the /run write made `run` 25-45%
+                // slower (docs/BENCHMARKS.md). The command is in the snapshot within
+                // RUN_EVERY, and with cgroups a crash before that finds its process in
+                // its leaf and adopts it (`strays.rs`); docs/STATE.md says what is
+                // promised.
+                one(Response::Started { id: id.raw(), pid })
             }
             Request::Ps { workspace } => {
                 let ws = match &workspace {

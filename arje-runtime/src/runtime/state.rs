@@ -151,7 +151,9 @@ impl Runtime {
         let now = Instant::now();
         let now_unix = unix_ms();
         let mut pending = Vec::new();
+        let mut recorded = 0;
         if let Some(snap) = loaded.snapshot {
+            recorded = snap.next_command_id;
             log::info!(
                 "state: {} workspace(s) from the {} copy, written {} ms ago ({})",
                 snap.workspaces.len(),
@@ -180,7 +182,7 @@ impl Runtime {
             }
         }
         if !plan.reexec && self.cgroups.tree.is_enabled() {
-            self.sweep_strays(&mut pending, now);
+            self.sweep_strays(&mut pending, recorded, now);
         }
         for p in pending {
             if p.stopping {

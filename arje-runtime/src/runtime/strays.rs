@@ -10,8 +10,12 @@
 //!
 //! - a workspace directory the snapshot lacks is killed (`cgroup.kill`) and removed
 //!   once empty, with a Warning naming it;
-//! - a leaf naming no command of its workspace is killed, with a Warning; an empty one is
-//!   removed; command ids are never handed out at or below a leaf's;
+//! - a leaf of a command created after the snapshot was written (its id is at or above
+//!   the snapshot's next command id: a `run`, whose `Started` does not wait for the
+//!   snapshot) whose processes include exactly one session leader has it adopted as
+//!   that ad-hoc command, so a `run` answered just before a crash is found again;
+//! - any other leaf naming no command of its workspace is killed, with a Warning; an
+//!   empty one is removed; command ids are never handed out at or below a leaf's;
 //! - a leaf of a command about to be started whose processes include exactly one session
 //!   leader (the spawner's child calls setsid, its descendants normally do not) has that
 //!   process adopted as the command's run, instead of starting a second copy; with none
@@ -25,8 +29,9 @@ use std::time::Instant;
 
 use shuma_card::protocol::WsState;
 use shuma_card::snapshot::LiveProcess;
-use shuma_card::{EventKind, WorkspaceSpec};
+use shuma_card::{CommandKind, CommandSpec, EventKind, WorkspaceSpec};
 
+use super::commands::Command;
 use super::sessions::{self, ProcStat};
 use super::workspaces::{unix_ms, Workspace};
 use super::Runtime;
@@ -49,6 +54,8 @@ pub(crate) enum Known {
     ToStart,
     /// It has finished or failed: nothing of it should run.
     Finished,
+    /// Not in the snapshot, but created after it was written (a `run`).
+    Unrecorded,
 }
 
 /// What one leaf holds.
@@ -91,7 +98,7 @@ pub(crate) fn judge(seen: &SeenLeaf, known: Option<Known>) -> Verdict {
             Verdict::Kill("its command has finished, yet processes remain in it".into())
         }
         Some(Known::Finished) => Verdict::Keep,
-        Some(Known::ToStart) => {
+        Some(Known::ToStart | Known::Unrecorded) => {
             let leaders: Vec<&ProcStat> = seen
                 .procs
                 .iter()
@@ -99,13 +106,18 @@ pub(crate) fn judge(seen: &SeenLeaf, known: Option<Known>) -> Verdict {
                 .collect();
             match leaders.as_slice() {
                 [main] => Verdict::Adopt(**main),
+                [] if !seen.populated && known == Some(Known::Unrecorded) => Verdict::Remove,
                 [] if !seen.populated => Verdict::Keep,
                 others => Verdict::Kill(format!(
                     "its command was not running in the snapshot, and its {} process(es) \
-                     include {} session leader(s), not one main process to adopt; the \
-                     command starts afresh",
+                     include {} session leader(s), not one main process to adopt{}",
                     seen.procs.len(),
-                    others.len()
+                    others.len(),
+                    if known == Some(Known::ToStart) {
+                        "; the command starts afresh"
+                    } else {
+                        ""
+                    }
                 )),
             }
         }
@@ -115,7 +127,8 @@ pub(crate) fn judge(seen: &SeenLeaf, known: Option<Known>) -> Verdict {
 impl Runtime {
     /// Sweep `<root>/arje` for what the restored state lacks (see the module doc).
     /// `pending` are the restored workspaces; an adopted command leaves its `to_start`.
-    pub(crate) fn sweep_strays(&mut self, pending: &mut [Pending], now: Instant) {
+    /// `recorded` is the snapshot's next command id (0 without a snapshot).
+    pub(crate) fn sweep_strays(&mut self, pending: &mut [Pending], recorded: u64, now: Instant) {
         let names = match self.cgroups.tree.workspace_names() {
             Ok(names) => names,
             Err(e) => {
@@ -131,14 +144,20 @@ impl Runtime {
                         .find(|p| p.id == id)
                         .map(|p| &mut p.to_start);
                     let mut none = Vec::new();
-                    self.sweep_workspace(id, to_start.unwrap_or(&mut none), now);
+                    self.sweep_workspace(id, to_start.unwrap_or(&mut none), recorded, now);
                 }
                 None => self.stop_unknown_workspace(&name),
             }
         }
     }
 
-    fn sweep_workspace(&mut self, ws: WorkspaceId, to_start: &mut Vec<CommandId>, now: Instant) {
+    fn sweep_workspace(
+        &mut self,
+        ws: WorkspaceId,
+        to_start: &mut Vec<CommandId>,
+        recorded: u64,
+        now: Instant,
+    ) {
         let Some(w) = self.table.workspaces.get(&ws) else {
             return;
         };
@@ -177,11 +196,21 @@ impl Runtime {
                 let c = self.table.commands.get(&id)?;
                 (c.ws == ws && c.spec.name == command).then_some(id)
             });
-            let known = command.map(|id| match &self.table.commands[&id].run {
-                Some(_) => Known::Running,
-                None if starting.contains(&id) => Known::ToStart,
-                None => Known::Finished,
-            });
+            let known = match (command, parsed) {
+                (Some(id), _) => Some(match &self.table.commands[&id].run {
+                    Some(_) => Known::Running,
+                    None if starting.contains(&id) => Known::ToStart,
+                    None => Known::Finished,
+                }),
+                // No command had this id when the snapshot was written, and none has it
+                // now (ids are never reused): one created after the write.
+                (None, Some((id, _)))
+                    if id >= recorded && !self.table.commands.contains_key(&id.into()) =>
+                {
+                    Some(Known::Unrecorded)
+                }
+                (None, _) => None,
+            };
             verdicts.push((leaf_name, leaf, command, judge(&seen, known)));
         }
         for (leaf_name, _, _, _) in &verdicts {
@@ -197,7 +226,11 @@ impl Runtime {
                         to_start.retain(|c| *c != id);
                     }
                 }
-                (Verdict::Adopt(_), None) => {}
+                (Verdict::Adopt(p), None) => {
+                    if let Some((id, command)) = parse_leaf(&leaf_name) {
+                        self.adopt_unrecorded(ws, CommandId::from(id), command, leaf, p, now);
+                    }
+                }
                 (Verdict::Kill(why), _) => {
                     if let Err(e) = leaf.kill() {
                         log::warn!("{e}");
@@ -251,6 +284,34 @@ impl Runtime {
             self.table.commands.insert(id, cmd);
         }
         adopted
+    }
+
+    /// A `run` started after the snapshot was written: it joins its workspace as the
+    /// ad-hoc command its leaf names (its argv was never stored, as for every `run`
+    /// restored from a snapshot), with `p` as its run.
+    fn adopt_unrecorded(
+        &mut self,
+        ws: WorkspaceId,
+        id: CommandId,
+        name: &str,
+        leaf: Leaf,
+        p: ProcStat,
+        now: Instant,
+    ) {
+        let Some(w) = self.table.workspaces.get_mut(&ws) else {
+            return;
+        };
+        let spec = CommandSpec::new(name, CommandKind::Task, Vec::new());
+        let mut cmd = Command::new(id, ws, &w.spec.name, spec);
+        cmd.adhoc = true;
+        w.commands.insert(id);
+        self.table.commands.insert(id, cmd);
+        if !self.adopt_stray(id, leaf, p, now) {
+            // It exited meanwhile: remembered as finished, like any restored `run`.
+            if let Some(cmd) = self.table.commands.get_mut(&id) {
+                cmd.sup.state = crate::supervise::State::Exited;
+            }
+        }
     }
 
     /// A workspace cgroup the snapshot does not have (a creation never acknowledged, or
@@ -334,6 +395,25 @@ mod tests {
             judge(&seen(vec![proc(11, 10)]), Some(Known::ToStart)),
             Verdict::Kill(_)
         ));
+    }
+
+    #[test]
+    fn test_judge_run_after_the_snapshot_adopted_by_its_session_leader() {
+        let run = seen(vec![proc(10, 10), proc(11, 10)]);
+        let strays = seen(vec![proc(11, 10)]);
+
+        assert_eq!(
+            judge(&run, Some(Known::Unrecorded)),
+            Verdict::Adopt(proc(10, 10))
+        );
+        assert!(matches!(
+            judge(&strays, Some(Known::Unrecorded)),
+            Verdict::Kill(_)
+        ));
+        assert_eq!(
+            judge(&seen(vec![]), Some(Known::Unrecorded)),
+            Verdict::Remove
+        );
     }
 
     #[test]

@@ -438,8 +438,9 @@ fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
     // Arrange: a crashed arje's state. Its snapshot has workspace "w" whose service "s"
     // was between runs (no process recorded; on this fake tree its spawn fails, which
     // the snapshot is edited to forget). Its cgroup tree has what the snapshot lacks: a
-    // run of "s" (the main process, a session leader), a leaf of a `run` never
-    // acknowledged (id 999) with a process in it, and a whole workspace "ghost".
+    // run of "s" (the main process, a session leader), the leaf of a `run` answered
+    // after the snapshot was written (id 999, a session leader in it), a leaf of
+    // another (id 998) with only a stray in it, and a whole workspace "ghost".
     let dir = tempfile::tempdir().unwrap();
     let root = FakeRoot::new("cpu memory pids", false);
     let arje = root.path.join(crate::cgroup::ARJE_SUBTREE);
@@ -463,7 +464,9 @@ fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
     let mut sleepers = Sleepers(Vec::new());
     let main = sleepers.start(true);
     fake_populate(&arje.join("w"), &format!("{svc}-s"), &[main]);
-    fake_populate(&arje.join("w"), "999-run-999", &[sleepers.start(false)]);
+    let run = sleepers.start(true);
+    fake_populate(&arje.join("w"), "999-run-999", &[run]);
+    fake_populate(&arje.join("w"), "998-run-998", &[sleepers.start(false)]);
     fake_populate(&arje, "ghost", &[]);
     fake_populate(&arje.join("ghost"), "5-x", &[sleepers.start(false)]);
     // Another arje wrote the snapshot (a crash restart, not a re-exec of this process).
@@ -478,16 +481,25 @@ fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
     // Act
     let mut rt = runtime_with_fake_cgroups(dir.path(), &root);
 
-    // Assert: the service's main process is adopted, not started again.
-    let run = rt.table.commands[&svc].run.as_ref().map(|r| r.pid);
-    assert_eq!(run, Some(main as i32));
-    // The unknown leaf and the unknown workspace are killed through cgroup.kill...
+    // Assert: the service's main process is adopted, not started again, and so is the
+    // `run` the snapshot did not have yet, as the ad-hoc command its leaf names.
+    let adopted = rt.table.commands[&svc].run.as_ref().map(|r| r.pid);
+    assert_eq!(adopted, Some(main as i32));
+    let late = rt.table.commands.get(&crate::ids::CommandId::from(999));
+    assert_eq!(late.map(|c| c.spec.name.as_str()), Some("run-999"));
+    assert_eq!(
+        late.and_then(|c| c.run.as_ref()).map(|r| r.pid),
+        Some(run as i32)
+    );
+    // The leaf with no main process and the unknown workspace are killed through
+    // cgroup.kill...
     let killed = |d: &std::path::Path| std::fs::read_to_string(d.join(CGROUP_KILL)).unwrap();
-    assert_eq!(killed(&arje.join("w").join("999-run-999")), "1");
+    assert_eq!(killed(&arje.join("w").join("998-run-998")), "1");
+    assert_eq!(killed(&arje.join("w").join("999-run-999")), "");
     assert_eq!(killed(&arje.join("ghost")), "1");
-    // ...each with a Warning naming it, and no id at or below the leaf's is handed out.
+    // ...each with a Warning naming it, and no id at or below a leaf's is handed out.
     let warnings = warnings(&rt);
-    for name in ["999-run-999", "ghost"] {
+    for name in ["998-run-998", "ghost"] {
         assert!(
             warnings.iter().any(|(_, m)| m.contains(name)),
             "no warning names {name}: {warnings:?}"
