@@ -31,6 +31,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes queued for one client. Beyond it, follow output is dropped and counted;
 /// a plain response that does not fit closes the connection (the client is not reading).
 pub const WRITE_CAP: usize = 4 << 20;
+/// Most bytes all clients' write buffers may hold together. [`WRITE_CAP`] alone let
+/// 120 followers that never read hold 4 MiB each, about 500 MB; beyond this bound the
+/// client with the most queued bytes is dropped (`Server::enforce_budget`).
+pub const WRITE_BUDGET: usize = 64 << 20;
+/// A write buffer that has emptied keeps at most this much of its allocation.
+const KEEP_CAPACITY: usize = 64 * 1024;
 /// Bytes read from one client per loop turn, so one busy client cannot starve others.
 const READ_PER_TURN: usize = 256 * 1024;
 
@@ -148,6 +154,13 @@ pub struct Conn {
     /// Its last event (bytes read, room to write, a hang-up): the idle deadline counts
     /// from here.
     pub last_active: Instant,
+    /// Nothing is written until the end of the turn: a reply queued here acknowledges a
+    /// change that the /run snapshot must hold first (see `Server::deliver_held`).
+    pub held: bool,
+    /// Bytes at the start of `wbuf` that end a frame already partly written to the
+    /// socket, so `wbuf[head_left..]` starts at a frame boundary. `None` while unknown:
+    /// a buffer inherited across a re-exec may start anywhere in a frame.
+    head_left: Option<usize>,
 }
 
 /// One step of reading a connection.
@@ -176,6 +189,8 @@ impl Conn {
             follow: Follow::None,
             dropped: 0,
             want_write: false,
+            held: false,
+            head_left: Some(0),
         }
     }
 
@@ -200,6 +215,7 @@ impl Conn {
         let mut conn = Conn::new(stream, now);
         conn.hello_done = hello_done;
         conn.rbuf = rbuf;
+        conn.head_left = wbuf.is_empty().then_some(0);
         conn.wbuf = wbuf;
         conn
     }
@@ -297,12 +313,19 @@ impl Conn {
         self.wbuf.len()
     }
 
+    /// Memory the write buffer holds (its allocation, not only the queued bytes): what
+    /// [`WRITE_BUDGET`] bounds.
+    pub fn buffered(&self) -> usize {
+        self.wbuf.capacity()
+    }
+
     /// Write what the socket takes. Returns false if the connection is dead.
     pub fn flush(&mut self) -> bool {
         while !self.wbuf.is_empty() {
             match self.stream.write(&self.wbuf) {
                 Ok(0) => return false,
                 Ok(n) => {
+                    self.written(n);
                     self.wbuf.drain(..n);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
@@ -310,7 +333,45 @@ impl Conn {
                 Err(_) => return false,
             }
         }
+        self.head_left = Some(0);
+        if self.wbuf.capacity() > KEEP_CAPACITY {
+            self.wbuf = Vec::new();
+        }
         true
+    }
+
+    /// `n` bytes from the start of `wbuf` reached the socket: find where the frame now at
+    /// its start ends. Every frame after `head_left` was queued whole, so their headers
+    /// can be walked.
+    fn written(&mut self, n: usize) {
+        let Some(left) = self.head_left else { return };
+        let mut end = left;
+        while end < n {
+            let len = u32::from_be_bytes([
+                self.wbuf[end],
+                self.wbuf[end + 1],
+                self.wbuf[end + 2],
+                self.wbuf[end + 3],
+            ]) as usize;
+            end += HEADER_LEN + len;
+        }
+        self.head_left = Some(end - n);
+    }
+
+    /// Give up on a client that does not read: drop what is queued for it but the rest of
+    /// a frame it has partly received, queue `message` as a last error frame, and try to
+    /// write both now. Returns whether they were written (else the caller just closes:
+    /// the socket is full, and so is the client's chance). A buffer whose frame
+    /// boundaries are unknown is not cut: the caller closes.
+    pub fn abandon(&mut self, code: ErrorCode, message: String) -> bool {
+        let Some(left) = self.head_left else {
+            return false;
+        };
+        self.wbuf.truncate(left);
+        self.wbuf.shrink_to_fit();
+        self.follow = Follow::None;
+        self.fail(code, message);
+        self.flush() && self.wbuf.is_empty()
     }
 
     /// Done: flushed and closing.
@@ -340,6 +401,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn sent_frames(conn: &Conn) -> Vec<Response> {
         let mut buf = conn.buffers().1;
@@ -370,6 +432,52 @@ mod tests {
             }
             other => panic!("expected one error, got {} frames", other.len()),
         }
+    }
+
+    #[test]
+    fn test_abandon_after_a_partial_write_keeps_frames_whole_and_ends_with_the_error() {
+        // Arrange: more frames than the socket takes, of a size that makes the last
+        // write cut one; then the peer reads a little, so the socket has room again.
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(ours, std::time::Instant::now());
+        let frame = Response::Log {
+            stream: shuma_card::protocol::Stream::Stdout,
+            data: vec![7; 3001],
+            dropped: 0,
+        };
+        for _ in 0..1000 {
+            conn.send_lossy(&frame, 3001);
+        }
+        conn.flush();
+        assert!(conn.pending() > 0, "the socket took everything");
+        assert_ne!(conn.head_left, Some(0), "no frame was cut");
+        let mut bytes = vec![0; 64 * 1024];
+        peer.read_exact(&mut bytes).unwrap();
+
+        // Act: give up on it; then the peer reads the rest.
+        let told = conn.abandon(ErrorCode::Limit, "closed".into());
+        drop(conn);
+        peer.read_to_end(&mut bytes).unwrap();
+
+        // Assert: whole frames, the rest of the cut one included, then the error.
+        assert!(told);
+        let mut buf = &bytes[..];
+        let mut frames = Vec::new();
+        while let Some((used, payload)) = split_frame(buf).expect("a frame within the limit") {
+            frames.push(decode_payload::<Response>(payload).expect("decodes"));
+            buf = &buf[used..];
+        }
+        assert!(buf.is_empty(), "{} bytes of a cut frame", buf.len());
+        let (last, log) = frames.split_last().unwrap();
+        assert!(log.iter().all(|f| *f == frame));
+        assert_eq!(
+            *last,
+            Response::Error {
+                code: ErrorCode::Limit,
+                message: "closed".into()
+            }
+        );
     }
 
     #[test]

@@ -153,6 +153,13 @@ impl Daemon {
         Daemon::spawn(dir, cmd, cards, extra)
     }
 
+    /// Start `cmd` (an arje-init command the caller prepared, e.g. with an fd limit from
+    /// [`crate::faults::limit_fds`]) as [`Daemon::start_with`] does.
+    pub fn start_command(cmd: Command, cards: &[(&str, &str)], extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::spawn(dir, cmd, cards, extra)
+    }
+
     fn spawn(
         dir: tempfile::TempDir,
         mut cmd: Command,

@@ -24,7 +24,7 @@ use super::kill::kill_cgroup;
 use super::limits::LimitKey;
 use super::memory::MemoryEvents;
 use super::setup::{Cgroups, Tree};
-use super::{check_name, CGROUP_EVENTS, CGROUP_SUBTREE_CONTROL, CPU_STAT};
+use super::{check_name, CGROUP_EVENTS, CGROUP_PROCS, CGROUP_SUBTREE_CONTROL, CPU_STAT};
 use super::{MEMORY_CURRENT, MEMORY_EVENTS, MEMORY_PEAK, PIDS_CURRENT};
 
 /// One workspace's cgroup: `<root>/arje/<name>`.
@@ -124,6 +124,25 @@ impl Cgroups {
             }
         }
         Ok(())
+    }
+
+    /// Reattach to an existing workspace cgroup and write `limits` into it again: a start
+    /// from a snapshot older than the tree (a crashed arje's /run copy was lost), whose
+    /// files may hold other values.
+    pub fn reopen_workspace(
+        &self,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<WorkspaceCgroup, CgroupError> {
+        let tree = self.tree()?;
+        let ws = self.open_workspace(name)?;
+        self.configure(tree, &ws, limits)?;
+        Ok(ws)
+    }
+
+    /// Names of the workspace cgroups that exist below `<root>/arje`, whoever made them.
+    pub fn workspace_names(&self) -> Result<Vec<String>, CgroupError> {
+        child_cgroups(&self.tree()?.arje)
     }
 
     /// Reattach to an existing workspace cgroup (after a re-exec).
@@ -362,5 +381,20 @@ impl Leaf {
     /// SIGKILL every process of this command run.
     pub fn kill(&self) -> Result<(), CgroupError> {
         kill_cgroup(&self.dir)
+    }
+
+    /// The pids in the leaf itself (its cgroup.procs; a cgroup below it, which a command
+    /// running as root may make, is not read).
+    pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        let text = read_cgroup_file(&self.dir, CGROUP_PROCS)?;
+        Ok(text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect())
+    }
+
+    /// Does any process live in the leaf or below it?
+    pub fn populated(&self) -> Result<bool, CgroupError> {
+        populated(&self.dir)
     }
 }

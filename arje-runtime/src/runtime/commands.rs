@@ -54,6 +54,10 @@ pub struct Command {
     pub reason: Option<String>,
     /// Started by `shuma run`, not declared in the card: pruned once finished.
     pub adhoc: bool,
+    /// Without a cgroup: the other processes of a run being stopped (`stop.rs`).
+    pub stragglers: Vec<super::stop::Straggler>,
+    /// When the stragglers get SIGKILL: the end of the stop's grace.
+    pub stragglers_kill_at: Option<Instant>,
 }
 
 impl Command {
@@ -70,12 +74,15 @@ impl Command {
             pipe_ids: Vec::new(),
             reason: None,
             adhoc: false,
+            stragglers: Vec::new(),
+            stragglers_kill_at: None,
         }
     }
 
-    /// Is any process of the command still alive, or its supervisor not done?
+    /// Is any process of the command still alive (its run, or a straggler of a stop),
+    /// or its supervisor not done?
     pub fn busy(&self) -> bool {
-        self.run.is_some() || self.sup.is_live()
+        self.run.is_some() || self.sup.is_live() || !self.stragglers.is_empty()
     }
 
     pub fn info(&self) -> CommandInfo {
@@ -199,6 +206,10 @@ impl Runtime {
             }
             Action::SendStop { signal, grace } => {
                 self.signal_run(id, signal);
+                self.sweep_session(id, signal);
+                if let Some(cmd) = self.table.commands.get_mut(&id) {
+                    cmd.stragglers_kill_at = Some(now + grace);
+                }
                 self.timers.add(now + grace, TimerAction::Command(id));
                 Applied::Nothing
             }
@@ -241,9 +252,12 @@ impl Runtime {
     }
 
     /// Grace is over: SIGKILL the group and, with cgroups, everything in the leaf
-    /// (a daemon that double-forked and left the group is still in it).
+    /// (a daemon that double-forked and left the group is still in it); without, every
+    /// process of the run's session (`stop.rs`).
     fn kill_run(&mut self, id: CommandId) {
         self.signal_run(id, libc::SIGKILL);
+        self.sweep_session(id, libc::SIGKILL);
+        self.signal_stragglers(id, libc::SIGKILL);
         if let Some(leaf) = self
             .table
             .commands

@@ -16,9 +16,20 @@ use crate::supervise::Event;
 use crate::timers::TimerAction;
 
 impl Runtime {
-    /// A command's pidfd is readable: its process exited. If the orphan scan got to it
-    /// first, `run` is already gone and there is nothing to do.
+    /// A command's pidfd is readable: its process exited (or one of its stragglers, see
+    /// `stop.rs`). If the orphan scan got to it first, `run` is already gone and there is
+    /// nothing to do.
     pub(crate) fn on_child(&mut self, id: CommandId) {
+        self.reap_stragglers(id);
+        let Some(cmd) = self.table.commands.get(&id).filter(|c| c.run.is_some()) else {
+            return;
+        };
+        if matches!(cmd.sup.state, crate::supervise::State::Stopping { .. }) {
+            // Unreaped, the run still pins its session id: the last chance to find what
+            // it forked since the stop signal.
+            let signal = cmd.spec.stop_signal;
+            self.sweep_session(id, signal);
+        }
         let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
             return;
         };
@@ -60,6 +71,7 @@ impl Runtime {
 
     fn on_exit(&mut self, pid: i32, mut status: ExitStatus) {
         let Some(id) = self.procs.exited(pid) else {
+            self.straggler_reaped(pid);
             return;
         };
         let now = Instant::now();

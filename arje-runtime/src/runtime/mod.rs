@@ -29,9 +29,12 @@ mod reactor;
 mod reexec;
 mod requests;
 mod server;
+mod sessions;
 pub(crate) mod signals;
 mod state;
+mod stop;
 mod store;
+mod strays;
 mod table;
 mod watches;
 mod workspaces;
@@ -339,9 +342,13 @@ impl Runtime {
             }
         }
         self.ready = ready;
+        self.procs.end_turn();
         if catch_unwind(AssertUnwindSafe(|| self.end_of_turn())).is_err() {
             log::error!("contained a panic while writing the snapshot");
         }
+        // Held replies go out whatever the write did: a failed write is logged (and a
+        // client is never left without its answer).
+        self.server.release_held(&self.reactor);
         self.finished()
     }
 
@@ -418,6 +425,7 @@ impl Runtime {
     fn on_request(&mut self, conn: crate::ids::ConnId, req: shuma_card::protocol::Request) {
         match self.handle_request(conn, req) {
             Ok(Reply::Frames(frames)) => self.server.deliver(&self.reactor, conn, &frames),
+            Ok(Reply::Saved(frames)) => self.server.deliver_held(&self.reactor, conn, &frames),
             Ok(Reply::Follow { frames, follow }) => {
                 self.server.deliver(&self.reactor, conn, &frames);
                 self.server.set_follow(conn, follow);
@@ -518,6 +526,7 @@ impl Runtime {
         match action {
             TimerAction::Command(id) => {
                 self.command_event(id, crate::supervise::Event::Timer, now);
+                self.straggler_deadline(id, now);
             }
             TimerAction::WorkspaceTtl(id) => {
                 if let Some(name) = self.table.workspace_name(id) {
@@ -606,14 +615,21 @@ impl Runtime {
         }
     }
 
+    /// Write the /run copy if it is due. A reply that acknowledges a change of this turn
+    /// is held by the server until then, so the write is due now whatever the debounce
+    /// says: an answered change is in the /run snapshot before its answer is sent.
     fn end_of_turn(&mut self) {
+        if self.server.has_held() {
+            self.store.force_run_write();
+        }
         self.persist_if_due(Instant::now());
     }
 
     /// Write the /run copy if something changed and its debounce allows (a lone change
-    /// at once, a burst coalesced), unless a shutdown froze the snapshot.
+    /// at once, a burst coalesced), unless a shutdown froze the snapshot. (Before a
+    /// re-exec the write is harmless: `prepare_reexec` writes the final one.)
     fn persist_if_due(&mut self, now: Instant) {
-        if self.life != Lifecycle::Running {
+        if matches!(self.life, Lifecycle::Stopping { .. }) {
             return;
         }
         if self.store.run_write_due(now, &mut self.timers) {

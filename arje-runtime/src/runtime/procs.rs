@@ -17,6 +17,7 @@ use std::time::Duration;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use shuma_card::ExitStatus;
 
+use super::sessions::ProcStat;
 use crate::ids::CommandId;
 use crate::sys::spawn::{CgroupTarget, ExecPlan, SpawnError, Spawned, Spawner};
 
@@ -99,6 +100,11 @@ pub struct Procs {
     /// Live pid → command. A pid leaves the map the moment it is reaped.
     pids: HashMap<i32, CommandId>,
     recently_reaped: VecDeque<i32>,
+    /// Processes a stop holds besides its commands' runs (`stop.rs`): pid → command.
+    stragglers: HashMap<i32, CommandId>,
+    /// arje's children that are neither runs nor held by a stop, read once per turn
+    /// ([`Procs::orphans`]); `Some(None)`: the kernel cannot list children.
+    orphans: Option<Option<Vec<ProcStat>>>,
     /// A SIGCHLD may stand for an orphan not reaped yet.
     scan_pending: bool,
     orphans_reaped: u64,
@@ -132,6 +138,8 @@ impl Procs {
             dev_null,
             pids: HashMap::new(),
             recently_reaped: VecDeque::new(),
+            stragglers: HashMap::new(),
+            orphans: None,
             scan_pending: false,
             orphans_reaped: 0,
         })
@@ -157,6 +165,45 @@ impl Procs {
     /// A process adopted after a re-exec.
     pub fn track(&mut self, pid: i32, id: CommandId) {
         self.pids.insert(pid, id);
+    }
+
+    /// A process a stop holds for command `id` besides its run.
+    pub fn hold_straggler(&mut self, pid: i32, id: CommandId) {
+        self.stragglers.insert(pid, id);
+    }
+
+    /// arje's live children that are neither runs nor held by a stop: orphans the kernel
+    /// reparented to it, not reaped because they still run. Read at most once per turn
+    /// (a stop of 10,000 commands sweeps 10,000 sessions in one turn); `None` where the
+    /// kernel cannot list children.
+    pub fn orphans(&mut self) -> Option<&[ProcStat]> {
+        if self.orphans.is_none() {
+            let me = std::process::id() as i32;
+            let list = super::sessions::children(me).map(|pids| {
+                pids.into_iter()
+                    .filter(|pid| !self.holds(*pid))
+                    .filter_map(super::sessions::stat)
+                    .filter(|p| !p.is_zombie())
+                    .collect()
+            });
+            self.orphans = Some(list);
+        }
+        self.orphans.as_ref().and_then(|o| o.as_deref())
+    }
+
+    /// A turn is over: what [`Procs::orphans`] read may be stale by the next.
+    pub fn end_turn(&mut self) {
+        self.orphans = None;
+    }
+
+    /// Is `pid` a command's run or a process a stop holds?
+    pub fn holds(&self, pid: i32) -> bool {
+        self.pids.contains_key(&pid) || self.stragglers.contains_key(&pid)
+    }
+
+    /// A held process is gone (or `pid` was reaped): whose it was, if one.
+    pub fn straggler_gone(&mut self, pid: i32) -> Option<CommandId> {
+        self.stragglers.remove(&pid)
     }
 
     /// Stop tracking a pid whose command is gone (killed at the shutdown deadline): it is

@@ -27,6 +27,9 @@ const PAGE_BYTES: usize = MAX_FRAME / 2;
 pub(crate) enum Reply {
     /// Frames to send now, in order.
     Frames(Vec<Response>),
+    /// Frames that acknowledge a change: sent at the end of the turn, once the /run
+    /// snapshot holds the change (docs/STATE.md, "What an answer promises").
+    Saved(Vec<Response>),
     /// Frames to send now, then the connection follows something (an exit, a workspace's
     /// removal, logs, events) and more comes later.
     Follow {
@@ -41,6 +44,11 @@ type ReqError = (ErrorCode, String);
 
 fn one(resp: Response) -> Result<Reply, ReqError> {
     Ok(Reply::Frames(vec![resp]))
+}
+
+/// One frame acknowledging a change, sent once the /run snapshot holds it.
+fn saved(resp: Response) -> Result<Reply, ReqError> {
+    Ok(Reply::Saved(vec![resp]))
 }
 
 fn not_found(what: String) -> ReqError {
@@ -85,7 +93,9 @@ impl Runtime {
         let access = self.server.access(conn);
         let mut reply = self.handle(req)?;
         if access != Some(Access::Full) {
-            if let Reply::Frames(frames) | Reply::Follow { frames, .. } = &mut reply {
+            if let Reply::Frames(frames) | Reply::Saved(frames) | Reply::Follow { frames, .. } =
+                &mut reply
+            {
                 frames.iter_mut().for_each(crate::access::redact);
             }
         }
@@ -104,7 +114,7 @@ impl Runtime {
             Request::WsCreate { spec } => {
                 let name = spec.name.clone();
                 let created = self.create_workspace_inner(spec)?;
-                one(Response::Created {
+                saved(Response::Created {
                     name,
                     warnings: created.warnings,
                     failed: created.failed,
@@ -129,7 +139,7 @@ impl Runtime {
                 self.stop_workspace(id, grace_ms.map(Duration::from_millis), false);
                 // The answer comes when the workspace is gone, which may be now.
                 if !self.table.workspaces.contains_key(&id) {
-                    return one(Response::Ok);
+                    return saved(Response::Ok);
                 }
                 Ok(Reply::Follow {
                     frames: Vec::new(),
@@ -138,7 +148,7 @@ impl Runtime {
             }
             Request::WsSet { name, key, value } => {
                 self.set_limit(&name, &key, &value)?;
-                one(Response::Ok)
+                saved(Response::Ok)
             }
             Request::WsStats { name } => {
                 let samples = self.stats_of(&name)?;
@@ -161,6 +171,11 @@ impl Runtime {
                         follow: Follow::Exit(id),
                     });
                 }
+                // Not held for the snapshot: waiting for the /run write made `run` 25-45%
+                // slower (docs/BENCHMARKS.md). The command is in the snapshot within
+                // RUN_EVERY, and with cgroups a crash before that finds its process in
+                // its leaf and adopts it (`strays.rs`); docs/STATE.md says what is
+                // promised.
                 one(Response::Started { id: id.raw(), pid })
             }
             Request::Ps { workspace } => {

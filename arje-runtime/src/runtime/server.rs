@@ -38,6 +38,11 @@ pub struct Server {
     paused: bool,
     /// Other accept errors in a row, logged at the 1st, 2nd, 4th...
     failures: u64,
+    /// Connections with a held reply, released at the end of the turn.
+    held: Vec<ConnId>,
+    /// Clients dropped for [`control::WRITE_BUDGET`]: the first is logged, the rest
+    /// counted.
+    over_budget: u64,
 }
 
 /// A connection handed across a re-exec (see `handover.rs`).
@@ -68,6 +73,8 @@ impl Server {
             exhausted: None,
             paused: false,
             failures: 0,
+            held: Vec::new(),
+            over_budget: 0,
         })
     }
 
@@ -141,27 +148,88 @@ impl Server {
         }
     }
 
-    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done.
+    /// Flush a connection, adjust its EPOLLOUT interest, drop it when done. A held
+    /// connection waits for [`Server::release_held`].
     pub fn service(&mut self, reactor: &Reactor, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if conn.held {
+            return;
+        }
         if !conn.flush() || conn.finished() {
             self.drop_conn(reactor, id);
             return;
         }
-        let want = conn.pending() > 0;
-        if want != conn.want_write {
-            conn.want_write = want;
-            let interest = if want {
-                Interest::ReadWrite
-            } else {
-                Interest::Read
-            };
-            reactor.modify(conn.fd(), Token::Conn(id), interest);
+        // Buffers grow only while bytes stay queued (a flushed one shrinks back to a few
+        // KiB), so this is where the sum can pass the budget.
+        if conn.pending() > 0 {
+            self.enforce_budget(reactor);
         }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.want_write = want_write(reactor, id, conn);
     }
 
+    /// While all write buffers together hold more than [`control::WRITE_BUDGET`], drop
+    /// the client with the most: a follower first (it is the one falling behind a
+    /// stream), else any. It gets a last error frame if its socket takes one now, and is
+    /// closed either way.
+    fn enforce_budget(&mut self, reactor: &Reactor) {
+        loop {
+            let total: usize = self.conns.values().map(Conn::buffered).sum();
+            if total <= control::WRITE_BUDGET {
+                return;
+            }
+            let Some((&id, conn)) = self
+                .conns
+                .iter_mut()
+                .max_by_key(|(_, c)| (c.follow != Follow::None, c.buffered()))
+            else {
+                return;
+            };
+            let queued = conn.pending();
+            let message = format!(
+                "closed: this client did not read ({queued} bytes queued for it), and all \
+                 clients' queued output together passed arje's bound of {} MiB",
+                control::WRITE_BUDGET >> 20
+            );
+            let told = conn.abandon(ErrorCode::Limit, message);
+            self.over_budget += 1;
+            if self.over_budget == 1 {
+                log::warn!(
+                    "control: dropped a client with {queued} bytes queued: all write buffers \
+                     passed {} MiB (logged once; later drops are counted at debug level)",
+                    control::WRITE_BUDGET >> 20
+                );
+            } else {
+                log::debug!(
+                    "control: dropped client {} for the write budget ({queued} bytes queued, \
+                     told: {told})",
+                    self.over_budget
+                );
+            }
+            self.drop_conn(reactor, id);
+        }
+    }
+}
+
+/// EPOLLOUT while something is queued: adjust the registration when that changes.
+fn want_write(reactor: &Reactor, id: ConnId, conn: &Conn) -> bool {
+    let want = conn.pending() > 0;
+    if want != conn.want_write {
+        let interest = if want {
+            Interest::ReadWrite
+        } else {
+            Interest::Read
+        };
+        reactor.modify(conn.fd(), Token::Conn(id), interest);
+    }
+    want
+}
+
+impl Server {
     fn drop_conn(&mut self, reactor: &Reactor, id: ConnId) {
         if let Some(conn) = self.conns.remove(&id) {
             reactor.remove(conn.fd());
@@ -181,6 +249,36 @@ impl Server {
             }
         }
         self.service(reactor, id);
+    }
+
+    /// Queue `frames`, which acknowledge a change, and hold everything the connection is
+    /// sent from now until the end of the turn, when the /run snapshot holding the change
+    /// has been written ([`Server::release_held`]). Later frames of the same turn (an
+    /// event pushed to it, the answer to its next request) queue behind, so the client
+    /// sees them in order.
+    pub fn deliver_held(&mut self, reactor: &Reactor, id: ConnId, frames: &[Response]) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !conn.held {
+                conn.held = true;
+                self.held.push(id);
+            }
+        }
+        self.deliver(reactor, id, frames);
+    }
+
+    /// Does any connection wait for this turn's snapshot?
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The turn's snapshot is written (or could not be): send what was held.
+    pub fn release_held(&mut self, reactor: &Reactor) {
+        for id in std::mem::take(&mut self.held) {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.held = false;
+            }
+            self.service(reactor, id);
+        }
     }
 
     /// Answer with an error and close once it is sent.

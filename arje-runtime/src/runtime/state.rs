@@ -15,6 +15,7 @@ use shuma_card::{CommandKind, CommandSpec, EventKind};
 
 use super::commands::{Command, Run};
 use super::reactor::Interest;
+use super::strays::Pending;
 use super::workspaces::{unix_ms, Workspace};
 use super::Runtime;
 use crate::ids::{CommandId, WorkspaceId};
@@ -138,65 +139,93 @@ impl Runtime {
 
     /// Restore what `loaded` holds. Called once, from `new`, before the cards are loaded.
     /// The journal already continues from the snapshot's next id, so the warnings about
-    /// set-aside files land in it (and stay there).
+    /// set-aside files land in it (and stay there). With cgroups, and unless this is a
+    /// re-exec, the tree is then swept for what the snapshot lacks (`strays.rs`) before
+    /// any command starts.
     pub(crate) fn restore(&mut self, loaded: Loaded, plan: RestorePlan) {
         for (path, why) in &loaded.set_aside {
             let message = format!("snapshot set aside as {}: {why}", path.display());
             log::error!("{message}");
             self.event(EventKind::Warning { message });
         }
-        let Some(snap) = loaded.snapshot else { return };
-        log::info!(
-            "state: {} workspace(s) from the {} copy, written {} ms ago ({})",
-            snap.workspaces.len(),
-            if loaded.source == Source::Run {
-                "/run"
-            } else {
-                "durable"
-            },
-            unix_ms().saturating_sub(snap.written_unix_ms),
-            if plan.reexec {
-                "re-exec: adopting children"
-            } else if plan.adopt {
-                "crash restart: adopting what still runs"
-            } else {
-                "reboot: starting afresh"
-            }
-        );
-        self.table
-            .command_ids
-            .skip_past(snap.next_command_id.saturating_sub(1));
-        self.table
-            .workspace_ids
-            .skip_past(snap.next_workspace_id.saturating_sub(1));
         let now = Instant::now();
         let now_unix = unix_ms();
-        for ws in snap.workspaces {
-            self.restore_workspace(ws, plan.adopt, now, now_unix);
+        let mut pending = Vec::new();
+        let mut recorded = 0;
+        if let Some(snap) = loaded.snapshot {
+            recorded = snap.next_command_id;
+            log::info!(
+                "state: {} workspace(s) from the {} copy, written {} ms ago ({})",
+                snap.workspaces.len(),
+                if loaded.source == Source::Run {
+                    "/run"
+                } else {
+                    "durable"
+                },
+                unix_ms().saturating_sub(snap.written_unix_ms),
+                if plan.reexec {
+                    "re-exec: adopting children"
+                } else if plan.adopt {
+                    "crash restart: adopting what still runs"
+                } else {
+                    "reboot: starting afresh"
+                }
+            );
+            self.table
+                .command_ids
+                .skip_past(snap.next_command_id.saturating_sub(1));
+            self.table
+                .workspace_ids
+                .skip_past(snap.next_workspace_id.saturating_sub(1));
+            for ws in snap.workspaces {
+                pending.push(self.restore_workspace(ws, plan.adopt, now, now_unix));
+            }
+        }
+        if !plan.reexec && self.cgroups.tree.is_enabled() {
+            self.sweep_strays(&mut pending, recorded, now);
+        }
+        for p in pending {
+            if p.stopping {
+                self.stop_workspace(p.id, None, false);
+                continue;
+            }
+            for cid in p.to_start {
+                self.command_event(cid, Event::Start, now);
+            }
         }
     }
 
+    /// Put one saved workspace back in the table, adopting its recorded processes that
+    /// still run. What it still has to do (start commands, or finish stopping) is
+    /// returned, done by [`Runtime::restore`] after the sweep.
     fn restore_workspace(
         &mut self,
         state: WorkspaceState,
         adopt: bool,
         now: Instant,
         now_unix: u64,
-    ) {
+    ) -> Pending {
         let spec = state.spec.into_card();
         let name = spec.name.clone();
         let tree = &self.cgroups.tree;
         let cgroup = if tree.is_enabled() {
             let existing = adopt.then(|| tree.open_workspace(&name).ok()).flatten();
-            match existing {
-                Some(cg) => Some(cg),
-                None => match tree.create_workspace(&name, &spec.limits) {
-                    Ok((cg, _)) => Some(cg),
-                    Err(e) => {
-                        log::error!("restore workspace {name}: {e}; running it without a cgroup");
-                        None
-                    }
-                },
+            let created = || match tree.create_workspace(&name, &spec.limits) {
+                // Left by an arje that crashed after the snapshot this start read was
+                // written (its /run copy lost): reuse it, with the saved limits.
+                Err(crate::cgroup::CgroupError::CreateCgroup { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    tree.reopen_workspace(&name, &spec.limits)
+                }
+                other => other.map(|(cg, _)| cg),
+            };
+            match existing.map(Ok).unwrap_or_else(created) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
+                    log::error!("restore workspace {name}: {e}; running it without a cgroup");
+                    None
+                }
             }
         } else {
             None
@@ -231,7 +260,13 @@ impl Runtime {
                 .map(|t| instant_of_unix_ms(*t, now, now_unix))
                 .collect();
             let adopted = match (adopt, cs.live) {
-                (true, Some(live)) => self.adopt_process(&mut cmd, &ws, live, now, now_unix),
+                (true, Some(live)) => {
+                    let leaf = ws.cgroup.as_ref().and_then(|cg| {
+                        cg.open_leaf(&super::commands::leaf_name(cid, &cmd.spec.name))
+                            .ok()
+                    });
+                    self.adopt_process(&mut cmd, id, leaf, live, now, now_unix)
+                }
                 _ => false,
             };
             if !adopted {
@@ -255,27 +290,24 @@ impl Runtime {
             self.timers.add(at.max(now), TimerAction::WorkspaceTtl(id));
         }
         self.insert_workspace(ws);
-        if state.stopping {
-            self.stop_workspace(id, None, false);
-            return;
-        }
-        for cid in to_start {
-            self.command_event(cid, Event::Start, now);
+        Pending {
+            id,
+            stopping: state.stopping,
+            to_start,
         }
     }
 
-    /// Take over a process recorded in the snapshot, if it is still the same process.
-    fn adopt_process(
+    /// Take over a process recorded in the snapshot (or found in its command's `leaf`
+    /// after a crash), if it is still the same process.
+    pub(crate) fn adopt_process(
         &mut self,
         cmd: &mut Command,
-        ws: &Workspace,
+        ws: WorkspaceId,
+        leaf: Option<crate::cgroup::Leaf>,
         live: LiveProcess,
         now: Instant,
         now_unix: u64,
     ) -> bool {
-        if !persist::still_running(&live) {
-            return false;
-        }
         let Some(pid) = rustix::process::Pid::from_raw(live.pid) else {
             return false;
         };
@@ -286,6 +318,11 @@ impl Runtime {
                 return false;
             }
         };
+        // Checked with the pidfd open: if the pid was recycled before pidfd_open, the
+        // process it names started later than recorded and is refused here.
+        if !persist::still_running(&live) {
+            return false;
+        }
         if let Err(e) = self
             .reactor
             .add(pidfd.as_fd(), Token::Child(cmd.id), Interest::Read)
@@ -293,11 +330,7 @@ impl Runtime {
             log::warn!("adopt pid {}: epoll: {e}", live.pid);
             return false;
         }
-        let leaf = ws.cgroup.as_ref().and_then(|cg| {
-            cg.open_leaf(&super::commands::leaf_name(cmd.id, &cmd.spec.name))
-                .ok()
-        });
-        let (oom_base, watch_ids) = self.watch_leaf(ws.id, leaf.as_ref());
+        let (oom_base, watch_ids) = self.watch_leaf(ws, leaf.as_ref());
         let started = instant_of_unix_ms(live.started_unix_ms, now, now_unix);
         cmd.pipe_ids = [(live.stdout_fd, false), (live.stderr_fd, true)]
             .into_iter()

@@ -100,6 +100,8 @@ pub struct Store {
     failure_reported: bool,
     /// Warnings from opening the directories, not yet put in the journal.
     warnings: Vec<String>,
+    /// A reply waits for this turn's changes: write them now, whatever the debounce says.
+    forced: bool,
     /// This boot's id and our pid, read once: every snapshot records them.
     pub boot_id: String,
     pub own_pid: i32,
@@ -130,6 +132,7 @@ impl Store {
             run_failure: None,
             failure_reported: false,
             warnings: claim.warnings,
+            forced: false,
             boot_id: persist::boot_id().unwrap_or_default(),
             own_pid: std::process::id() as i32,
         }
@@ -162,16 +165,23 @@ impl Store {
         self.dirty = true;
     }
 
+    /// A reply acknowledges a change of this turn: the next [`Store::run_write_due`]
+    /// says yes if anything is unwritten, whatever the debounce says.
+    pub fn force_run_write(&mut self) {
+        self.forced = true;
+    }
+
     /// End of a turn, or the /run timer fired: should the /run copy be encoded and
     /// written now? If a write is pending but not yet allowed, the timer is set for it.
     pub fn run_write_due(&mut self, now: Instant, timers: &mut Timers) -> bool {
         if std::mem::take(&mut self.dirty) {
             self.run_debounce.mark_dirty(now);
         }
+        let forced = std::mem::take(&mut self.forced);
         if !self.run_debounce.is_dirty() {
             return false;
         }
-        if self.run_debounce.due(now) {
+        if forced || self.run_debounce.due(now) {
             self.run_debounce.written(now);
             return true;
         }

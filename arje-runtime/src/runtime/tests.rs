@@ -658,3 +658,143 @@ fn test_idle_connection_closed_at_its_deadline_follower_kept() {
     }
     drop(follower);
 }
+
+/// Sleeps started for a test, killed and reaped when it ends (also when it fails).
+struct Sleepers(Vec<std::process::Child>);
+
+impl Sleepers {
+    /// Start a sleep, optionally in a session of its own (setsid(1) execs in place when
+    /// it is not a process group leader, so the pid is the sleep's). Returns its pid.
+    fn start(&mut self, own_session: bool) -> u32 {
+        let mut cmd = if own_session {
+            let mut c = std::process::Command::new("/usr/bin/setsid");
+            c.arg("/bin/sleep");
+            c
+        } else {
+            std::process::Command::new("/bin/sleep")
+        };
+        let child = cmd
+            .arg("3600")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn a sleep");
+        self.0.push(child);
+        self.0.last().unwrap().id()
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Play the kernel: `pids` live in the fake cgroup `dir` (created if missing below
+/// `parent`), which is populated, as is `parent`.
+fn fake_populate(parent: &std::path::Path, name: &str, pids: &[u32]) {
+    use crate::cgroup::fake;
+    let dir = parent.join(name);
+    if !dir.exists() {
+        std::fs::create_dir(&dir).unwrap();
+        fake::on_mkdir(parent, name);
+    }
+    let procs: String = pids.iter().map(|p| format!("{p}\n")).collect();
+    fake::write(&dir.join(crate::cgroup::CGROUP_PROCS), &procs);
+    for d in [&dir, parent] {
+        fake::write(
+            &d.join(crate::cgroup::CGROUP_EVENTS),
+            "populated 1\nfrozen 0\n",
+        );
+    }
+}
+
+#[test]
+fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
+    use crate::cgroup::{fake, CGROUP_EVENTS, CGROUP_KILL};
+    // Arrange: a crashed arje's state. Its snapshot has workspace "w" whose service "s"
+    // was between runs (no process recorded; on this fake tree its spawn fails, which
+    // the snapshot is edited to forget). Its cgroup tree has what the snapshot lacks: a
+    // run of "s" (the main process, a session leader), the leaf of a `run` answered
+    // after the snapshot was written (id 999, a session leader in it), a leaf of
+    // another (id 998) with only a stray in it, and a whole workspace "ghost".
+    let dir = tempfile::tempdir().unwrap();
+    let root = FakeRoot::new("cpu memory pids", false);
+    let arje = root.path.join(crate::cgroup::ARJE_SUBTREE);
+    let svc = {
+        let mut rt = runtime_with_fake_cgroups(dir.path(), &root);
+        let mut spec = workspace("w", None);
+        spec.commands.push(CommandSpec::new(
+            "s",
+            CommandKind::Service,
+            vec!["/bin/sleep".into(), "3600".into()],
+        ));
+        rt.create_workspace(spec).unwrap();
+        rt.flush_state();
+        let svc = *rt.table.named("w").unwrap().commands.first().unwrap();
+        assert!(
+            rt.table.commands[&svc].run.is_none(),
+            "no spawn on a fake tree"
+        );
+        svc
+    };
+    let mut sleepers = Sleepers(Vec::new());
+    let main = sleepers.start(true);
+    fake_populate(&arje.join("w"), &format!("{svc}-s"), &[main]);
+    let run = sleepers.start(true);
+    fake_populate(&arje.join("w"), "999-run-999", &[run]);
+    fake_populate(&arje.join("w"), "998-run-998", &[sleepers.start(false)]);
+    fake_populate(&arje, "ghost", &[]);
+    fake_populate(&arje.join("ghost"), "5-x", &[sleepers.start(false)]);
+    // Another arje wrote the snapshot (a crash restart, not a re-exec of this process).
+    let file = dir.path().join("run").join(crate::persist::SNAPSHOT_FILE);
+    let mut snap = shuma_card::snapshot::decode(&std::fs::read(&file).unwrap()).unwrap();
+    snap.arje_pid = i32::MAX;
+    let saved = &mut snap.workspaces[0].commands[0];
+    assert_eq!(saved.live, None);
+    saved.failed = None;
+    std::fs::write(&file, shuma_card::snapshot::encode(&snap)).unwrap();
+
+    // Act
+    let mut rt = runtime_with_fake_cgroups(dir.path(), &root);
+
+    // Assert: the service's main process is adopted, not started again, and so is the
+    // `run` the snapshot did not have yet, as the ad-hoc command its leaf names.
+    let adopted = rt.table.commands[&svc].run.as_ref().map(|r| r.pid);
+    assert_eq!(adopted, Some(main as i32));
+    let late = rt.table.commands.get(&crate::ids::CommandId::from(999));
+    assert_eq!(late.map(|c| c.spec.name.as_str()), Some("run-999"));
+    assert_eq!(
+        late.and_then(|c| c.run.as_ref()).map(|r| r.pid),
+        Some(run as i32)
+    );
+    // The leaf with no main process and the unknown workspace are killed through
+    // cgroup.kill...
+    let killed = |d: &std::path::Path| std::fs::read_to_string(d.join(CGROUP_KILL)).unwrap();
+    assert_eq!(killed(&arje.join("w").join("998-run-998")), "1");
+    assert_eq!(killed(&arje.join("w").join("999-run-999")), "");
+    assert_eq!(killed(&arje.join("ghost")), "1");
+    // ...each with a Warning naming it, and no id at or below a leaf's is handed out.
+    let warnings = warnings(&rt);
+    for name in ["998-run-998", "ghost"] {
+        assert!(
+            warnings.iter().any(|(_, m)| m.contains(name)),
+            "no warning names {name}: {warnings:?}"
+        );
+    }
+    assert!(rt.table.command_ids.peek() > 999);
+    // The workspace "ghost" is removed once its cgroup is empty.
+    let ghost = rt.table.id_of("ghost").expect("ghost is being stopped");
+    for d in [arje.join("ghost").join("5-x"), arje.join("ghost")] {
+        fake::write(&d.join(CGROUP_EVENTS), "populated 0\nfrozen 0\n");
+    }
+    rt.on_cgroup_news(watches::News::Emptied(ghost));
+    assert!(rt.table.id_of("ghost").is_none());
+    assert!(!arje.join("ghost").exists());
+    drop(rt);
+    drop(sleepers);
+}

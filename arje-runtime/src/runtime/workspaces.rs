@@ -322,6 +322,8 @@ impl Runtime {
                 Ok(false) => {}
                 Err(e) => log::warn!("{e}"),
             }
+        } else {
+            self.warn_unattributed(id);
         }
         self.remove_workspace(id);
     }
@@ -341,10 +343,12 @@ impl Runtime {
         self.event(EventKind::WorkspaceStopped {
             workspace: ws.spec.name.clone(),
         });
+        // The final Ok of `ws stop` acknowledges the removal: held until the /run
+        // snapshot no longer has the workspace.
         for conn in self.server.followers(|f| *f == Follow::WsStopped(id)) {
             self.server.set_follow(conn, Follow::None);
             self.server
-                .deliver(&self.reactor, conn, &[shuma_card::protocol::Response::Ok]);
+                .deliver_held(&self.reactor, conn, &[shuma_card::protocol::Response::Ok]);
         }
     }
 
@@ -375,6 +379,10 @@ impl Runtime {
                 );
             }
             self.procs.forget(run.pid);
+        }
+        let ids: Vec<CommandId> = ws.commands.iter().copied().collect();
+        for cid in ids {
+            self.signal_stragglers(cid, libc::SIGKILL);
         }
         self.remove_workspace(id);
     }

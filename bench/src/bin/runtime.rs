@@ -1,6 +1,7 @@
 //! Runtime benchmark (issue 2): prints, from one run on one machine,
 //! 1. spawn+exit+reap of a tiny static program through arje (over the control socket,
-//!    `Run { wait: true }` like `shuma run --wait`) against a raw clone3+exec+wait loop;
+//!    `Run { wait: true }` like `shuma run --wait`, and `Run` answered `Started`) against
+//!    a raw clone3+exec+wait loop;
 //! 2. the cost of that with 10,000 live children under arje, and the raw cost of one
 //!    reap among 10,000 live children with waitid(P_ALL) against waitid(P_PIDFD);
 //! 3. the `Ping` round trip on a persistent connection against a raw framed echo.
@@ -68,6 +69,25 @@ fn through_arje(c: &mut Client, prog: &str, n: usize) -> Vec<Duration> {
         let t = Instant::now();
         match c.call(&req) {
             Response::Exited { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        times.push(t.elapsed());
+    }
+    times
+}
+
+/// Sequential `run` without waiting: the time until `Started` (the process runs on, and
+/// its exit is reaped in a later turn).
+fn run_started(c: &mut Client, prog: &str, n: usize) -> Vec<Duration> {
+    let mut req = run_req(prog, LogTarget::Ring);
+    if let Request::Run { wait, .. } = &mut req {
+        *wait = false;
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        match c.call(&req) {
+            Response::Started { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
         times.push(t.elapsed());
@@ -344,6 +364,11 @@ fn main() {
         through_arje(&mut c, &quick, SPAWNS),
     );
     println!("arje over the socket / raw = {:.2}", arje / raw);
+    let started = summary(
+        "arje over the socket (run, until Started)",
+        run_started(&mut c, &quick, SPAWNS),
+    );
+    println!("arje run until Started / raw = {:.2}", started / raw);
     in_process(&dir.path().join("warm"), &quick, 200);
     let inproc = summary(
         "arje in-process API (turn() until exit, ring logs)",
