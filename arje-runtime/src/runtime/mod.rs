@@ -19,10 +19,12 @@
 //! `docs/ARCHITECTURE.md` draws the data path of one `run --wait`.
 
 mod capture;
+mod cards;
 mod commands;
 mod creds;
 mod exits;
 mod handover;
+mod lifecycle;
 mod output;
 mod procs;
 mod reactor;
@@ -42,14 +44,11 @@ mod workspaces;
 #[cfg(test)]
 mod tests;
 
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use rustix::fs::OFlags;
-
-use shuma_card::protocol::{ErrorCode, Mode, Response, ShutdownKind};
+use shuma_card::protocol::{ErrorCode, Response};
 use shuma_card::{EventKind, WorkspaceSpec};
 
 use crate::control::{self, Follow};
@@ -238,72 +237,6 @@ impl Runtime {
         Ok(rt)
     }
 
-    /// Load every `*.toml` card of the cards directory and start its workspace. A bad
-    /// card is logged with its file, line and field and skipped; the others still load.
-    ///
-    /// Each card is read through the directory's fd and only if it is a regular file
-    /// (`persist::read_regular_at`: no symlink followed, nothing else opened): a FIFO
-    /// named like a card blocked boot forever in open(2).
-    pub fn load_cards(&mut self) {
-        let Some(dir) = self.cfg.cards_dir.clone() else {
-            return;
-        };
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let opened = rustix::fs::open(&dir, flags, rustix::fs::Mode::empty())
-            .map_err(std::io::Error::from)
-            .and_then(|fd| Ok((crate::persist::names_at(fd.as_fd())?, fd)));
-        let (names, dir_fd) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                log::warn!("cards directory {}: {e}", dir.display());
-                return;
-            }
-        };
-        let mut names: Vec<String> = names
-            .into_iter()
-            .filter_map(|n| n.into_string().ok())
-            .filter(|n| {
-                std::path::Path::new(n)
-                    .extension()
-                    .is_some_and(|x| x == "toml")
-            })
-            .collect();
-        names.sort();
-        let cap = shuma_card::card::MAX_CARD_BYTES;
-        for name in names {
-            let file = dir.join(&name);
-            let src = match crate::persist::read_regular_at(dir_fd.as_fd(), &name, cap) {
-                Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string()),
-                Ok(None) => continue,
-                Err(crate::persist::ReadError::TooLarge(_)) => {
-                    Err(format!("card is larger than {cap} bytes"))
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            let src = match src {
-                Ok(src) => src,
-                Err(why) => {
-                    log::error!("card {}: {why}; skipped", file.display());
-                    continue;
-                }
-            };
-            match shuma_card::card::load_str(&src, &file.display().to_string()) {
-                Ok(spec) => match self.create_workspace(spec) {
-                    Ok(created) => {
-                        for w in created.warnings {
-                            log::warn!("{}: {w}", file.display());
-                        }
-                        for f in created.failed {
-                            log::error!("{}: did not start: {f}", file.display());
-                        }
-                    }
-                    Err((_, msg)) => log::error!("{}: {msg}", file.display()),
-                },
-                Err(e) => log::error!("bad card: {e}"),
-            }
-        }
-    }
-
     /// Run until a shutdown (PID 1), a stop signal (subreaper) or a re-exec request.
     pub fn run(&mut self) -> Outcome {
         self.load_cards();
@@ -440,88 +373,6 @@ impl Runtime {
         }
     }
 
-    fn on_signals(&mut self) {
-        for got in self.signals.read() {
-            match got.signo {
-                libc::SIGCHLD => self.on_sigchld(got.pid),
-                _ => self.on_stop_signal(got),
-            }
-        }
-    }
-
-    /// What a signal means depends on the mode: busybox's halt, poweroff and reboot
-    /// send PID 1 SIGUSR1, SIGUSR2 and SIGTERM; SIGINT is ctrl-alt-del; SIGPWR a power
-    /// failure. Under another init, SIGTERM and SIGINT ask arje to stop and exit.
-    fn on_stop_signal(&mut self, got: signals::Received) {
-        let outcome = match (&self.cfg.mode, got.signo) {
-            (Mode::Pid1, libc::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
-            (Mode::Pid1, libc::SIGUSR2 | libc::SIGPWR) => Outcome::Shutdown(ShutdownKind::Poweroff),
-            (Mode::Pid1, libc::SIGTERM | libc::SIGINT) => Outcome::Shutdown(ShutdownKind::Reboot),
-            (Mode::Subreaper, libc::SIGTERM | libc::SIGINT) => Outcome::Exit,
-            (_, libc::SIGHUP) => {
-                let why =
-                    "reloading nothing (cards are loaded at start and with `shuma ws create`)";
-                self.signals.ignore(got, why);
-                return;
-            }
-            (_, _) => {
-                self.signals.ignore(got, "no meaning in this mode");
-                return;
-            }
-        };
-        log::info!("{}: {outcome:?}", signals::name(got.signo));
-        self.begin_shutdown(outcome);
-    }
-
-    /// Stop every workspace in parallel under one deadline.
-    fn begin_shutdown(&mut self, outcome: Outcome) {
-        if matches!(self.life, Lifecycle::Stopping { .. }) {
-            return;
-        }
-        // The durable copy keeps the intent (the workspaces as they are now), not the
-        // emptiness the shutdown leaves: the next boot brings them back. From here on
-        // the snapshot is frozen.
-        self.flush_state();
-        let began = Instant::now();
-        let deadline = began + self.cfg.shutdown_timeout;
-        self.life = Lifecycle::Stopping {
-            outcome,
-            began,
-            deadline,
-        };
-        self.timers.add(deadline, TimerAction::ShutdownDeadline);
-        // Leave a tenth of the bound for the final kill and reap.
-        let cap = self.cfg.shutdown_timeout.mul_f32(0.9);
-        for id in self.table.workspace_ids() {
-            self.stop_workspace(id, Some(cap), true);
-        }
-    }
-
-    /// Is the runtime done (an outcome to return)?
-    fn finished(&mut self) -> Option<Outcome> {
-        match &self.life {
-            Lifecycle::Running => None,
-            Lifecycle::Reexec { binary } => {
-                let binary = binary.clone();
-                // The answer to `daemon-reexec` goes out before the exec.
-                self.server.flush_all();
-                self.prepare_reexec();
-                log::info!("re-exec of {}", binary.display());
-                Some(Outcome::Reexec { binary })
-            }
-            Lifecycle::Stopping { outcome, began, .. } => {
-                if !self.table.workspaces.is_empty() {
-                    return None;
-                }
-                let (outcome, began) = (outcome.clone(), *began);
-                // Flush what clients are owed (a `ws stop` answer) on a best-effort basis.
-                self.server.flush_all();
-                log::info!("every workspace stopped after {:?}", began.elapsed());
-                Some(outcome)
-            }
-        }
-    }
-
     fn on_timer(&mut self, action: TimerAction, now: Instant) {
         match action {
             TimerAction::Command(id) => {
@@ -561,24 +412,6 @@ impl Runtime {
     fn fire_timers(&mut self, now: Instant) {
         for action in self.timers.expired(now) {
             self.on_timer(action, now);
-        }
-    }
-
-    fn shutdown_deadline(&mut self) {
-        let names: Vec<String> = self
-            .table
-            .workspaces
-            .values()
-            .map(|w| w.spec.name.clone())
-            .collect();
-        if !names.is_empty() {
-            log::warn!(
-                "shutdown deadline reached; still stopping: {}; killing them",
-                names.join(", ")
-            );
-        }
-        for id in self.table.workspace_ids() {
-            self.force_remove_workspace(id);
         }
     }
 

@@ -1,0 +1,112 @@
+//! The runtime's life: the signals that end it (or are only logged), a shutdown under
+//! one deadline, and when the loop is done (an exit, a shutdown, a re-exec).
+
+use std::time::Instant;
+
+use shuma_card::protocol::{Mode, ShutdownKind};
+
+use super::{signals, Lifecycle, Runtime};
+use crate::timers::TimerAction;
+use crate::Outcome;
+
+impl Runtime {
+    pub(super) fn on_signals(&mut self) {
+        for got in self.signals.read() {
+            match got.signo {
+                libc::SIGCHLD => self.on_sigchld(got.pid),
+                _ => self.on_stop_signal(got),
+            }
+        }
+    }
+
+    /// What a signal means depends on the mode: busybox's halt, poweroff and reboot
+    /// send PID 1 SIGUSR1, SIGUSR2 and SIGTERM; SIGINT is ctrl-alt-del; SIGPWR a power
+    /// failure. Under another init, SIGTERM and SIGINT ask arje to stop and exit.
+    fn on_stop_signal(&mut self, got: signals::Received) {
+        let outcome = match (&self.cfg.mode, got.signo) {
+            (Mode::Pid1, libc::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
+            (Mode::Pid1, libc::SIGUSR2 | libc::SIGPWR) => Outcome::Shutdown(ShutdownKind::Poweroff),
+            (Mode::Pid1, libc::SIGTERM | libc::SIGINT) => Outcome::Shutdown(ShutdownKind::Reboot),
+            (Mode::Subreaper, libc::SIGTERM | libc::SIGINT) => Outcome::Exit,
+            (_, libc::SIGHUP) => {
+                let why =
+                    "reloading nothing (cards are loaded at start and with `shuma ws create`)";
+                self.signals.ignore(got, why);
+                return;
+            }
+            (_, _) => {
+                self.signals.ignore(got, "no meaning in this mode");
+                return;
+            }
+        };
+        log::info!("{}: {outcome:?}", signals::name(got.signo));
+        self.begin_shutdown(outcome);
+    }
+
+    /// Stop every workspace in parallel under one deadline.
+    pub(super) fn begin_shutdown(&mut self, outcome: Outcome) {
+        if matches!(self.life, Lifecycle::Stopping { .. }) {
+            return;
+        }
+        // The durable copy keeps the intent (the workspaces as they are now), not the
+        // emptiness the shutdown leaves: the next boot brings them back. From here on
+        // the snapshot is frozen.
+        self.flush_state();
+        let began = Instant::now();
+        let deadline = began + self.cfg.shutdown_timeout;
+        self.life = Lifecycle::Stopping {
+            outcome,
+            began,
+            deadline,
+        };
+        self.timers.add(deadline, TimerAction::ShutdownDeadline);
+        // Leave a tenth of the bound for the final kill and reap.
+        let cap = self.cfg.shutdown_timeout.mul_f32(0.9);
+        for id in self.table.workspace_ids() {
+            self.stop_workspace(id, Some(cap), true);
+        }
+    }
+
+    /// Is the runtime done (an outcome to return)?
+    pub(super) fn finished(&mut self) -> Option<Outcome> {
+        match &self.life {
+            Lifecycle::Running => None,
+            Lifecycle::Reexec { binary } => {
+                let binary = binary.clone();
+                // The answer to `daemon-reexec` goes out before the exec.
+                self.server.flush_all();
+                self.prepare_reexec();
+                log::info!("re-exec of {}", binary.display());
+                Some(Outcome::Reexec { binary })
+            }
+            Lifecycle::Stopping { outcome, began, .. } => {
+                if !self.table.workspaces.is_empty() {
+                    return None;
+                }
+                let (outcome, began) = (outcome.clone(), *began);
+                // Flush what clients are owed (a `ws stop` answer) on a best-effort basis.
+                self.server.flush_all();
+                log::info!("every workspace stopped after {:?}", began.elapsed());
+                Some(outcome)
+            }
+        }
+    }
+
+    pub(super) fn shutdown_deadline(&mut self) {
+        let names: Vec<String> = self
+            .table
+            .workspaces
+            .values()
+            .map(|w| w.spec.name.clone())
+            .collect();
+        if !names.is_empty() {
+            log::warn!(
+                "shutdown deadline reached; still stopping: {}; killing them",
+                names.join(", ")
+            );
+        }
+        for id in self.table.workspace_ids() {
+            self.force_remove_workspace(id);
+        }
+    }
+}
