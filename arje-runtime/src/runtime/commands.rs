@@ -114,12 +114,6 @@ impl Command {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What carrying out a supervisor's action did, for callers that answer a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -353,7 +347,7 @@ impl Runtime {
                 pid,
                 pidfd: spawned.pidfd,
                 started: Instant::now(),
-                started_unix_ms: unix_ms(),
+                started_unix_ms: super::workspaces::unix_ms(),
                 start_time_ticks: crate::persist::boottime_ticks(),
                 leaf,
                 oom_kills_seen: oom_kills_base,

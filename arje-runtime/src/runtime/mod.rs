@@ -419,9 +419,7 @@ impl Runtime {
     fn event(&mut self, kind: EventKind) {
         let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let mono_us = mono.tv_sec as u64 * 1_000_000 + mono.tv_nsec as u64 / 1_000;
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let unix_ms = workspaces::unix_ms();
         // Routine lifecycle at debug: the journal has it, and a console line per
         // spawn costs more than the spawn's bookkeeping.
         let routine = matches!(

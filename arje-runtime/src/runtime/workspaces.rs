@@ -85,6 +85,8 @@ impl Workspace {
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch (0 if the clock is before it): the
+/// one reading of it for events, snapshots and start times.
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
