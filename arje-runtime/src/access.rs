@@ -91,6 +91,7 @@ fn changes_something(req: &Request) -> bool {
         | Request::Ps { .. }
         | Request::Logs { .. }
         | Request::Events { .. }
+        | Request::WaitReady { .. }
         | Request::Caps => false,
         Request::WsCreate { .. }
         | Request::WsStop { .. }
@@ -122,6 +123,7 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::Shutdown { .. } => "shutdown",
         Request::DaemonReexec { .. } => "daemon-reexec",
         Request::TestPanic => "test-panic",
+        Request::WaitReady { .. } => "wait-ready",
     }
 }
 

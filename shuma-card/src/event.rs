@@ -115,6 +115,27 @@ pub enum EventKind {
     Warning {
         message: String,
     },
+    /// A service became ready (its `ready` condition held), `after_ms` after its start;
+    /// a task counts as ready when it exits 0. (Protocol version 4.)
+    CommandReady {
+        workspace: String,
+        command: String,
+        after_ms: u64,
+    },
+    /// A service was not ready within its `ready_timeout`, or exited before it was;
+    /// `reason` ends with the last lines of its stderr.
+    CommandNotReady {
+        workspace: String,
+        command: String,
+        reason: String,
+    },
+    /// A ready service failed its health check `retries` times in a row, or missed its
+    /// watchdog; it is restarted by its policy.
+    CommandUnhealthy {
+        workspace: String,
+        command: String,
+        reason: String,
+    },
 }
 
 impl core::fmt::Display for EventKind {
@@ -193,6 +214,21 @@ impl core::fmt::Display for EventKind {
                 value,
             } => write!(f, "{workspace} {key} set to {value}"),
             Warning { message } => write!(f, "warning: {message}"),
+            CommandReady {
+                workspace,
+                command,
+                after_ms,
+            } => write!(f, "{workspace}/{command} ready after {after_ms}ms"),
+            CommandNotReady {
+                workspace,
+                command,
+                reason,
+            } => write!(f, "{workspace}/{command} not ready: {reason}"),
+            CommandUnhealthy {
+                workspace,
+                command,
+                reason,
+            } => write!(f, "{workspace}/{command} unhealthy: {reason}"),
         }
     }
 }

@@ -11,4 +11,7 @@ pub mod spec;
 pub mod units;
 
 pub use event::{Event, EventKind, ExitStatus};
-pub use spec::{CommandKind, CommandSpec, Limits, LogTarget, RestartPolicy, WorkspaceSpec};
+pub use spec::{
+    CommandKind, CommandSpec, DepRef, HealthCheck, Limits, LogTarget, Probe, Readiness,
+    RestartPolicy, WorkspaceSpec,
+};

@@ -23,13 +23,18 @@
 //!   [`Response::Workspace`] (whose [`WorkspaceDetail`] no longer holds the commands),
 //!   then one or more `Commands`, then `End`.
 //! - 3: [`StatusInfo::state_not_saved`]: why the state is not being saved, if it is not.
+//! - 4: readiness, dependencies and health: the card fields `ready`, `ready_timeout`,
+//!   `watchdog`, `after`, `requires`, `wants` and `health` in [`CommandSpec`];
+//!   [`CommandInfo::ready`], [`CommandInfo::status`], [`CommandInfo::health`] and
+//!   [`CommandInfo::waiting_for`]; [`Request::WaitReady`] and [`ErrorCode::NotReady`];
+//!   the events `CommandReady`, `CommandNotReady` and `CommandUnhealthy`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExitStatus};
 use crate::spec::{CommandSpec, Limits, WorkspaceSpec};
 
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest payload of one frame, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -114,6 +119,15 @@ pub enum Request {
     },
     /// Panic inside a handler. Only honoured by a build with the `test-hooks` feature.
     TestPanic,
+    /// Answer [`Response::Ok`] once every command of `workspace` (or only `command`, a
+    /// name or a run's id in decimal) is ready, or an [`ErrorCode::NotReady`] error naming
+    /// the first that failed or exited before it was ready, with its stderr tail. Past
+    /// `timeout_ms` the error names those still not ready.
+    WaitReady {
+        workspace: String,
+        command: Option<String>,
+        timeout_ms: Option<u64>,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +146,8 @@ pub enum ErrorCode {
     /// Something failed on the server's side (a syscall, a cgroup write).
     Internal,
     Unsupported,
+    /// What [`Request::WaitReady`] waited for failed, or the wait timed out.
+    NotReady,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -204,6 +220,24 @@ pub struct CommandInfo {
     pub reason: Option<String>,
     /// Since the current run started, if running.
     pub uptime_ms: Option<u64>,
+    /// Its `ready` condition held for the current run (a task: it exited 0).
+    pub ready: bool,
+    /// The last `STATUS=` text it sent over `NOTIFY_SOCKET`.
+    pub status: Option<String>,
+    /// Its health check's verdict; `None` without a check.
+    pub health: Option<Health>,
+    /// The dependencies it waits for before it starts (`after`), as written in the card.
+    pub waiting_for: Vec<String>,
+}
+
+/// A health check's verdict.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Not ready yet, or no probe has finished since it became ready.
+    Starting,
+    Healthy,
+    /// The last `failures` probes in a row failed; `last` says how the newest did.
+    Failing { failures: u32, last: String },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -122,7 +122,106 @@ pub struct CommandSpec {
     /// Signal number sent first on stop.
     pub stop_signal: i32,
     pub stop_grace_ms: u64,
+    /// How arje learns that a service is ready (a task is ready when it exits 0).
+    pub ready: Readiness,
+    /// A service not ready this long after its start fails with its stderr's tail as
+    /// the reason (0: wait for ever).
+    pub ready_timeout_ms: u64,
+    /// With `ready = notify`: the service must send `WATCHDOG=1` at least this often
+    /// once ready, or it is killed (SIGABRT) and restarted by its policy. It is told the
+    /// interval in `WATCHDOG_USEC`.
+    pub watchdog_ms: Option<u64>,
+    /// Start only once these are ready (or have failed), and stop before them.
+    pub after: Vec<DepRef>,
+    /// These must come up: if one fails or stops for good, this command is stopped
+    /// (systemd's `Requires=`; ordering only with `after`).
+    pub requires: Vec<DepRef>,
+    /// Weak form of `requires`: recorded and shown, never propagates a failure.
+    pub wants: Vec<DepRef>,
+    /// Periodic check of a ready service; past `retries` failures in a row it is
+    /// restarted by its policy.
+    pub health: Option<HealthCheck>,
 }
+
+/// A dependency: a command of the same workspace, or `workspace/name` of another.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DepRef {
+    /// `None`: the workspace of the command that names it.
+    pub workspace: Option<String>,
+    pub name: String,
+}
+
+impl DepRef {
+    /// Parse `name` or `workspace/name`; `None` if either part is not a valid name.
+    pub fn parse(s: &str) -> Option<DepRef> {
+        let (workspace, name) = match s.split_once('/') {
+            Some((w, n)) => (Some(w), n),
+            None => (None, s),
+        };
+        if !valid_name(name) || workspace.is_some_and(|w| !valid_name(w)) {
+            return None;
+        }
+        Some(DepRef {
+            workspace: workspace.map(str::to_string),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl core::fmt::Display for DepRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.workspace {
+            Some(w) => write!(f, "{w}/{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// When a service counts as ready.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub enum Readiness {
+    /// As soon as it is spawned (the default).
+    #[default]
+    Started,
+    /// systemd's sd_notify protocol: `READY=1` on the datagram socket in `NOTIFY_SOCKET`.
+    Notify,
+    /// s6's notification fd: a newline written to this fd (3 or above).
+    Fd(u32),
+    /// A line of its stdout or stderr containing this text.
+    Line(String),
+    /// A probe that succeeds, retried until it does.
+    Probe(Probe),
+}
+
+/// A check arje runs from outside the service.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A program (run with the service's user, group, environment and directory) that
+    /// exits 0.
+    Exec(Vec<String>),
+    /// A TCP connection to `host:port` that is accepted.
+    Tcp(String),
+    /// A connection to this unix stream socket that is accepted.
+    Unix(String),
+}
+
+/// A health check run after the service is ready.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval_ms: u64,
+    /// One probe that takes longer fails.
+    pub timeout_ms: u64,
+    /// Failures in a row that make the service unhealthy.
+    pub retries: u32,
+}
+
+/// Defaults of a `[service.health]` table's optional keys.
+pub const HEALTH_INTERVAL_MS: u64 = 30_000;
+pub const HEALTH_TIMEOUT_MS: u64 = 5_000;
+pub const HEALTH_RETRIES: u32 = 3;
+/// Default `ready_timeout`: systemd's `DefaultTimeoutStartSec`.
+pub const READY_TIMEOUT_MS: u64 = 90_000;
 
 impl CommandSpec {
     /// The defaults every card field falls back to.
@@ -147,6 +246,13 @@ impl CommandSpec {
             min_uptime_ms: 1_000,
             stop_signal: 15,
             stop_grace_ms: 5_000,
+            ready: Readiness::Started,
+            ready_timeout_ms: READY_TIMEOUT_MS,
+            watchdog_ms: None,
+            after: Vec::new(),
+            requires: Vec::new(),
+            wants: Vec::new(),
+            health: None,
         }
     }
 }

@@ -64,6 +64,10 @@ fn command_info(
         last_exit,
         reason: None,
         uptime_ms: Some(61_000),
+        ready: false,
+        status: None,
+        health: None,
+        waiting_for: Vec::new(),
     }
 }
 

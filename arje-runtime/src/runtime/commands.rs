@@ -110,6 +110,10 @@ impl Command {
                 .run
                 .as_ref()
                 .map(|r| r.started.elapsed().as_millis() as u64),
+            ready: false,
+            status: None,
+            health: None,
+            waiting_for: Vec::new(),
         }
     }
 }

@@ -110,6 +110,10 @@ impl Runtime {
                 message: "Hello was already exchanged".into(),
             }),
             Request::Ping => one(Response::Pong),
+            Request::WaitReady { .. } => Err((
+                ErrorCode::Unsupported,
+                "wait-ready is not implemented yet".into(),
+            )),
             Request::Status => one(Response::Status(self.status())),
             Request::WsCreate { spec } => {
                 let name = spec.name.clone();

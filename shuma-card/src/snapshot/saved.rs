@@ -279,6 +279,14 @@ impl From<&CommandSpec> for SavedCommandSpec {
             min_uptime_ms,
             stop_signal,
             stop_grace_ms,
+            // STUB until snapshot v3 saves them (issue 10 in progress).
+            ready: _,
+            ready_timeout_ms: _,
+            watchdog_ms: _,
+            after: _,
+            requires: _,
+            wants: _,
+            health: _,
         } = spec;
         SavedCommandSpec {
             name: name.clone(),
@@ -339,6 +347,7 @@ impl SavedCommandSpec {
             min_uptime_ms,
             stop_signal,
             stop_grace_ms,
+            ..CommandSpec::new("", crate::spec::CommandKind::Task, Vec::new())
         }
     }
 }
