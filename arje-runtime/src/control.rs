@@ -132,6 +132,12 @@ pub enum Follow {
     },
     /// `Events { follow }`: the last id sent.
     Events(u64),
+    /// `WaitReady`: a workspace's commands (or one) to be ready.
+    Ready {
+        ws: WorkspaceId,
+        command: Option<CommandId>,
+        deadline: Option<std::time::Instant>,
+    },
 }
 
 pub struct Conn {

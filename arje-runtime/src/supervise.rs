@@ -21,9 +21,11 @@ pub enum State {
     Backoff {
         until: Instant,
     },
-    /// The stop signal was sent; SIGKILL follows at `deadline`.
+    /// The stop signal was sent; SIGKILL follows at `deadline`. `then` says what the
+    /// exit means.
     Stopping {
         deadline: Instant,
+        then: Then,
     },
     /// Ended for good: a task that finished, a service that was stopped or that exited
     /// successfully under `on-failure`.
@@ -32,6 +34,17 @@ pub enum State {
     Failed {
         reason: String,
     },
+}
+
+/// What a stop leads to once the process has exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// A stop that was asked for: the command is done.
+    Exit,
+    /// The command failed for a reason of arje's (not ready in time, unhealthy, watchdog
+    /// missed, a required dependency failed): restart by the policy if `restart`, else
+    /// give up with `reason`.
+    Fail { reason: String, restart: bool },
 }
 
 /// What happened to the command.
@@ -48,6 +61,14 @@ pub enum Event {
     Timer,
     /// Stop it: the workspace is stopping. `grace` overrides the spec's stop grace.
     Stop { grace: Option<Duration> },
+    /// It failed in arje's eyes while it runs, or must not start (see [`Then::Fail`]):
+    /// stop it with `signal` (the stop grace applies), then restart by the policy if
+    /// `restart`, else give up.
+    Fail {
+        reason: String,
+        signal: i32,
+        restart: bool,
+    },
 }
 
 /// What the loop must do.
@@ -139,21 +160,67 @@ impl Supervisor {
                 let ran = now.saturating_duration_since(*since);
                 self.on_exit(status, ran, now)
             }
-            (State::Stopping { .. }, Event::Exited { status }) => {
+            (State::Stopping { then, .. }, Event::Exited { status }) => {
                 self.last_exit = Some(status);
-                self.state = State::Exited;
-                Action::Finished
+                match then.clone() {
+                    Then::Exit => {
+                        self.state = State::Exited;
+                        Action::Finished
+                    }
+                    Then::Fail { reason, restart } => {
+                        let restart = restart
+                            && self.kind == CommandKind::Service
+                            && self.policy != RestartPolicy::Never;
+                        if restart {
+                            return self.restart(true, &reason, now);
+                        }
+                        self.state = State::Failed {
+                            reason: reason.clone(),
+                        };
+                        Action::GiveUp { reason }
+                    }
+                }
             }
-            (State::Stopping { deadline }, Event::Timer) if now >= *deadline => Action::Kill,
+            (State::Stopping { deadline, .. }, Event::Timer) if now >= *deadline => Action::Kill,
             (State::Running { .. }, Event::Stop { grace }) => {
                 let grace = grace.unwrap_or(self.stop_grace);
                 self.state = State::Stopping {
                     deadline: now + grace,
+                    then: Then::Exit,
                 };
                 Action::SendStop {
                     signal: self.stop_signal,
                     grace,
                 }
+            }
+            // A stop asked for while a failure's stop is under way only makes it final.
+            (State::Stopping { deadline, .. }, Event::Stop { .. }) => {
+                self.state = State::Stopping {
+                    deadline: *deadline,
+                    then: Then::Exit,
+                };
+                Action::None
+            }
+            (
+                State::Running { .. },
+                Event::Fail {
+                    reason,
+                    signal,
+                    restart,
+                },
+            ) => {
+                let grace = self.stop_grace;
+                self.state = State::Stopping {
+                    deadline: now + grace,
+                    then: Then::Fail { reason, restart },
+                };
+                Action::SendStop { signal, grace }
+            }
+            (State::Idle | State::Backoff { .. }, Event::Fail { reason, .. }) => {
+                self.state = State::Failed {
+                    reason: reason.clone(),
+                };
+                Action::GiveUp { reason }
             }
             (State::Idle | State::Backoff { .. }, Event::Stop { .. }) => {
                 self.state = State::Exited;

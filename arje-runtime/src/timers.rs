@@ -49,6 +49,12 @@ pub enum TimerAction {
     ResumeAccept,
     /// A control connection may be due to close (no Hello, idle): the server checks.
     ConnDeadline(ConnId),
+    /// A command's readiness deadline or watchdog may be due (`ready.rs` checks).
+    Ready(CommandId),
+    /// A `WaitReady` client's timeout may be due.
+    WaitReady(ConnId),
+    /// A command's readiness probe or health check is due (`probes.rs`).
+    Probe(CommandId),
 }
 
 pub struct Timers {

@@ -16,6 +16,10 @@ pub enum Token {
     Cgroup(WatchId),
     /// The pidfd of a command's live process: readable when it exits.
     Child(CommandId),
+    /// A command's sd_notify socket: a datagram waits.
+    Notify(CommandId),
+    /// A command's tcp probe: its connect finished.
+    Probe(CommandId),
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -30,6 +34,8 @@ impl Token {
             Token::Log(id) => (5, id.raw()),
             Token::Cgroup(id) => (6, id.raw()),
             Token::Child(id) => (7, id.raw()),
+            Token::Notify(id) => (8, id.raw()),
+            Token::Probe(id) => (9, id.raw()),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -44,6 +50,8 @@ impl Token {
             5 => Token::Log(id.into()),
             6 => Token::Cgroup(id.into()),
             7 => Token::Child(id.into()),
+            8 => Token::Notify(id.into()),
+            9 => Token::Probe(id.into()),
             _ => return None,
         })
     }
@@ -63,6 +71,8 @@ mod tests {
             Token::Log(ID_MASK.into()),
             Token::Cgroup(0.into()),
             Token::Child(3.into()),
+            Token::Notify(9.into()),
+            Token::Probe(10.into()),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

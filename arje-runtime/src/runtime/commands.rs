@@ -58,6 +58,15 @@ pub struct Command {
     pub stragglers: Vec<super::stop::Straggler>,
     /// When the stragglers get SIGKILL: the end of the stop's grace.
     pub stragglers_kill_at: Option<Instant>,
+    /// Readiness across runs: ready or not, STATUS=, the notify socket (`ready.rs`).
+    pub ready: super::ready::ReadyState,
+    /// Health checks and readiness probes (`probes.rs`).
+    pub probe: super::probes::ProbeState,
+    /// Before its first start: the dependencies it waits for (`deps.rs`).
+    pub waiting_for: Vec<String>,
+    /// Its workspace is stopping and this command waits for what is after it to stop
+    /// first, with the grace to stop it with (`deps.rs`).
+    pub stop_queued: Option<Option<std::time::Duration>>,
 }
 
 impl Command {
@@ -76,6 +85,10 @@ impl Command {
             adhoc: false,
             stragglers: Vec::new(),
             stragglers_kill_at: None,
+            ready: Default::default(),
+            probe: Default::default(),
+            waiting_for: Vec::new(),
+            stop_queued: None,
         }
     }
 
@@ -110,10 +123,10 @@ impl Command {
                 .run
                 .as_ref()
                 .map(|r| r.started.elapsed().as_millis() as u64),
-            ready: false,
-            status: None,
-            health: None,
-            waiting_for: Vec::new(),
+            ready: self.ready.ready,
+            status: self.ready.status.clone(),
+            health: self.probe.health(&self.spec),
+            waiting_for: self.waiting_for.clone(),
         }
     }
 }
@@ -163,6 +176,7 @@ impl Runtime {
                         command: name,
                         pid,
                     });
+                    self.ready_on_spawn(id, now);
                     Applied::Spawned { pid }
                 }
                 Err(StartError { message, transient }) => {
@@ -223,11 +237,13 @@ impl Runtime {
                     reason,
                 });
                 self.workspace_progress(ws);
+                self.deps_on_final(id, now);
                 Applied::Nothing
             }
             Action::Finished => {
                 self.prune_if_adhoc(ws, id);
                 self.workspace_progress(ws);
+                self.deps_on_final(id, now);
                 Applied::Nothing
             }
         }
@@ -276,7 +292,9 @@ impl Runtime {
         let ws = cmd.ws;
         let creds = super::creds::resolve(&spec)?;
         let runs_as = creds.as_ref().map(|(uid, ..)| *uid);
-        let plan = ExecPlan::new(&spec.argv, &spec.env, spec.cwd.as_deref(), creds)
+        let mut env = spec.env.clone();
+        env.extend(self.ready_env(id)?);
+        let plan = ExecPlan::new(&spec.argv, &env, spec.cwd.as_deref(), creds)
             .map_err(|e| e.to_string())?;
         // stdio: /dev/null in; out and err to pipes (ring), the console, or a file.
         let mut pipes: Vec<(bool, OwnedFd)> = Vec::new();
@@ -346,6 +364,7 @@ impl Runtime {
             log::error!("epoll_ctl for the pidfd of pid {pid}: {e}");
         }
         if let Some(cmd) = self.table.commands.get_mut(&id) {
+            cmd.ready.uid = runs_as.unwrap_or_else(|| rustix::process::geteuid().as_raw());
             cmd.pipe_ids = pipe_ids;
             cmd.run = Some(Run {
                 pid,

@@ -70,10 +70,26 @@ impl Runtime {
     }
 
     fn on_exit(&mut self, pid: i32, mut status: ExitStatus) {
+        if let Some(id) = self.procs.probe_exited(pid) {
+            self.on_probe_exit(id, status);
+            return;
+        }
         let Some(id) = self.procs.exited(pid) else {
             self.straggler_reaped(pid);
             return;
         };
+        // A forking daemon may have named its successor (MAINPID=) just before the
+        // parent exited: read what it sent before deciding that the service ended.
+        self.on_notify(id);
+        if self
+            .table
+            .commands
+            .get(&id)
+            .and_then(|c| c.run.as_ref())
+            .is_some_and(|r| r.pid != pid)
+        {
+            return;
+        }
         let now = Instant::now();
         let Some(cmd) = self.table.commands.get_mut(&id) else {
             return;
@@ -115,8 +131,11 @@ impl Runtime {
         if status == ExitStatus::OomKilled {
             self.on_oom(ws, &name);
         }
+        self.ready_on_exit(id, status);
+        self.probe_on_exit(id);
         self.notify_exit(id, Some(status));
         self.command_event(id, Event::Exited { status }, now);
+        self.waiters_progress();
     }
 
     /// Answer `run --wait` clients of this command.

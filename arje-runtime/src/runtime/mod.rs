@@ -22,12 +22,16 @@ mod capture;
 mod cards;
 mod commands;
 mod creds;
+mod deps;
 mod exits;
 mod handover;
 mod lifecycle;
+mod notify;
 mod output;
+mod probes;
 mod procs;
 mod reactor;
+mod ready;
 mod reexec;
 mod requests;
 mod server;
@@ -350,6 +354,8 @@ impl Runtime {
                 self.on_cgroup_news(news);
             }
             Token::Child(id) => self.on_child(id),
+            Token::Notify(id) => self.on_notify(id),
+            Token::Probe(id) => self.on_probe_socket(id),
         }
     }
 
@@ -361,6 +367,12 @@ impl Runtime {
             Ok(Reply::Saved(frames)) => self.server.deliver_held(&self.reactor, conn, &frames),
             Ok(Reply::Follow { frames, follow }) => {
                 self.server.deliver(&self.reactor, conn, &frames);
+                if let Follow::Ready {
+                    deadline: Some(at), ..
+                } = &follow
+                {
+                    self.timers.add(*at, TimerAction::WaitReady(conn));
+                }
                 self.server.set_follow(conn, follow);
             }
             Ok(Reply::Close { code, message }) => {
@@ -404,6 +416,9 @@ impl Runtime {
                 self.server
                     .deadline(&self.reactor, &mut self.timers, id, now)
             }
+            TimerAction::Ready(id) => self.on_ready_timer(id, now),
+            TimerAction::WaitReady(conn) => self.on_wait_ready_timer(conn),
+            TimerAction::Probe(id) => self.on_probe_timer(id, now),
         }
     }
 

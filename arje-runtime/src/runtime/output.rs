@@ -29,6 +29,7 @@ impl Runtime {
             &mut cmd.out
         }
         .push(&chunk.data);
+        self.ready_check_output(chunk.command, chunk.is_err, &chunk.data);
         self.push_logs(chunk.command);
     }
 

@@ -102,6 +102,9 @@ pub struct Procs {
     recently_reaped: VecDeque<i32>,
     /// Processes a stop holds besides its commands' runs (`stop.rs`): pid → command.
     stragglers: HashMap<i32, CommandId>,
+    /// Probe processes (`probes.rs`) by pid, with the command they probe. Not commands:
+    /// their exits go to the probe, never to the supervisor.
+    probes: HashMap<i32, CommandId>,
     /// arje's children that are neither runs nor held by a stop, read once per turn
     /// ([`Procs::orphans`]); `Some(None)`: the kernel cannot list children.
     orphans: Option<Option<Vec<ProcStat>>>,
@@ -139,6 +142,7 @@ impl Procs {
             pids: HashMap::new(),
             recently_reaped: VecDeque::new(),
             stragglers: HashMap::new(),
+            probes: HashMap::new(),
             orphans: None,
             scan_pending: false,
             orphans_reaped: 0,
@@ -163,6 +167,29 @@ impl Procs {
     }
 
     /// A process adopted after a re-exec.
+    /// Start a probe of command `id`: stdio on /dev/null, in `target` if given.
+    pub fn spawn_probe(
+        &mut self,
+        id: CommandId,
+        plan: &ExecPlan,
+        target: Option<&CgroupTarget<'_>>,
+    ) -> Result<Spawned, SpawnError> {
+        let null = self.dev_null.as_fd();
+        let spawned = self.spawner.spawn(plan, [null, null, null], target)?;
+        self.probes.insert(spawned.pid, id);
+        Ok(spawned)
+    }
+
+    /// The command a reaped pid was probing, if it was a probe.
+    pub fn probe_exited(&mut self, pid: i32) -> Option<CommandId> {
+        self.probes.remove(&pid)
+    }
+
+    /// A probe given up on (killed): its exit, reaped later, is an orphan's.
+    pub fn probe_forget(&mut self, pid: i32) {
+        self.probes.remove(&pid);
+    }
+
     pub fn track(&mut self, pid: i32, id: CommandId) {
         self.pids.insert(pid, id);
     }
@@ -198,7 +225,9 @@ impl Procs {
 
     /// Is `pid` a command's run or a process a stop holds?
     pub fn holds(&self, pid: i32) -> bool {
-        self.pids.contains_key(&pid) || self.stragglers.contains_key(&pid)
+        self.pids.contains_key(&pid)
+            || self.stragglers.contains_key(&pid)
+            || self.probes.contains_key(&pid)
     }
 
     /// A held process is gone (or `pid` was reaped): whose it was, if one.

@@ -110,10 +110,11 @@ impl Runtime {
                 message: "Hello was already exchanged".into(),
             }),
             Request::Ping => one(Response::Pong),
-            Request::WaitReady { .. } => Err((
-                ErrorCode::Unsupported,
-                "wait-ready is not implemented yet".into(),
-            )),
+            Request::WaitReady {
+                workspace,
+                command,
+                timeout_ms,
+            } => self.wait_ready(&workspace, command.as_deref(), timeout_ms),
             Request::Status => one(Response::Status(self.status())),
             Request::WsCreate { spec } => {
                 let name = spec.name.clone();

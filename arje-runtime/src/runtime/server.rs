@@ -299,6 +299,11 @@ impl Server {
         }
     }
 
+    /// What connection `id` follows.
+    pub fn follow_of(&self, id: ConnId) -> Option<Follow> {
+        self.conns.get(&id).map(|c| c.follow.clone())
+    }
+
     /// Connections whose follow matches `pred`.
     pub fn followers(&self, pred: impl Fn(&Follow) -> bool) -> Vec<ConnId> {
         self.conns

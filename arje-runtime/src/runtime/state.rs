@@ -20,7 +20,7 @@ use super::workspaces::{unix_ms, Workspace};
 use super::Runtime;
 use crate::ids::{CommandId, WorkspaceId};
 use crate::persist::{self, Loaded, Source};
-use crate::supervise::{Event, State};
+use crate::supervise::State;
 use crate::timers::TimerAction;
 use crate::token::Token;
 
@@ -189,10 +189,10 @@ impl Runtime {
                 self.stop_workspace(p.id, None, false);
                 continue;
             }
-            for cid in p.to_start {
-                self.command_event(cid, Event::Start, now);
-            }
+            // Started in dependency order again, as at creation.
+            self.table.pending.extend(p.to_start);
         }
+        self.deps_progress(now);
     }
 
     /// Put one saved workspace back in the table, adopting its recorded processes that
@@ -269,6 +269,10 @@ impl Runtime {
                 }
                 _ => false,
             };
+            // A process that still runs was ready or is trusted to be (a notify
+            // service cannot say READY=1 twice); a task that ran to success stays ready.
+            cmd.ready.ready =
+                adopted || (cs.done && cmd.sup.last_exit.is_some_and(|s| s.success()));
             if !adopted {
                 if let Some(reason) = cs.failed {
                     cmd.sup.state = State::Failed { reason };

@@ -17,6 +17,11 @@ pub struct Table {
     pub commands: BTreeMap<CommandId, Command>,
     pub workspace_ids: IdGen<WorkspaceId>,
     pub command_ids: IdGen<CommandId>,
+    /// Commands waiting for their dependencies before their first start (`deps.rs`).
+    pub pending: std::collections::BTreeSet<CommandId>,
+    /// `deps_progress` is running; a nested call asks it to go round once more instead.
+    pub deps_running: bool,
+    pub deps_again: bool,
 }
 
 impl Table {
@@ -49,6 +54,7 @@ impl Table {
         self.names.remove(&ws.spec.name);
         for cmd in &ws.commands {
             self.commands.remove(cmd);
+            self.pending.remove(cmd);
         }
         Some(ws)
     }

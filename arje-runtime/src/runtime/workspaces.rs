@@ -180,15 +180,10 @@ impl Runtime {
             });
         }
         // A command that cannot start does not undo the workspace (the others run, a
-        // service retries by its policy), but the creator hears of it.
-        let now = Instant::now();
-        let mut failed = Vec::new();
-        for cid in ids {
-            if let Err(why) = self.start_command(cid, now) {
-                let name = self.table.commands.get(&cid).map(|c| c.spec.name.clone());
-                failed.push(format!("{}: {why}", name.unwrap_or_default()));
-            }
-        }
+        // service retries by its policy), but the creator hears of it. Commands start
+        // in dependency order: those waiting for another start when it is ready.
+        self.table.pending.extend(ids);
+        let failed = self.deps_progress(Instant::now());
         Ok(Created { warnings, failed })
     }
 
@@ -281,16 +276,26 @@ impl Runtime {
         ws.state = WsState::Stopping;
         let ids: Vec<CommandId> = ws.commands.iter().copied().collect();
         let now = Instant::now();
+        // What never started will not; the rest stop in the reverse of the start order
+        // (`stop_progress`): a command once nothing that is after it runs.
         for cid in ids {
+            if self.table.pending.remove(&cid) {
+                self.command_event(cid, Event::Stop { grace: None }, now);
+                continue;
+            }
             let g = match (grace, cap_only, self.table.commands.get(&cid)) {
                 (Some(g), true, Some(c)) => {
                     Some(Duration::from_millis(c.spec.stop_grace_ms).min(g))
                 }
                 (g, _, _) => g,
             };
-            self.command_event(cid, Event::Stop { grace: g }, now);
+            if let Some(c) = self.table.commands.get_mut(&cid) {
+                c.stop_queued = Some(g);
+            }
         }
+        self.stop_progress(id);
         self.workspace_progress(id);
+        self.waiters_progress();
         true
     }
 
@@ -303,6 +308,10 @@ impl Runtime {
         if ws.state != WsState::Stopping {
             return;
         }
+        self.stop_progress(id);
+        let Some(ws) = self.table.workspaces.get(&id) else {
+            return;
+        };
         let commands = &self.table.commands;
         if ws
             .commands
