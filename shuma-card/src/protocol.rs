@@ -237,7 +237,10 @@ pub enum Health {
     Starting,
     Healthy,
     /// The last `failures` probes in a row failed; `last` says how the newest did.
-    Failing { failures: u32, last: String },
+    Failing {
+        failures: u32,
+        last: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
