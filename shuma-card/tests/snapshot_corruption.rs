@@ -28,6 +28,9 @@ fn small() -> Vec<u8> {
             done: false,
             failed: None,
             live: None,
+            ready: false,
+            status: None,
+            notify_fd: None,
         }],
         stats: vec![],
     };
