@@ -853,3 +853,11 @@ fn test_cards_doc_dependency_chain_example_loads() {
         ]
     );
 }
+
+#[test]
+fn test_load_str_ready_line_without_ring_log_is_refused() {
+    let src = service_with("log = \"console\"\nready = { line = \"up\" }");
+
+    assert_eq!(fails(&src), (7, 18, "service[0].ready.line".into()));
+    assert!(message(&src).starts_with("needs log = \"ring\""));
+}

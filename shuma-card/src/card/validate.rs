@@ -12,8 +12,9 @@ use crate::spec::{
 use crate::spec::{MAX_COMMANDS_PER_WORKSPACE, MAX_NAME_LEN};
 use crate::units::{check_cpu_max, MAX_DURATION_MS, MAX_SIGNAL, WEIGHT_RANGE};
 
-/// Longest path of a unix socket: `sockaddr_un.sun_path` is 108 bytes, and the kernel
-/// needs the last for the terminating NUL of a path it is given by name.
+/// Longest path of a unix socket: `sockaddr_un.sun_path` is 108 bytes, and a path that
+/// fills it has no room for the terminating NUL that C callers and Rust's std
+/// (`UnixStream::connect` refuses 108 bytes) both need.
 const MAX_UNIX_PATH: usize = 107;
 
 /// A rule a spec breaks. `field` uses the card's names ("memory_high", "argv[0]",
@@ -274,6 +275,14 @@ fn check_readiness(c: &CommandSpec) -> Result<(), (String, String)> {
         Readiness::Fd(_) => {}
         Readiness::Line(text) if text.is_empty() => {
             return err("ready.line", "must not be empty: it would match any line")
+        }
+        // With log = console or file:PATH the command writes straight to the console or
+        // the file: arje never reads its output, so no line could ever match.
+        Readiness::Line(_) if c.log != LogTarget::Ring => {
+            return err(
+                "ready.line",
+                "needs log = \"ring\": arje sees a command's output only when it captures it",
+            )
         }
         Readiness::Line(text) => no_nul("ready.line", text)?,
         Readiness::Probe(probe) => check_probe("ready", probe)?,
