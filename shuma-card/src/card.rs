@@ -7,6 +7,7 @@
 //! [`validate`], the same ones the daemon applies to specs that arrive over the socket.
 //! The field reference is docs/CARDS.md.
 
+mod deps;
 mod fields;
 mod tree;
 mod validate;
@@ -115,6 +116,9 @@ const COMMAND_KEYS: &[&str] = &[
     "user",
     "group",
     "log",
+    "after",
+    "requires",
+    "wants",
 ];
 /// Keys only a `[[service]]` may have: a task runs once.
 const SERVICE_KEYS: &[&str] = &[
@@ -124,6 +128,9 @@ const SERVICE_KEYS: &[&str] = &[
     "restart_window",
     "min_uptime",
 ];
+/// Keys only a `[[service]]` may have: a task is ready when it exits 0, and a health
+/// check or a watchdog acts through restarts, which a task never has.
+const SERVICE_READY_KEYS: &[&str] = &["ready", "ready_timeout", "watchdog", "health"];
 
 /// Walks one card. `spans` remembers where every field came from, keyed like
 /// [`SpecError`] (command index, card field name), so a semantic error found after the
@@ -281,16 +288,25 @@ impl<'a> Loader<'a> {
         let at = Some(idx);
         self.record(at, "", node.span());
         if kind == CommandKind::Task {
-            if let Some((key, _)) = table
-                .iter()
-                .find(|(k, _)| SERVICE_KEYS.contains(&k.get_ref().as_str()))
-            {
-                let msg = "a task runs once and is never restarted; restart settings belong to a [[service]]";
-                return Err(self.error(key.span(), &join(path, key.get_ref()), msg));
+            for (key, _) in table {
+                let name = key.get_ref().as_str();
+                let msg = if SERVICE_KEYS.contains(&name) {
+                    "a task runs once and is never restarted; restart settings belong to a [[service]]"
+                } else if SERVICE_READY_KEYS.contains(&name) {
+                    "a task is ready when it exits 0; ready, ready_timeout, watchdog and health belong to a [[service]]"
+                } else {
+                    continue;
+                };
+                return Err(self.error(key.span(), &join(path, name), msg));
             }
             self.check_keys(table, COMMAND_KEYS, path)?;
         } else {
-            let all: Vec<&str> = COMMAND_KEYS.iter().chain(SERVICE_KEYS).copied().collect();
+            let all: Vec<&str> = COMMAND_KEYS
+                .iter()
+                .chain(SERVICE_KEYS)
+                .chain(SERVICE_READY_KEYS)
+                .copied()
+                .collect();
             self.check_keys(table, &all, path)?;
         }
         let missing =
@@ -308,20 +324,7 @@ impl<'a> Loader<'a> {
             self.record(at, key, value.span());
             match key {
                 "name" => {}
-                "argv" => {
-                    let Node::Array(items) = argv_node.get_ref() else {
-                        return Err(self.type_error(
-                            value,
-                            f,
-                            value.get_ref(),
-                            "an array of strings",
-                        ));
-                    };
-                    for (i, item) in items.iter().enumerate() {
-                        cmd.argv.push(self.string(item, &format!("{f}[{i}]"))?);
-                        self.record(at, &format!("argv[{i}]"), item.span());
-                    }
-                }
+                "argv" => cmd.argv = self.strings(argv_node, path, "argv", at)?,
                 "restart" => {
                     cmd.restart = [
                         RestartPolicy::Never,
@@ -367,6 +370,13 @@ impl<'a> Loader<'a> {
                 "cwd" => cmd.cwd = Some(self.string(value, f)?),
                 "user" => cmd.user = Some(self.id(value, f)?),
                 "group" => cmd.group = Some(self.id(value, f)?),
+                "ready" => cmd.ready = self.readiness(value, path, at)?,
+                "ready_timeout" => cmd.ready_timeout_ms = self.duration(value, f)?,
+                "watchdog" => cmd.watchdog_ms = Some(self.duration(value, f)?),
+                "health" => cmd.health = Some(self.health(value, path, at)?),
+                "after" => cmd.after = self.deps(value, path, key, at)?,
+                "requires" => cmd.requires = self.deps(value, path, key, at)?,
+                "wants" => cmd.wants = self.deps(value, path, key, at)?,
                 _ => {
                     let s = self.string(value, f)?;
                     cmd.log = match s.as_str() {

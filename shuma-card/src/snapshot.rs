@@ -12,9 +12,10 @@
 //! | 20 | n | postcard payload of that version's schema |
 //!
 //! Every version that ever shipped stays decodable: [`decode`] dispatches on the header's
-//! version to a module per version (`v1`, `v2`), and a later version adds a module and a
-//! migration from the older schema instead of changing an old one. `v1` holds frozen
-//! copies of every type v1 stored and migrates them to the current schema.
+//! version to a module per version (`v1`, `v2`, `v3`), and a later version adds a module
+//! and a migration from the older schema instead of changing an old one. `v1` and `v2`
+//! hold frozen copies of every type their version stored; `v1` migrates to v2's types and
+//! `v2` to the current schema, one step each.
 //!
 //! The schema stores the snapshot's own types, never the card's: [`SavedWorkspaceSpec`]
 //! and the other `Saved*` types of `saved.rs`, each with lossless conversions to and from
@@ -32,17 +33,19 @@ mod parts;
 mod saved;
 mod v1;
 mod v2;
+mod v3;
 
 pub use parts::{encode_parts, encode_spec, CommandParts, SnapshotHead, WorkspaceParts};
 pub use saved::{
-    SavedCommandKind, SavedCommandSpec, SavedCpuMax, SavedExitStatus, SavedLimits, SavedLogTarget,
-    SavedOomAction, SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
+    SavedCommandKind, SavedCommandSpec, SavedCpuMax, SavedDepRef, SavedExitStatus,
+    SavedHealthCheck, SavedLimits, SavedLogTarget, SavedOomAction, SavedProbe, SavedReadiness,
+    SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
 };
 
 /// The first eight bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ARJESNAP";
 /// The format version [`encode`] writes.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// Bytes before the payload: magic, version, length, checksum.
 pub const HEADER_LEN: usize = 20;
 /// The largest payload a reader accepts, in bytes.
@@ -65,7 +68,7 @@ pub const MAX_SNAPSHOT: usize = 64 << 20;
 const CHECKSUM: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
-/// What arje remembers. Field order is part of the v2 encoding: never reorder, never
+/// What arje remembers. Field order is part of the v3 encoding: never reorder, never
 /// insert; change the schema only through a new version (see `docs/STATE.md`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
@@ -142,6 +145,17 @@ pub struct CommandState {
     pub failed: Option<String>,
     /// The process running it when the snapshot was taken, if any.
     pub live: Option<LiveProcess>,
+    /// Its current run was ready (its `ready` condition held; a task: it exited 0), so
+    /// what waits for it need not wait again after a re-exec. (From v3 on, like the two
+    /// after it. A v2 file's running services and tasks that exited 0 migrate as ready:
+    /// under v2, started was ready.)
+    pub ready: bool,
+    /// The last `STATUS=` text it sent over its notify socket, shown by `shuma ps`.
+    pub status: Option<String>,
+    /// For a re-exec only: the service's notify socket (the datagram socket whose path
+    /// is its `NOTIFY_SOCKET`), close-on-exec cleared so the next image keeps receiving
+    /// its `READY=1`, `STATUS=` and `WATCHDOG=1`, like [`LiveProcess::stdout_fd`].
+    pub notify_fd: Option<i32>,
 }
 
 /// A running process, recorded so that a re-exec or a crash restart can adopt it.
@@ -293,6 +307,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     match version {
         1 => v1::decode(payload),
         2 => v2::decode(payload),
+        3 => v3::decode(payload),
         // Unreachable: the range check above admits only known versions. Kept as an error,
         // not a panic, because this runs at boot.
         other => Err(SnapshotError::UnknownVersion(other)),

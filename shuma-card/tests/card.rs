@@ -3,7 +3,8 @@
 
 use shuma_card::card::{load_file, load_str, CardError};
 use shuma_card::spec::{
-    CommandKind, CommandSpec, CpuMax, Limits, LogTarget, OomAction, RestartPolicy, WorkspaceSpec,
+    CommandKind, CommandSpec, CpuMax, DepRef, HealthCheck, Limits, LogTarget, OomAction, Probe,
+    Readiness, RestartPolicy, WorkspaceSpec, HEALTH_INTERVAL_MS, HEALTH_RETRIES, HEALTH_TIMEOUT_MS,
 };
 
 const FULL: &str = r#"[workspace]
@@ -38,6 +39,13 @@ cwd = "/tmp"
 user = "nobody"
 group = 65534
 log = "file:/var/log/ticker.log"
+ready = "notify"
+ready_timeout = "45s"
+watchdog = "10s"
+after = ["hello"]
+requires = ["hello", "net/up"]
+wants = ["other/metrics"]
+health = { tcp = "127.0.0.1:8080", interval = "15s", timeout = "2s", retries = 4 }
 "#;
 
 fn expected_full() -> WorkspaceSpec {
@@ -62,6 +70,18 @@ fn expected_full() -> WorkspaceSpec {
     ticker.user = Some("nobody".into());
     ticker.group = Some("65534".into());
     ticker.log = LogTarget::File("/var/log/ticker.log".into());
+    ticker.ready = Readiness::Notify;
+    ticker.ready_timeout_ms = 45_000;
+    ticker.watchdog_ms = Some(10_000);
+    ticker.after = vec![dep("hello")];
+    ticker.requires = vec![dep("hello"), dep("net/up")];
+    ticker.wants = vec![dep("other/metrics")];
+    ticker.health = Some(HealthCheck {
+        probe: Probe::Tcp("127.0.0.1:8080".into()),
+        interval_ms: 15_000,
+        timeout_ms: 2_000,
+        retries: 4,
+    });
     WorkspaceSpec {
         name: "demo".into(),
         limits: Limits {
@@ -80,6 +100,10 @@ fn expected_full() -> WorkspaceSpec {
         on_oom: OomAction::StopWorkspace,
         commands: vec![hello, ticker],
     }
+}
+
+fn dep(text: &str) -> DepRef {
+    DepRef::parse(text).unwrap()
 }
 
 /// The error of a card that must fail, as (line, column, field).
@@ -364,4 +388,476 @@ fn test_cards_doc_example_loads() {
         spec.commands[0].env[0],
         ("PATH".to_string(), "/usr/bin:/bin".to_string())
     );
+}
+
+/// A card of one service `s` (lines 3-5) with `extra` appended to its table from line 6.
+fn service_with(extra: &str) -> String {
+    format!("{WS}[[service]]\nname = \"s\"\nargv = [\"/x\"]\n{extra}\n")
+}
+
+/// The spec of the one service of [`service_with`].
+fn load_service(extra: &str) -> CommandSpec {
+    load_str(&service_with(extra), "t.toml")
+        .unwrap()
+        .commands
+        .remove(0)
+}
+
+#[test]
+fn test_load_str_ready_every_form_builds_its_readiness() {
+    let cases = [
+        ("ready = \"started\"", Readiness::Started),
+        ("ready = \"notify\"", Readiness::Notify),
+        ("ready = { fd = 3 }", Readiness::Fd(3)),
+        (
+            "ready = { line = \"READY\" }",
+            Readiness::Line("READY".into()),
+        ),
+        (
+            "ready = { exec = [\"/usr/bin/pg_isready\", \"-q\"] }",
+            Readiness::Probe(Probe::Exec(vec!["/usr/bin/pg_isready".into(), "-q".into()])),
+        ),
+        (
+            "ready = { tcp = \"127.0.0.1:5432\" }",
+            Readiness::Probe(Probe::Tcp("127.0.0.1:5432".into())),
+        ),
+        (
+            "ready = { tcp = \"[::1]:5432\" }",
+            Readiness::Probe(Probe::Tcp("[::1]:5432".into())),
+        ),
+        (
+            "ready = { unix = \"/run/db.sock\" }",
+            Readiness::Probe(Probe::Unix("/run/db.sock".into())),
+        ),
+    ];
+
+    for (line, expected) in cases {
+        let ready = load_service(line).ready;
+
+        assert_eq!(ready, expected, "{line}");
+    }
+}
+
+#[test]
+fn test_load_str_no_readiness_keys_take_the_defaults() {
+    let spec = load_service("");
+
+    assert_eq!(spec.ready, Readiness::Started);
+    assert_eq!(spec.ready_timeout_ms, shuma_card::spec::READY_TIMEOUT_MS);
+    assert_eq!((spec.watchdog_ms, spec.health), (None, None));
+    assert!(spec.after.is_empty() && spec.requires.is_empty() && spec.wants.is_empty());
+}
+
+#[test]
+fn test_load_str_ready_timeout_zero_means_no_timeout() {
+    let spec = load_service("ready_timeout = 0");
+
+    assert_eq!(spec.ready_timeout_ms, 0);
+}
+
+#[test]
+fn test_load_str_ready_unknown_word_is_refused() {
+    let src = service_with("ready = \"listening\"");
+
+    assert_eq!(fails(&src), (6, 9, "service[0].ready".into()));
+    assert_eq!(
+        message(&src),
+        "expected one of started, notify, got \"listening\""
+    );
+}
+
+#[test]
+fn test_load_str_ready_fd_below_three_points_at_the_fd() {
+    let src = service_with("ready = { fd = 2 }");
+
+    assert_eq!(fails(&src), (6, 16, "service[0].ready.fd".into()));
+    assert!(message(&src).starts_with("must be 3 or above"));
+}
+
+#[test]
+fn test_load_str_ready_two_keys_points_at_the_second() {
+    let src = service_with("ready = { fd = 3, line = \"up\" }");
+
+    assert_eq!(fails(&src), (6, 19, "service[0].ready.line".into()));
+    assert!(message(&src).starts_with("\"fd\" and \"line\" are both set"));
+}
+
+#[test]
+fn test_load_str_ready_empty_table_points_at_the_table() {
+    let src = service_with("ready = {}");
+
+    assert_eq!(fails(&src), (6, 9, "service[0].ready".into()));
+    assert_eq!(
+        message(&src),
+        "needs exactly one of fd, line, exec, tcp, unix"
+    );
+}
+
+#[test]
+fn test_load_str_ready_unknown_key_names_it() {
+    let src = service_with("ready = { http = \"/health\" }");
+
+    assert_eq!(fails(&src), (6, 11, "service[0].ready.http".into()));
+}
+
+#[test]
+fn test_load_str_ready_empty_line_is_refused() {
+    let src = service_with("ready = { line = \"\" }");
+
+    assert_eq!(fails(&src), (6, 18, "service[0].ready.line".into()));
+}
+
+#[test]
+fn test_load_str_ready_exec_empty_or_relative_is_refused() {
+    let empty = service_with("ready = { exec = [] }");
+    let relative = service_with("ready = { exec = [\"pg_isready\"] }");
+
+    assert_eq!(fails(&empty), (6, 18, "service[0].ready.exec".into()));
+    assert_eq!(fails(&relative), (6, 19, "service[0].ready.exec[0]".into()));
+    assert!(message(&relative).contains("does not search PATH"));
+}
+
+#[test]
+fn test_load_str_ready_tcp_without_valid_port_is_refused() {
+    for addr in [
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:x",
+        ":80",
+        "::1:80",
+        "[::1:80",
+        "[zz]:80",
+        "a b:80",
+    ] {
+        let src = service_with(&format!("ready = {{ tcp = \"{addr}\" }}"));
+
+        assert_eq!(
+            fails(&src),
+            (6, 17, "service[0].ready.tcp".into()),
+            "{addr}"
+        );
+    }
+}
+
+#[test]
+fn test_load_str_ready_tcp_port_bounds_are_accepted() {
+    for addr in ["localhost:1", "db.local:65535", "[::1]:80", "10.0.0.1:5432"] {
+        let spec = load_service(&format!("ready = {{ tcp = \"{addr}\" }}"));
+
+        assert_eq!(spec.ready, Readiness::Probe(Probe::Tcp(addr.into())));
+    }
+}
+
+#[test]
+fn test_load_str_ready_unix_empty_or_relative_is_refused() {
+    let empty = service_with("ready = { unix = \"\" }");
+    let relative = service_with("ready = { unix = \"db.sock\" }");
+
+    assert_eq!(fails(&empty), (6, 18, "service[0].ready.unix".into()));
+    assert_eq!(fails(&relative), (6, 18, "service[0].ready.unix".into()));
+}
+
+#[test]
+fn test_load_str_ready_unix_longer_than_sun_path_is_refused() {
+    let path = format!("/{}", "s".repeat(107));
+    let src = service_with(&format!("ready = {{ unix = \"{path}\" }}"));
+
+    assert_eq!(fails(&src), (6, 18, "service[0].ready.unix".into()));
+    assert!(message(&src).contains("at most 107"));
+}
+
+#[test]
+fn test_load_str_watchdog_with_notify_is_accepted() {
+    let spec = load_service("ready = \"notify\"\nwatchdog = \"10s\"");
+
+    assert_eq!(spec.watchdog_ms, Some(10_000));
+}
+
+#[test]
+fn test_load_str_watchdog_without_notify_names_the_field() {
+    let src = service_with("ready = { fd = 3 }\nwatchdog = \"10s\"");
+
+    assert_eq!(fails(&src), (7, 12, "service[0].watchdog".into()));
+    assert!(message(&src).starts_with("needs ready = \"notify\""));
+}
+
+#[test]
+fn test_load_str_watchdog_zero_is_refused() {
+    let src = service_with("ready = \"notify\"\nwatchdog = 0");
+
+    assert_eq!(fails(&src), (7, 12, "service[0].watchdog".into()));
+}
+
+#[test]
+fn test_load_str_health_sub_table_takes_the_defaults() {
+    let spec = load_service("[service.health]\nexec = [\"/bin/check\"]");
+
+    assert_eq!(
+        spec.health,
+        Some(HealthCheck {
+            probe: Probe::Exec(vec!["/bin/check".into()]),
+            interval_ms: HEALTH_INTERVAL_MS,
+            timeout_ms: HEALTH_TIMEOUT_MS,
+            retries: HEALTH_RETRIES,
+        })
+    );
+}
+
+#[test]
+fn test_load_str_health_inline_sets_every_key() {
+    let spec = load_service(
+        "health = { unix = \"/run/s.sock\", interval = \"10s\", timeout = \"2s\", retries = 3 }",
+    );
+
+    assert_eq!(
+        spec.health,
+        Some(HealthCheck {
+            probe: Probe::Unix("/run/s.sock".into()),
+            interval_ms: 10_000,
+            timeout_ms: 2_000,
+            retries: 3,
+        })
+    );
+}
+
+#[test]
+fn test_load_str_health_without_probe_points_at_the_table() {
+    let src = service_with("[service.health]\ninterval = \"1s\"");
+
+    assert_eq!(fails(&src), (6, 1, "service[0].health".into()));
+    assert_eq!(message(&src), "needs exactly one of exec, tcp, unix");
+}
+
+#[test]
+fn test_load_str_health_two_probes_points_at_the_second() {
+    let src = service_with("health = { tcp = \"h:1\", unix = \"/s\" }");
+
+    assert_eq!(fails(&src), (6, 25, "service[0].health.unix".into()));
+}
+
+#[test]
+fn test_load_str_health_zero_interval_timeout_or_retries_is_refused() {
+    let cases = [
+        ("interval = 0", "service[0].health.interval"),
+        ("timeout = 0", "service[0].health.timeout"),
+        ("retries = 0", "service[0].health.retries"),
+    ];
+
+    for (key, field) in cases {
+        let src = service_with(&format!("[service.health]\ntcp = \"h:1\"\n{key}"));
+
+        assert_eq!(fails(&src), (8, key.find('0').unwrap() + 1, field.into()));
+    }
+}
+
+#[test]
+fn test_load_str_health_bad_probe_points_into_it() {
+    let src = service_with("[service.health]\nexec = [\"/bin/check\", 3]");
+
+    assert_eq!(fails(&src), (7, 23, "service[0].health.exec[1]".into()));
+}
+
+#[test]
+fn test_load_str_task_with_readiness_field_is_refused() {
+    for (key, value) in [
+        ("ready", "\"notify\""),
+        ("ready_timeout", "\"1s\""),
+        ("watchdog", "\"1s\""),
+        ("health", "{ tcp = \"h:1\" }"),
+    ] {
+        let src = format!("{WS}[[task]]\nname = \"t\"\nargv = [\"/x\"]\n{key} = {value}\n");
+
+        assert_eq!(fails(&src), (6, 1, format!("task[0].{key}")));
+        assert!(message(&src).starts_with("a task is ready when it exits 0"));
+    }
+}
+
+/// A card of services `a` (line 3), `b` (line 7) and `c` (line 11), each followed on its
+/// fourth line by the given dependency line.
+fn chain(a: &str, b: &str, c: &str) -> String {
+    let mut src = WS.to_string();
+    for (name, extra) in [("a", a), ("b", b), ("c", c)] {
+        src.push_str(&format!(
+            "[[service]]\nname = \"{name}\"\nargv = [\"/x\"]\n{extra}\n"
+        ));
+    }
+    src
+}
+
+#[test]
+fn test_load_str_dependencies_of_services_and_tasks_are_parsed() {
+    let src = format!(
+        "{WS}[[service]]\nname = \"db\"\nargv = [\"/db\"]\n\
+         [[task]]\nname = \"migrate\"\nargv = [\"/m\"]\nafter = [\"db\"]\nrequires = [\"db\"]\n\
+         [[service]]\nname = \"web\"\nargv = [\"/w\"]\nafter = [\"migrate\"]\nwants = [\"cache/redis\"]\n"
+    );
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    assert_eq!(spec.commands[1].after, vec![dep("db")]);
+    assert_eq!(spec.commands[1].requires, vec![dep("db")]);
+    assert_eq!(spec.commands[2].after, vec![dep("migrate")]);
+    assert_eq!(
+        spec.commands[2].wants,
+        vec![DepRef {
+            workspace: Some("cache".into()),
+            name: "redis".into()
+        }]
+    );
+}
+
+#[test]
+fn test_load_str_dependency_on_unknown_name_points_at_the_element() {
+    let src = chain("", "after = [\"a\", \"nope\"]", "");
+
+    assert_eq!(fails(&src), (10, 15, "service[1].after[1]".into()));
+    assert!(message(&src).starts_with("no command \"nope\" in this workspace"));
+}
+
+#[test]
+fn test_load_str_dependency_on_itself_is_refused() {
+    let src = chain("", "", "wants = [\"c\"]");
+
+    assert_eq!(fails(&src), (14, 10, "service[2].wants[0]".into()));
+    assert!(message(&src).contains("cannot depend on itself"));
+}
+
+#[test]
+fn test_load_str_dependency_listed_twice_is_accepted() {
+    let src = chain("", "after = [\"a\", \"a\"]\nrequires = [\"a\"]", "");
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    assert_eq!(spec.commands[1].after, vec![dep("a"), dep("a")]);
+}
+
+#[test]
+fn test_load_str_dependency_on_a_later_command_is_accepted() {
+    let src = chain("after = [\"c\"]", "", "");
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    assert_eq!(spec.commands[0].after, vec![dep("c")]);
+}
+
+#[test]
+fn test_load_str_dependency_of_another_workspace_is_only_syntax_checked() {
+    let src = chain("requires = [\"other/nowhere\"]", "", "");
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    assert_eq!(spec.commands[0].requires, vec![dep("other/nowhere")]);
+}
+
+#[test]
+fn test_load_str_dependency_with_own_workspace_name_is_checked_as_local() {
+    let src = chain("after = [\"w/nope\"]", "", "");
+
+    assert_eq!(fails(&src), (6, 10, "service[0].after[0]".into()));
+}
+
+#[test]
+fn test_load_str_dependency_bad_syntax_points_at_the_element() {
+    for text in ["Db", "a/b/c", "/b", "a/", ""] {
+        let src = chain(&format!("requires = [\"b\", \"{text}\"]"), "", "");
+
+        assert_eq!(
+            fails(&src),
+            (6, 18, "service[0].requires[1]".into()),
+            "{text}"
+        );
+        assert!(
+            message(&src).contains("is not name or workspace/name"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn test_load_str_dependency_not_a_string_is_refused() {
+    let src = chain("after = \"b\"", "", "");
+
+    assert_eq!(fails(&src), (6, 9, "service[0].after".into()));
+}
+
+#[test]
+fn test_load_str_after_cycle_is_named_at_the_first_command_on_it() {
+    let src = chain("", "after = [\"c\"]", "after = [\"b\"]");
+
+    let e = load_str(&src, "cards/loop.toml").unwrap_err();
+
+    assert_eq!(
+        e.to_string(),
+        "cards/loop.toml:10:9: field service[1].after: dependency cycle b -> c -> b: no command on it could ever start"
+    );
+}
+
+#[test]
+fn test_load_str_after_cycle_of_three_is_named_in_edge_order() {
+    let src = chain("after = [\"c\"]", "after = [\"a\"]", "after = [\"b\"]");
+
+    let e = load_str(&src, "t.toml").unwrap_err();
+
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (6, 9, "service[0].after")
+    );
+    assert!(
+        e.message.starts_with("dependency cycle a -> c -> b -> a"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn test_load_str_requires_cycle_without_after_is_accepted() {
+    // `requires` does not order starts (systemd's Requires=), so a requires loop is no
+    // deadlock: both start at once, and each stops if the other fails for good.
+    let src = chain(
+        "requires = [\"b\"]",
+        "requires = [\"a\"]\nafter = [\"c\"]",
+        "",
+    );
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    assert_eq!(spec.commands[0].requires, vec![dep("b")]);
+}
+
+#[test]
+fn test_cards_doc_dependency_chain_example_loads() {
+    let doc = include_str!("../../docs/CARDS.md");
+    let marker = "```toml\n# chain\n";
+    let start = doc.find(marker).expect("CARDS.md has the chain example") + "```toml\n".len();
+    let example = &doc[start..start + doc[start..].find("```").unwrap()];
+
+    let spec = load_str(example, "docs/CARDS.md").unwrap();
+
+    let after: Vec<(&str, Vec<String>)> = spec
+        .commands
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.after.iter().map(|d| d.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            ("db", vec![]),
+            ("migrate", vec!["db".to_string()]),
+            ("web", vec!["migrate".to_string()]),
+        ]
+    );
+}
+
+#[test]
+fn test_load_str_ready_line_without_ring_log_is_refused() {
+    let src = service_with("log = \"console\"\nready = { line = \"up\" }");
+
+    assert_eq!(fails(&src), (7, 18, "service[0].ready.line".into()));
+    assert!(message(&src).starts_with("needs log = \"ring\""));
 }

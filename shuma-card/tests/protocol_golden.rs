@@ -16,9 +16,13 @@
 use std::path::PathBuf;
 
 use shuma_card::protocol::{
-    decode_payload, encode_frame, ErrorCode, Mode, Request, Response, StatusInfo, PROTOCOL_VERSION,
+    decode_payload, encode_frame, CmdState, CommandInfo, ErrorCode, Health, Mode, Request,
+    Response, StatusInfo, PROTOCOL_VERSION,
 };
-use shuma_card::{CommandKind, CommandSpec, LogTarget, RestartPolicy, WorkspaceSpec};
+use shuma_card::{
+    CommandKind, CommandSpec, DepRef, Event, EventKind, ExitStatus, HealthCheck, LogTarget, Probe,
+    Readiness, RestartPolicy, WorkspaceSpec,
+};
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,6 +30,8 @@ fn golden(name: &str) -> PathBuf {
         .join(format!("protocol-v{PROTOCOL_VERSION}-{name}.bin"))
 }
 
+/// A card whose first service (`run` sends it alone) sets every card field, and whose
+/// others use the remaining forms of `ready` and of the health probe (from version 4).
 fn card() -> WorkspaceSpec {
     let mut svc = CommandSpec::new("web", CommandKind::Service, vec!["/bin/httpd".into()]);
     svc.env = vec![("PORT".into(), "80".into())];
@@ -34,6 +40,40 @@ fn card() -> WorkspaceSpec {
     svc.group = Some("www".into());
     svc.log = LogTarget::File("/var/log/web".into());
     svc.restart = RestartPolicy::Always;
+    svc.ready = Readiness::Notify;
+    svc.ready_timeout_ms = 30_000;
+    svc.watchdog_ms = Some(10_000);
+    svc.after = vec![dep("db")];
+    svc.requires = vec![dep("db"), dep("net/up")];
+    svc.wants = vec![dep("cache")];
+    svc.health = Some(HealthCheck {
+        probe: Probe::Exec(vec!["/bin/check".into(), "-q".into()]),
+        interval_ms: 10_000,
+        timeout_ms: 2_000,
+        retries: 3,
+    });
+    let mut db = CommandSpec::new("db", CommandKind::Service, vec!["/bin/db".into()]);
+    db.ready = Readiness::Probe(Probe::Tcp("127.0.0.1:5432".into()));
+    db.health = Some(HealthCheck {
+        probe: Probe::Unix("/run/db.sock".into()),
+        interval_ms: 30_000,
+        timeout_ms: 5_000,
+        retries: 1,
+    });
+    let mut cache = CommandSpec::new("cache", CommandKind::Service, vec!["/bin/cache".into()]);
+    cache.ready = Readiness::Fd(3);
+    cache.health = Some(HealthCheck {
+        probe: Probe::Tcp("[::1]:6379".into()),
+        interval_ms: 5_000,
+        timeout_ms: 1_000,
+        retries: 2,
+    });
+    let mut log = CommandSpec::new("log", CommandKind::Service, vec!["/bin/log".into()]);
+    log.ready = Readiness::Line("listening".into());
+    let mut sock = CommandSpec::new("sock", CommandKind::Service, vec!["/bin/sock".into()]);
+    sock.ready = Readiness::Probe(Probe::Unix("/run/sock".into()));
+    let mut pg = CommandSpec::new("pg", CommandKind::Service, vec!["/bin/pg".into()]);
+    pg.ready = Readiness::Probe(Probe::Exec(vec!["/bin/pg_isready".into()]));
     let mut spec = WorkspaceSpec {
         name: "site".into(),
         ttl_ms: Some(60_000),
@@ -41,8 +81,41 @@ fn card() -> WorkspaceSpec {
     };
     spec.limits.memory_max = Some(64 << 20);
     spec.limits.pids_max = Some(32);
-    spec.commands.push(svc);
+    spec.commands = vec![svc, db, cache, log, sock, pg];
     spec
+}
+
+fn dep(text: &str) -> DepRef {
+    DepRef::parse(text).unwrap()
+}
+
+fn event(id: u64, kind: EventKind) -> Event {
+    Event {
+        id,
+        mono_us: 1_000_000 * id,
+        unix_ms: 1_700_000_000_000 + id,
+        kind,
+    }
+}
+
+/// A `ps` line with every field added in version 4 set.
+fn command_info(name: &str, health: Option<Health>) -> CommandInfo {
+    CommandInfo {
+        id: 7,
+        workspace: "site".into(),
+        name: name.into(),
+        service: true,
+        pid: Some(4242),
+        state: CmdState::Running,
+        restarts: 1,
+        last_exit: Some(ExitStatus::Signal(6)),
+        reason: None,
+        uptime_ms: Some(12_000),
+        ready: true,
+        status: Some("serving 3 clients".into()),
+        health,
+        waiting_for: vec!["db".into(), "net/up".into()],
+    }
 }
 
 fn frames() -> Vec<(&'static str, Vec<u8>)> {
@@ -76,13 +149,73 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
                 state_not_saved: Some("cannot write snapshot temp file".into()),
             })),
         ),
+        // Pinned from version 4 on: readiness, dependencies and health.
+        (
+            "waitready",
+            encode_frame(&Request::WaitReady {
+                workspace: "site".into(),
+                command: Some("web".into()),
+                timeout_ms: Some(30_000),
+            }),
+        ),
+        (
+            "notready",
+            encode_frame(&Response::Error {
+                code: ErrorCode::NotReady,
+                message: "site/web exited before it was ready: exit 1; stderr: bind: in use".into(),
+            }),
+        ),
+        (
+            "commands",
+            encode_frame(&Response::Commands(vec![
+                command_info(
+                    "web",
+                    Some(Health::Failing {
+                        failures: 2,
+                        last: "exit 1".into(),
+                    }),
+                ),
+                command_info("db", Some(Health::Healthy)),
+                command_info("cache", Some(Health::Starting)),
+                command_info("log", None),
+            ])),
+        ),
+        (
+            "events",
+            encode_frame(&Response::Events(vec![
+                event(
+                    1,
+                    EventKind::CommandReady {
+                        workspace: "site".into(),
+                        command: "db".into(),
+                        after_ms: 850,
+                    },
+                ),
+                event(
+                    2,
+                    EventKind::CommandNotReady {
+                        workspace: "site".into(),
+                        command: "web".into(),
+                        reason: "not ready within 30s; stderr: waiting for db".into(),
+                    },
+                ),
+                event(
+                    3,
+                    EventKind::CommandUnhealthy {
+                        workspace: "site".into(),
+                        command: "web".into(),
+                        reason: "3 health checks in a row failed: exit 1".into(),
+                    },
+                ),
+            ])),
+        ),
     ]
 }
 
 #[test]
 fn test_hello_of_every_version_keeps_its_bytes() {
     // Variant 0, the version as a varint, the client's name as a length and bytes.
-    for version in [1u32, 2, PROTOCOL_VERSION] {
+    for version in [1u32, 2, 3, PROTOCOL_VERSION] {
         let frame = encode_frame(&Request::Hello {
             version,
             client: "x".into(),

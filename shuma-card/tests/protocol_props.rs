@@ -27,12 +27,70 @@ fn variant(req: &Request) -> usize {
         Request::Shutdown { .. } => 14,
         Request::DaemonReexec { .. } => 15,
         Request::TestPanic => 16,
+        Request::WaitReady { .. } => 17,
     }
 }
-const VARIANTS: usize = 17;
+const VARIANTS: usize = 18;
 
 fn text() -> impl Strategy<Value = String> {
     ".{0,24}"
+}
+
+fn probe() -> impl Strategy<Value = Probe> {
+    prop_oneof![
+        proptest::collection::vec(text(), 0..3).prop_map(Probe::Exec),
+        text().prop_map(Probe::Tcp),
+        text().prop_map(Probe::Unix)
+    ]
+}
+
+/// The fields added in version 4: ready, ready_timeout_ms, watchdog_ms, after,
+/// requires, wants, health.
+#[allow(clippy::type_complexity)]
+fn readiness() -> impl Strategy<
+    Value = (
+        Readiness,
+        u64,
+        Option<u64>,
+        Vec<DepRef>,
+        Vec<DepRef>,
+        Vec<DepRef>,
+        Option<HealthCheck>,
+    ),
+> {
+    let ready = prop_oneof![
+        Just(Readiness::Started),
+        Just(Readiness::Notify),
+        any::<u32>().prop_map(Readiness::Fd),
+        text().prop_map(Readiness::Line),
+        probe().prop_map(Readiness::Probe)
+    ];
+    let deps = || {
+        proptest::collection::vec(
+            (proptest::option::of(text()), text())
+                .prop_map(|(workspace, name)| DepRef { workspace, name }),
+            0..3,
+        )
+    };
+    let health = proptest::option::of(
+        (probe(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+            |(probe, interval_ms, timeout_ms, retries)| HealthCheck {
+                probe,
+                interval_ms,
+                timeout_ms,
+                retries,
+            },
+        ),
+    );
+    (
+        ready,
+        any::<u64>(),
+        proptest::option::of(any::<u64>()),
+        deps(),
+        deps(),
+        deps(),
+        health,
+    )
 }
 
 fn command() -> impl Strategy<Value = CommandSpec> {
@@ -66,8 +124,8 @@ fn command() -> impl Strategy<Value = CommandSpec> {
         any::<i32>(),
         any::<u64>(),
     );
-    (strings, kind, opts, log, restart, nums).prop_map(
-        |((name, argv, env), kind, (cwd, user, group), log, restart, n)| {
+    (strings, kind, opts, log, restart, nums, readiness()).prop_map(
+        |((name, argv, env), kind, (cwd, user, group), log, restart, n, r)| {
             let mut c = CommandSpec::new(name, kind, argv);
             c.env = env;
             (c.cwd, c.user, c.group, c.log, c.restart) = (cwd, user, group, log, restart);
@@ -78,6 +136,8 @@ fn command() -> impl Strategy<Value = CommandSpec> {
                 c.restart_window_ms,
             ) = (n.0, n.1, n.2, n.3);
             (c.min_uptime_ms, c.stop_signal, c.stop_grace_ms) = (n.4, n.5, n.6);
+            (c.ready, c.ready_timeout_ms, c.watchdog_ms) = (r.0, r.1, r.2);
+            (c.after, c.requires, c.wants, c.health) = (r.3, r.4, r.5, r.6);
             c
         },
     )
@@ -164,6 +224,16 @@ fn request() -> impl Strategy<Value = Request> {
         shutdown.prop_map(|kind| Request::Shutdown { kind }),
         proptest::option::of(text()).prop_map(|binary| Request::DaemonReexec { binary }),
         Just(Request::TestPanic),
+        (
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(workspace, command, timeout_ms)| Request::WaitReady {
+                workspace,
+                command,
+                timeout_ms
+            }),
     ]
 }
 

@@ -28,7 +28,8 @@ use shuma_card::snapshot::{
 };
 use shuma_card::spec::{CpuMax, OomAction};
 use shuma_card::{
-    CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+    CommandKind, CommandSpec, DepRef, ExitStatus, HealthCheck, Limits, LogTarget, Probe, Readiness,
+    RestartPolicy, WorkspaceSpec,
 };
 
 const REGENERATE_ENV: &str = "ARJE_REGENERATE_GOLDEN";
@@ -37,9 +38,10 @@ fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
 }
 
-/// A state that sets every field and uses every enum variant at least once, so a change to
-/// any of them changes the encoding. `ids` are its two workspaces' ids and
-/// `next_workspace_id` the counter: what the versions' "full" files differ in.
+/// The state of the v1 and v2 "full" files, which set every field those versions had and
+/// used every enum variant, as their migrations define it in the current schema: the
+/// fields added since hold what the migrations fill in. `ids` are its two workspaces' ids
+/// and `next_workspace_id` the counter: what the v1 and v2 files differ in.
 fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
     let mut web = CommandSpec::new(
         "web",
@@ -113,6 +115,10 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
                     stdout_fd: Some(17),
                     stderr_fd: Some(18),
                 }),
+                // A running service: ready, as every started service was before v3.
+                ready: true,
+                status: None,
+                notify_fd: None,
             },
             CommandState {
                 id: 42,
@@ -123,6 +129,10 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
                 done: true,
                 failed: None,
                 live: None,
+                // A task that exited 0.
+                ready: true,
+                status: None,
+                notify_fd: None,
             },
         ],
         stats: [
@@ -164,6 +174,9 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
                 done: false,
                 failed: Some("restart limit: 10 restarts in 60 s".into()),
                 live: None,
+                ready: false,
+                status: None,
+                notify_fd: None,
             },
             CommandState {
                 id: 44,
@@ -180,6 +193,9 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
                     stdout_fd: None,
                     stderr_fd: None,
                 }),
+                ready: true,
+                status: None,
+                notify_fd: None,
             },
         ],
         stats: vec![],
@@ -194,6 +210,102 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
         workspaces: vec![shop, batch],
         listener_fd: Some(3),
     }
+}
+
+fn dep(text: &str) -> DepRef {
+    DepRef::parse(text).unwrap()
+}
+
+fn service(name: &str, ready: Readiness) -> CommandSpec {
+    let mut c = CommandSpec::new(name, CommandKind::Service, vec![format!("/bin/{name}")]);
+    c.ready = ready;
+    c
+}
+
+fn running(id: u64, name: &str, pid: i32, ready: bool) -> CommandState {
+    CommandState {
+        id,
+        name: name.into(),
+        restarts: 0,
+        recent_restarts_unix_ms: vec![],
+        last_exit: None,
+        done: false,
+        failed: None,
+        live: Some(LiveProcess {
+            pid,
+            start_time_ticks: 1_000 + id,
+            started_unix_ms: 1_700_000_070_000,
+            stdout_fd: None,
+            stderr_fd: None,
+        }),
+        ready,
+        status: None,
+        notify_fd: None,
+    }
+}
+
+/// The v3 "full" state: the v2 one with every field added in v3 set and every new enum
+/// variant used (each readiness and each probe, in `ready` and in `health`), and three
+/// more services in `batch` to hold the probe forms of `ready`.
+fn full_v3() -> Snapshot {
+    let mut s = full([7, 1_000], 1_001);
+
+    let mut shop = s.workspaces[0].spec.clone().into_card();
+    let web = &mut shop.commands[0];
+    web.ready = Readiness::Notify;
+    web.ready_timeout_ms = 0;
+    web.watchdog_ms = Some(10_000);
+    web.after = vec![dep("migrate")];
+    web.requires = vec![dep("migrate"), dep("batch/worker")];
+    web.wants = vec![dep("other/metrics")];
+    web.health = Some(HealthCheck {
+        probe: Probe::Tcp("127.0.0.1:8080".into()),
+        interval_ms: 15_000,
+        timeout_ms: 2_000,
+        retries: 4,
+    });
+    shop.commands[1].after = vec![dep("batch/idle")];
+    s.workspaces[0].spec = SavedWorkspaceSpec::from(&shop);
+    s.workspaces[0].commands[0].status = Some("serving 12 clients".into());
+    s.workspaces[0].commands[0].notify_fd = Some(19);
+
+    let mut batch = s.workspaces[1].spec.clone().into_card();
+    batch.commands[0].ready = Readiness::Line("worker up".into());
+    batch.commands[0].health = Some(HealthCheck {
+        probe: Probe::Exec(vec!["/bin/check".into(), "--quick".into()]),
+        interval_ms: 30_000,
+        timeout_ms: 5_000,
+        retries: 3,
+    });
+    batch.commands[1].ready = Readiness::Fd(4);
+    batch.commands[1].ready_timeout_ms = 120_000;
+    batch.commands[1].health = Some(HealthCheck {
+        probe: Probe::Unix("/run/idle.sock".into()),
+        interval_ms: 1_000,
+        timeout_ms: 500,
+        retries: 1,
+    });
+    batch.commands.extend([
+        service("pg", Readiness::Probe(Probe::Tcp("[::1]:5432".into()))),
+        service(
+            "sock",
+            Readiness::Probe(Probe::Unix("/run/sock.sock".into())),
+        ),
+        service(
+            "check",
+            Readiness::Probe(Probe::Exec(vec!["/usr/bin/pg_isready".into(), "-q".into()])),
+        ),
+    ]);
+    s.workspaces[1].spec = SavedWorkspaceSpec::from(&batch);
+    // `idle` runs but its fd 4 has not said ready yet.
+    s.workspaces[1].commands[1].ready = false;
+    s.workspaces[1].commands.extend([
+        running(45, "pg", 80, true),
+        running(46, "sock", 81, false),
+        running(47, "check", 82, true),
+    ]);
+    s.next_command_id = 48;
+    s
 }
 
 /// One golden file: `snapshot-v<version>-<kind>.bin` and the state it must decode to.
@@ -239,6 +351,16 @@ fn goldens() -> Vec<Golden> {
             version: 2,
             kind: "full",
             state: full([5, 300], 301),
+        },
+        Golden {
+            version: 3,
+            kind: "empty",
+            state: Snapshot::default(),
+        },
+        Golden {
+            version: 3,
+            kind: "full",
+            state: full_v3(),
         },
     ]
 }
@@ -348,4 +470,40 @@ fn test_golden_files_current_version_parts_encoding_equals_file() {
             "{name}: encode_parts differs from the golden file"
         );
     }
+}
+
+#[test]
+fn test_golden_v2_full_migrates_new_fields_to_their_defaults() {
+    // Arrange
+    let bytes = std::fs::read(golden_dir().join("snapshot-v2-full.bin")).unwrap();
+
+    // Act
+    let state = decode(&bytes).unwrap();
+
+    // Assert: every spec behaves as a card without the v3 keys, no command has a status
+    // or a notify socket, and only what was up under v2 is ready.
+    let defaults = CommandSpec::new("x", CommandKind::Service, vec![]);
+    for ws in &state.workspaces {
+        for c in ws.spec.clone().into_card().commands {
+            assert_eq!(c.ready, Readiness::Started, "{}", c.name);
+            assert_eq!(c.ready_timeout_ms, defaults.ready_timeout_ms, "{}", c.name);
+            assert_eq!((c.watchdog_ms, &c.health), (None, &None), "{}", c.name);
+            assert!(c.after.is_empty() && c.requires.is_empty() && c.wants.is_empty());
+        }
+    }
+    let ready: Vec<(&str, bool, Option<&str>, Option<i32>)> = state
+        .workspaces
+        .iter()
+        .flat_map(|ws| &ws.commands)
+        .map(|c| (c.name.as_str(), c.ready, c.status.as_deref(), c.notify_fd))
+        .collect();
+    assert_eq!(
+        ready,
+        vec![
+            ("web", true, None, None),
+            ("migrate", true, None, None),
+            ("worker", false, None, None),
+            ("idle", true, None, None),
+        ]
+    );
 }

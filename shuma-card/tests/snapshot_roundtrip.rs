@@ -18,7 +18,8 @@ use shuma_card::snapshot::{
 };
 use shuma_card::spec::{CpuMax, OomAction};
 use shuma_card::{
-    CommandKind, CommandSpec, ExitStatus, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+    CommandKind, CommandSpec, DepRef, ExitStatus, HealthCheck, Limits, LogTarget, Probe, Readiness,
+    RestartPolicy, WorkspaceSpec,
 };
 
 fn text() -> impl Strategy<Value = String> {
@@ -40,6 +41,42 @@ fn exit_status() -> impl Strategy<Value = ExitStatus> {
         any::<i32>().prop_map(ExitStatus::Signal),
         Just(ExitStatus::OomKilled)
     ]
+}
+
+fn probe() -> impl Strategy<Value = Probe> {
+    prop_oneof![
+        vec(text(), 0..3).prop_map(Probe::Exec),
+        text().prop_map(Probe::Tcp),
+        text().prop_map(Probe::Unix)
+    ]
+}
+
+fn readiness() -> impl Strategy<Value = Readiness> {
+    prop_oneof![
+        Just(Readiness::Started),
+        Just(Readiness::Notify),
+        any::<u32>().prop_map(Readiness::Fd),
+        text().prop_map(Readiness::Line),
+        probe().prop_map(Readiness::Probe)
+    ]
+}
+
+fn health_check() -> impl Strategy<Value = HealthCheck> {
+    (probe(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+        |(probe, interval_ms, timeout_ms, retries)| HealthCheck {
+            probe,
+            interval_ms,
+            timeout_ms,
+            retries,
+        },
+    )
+}
+
+fn deps() -> impl Strategy<Value = Vec<DepRef>> {
+    vec(
+        (option::of(text()), text()).prop_map(|(workspace, name)| DepRef { workspace, name }),
+        0..3,
+    )
 }
 
 fn command_spec() -> impl Strategy<Value = CommandSpec> {
@@ -67,36 +104,55 @@ fn command_spec() -> impl Strategy<Value = CommandSpec> {
         any::<i32>(),
         any::<u64>(),
     );
-    (identity, policy).prop_map(|((name, kind, argv, env, cwd, user, group, log), policy)| {
-        let (
-            restart,
-            backoff_initial_ms,
-            backoff_max_ms,
-            max_restarts,
-            restart_window_ms,
-            min_uptime_ms,
-            stop_signal,
-            stop_grace_ms,
-        ) = policy;
-        CommandSpec {
-            name,
-            kind,
-            argv,
-            env,
-            cwd,
-            user,
-            group,
-            log,
-            restart,
-            backoff_initial_ms,
-            backoff_max_ms,
-            max_restarts,
-            restart_window_ms,
-            min_uptime_ms,
-            stop_signal,
-            stop_grace_ms,
-        }
-    })
+    let readiness = (
+        readiness(),
+        any::<u64>(),
+        option::of(any::<u64>()),
+        deps(),
+        deps(),
+        deps(),
+        option::of(health_check()),
+    );
+    (identity, policy, readiness).prop_map(
+        |((name, kind, argv, env, cwd, user, group, log), policy, readiness)| {
+            let (
+                restart,
+                backoff_initial_ms,
+                backoff_max_ms,
+                max_restarts,
+                restart_window_ms,
+                min_uptime_ms,
+                stop_signal,
+                stop_grace_ms,
+            ) = policy;
+            let (ready, ready_timeout_ms, watchdog_ms, after, requires, wants, health) = readiness;
+            CommandSpec {
+                name,
+                kind,
+                argv,
+                env,
+                cwd,
+                user,
+                group,
+                log,
+                restart,
+                backoff_initial_ms,
+                backoff_max_ms,
+                max_restarts,
+                restart_window_ms,
+                min_uptime_ms,
+                stop_signal,
+                stop_grace_ms,
+                ready,
+                ready_timeout_ms,
+                watchdog_ms,
+                after,
+                requires,
+                wants,
+                health,
+            }
+        },
+    )
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
@@ -164,19 +220,31 @@ fn command_state() -> impl Strategy<Value = CommandState> {
         any::<bool>(),
         option::of(text()),
         option::of(live_process()),
+        (any::<bool>(), option::of(text()), option::of(any::<i32>())),
     )
         .prop_map(
-            |(id, name, restarts, recent_restarts_unix_ms, last_exit, done, failed, live)| {
-                CommandState {
-                    id,
-                    name,
-                    restarts,
-                    recent_restarts_unix_ms,
-                    last_exit: last_exit.map(SavedExitStatus::from),
-                    done,
-                    failed,
-                    live,
-                }
+            |(
+                id,
+                name,
+                restarts,
+                recent_restarts_unix_ms,
+                last_exit,
+                done,
+                failed,
+                live,
+                (ready, status, notify_fd),
+            )| CommandState {
+                id,
+                name,
+                restarts,
+                recent_restarts_unix_ms,
+                last_exit: last_exit.map(SavedExitStatus::from),
+                done,
+                failed,
+                live,
+                ready,
+                status,
+                notify_fd,
             },
         )
 }

@@ -53,6 +53,9 @@ fn state(n: usize, tag: u64) -> Snapshot {
                 done: false,
                 failed: None,
                 live: None,
+                ready: false,
+                status: None,
+                notify_fd: None,
             };
             WorkspaceState {
                 id: i as u64 + 1,

@@ -128,6 +128,10 @@ impl Runtime {
                         stdout_fd: pipe_fd(c, false),
                         stderr_fd: pipe_fd(c, true),
                     }),
+                    // issue 10: set by the readiness code
+                    ready: false,
+                    status: None,
+                    notify_fd: None,
                 }),
             stats: ws
                 .stats

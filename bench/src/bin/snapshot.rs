@@ -99,6 +99,9 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
                     stdout_fd: Some(100 + 2 * i as i32),
                     stderr_fd: Some(101 + 2 * i as i32),
                 }),
+                ready: true,
+                status: None,
+                notify_fd: None,
             },
             CommandState {
                 id: 2 * i as u64 + 1,
@@ -109,6 +112,9 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
                 done: true,
                 failed: None,
                 live: None,
+                ready: true,
+                status: None,
+                notify_fd: None,
             },
         ],
         stats: (0..stats)
@@ -171,6 +177,9 @@ fn encode_turn(s: &Snapshot, cached: &[Cached], out: &mut Vec<u8>) {
                 done: c.done,
                 failed: c.failed.as_deref(),
                 live: c.live,
+                ready: c.ready,
+                status: c.status.as_deref(),
+                notify_fd: c.notify_fd,
             }),
             stats: &cached.stats,
         });

@@ -4,11 +4,18 @@
 
 use std::collections::HashSet;
 
+use super::deps;
 use crate::spec::{
-    valid_name, CommandKind, CommandSpec, Limits, LogTarget, RestartPolicy, WorkspaceSpec,
+    valid_name, CommandKind, CommandSpec, HealthCheck, Limits, LogTarget, Probe, Readiness,
+    RestartPolicy, WorkspaceSpec,
 };
 use crate::spec::{MAX_COMMANDS_PER_WORKSPACE, MAX_NAME_LEN};
 use crate::units::{check_cpu_max, MAX_DURATION_MS, MAX_SIGNAL, WEIGHT_RANGE};
+
+/// Longest path of a unix socket: `sockaddr_un.sun_path` is 108 bytes, and a path that
+/// fills it has no room for the terminating NUL that C callers and Rust's std
+/// (`UnixStream::connect` refuses 108 bytes) both need.
+const MAX_UNIX_PATH: usize = 107;
 
 /// A rule a spec breaks. `field` uses the card's names ("memory_high", "argv[0]",
 /// "backoff.initial", "env.PATH"), so the card loader can find the span it came from.
@@ -89,10 +96,11 @@ pub fn check(spec: &WorkspaceSpec) -> Result<(), SpecError> {
             });
         }
     }
-    Ok(())
+    // Only now is every name known: a dependency may name a command declared after it.
+    deps::check_graph(spec)
 }
 
-fn name_message(name: &str) -> String {
+pub(super) fn name_message(name: &str) -> String {
     format!("{name:?} is not a valid name: 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
 }
 
@@ -231,6 +239,181 @@ pub fn check_command(c: &CommandSpec) -> Result<(), (String, String)> {
     }
     if !(1..=MAX_SIGNAL).contains(&c.stop_signal) {
         return err("stop_signal", "must be a signal number in 1..=64");
+    }
+    check_readiness(c)?;
+    deps::check_refs(c)
+}
+
+/// `ready`, `ready_timeout`, `watchdog` and `health`: a service's alone, since a task is
+/// ready when it exits 0 and is never restarted, so neither a readiness signal nor a
+/// health check means anything for it.
+fn check_readiness(c: &CommandSpec) -> Result<(), (String, String)> {
+    let err = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+    if c.kind == CommandKind::Task {
+        let service_only =
+            "a task is ready when it exits 0; readiness and health belong to a [[service]]";
+        if c.ready != Readiness::Started {
+            return err("ready", service_only);
+        }
+        if c.watchdog_ms.is_some() {
+            return err("watchdog", service_only);
+        }
+        if c.health.is_some() {
+            return err("health", service_only);
+        }
+    }
+    match &c.ready {
+        Readiness::Started | Readiness::Notify => {}
+        // The fd the service writes to is one arje opens in the child; 0, 1 and 2 are
+        // already its stdin, stdout and stderr, so a lower number would clobber one.
+        Readiness::Fd(fd) if *fd < 3 => {
+            return err(
+                "ready.fd",
+                "must be 3 or above: 0, 1 and 2 are stdin, stdout and stderr",
+            )
+        }
+        Readiness::Fd(_) => {}
+        Readiness::Line(text) if text.is_empty() => {
+            return err("ready.line", "must not be empty: it would match any line")
+        }
+        // With log = console or file:PATH the command writes straight to the console or
+        // the file: arje never reads its output, so no line could ever match.
+        Readiness::Line(_) if c.log != LogTarget::Ring => {
+            return err(
+                "ready.line",
+                "needs log = \"ring\": arje sees a command's output only when it captures it",
+            )
+        }
+        Readiness::Line(text) => no_nul("ready.line", text)?,
+        Readiness::Probe(probe) => check_probe("ready", probe)?,
+    }
+    if c.ready_timeout_ms > MAX_DURATION_MS {
+        return err("ready_timeout", "is longer than the 365-day cap");
+    }
+    if let Some(ms) = c.watchdog_ms {
+        // systemd's rule: WATCHDOG=1 is part of the sd_notify protocol, so a service that
+        // does not speak it could never keep the watchdog fed.
+        if c.ready != Readiness::Notify {
+            return err(
+                "watchdog",
+                "needs ready = \"notify\": the service feeds the watchdog with WATCHDOG=1 on NOTIFY_SOCKET",
+            );
+        }
+        if ms == 0 || ms > MAX_DURATION_MS {
+            return err(
+                "watchdog",
+                "must be more than 0 and at most 365 days; leave it out for no watchdog",
+            );
+        }
+    }
+    if let Some(health) = &c.health {
+        check_health(health)?;
+    }
+    Ok(())
+}
+
+fn check_health(h: &HealthCheck) -> Result<(), (String, String)> {
+    let HealthCheck {
+        probe,
+        interval_ms,
+        timeout_ms,
+        retries,
+    } = h;
+    check_probe("health", probe)?;
+    for (field, ms) in [
+        ("health.interval", *interval_ms),
+        ("health.timeout", *timeout_ms),
+    ] {
+        if ms == 0 || ms > MAX_DURATION_MS {
+            return Err((
+                field.into(),
+                "must be more than 0 and at most 365 days".into(),
+            ));
+        }
+    }
+    if *retries == 0 {
+        return Err((
+            "health.retries".into(),
+            "must be at least 1: the failures in a row that make the service unhealthy".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A probe under `prefix` ("ready" or "health"): its field is `prefix.exec` and so on.
+fn check_probe(prefix: &str, probe: &Probe) -> Result<(), (String, String)> {
+    match probe {
+        Probe::Exec(argv) => {
+            let field = format!("{prefix}.exec");
+            let Some(arg0) = argv.first() else {
+                return Err((field, "must name a program: at least one element".into()));
+            };
+            // As for argv: arje never searches PATH.
+            if !arg0.starts_with('/') {
+                return Err((
+                    format!("{field}[0]"),
+                    format!("{arg0:?} is not an absolute path (arje does not search PATH)"),
+                ));
+            }
+            for (i, arg) in argv.iter().enumerate() {
+                no_nul(&format!("{field}[{i}]"), arg)?;
+            }
+        }
+        Probe::Tcp(addr) => {
+            check_tcp(addr).map_err(|m| (format!("{prefix}.tcp"), m))?;
+        }
+        Probe::Unix(path) => {
+            let field = format!("{prefix}.unix");
+            if !path.starts_with('/') {
+                return Err((field, "must be an absolute path".into()));
+            }
+            no_nul(&field, path)?;
+            if path.len() > MAX_UNIX_PATH {
+                return Err((
+                    field,
+                    format!(
+                        "is {} bytes; a unix socket path holds at most {MAX_UNIX_PATH}",
+                        path.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `host:port`, the host a name or an IPv4 address, or an IPv6 address in brackets.
+fn check_tcp(addr: &str) -> Result<(), String> {
+    let usage = || format!("{addr:?} is not host:port (e.g. \"127.0.0.1:5432\" or \"[::1]:5432\")");
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(usage());
+    };
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0);
+    if !port_ok {
+        return Err(format!("{addr:?}: the port must be a number in 1..=65535"));
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(ip) = inner.strip_suffix(']') else {
+            return Err(usage());
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{addr:?}: {ip:?} is not an IPv6 address"));
+        }
+        return Ok(());
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "{addr:?}: an IPv6 address is written in brackets, as [::1]:5432"
+        ));
+    }
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !host_ok {
+        return Err(usage());
     }
     Ok(())
 }

@@ -87,6 +87,12 @@ pub struct CommandParts<'a, R> {
     pub done: bool,
     pub failed: Option<&'a str>,
     pub live: Option<LiveProcess>,
+    /// The current run was ready ([`CommandState::ready`](super::CommandState::ready)).
+    pub ready: bool,
+    /// The last `STATUS=` text, borrowed.
+    pub status: Option<&'a str>,
+    /// For a re-exec only: the notify socket's fd.
+    pub notify_fd: Option<i32>,
 }
 
 /// Encodes a current-version snapshot file (header and payload) into `out` (cleared
@@ -160,6 +166,9 @@ fn put_command<R: IntoIterator<Item = u64>>(out: &mut Vec<u8>, c: CommandParts<'
         done,
         failed,
         live,
+        ready,
+        status,
+        notify_fd,
     } = c;
     put_u64(out, id);
     put_str(out, name);
@@ -169,6 +178,9 @@ fn put_command<R: IntoIterator<Item = u64>>(out: &mut Vec<u8>, c: CommandParts<'
     put_bool(out, done);
     put_option(out, failed, put_str);
     put_option(out, live, put_live_process);
+    put_bool(out, ready);
+    put_option(out, status, put_str);
+    put_option(out, notify_fd, put_i32);
 }
 
 // The leaf writers below are marked `#[inline]` because the release profile optimises for

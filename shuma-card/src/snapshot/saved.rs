@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::ExitStatus;
 use crate::protocol::StatsSample;
 use crate::spec::{
-    CommandKind, CommandSpec, CpuMax, Limits, LogTarget, OomAction, RestartPolicy, WorkspaceSpec,
+    CommandKind, CommandSpec, CpuMax, DepRef, HealthCheck, Limits, LogTarget, OomAction, Probe,
+    Readiness, RestartPolicy, WorkspaceSpec,
 };
 
 /// A [`WorkspaceSpec`] as saved: what a reboot recreates. The fields mean what they mean
@@ -77,6 +78,49 @@ pub struct SavedCommandSpec {
     pub min_uptime_ms: u64,
     pub stop_signal: i32,
     pub stop_grace_ms: u64,
+    /// From v3 on, like the six after it.
+    pub ready: SavedReadiness,
+    pub ready_timeout_ms: u64,
+    pub watchdog_ms: Option<u64>,
+    pub after: Vec<SavedDepRef>,
+    pub requires: Vec<SavedDepRef>,
+    pub wants: Vec<SavedDepRef>,
+    pub health: Option<SavedHealthCheck>,
+}
+
+/// [`Readiness`] as saved. Variant order is part of the format.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub enum SavedReadiness {
+    #[default]
+    Started,
+    Notify,
+    Fd(u32),
+    Line(String),
+    Probe(SavedProbe),
+}
+
+/// [`Probe`] as saved. Variant order is part of the format.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum SavedProbe {
+    Exec(Vec<String>),
+    Tcp(String),
+    Unix(String),
+}
+
+/// [`HealthCheck`] as saved.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SavedHealthCheck {
+    pub probe: SavedProbe,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
+/// [`DepRef`] as saved.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SavedDepRef {
+    pub workspace: Option<String>,
+    pub name: String,
 }
 
 /// [`CommandKind`] as saved. Variant order is part of the format.
@@ -279,15 +323,15 @@ impl From<&CommandSpec> for SavedCommandSpec {
             min_uptime_ms,
             stop_signal,
             stop_grace_ms,
-            // STUB until snapshot v3 saves them (issue 10 in progress).
-            ready: _,
-            ready_timeout_ms: _,
-            watchdog_ms: _,
-            after: _,
-            requires: _,
-            wants: _,
-            health: _,
+            ready,
+            ready_timeout_ms,
+            watchdog_ms,
+            after,
+            requires,
+            wants,
+            health,
         } = spec;
+        let deps = |refs: &[DepRef]| refs.iter().map(SavedDepRef::from).collect();
         SavedCommandSpec {
             name: name.clone(),
             kind: (*kind).into(),
@@ -305,6 +349,13 @@ impl From<&CommandSpec> for SavedCommandSpec {
             min_uptime_ms: *min_uptime_ms,
             stop_signal: *stop_signal,
             stop_grace_ms: *stop_grace_ms,
+            ready: ready.into(),
+            ready_timeout_ms: *ready_timeout_ms,
+            watchdog_ms: *watchdog_ms,
+            after: deps(after),
+            requires: deps(requires),
+            wants: deps(wants),
+            health: health.as_ref().map(SavedHealthCheck::from),
         }
     }
 }
@@ -329,7 +380,15 @@ impl SavedCommandSpec {
             min_uptime_ms,
             stop_signal,
             stop_grace_ms,
+            ready,
+            ready_timeout_ms,
+            watchdog_ms,
+            after,
+            requires,
+            wants,
+            health,
         } = self;
+        let deps = |refs: Vec<SavedDepRef>| refs.into_iter().map(SavedDepRef::into_card).collect();
         CommandSpec {
             name,
             kind: kind.into_card(),
@@ -347,8 +406,113 @@ impl SavedCommandSpec {
             min_uptime_ms,
             stop_signal,
             stop_grace_ms,
-            ..CommandSpec::new("", crate::spec::CommandKind::Task, Vec::new())
+            ready: ready.into_card(),
+            ready_timeout_ms,
+            watchdog_ms,
+            after: deps(after),
+            requires: deps(requires),
+            wants: deps(wants),
+            health: health.map(SavedHealthCheck::into_card),
         }
+    }
+}
+
+impl From<&Readiness> for SavedReadiness {
+    fn from(ready: &Readiness) -> Self {
+        match ready {
+            Readiness::Started => SavedReadiness::Started,
+            Readiness::Notify => SavedReadiness::Notify,
+            Readiness::Fd(fd) => SavedReadiness::Fd(*fd),
+            Readiness::Line(text) => SavedReadiness::Line(text.clone()),
+            Readiness::Probe(probe) => SavedReadiness::Probe(probe.into()),
+        }
+    }
+}
+
+impl SavedReadiness {
+    /// The card's form of this readiness.
+    pub fn into_card(self) -> Readiness {
+        match self {
+            SavedReadiness::Started => Readiness::Started,
+            SavedReadiness::Notify => Readiness::Notify,
+            SavedReadiness::Fd(fd) => Readiness::Fd(fd),
+            SavedReadiness::Line(text) => Readiness::Line(text),
+            SavedReadiness::Probe(probe) => Readiness::Probe(probe.into_card()),
+        }
+    }
+}
+
+impl From<&Probe> for SavedProbe {
+    fn from(probe: &Probe) -> Self {
+        match probe {
+            Probe::Exec(argv) => SavedProbe::Exec(argv.clone()),
+            Probe::Tcp(addr) => SavedProbe::Tcp(addr.clone()),
+            Probe::Unix(path) => SavedProbe::Unix(path.clone()),
+        }
+    }
+}
+
+impl SavedProbe {
+    /// The card's form of this probe.
+    pub fn into_card(self) -> Probe {
+        match self {
+            SavedProbe::Exec(argv) => Probe::Exec(argv),
+            SavedProbe::Tcp(addr) => Probe::Tcp(addr),
+            SavedProbe::Unix(path) => Probe::Unix(path),
+        }
+    }
+}
+
+impl From<&HealthCheck> for SavedHealthCheck {
+    fn from(health: &HealthCheck) -> Self {
+        let HealthCheck {
+            probe,
+            interval_ms,
+            timeout_ms,
+            retries,
+        } = health;
+        SavedHealthCheck {
+            probe: probe.into(),
+            interval_ms: *interval_ms,
+            timeout_ms: *timeout_ms,
+            retries: *retries,
+        }
+    }
+}
+
+impl SavedHealthCheck {
+    /// The card's form of this health check.
+    pub fn into_card(self) -> HealthCheck {
+        let SavedHealthCheck {
+            probe,
+            interval_ms,
+            timeout_ms,
+            retries,
+        } = self;
+        HealthCheck {
+            probe: probe.into_card(),
+            interval_ms,
+            timeout_ms,
+            retries,
+        }
+    }
+}
+
+impl From<&DepRef> for SavedDepRef {
+    fn from(dep: &DepRef) -> Self {
+        let DepRef { workspace, name } = dep;
+        SavedDepRef {
+            workspace: workspace.clone(),
+            name: name.clone(),
+        }
+    }
+}
+
+impl SavedDepRef {
+    /// The card's form of this dependency.
+    pub fn into_card(self) -> DepRef {
+        let SavedDepRef { workspace, name } = self;
+        DepRef { workspace, name }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Format version 1, frozen: the schema as it was when v1 was the current format, and its
-//! migration to the current one.
+//! migration to v2 (whose own migration, in `v2.rs`, leads on to the current schema).
 //!
 //! Every type reachable from v1's `Snapshot` is copied here with its fields and variants
 //! in their v1 order, including the card, event and protocol types v1 embedded directly
@@ -10,24 +10,24 @@
 //! arje never writes v1 any more; only the tests serialise these types, to build v1
 //! payloads.
 //!
-//! Each `migrate` destructures its v1 value exhaustively and builds the current value
-//! with a struct literal, so a field added to a current type fails to compile here until
-//! someone decides what a v1 file means for it.
+//! Each `migrate` destructures its v1 value exhaustively and builds the frozen v2 value
+//! with a struct literal. Since v2 is frozen too, this file never changes again.
 
 use serde::Deserialize;
 #[cfg(test)]
 use serde::Serialize;
 
-use super::saved::{
-    SavedCommandKind, SavedCommandSpec, SavedCpuMax, SavedExitStatus, SavedLimits, SavedLogTarget,
-    SavedOomAction, SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
+use super::v2::{
+    CommandStateV2, LiveProcessV2, SavedCommandKindV2, SavedCommandSpecV2, SavedCpuMaxV2,
+    SavedExitStatusV2, SavedLimitsV2, SavedLogTargetV2, SavedOomActionV2, SavedRestartPolicyV2,
+    SavedStatsSampleV2, SavedWorkspaceSpecV2, SnapshotV2, WorkspaceStateV2,
 };
-use super::{decode_exact, CommandState, LiveProcess, Snapshot, SnapshotError, WorkspaceState};
+use super::{decode_exact, Snapshot, SnapshotError};
 
 /// Decodes a v1 payload strictly (leftover bytes are an error) and migrates it to the
-/// current schema.
+/// current schema, through v2: each step is written once.
 pub(super) fn decode(payload: &[u8]) -> Result<Snapshot, SnapshotError> {
-    decode_exact::<SnapshotV1>(payload).map(SnapshotV1::migrate)
+    decode_exact::<SnapshotV1>(payload).map(|v1| v1.migrate().migrate())
 }
 
 /// v1's `Snapshot`.
@@ -189,7 +189,7 @@ enum ExitStatusV1 {
 }
 
 impl SnapshotV1 {
-    fn migrate(self) -> Snapshot {
+    fn migrate(self) -> SnapshotV2 {
         let SnapshotV1 {
             written_unix_ms,
             boot_id,
@@ -202,12 +202,12 @@ impl SnapshotV1 {
         // v1 had no workspace ids. Numbering the workspaces 1..=n in their saved order
         // (creation order) gives each a distinct id, and starting the counter after them
         // keeps the rule that an id is never given twice.
-        let workspaces: Vec<WorkspaceState> = (1..)
+        let workspaces: Vec<WorkspaceStateV2> = (1..)
             .zip(workspaces)
             .map(|(id, ws)| ws.migrate(id))
             .collect();
         let next_workspace_id = workspaces.len() as u64 + 1;
-        Snapshot {
+        SnapshotV2 {
             written_unix_ms,
             boot_id,
             arje_pid,
@@ -221,7 +221,7 @@ impl SnapshotV1 {
 }
 
 impl WorkspaceStateV1 {
-    fn migrate(self, id: u64) -> WorkspaceState {
+    fn migrate(self, id: u64) -> WorkspaceStateV2 {
         let WorkspaceStateV1 {
             spec,
             created_unix_ms,
@@ -229,7 +229,7 @@ impl WorkspaceStateV1 {
             commands,
             stats,
         } = self;
-        WorkspaceState {
+        WorkspaceStateV2 {
             id,
             spec: spec.migrate(),
             created_unix_ms,
@@ -241,7 +241,7 @@ impl WorkspaceStateV1 {
 }
 
 impl CommandStateV1 {
-    fn migrate(self) -> CommandState {
+    fn migrate(self) -> CommandStateV2 {
         let CommandStateV1 {
             id,
             name,
@@ -252,7 +252,7 @@ impl CommandStateV1 {
             failed,
             live,
         } = self;
-        CommandState {
+        CommandStateV2 {
             id,
             name,
             restarts,
@@ -266,7 +266,7 @@ impl CommandStateV1 {
 }
 
 impl LiveProcessV1 {
-    fn migrate(self) -> LiveProcess {
+    fn migrate(self) -> LiveProcessV2 {
         let LiveProcessV1 {
             pid,
             start_time_ticks,
@@ -274,7 +274,7 @@ impl LiveProcessV1 {
             stdout_fd,
             stderr_fd,
         } = self;
-        LiveProcess {
+        LiveProcessV2 {
             pid,
             start_time_ticks,
             started_unix_ms,
@@ -285,7 +285,7 @@ impl LiveProcessV1 {
 }
 
 impl WorkspaceSpecV1 {
-    fn migrate(self) -> SavedWorkspaceSpec {
+    fn migrate(self) -> SavedWorkspaceSpecV2 {
         let WorkspaceSpecV1 {
             name,
             limits,
@@ -293,7 +293,7 @@ impl WorkspaceSpecV1 {
             on_oom,
             commands,
         } = self;
-        SavedWorkspaceSpec {
+        SavedWorkspaceSpecV2 {
             name,
             limits: limits.migrate(),
             ttl_ms,
@@ -304,7 +304,7 @@ impl WorkspaceSpecV1 {
 }
 
 impl LimitsV1 {
-    fn migrate(self) -> SavedLimits {
+    fn migrate(self) -> SavedLimitsV2 {
         let LimitsV1 {
             memory_max,
             memory_high,
@@ -314,7 +314,7 @@ impl LimitsV1 {
             cpu_weight,
             io_weight,
         } = self;
-        SavedLimits {
+        SavedLimitsV2 {
             memory_max,
             memory_high,
             memory_swap_max,
@@ -327,12 +327,12 @@ impl LimitsV1 {
 }
 
 impl CpuMaxV1 {
-    fn migrate(self) -> SavedCpuMax {
+    fn migrate(self) -> SavedCpuMaxV2 {
         let CpuMaxV1 {
             quota_us,
             period_us,
         } = self;
-        SavedCpuMax {
+        SavedCpuMaxV2 {
             quota_us,
             period_us,
         }
@@ -340,16 +340,16 @@ impl CpuMaxV1 {
 }
 
 impl OomActionV1 {
-    fn migrate(self) -> SavedOomAction {
+    fn migrate(self) -> SavedOomActionV2 {
         match self {
-            OomActionV1::Restart => SavedOomAction::Restart,
-            OomActionV1::StopWorkspace => SavedOomAction::StopWorkspace,
+            OomActionV1::Restart => SavedOomActionV2::Restart,
+            OomActionV1::StopWorkspace => SavedOomActionV2::StopWorkspace,
         }
     }
 }
 
 impl CommandSpecV1 {
-    fn migrate(self) -> SavedCommandSpec {
+    fn migrate(self) -> SavedCommandSpecV2 {
         let CommandSpecV1 {
             name,
             kind,
@@ -368,7 +368,7 @@ impl CommandSpecV1 {
             stop_signal,
             stop_grace_ms,
         } = self;
-        SavedCommandSpec {
+        SavedCommandSpecV2 {
             name,
             kind: kind.migrate(),
             argv,
@@ -390,36 +390,36 @@ impl CommandSpecV1 {
 }
 
 impl CommandKindV1 {
-    fn migrate(self) -> SavedCommandKind {
+    fn migrate(self) -> SavedCommandKindV2 {
         match self {
-            CommandKindV1::Task => SavedCommandKind::Task,
-            CommandKindV1::Service => SavedCommandKind::Service,
+            CommandKindV1::Task => SavedCommandKindV2::Task,
+            CommandKindV1::Service => SavedCommandKindV2::Service,
         }
     }
 }
 
 impl RestartPolicyV1 {
-    fn migrate(self) -> SavedRestartPolicy {
+    fn migrate(self) -> SavedRestartPolicyV2 {
         match self {
-            RestartPolicyV1::Never => SavedRestartPolicy::Never,
-            RestartPolicyV1::OnFailure => SavedRestartPolicy::OnFailure,
-            RestartPolicyV1::Always => SavedRestartPolicy::Always,
+            RestartPolicyV1::Never => SavedRestartPolicyV2::Never,
+            RestartPolicyV1::OnFailure => SavedRestartPolicyV2::OnFailure,
+            RestartPolicyV1::Always => SavedRestartPolicyV2::Always,
         }
     }
 }
 
 impl LogTargetV1 {
-    fn migrate(self) -> SavedLogTarget {
+    fn migrate(self) -> SavedLogTargetV2 {
         match self {
-            LogTargetV1::Ring => SavedLogTarget::Ring,
-            LogTargetV1::Console => SavedLogTarget::Console,
-            LogTargetV1::File(path) => SavedLogTarget::File(path),
+            LogTargetV1::Ring => SavedLogTargetV2::Ring,
+            LogTargetV1::Console => SavedLogTargetV2::Console,
+            LogTargetV1::File(path) => SavedLogTargetV2::File(path),
         }
     }
 }
 
 impl StatsSampleV1 {
-    fn migrate(self) -> SavedStatsSample {
+    fn migrate(self) -> SavedStatsSampleV2 {
         let StatsSampleV1 {
             unix_ms,
             memory_current,
@@ -428,7 +428,7 @@ impl StatsSampleV1 {
             cpu_usage_us,
             cpu_percent_x100,
         } = self;
-        SavedStatsSample {
+        SavedStatsSampleV2 {
             unix_ms,
             memory_current,
             memory_peak,
@@ -440,11 +440,11 @@ impl StatsSampleV1 {
 }
 
 impl ExitStatusV1 {
-    fn migrate(self) -> SavedExitStatus {
+    fn migrate(self) -> SavedExitStatusV2 {
         match self {
-            ExitStatusV1::Code(code) => SavedExitStatus::Code(code),
-            ExitStatusV1::Signal(signal) => SavedExitStatus::Signal(signal),
-            ExitStatusV1::OomKilled => SavedExitStatus::OomKilled,
+            ExitStatusV1::Code(code) => SavedExitStatusV2::Code(code),
+            ExitStatusV1::Signal(signal) => SavedExitStatusV2::Signal(signal),
+            ExitStatusV1::OomKilled => SavedExitStatusV2::OomKilled,
         }
     }
 }

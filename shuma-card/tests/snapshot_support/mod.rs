@@ -55,6 +55,9 @@ pub fn encode_via_parts(s: &Snapshot) -> Vec<u8> {
                 done: c.done,
                 failed: c.failed.as_deref(),
                 live: c.live,
+                ready: c.ready,
+                status: c.status.as_deref(),
+                notify_fd: c.notify_fd,
             }),
             stats,
         });
