@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod output;
+mod ready;
 mod stream;
 mod top;
 mod ws;

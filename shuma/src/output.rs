@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use shuma_card::protocol::{CmdState, CommandInfo, Mode, WsState};
+use shuma_card::protocol::{CmdState, CommandInfo, Health, Mode, WsState};
 use shuma_card::spec::Limits;
 use shuma_card::ExitStatus;
 
@@ -30,13 +30,33 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+    /// Each column's width: its widest cell or its header.
+    fn widths(&self) -> Vec<usize> {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        widths
+    }
+
+    /// Cut the cells of the last column so that lines stay within `line_max`
+    /// characters, giving it at least `min`; returns the room it was given.
+    pub fn fit_last(&mut self, line_max: usize, min: usize) -> usize {
+        let widths = self.widths();
+        let before: usize = widths.iter().rev().skip(1).map(|w| w + 2).sum();
+        let room = line_max.saturating_sub(before).max(min);
+        for row in &mut self.rows {
+            if let Some(last) = row.last_mut() {
+                *last = elide(last, room);
+            }
+        }
+        room
+    }
+
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+        let widths = self.widths();
         let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
         for row in std::iter::once(&header).chain(&self.rows) {
             let mut line = String::new();
@@ -234,8 +254,25 @@ pub fn limits_summary(limits: &Limits) -> String {
     }
 }
 
-/// The `ps` table: ID WORKSPACE NAME PID STATE RESTARTS LAST-EXIT UPTIME.
-pub fn commands_table(commands: &[CommandInfo]) -> Table {
+/// The commands table keeps its lines within this many characters, by cutting the
+/// STATUS cells (the last column) with "…"; `ws show` prints a cut text whole below it.
+pub const TABLE_LINE_MAX: usize = 100;
+/// The least room a STATUS cell is given when the other columns are wide (then a line
+/// passes [`TABLE_LINE_MAX`]): what short names and no health checks leave it, since
+/// the other columns take 80 characters then.
+pub const STATUS_MIN: usize = 20;
+
+/// The commands table, and the room its STATUS cells were given.
+pub struct CommandsTable {
+    pub table: Table,
+    /// STATUS texts longer than this (on one line) were cut.
+    pub status_room: usize,
+}
+
+/// The `ps` table: ID WORKSPACE NAME PID STATE RESTARTS LAST-EXIT UPTIME READY HEALTH
+/// STATUS. The protocol 4 columns come last so the earlier ones keep their positions
+/// for scripts that cut them out.
+pub fn commands_table(commands: &[CommandInfo]) -> CommandsTable {
     let mut table = Table::new(&[
         "ID",
         "WORKSPACE",
@@ -245,6 +282,9 @@ pub fn commands_table(commands: &[CommandInfo]) -> Table {
         "RESTARTS",
         "LAST-EXIT",
         "UPTIME",
+        "READY",
+        "HEALTH",
+        "STATUS",
     ]);
     for c in commands {
         table.row(vec![
@@ -256,9 +296,108 @@ pub fn commands_table(commands: &[CommandInfo]) -> Table {
             c.restarts.to_string(),
             exit_short(c.last_exit),
             opt_duration(c.uptime_ms),
+            ready_cell(c).to_string(),
+            health_cell(c.health.as_ref()),
+            status_text(c).map(|t| one_line(&t)).unwrap_or_else(dash),
         ]);
     }
-    table
+    let status_room = table.fit_last(TABLE_LINE_MAX, STATUS_MIN);
+    CommandsTable { table, status_room }
+}
+
+/// READY: `yes` when its ready condition holds (a task: it exited 0), `-` when it has
+/// not started yet (nothing to judge), `no` otherwise.
+pub fn ready_cell(c: &CommandInfo) -> &'static str {
+    let never_started =
+        c.state == CmdState::Waiting && c.pid.is_none() && c.last_exit.is_none() && c.restarts == 0;
+    if c.ready {
+        "yes"
+    } else if never_started {
+        "-"
+    } else {
+        "no"
+    }
+}
+
+/// HEALTH: `-` without a health check, `starting`, `healthy`, or `unhealthy(N)` after
+/// N failed probes in a row.
+pub fn health_cell(health: Option<&Health>) -> String {
+    match health {
+        None => dash(),
+        Some(Health::Starting) => "starting".to_string(),
+        Some(Health::Healthy) => "healthy".to_string(),
+        Some(Health::Failing { failures, .. }) => format!("unhealthy({failures})"),
+    }
+}
+
+/// The whole text of a command's STATUS cell, the first that applies: what a waiting
+/// command waits for, why it failed, or the `STATUS=` text it sent, in quotes because
+/// those are the service's words, not arje's.
+pub fn status_text(c: &CommandInfo) -> Option<String> {
+    if c.state == CmdState::Waiting && !c.waiting_for.is_empty() {
+        return Some(format!("waiting for {}", c.waiting_for.join(", ")));
+    }
+    if let Some(reason) = &c.reason {
+        return Some(reason.clone());
+    }
+    c.status.as_ref().map(|s| format!("\"{s}\""))
+}
+
+/// Was the STATUS text of `c` cut in a table that gave it `room` characters?
+pub fn status_elided(c: &CommandInfo, room: usize) -> bool {
+    status_text(c).is_some_and(|text| one_line(&text).chars().count() > room)
+}
+
+/// `text` cut to at most `max` characters, the last being "…" when it was cut.
+pub fn elide(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    // "stderr:…", not "stderr: …": the mark sits against the last word kept.
+    format!("{}…", cut.trim_end())
+}
+
+/// Text from a service (a `STATUS=` line, a stderr tail) made safe to print on a
+/// terminal: control characters other than newline and tab become `?`, so an escape
+/// sequence cannot move the cursor or recolour the operator's screen; carriage returns
+/// are dropped, so a line cannot overwrite itself.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|&c| c != '\r')
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// [`printable`] on one line, for a table cell: every run of whitespace, line breaks
+/// included, becomes one space.
+pub fn one_line(text: &str) -> String {
+    printable(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// [`printable`] with each line after the first indented by `indent` spaces, as
+/// journalctl shows a message of several lines: the continuation stays under the text
+/// it belongs to, and no line of it can pass for a record of its own.
+pub fn continued(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let lines: Vec<String> = printable(text.trim_end())
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match (i, line.is_empty()) {
+            (0, _) | (_, true) => line.to_string(),
+            _ => format!("{pad}{line}"),
+        })
+        .collect();
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -326,5 +465,138 @@ mod tests {
 
         assert_eq!(limits_summary(&limits), "pids_max=32 cpu_weight=50");
         assert_eq!(limits_summary(&Limits::default()), "-");
+    }
+
+    fn info(state: CmdState) -> CommandInfo {
+        CommandInfo {
+            id: 1,
+            workspace: "demo".into(),
+            name: "web".into(),
+            service: true,
+            pid: None,
+            state,
+            restarts: 0,
+            last_exit: None,
+            reason: None,
+            uptime_ms: None,
+            ready: false,
+            status: None,
+            health: None,
+            waiting_for: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn test_ready_cell_yes_no_and_dash_before_the_first_start() {
+        let ready = CommandInfo {
+            ready: true,
+            ..info(CmdState::Exited)
+        };
+        let running = CommandInfo {
+            pid: Some(7),
+            ..info(CmdState::Running)
+        };
+        let backoff = CommandInfo {
+            last_exit: Some(ExitStatus::Code(1)),
+            restarts: 1,
+            ..info(CmdState::Waiting)
+        };
+
+        assert_eq!(ready_cell(&ready), "yes");
+        assert_eq!(ready_cell(&running), "no");
+        assert_eq!(ready_cell(&backoff), "no");
+        assert_eq!(ready_cell(&info(CmdState::Failed)), "no");
+        assert_eq!(ready_cell(&info(CmdState::Waiting)), "-");
+    }
+
+    #[test]
+    fn test_health_cell_each_verdict() {
+        let failing = Health::Failing {
+            failures: 3,
+            last: "refused".into(),
+        };
+
+        assert_eq!(health_cell(None), "-");
+        assert_eq!(health_cell(Some(&Health::Starting)), "starting");
+        assert_eq!(health_cell(Some(&Health::Healthy)), "healthy");
+        assert_eq!(health_cell(Some(&failing)), "unhealthy(3)");
+    }
+
+    #[test]
+    fn test_status_text_waiting_before_reason_before_status() {
+        let waiting = CommandInfo {
+            waiting_for: vec!["db".into(), "net/up".into()],
+            status: Some("old".into()),
+            ..info(CmdState::Waiting)
+        };
+        // The list names the dependencies of a command that has not started; once it
+        // runs, it is not what the command is doing.
+        let running = CommandInfo {
+            status: Some("serving".into()),
+            ..waiting.clone()
+        };
+        let running = CommandInfo {
+            state: CmdState::Running,
+            ..running
+        };
+        let failed = CommandInfo {
+            reason: Some("gave up".into()),
+            status: Some("serving".into()),
+            ..info(CmdState::Failed)
+        };
+
+        assert_eq!(
+            status_text(&waiting).as_deref(),
+            Some("waiting for db, net/up")
+        );
+        assert_eq!(status_text(&running).as_deref(), Some("\"serving\""));
+        assert_eq!(status_text(&failed).as_deref(), Some("gave up"));
+        assert_eq!(status_text(&info(CmdState::Running)), None);
+    }
+
+    #[test]
+    fn test_elide_cuts_at_max_chars_with_mark() {
+        assert_eq!(elide("short", 10), "short");
+        assert_eq!(elide("exactly10!", 10), "exactly10!");
+        assert_eq!(elide("abcdefghijkl", 5), "abcd…");
+        assert_eq!(elide("abc defgh", 5), "abc…", "no space before the mark");
+        assert_eq!(elide("ééééééé", 4), "ééé…", "characters, not bytes");
+    }
+
+    #[test]
+    fn test_printable_neutralises_terminal_controls_keeps_lines() {
+        assert_eq!(printable("a\x1b[31mred\r\nb\tc\x07"), "a?[31mred\nb\tc?");
+        assert_eq!(printable("\u{9b}2J"), "?2J", "C1 CSI too");
+    }
+
+    #[test]
+    fn test_one_line_collapses_breaks_and_runs_of_space() {
+        assert_eq!(
+            one_line("  exited 1\nstderr:\n  boom \n"),
+            "exited 1 stderr: boom"
+        );
+    }
+
+    #[test]
+    fn test_continued_indents_following_lines_only() {
+        assert_eq!(continued("a\nb\n\nc\n", 3), "a\n   b\n\n   c");
+        assert_eq!(continued("one line", 3), "one line");
+    }
+
+    #[test]
+    fn test_table_fit_last_keeps_lines_within_max_or_gives_min() {
+        let mut table = Table::new(&["A", "TEXT"]);
+        table.row(vec!["x".into(), "y".repeat(50)]);
+        let mut out = Vec::new();
+
+        let room = table.fit_last(20, 5);
+        table.write(&mut out).unwrap();
+
+        assert_eq!(room, 17);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().nth(1).unwrap().chars().count(), 20);
+        let mut narrow = Table::new(&["A", "TEXT"]);
+        narrow.row(vec!["x".repeat(30), "y".repeat(50)]);
+        assert_eq!(narrow.fit_last(20, 5), 5);
     }
 }
