@@ -24,6 +24,8 @@ pub struct Ctx<'a> {
     pub json: bool,
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
+    /// The deadline of a readiness wait ([`ready::ready_timeout`]).
+    pub ready_timeout_ms: Option<u64>,
 }
 
 /// Run the parsed command line; returns the process exit code on success.
@@ -32,25 +34,24 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         json: cli.json,
         out,
         err,
+        ready_timeout_ms: ready::ready_timeout(cli.timeout),
     };
     let answer_ms = cli.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
     let timeout = (answer_ms > 0).then(|| std::time::Duration::from_millis(answer_ms));
-    let ready_timeout_ms = ready::ready_timeout(cli.timeout);
     let connect = || Client::connect(&cli.socket, timeout);
     match cli.command {
         Command::Ping => ping(&mut connect()?, ctx),
         Command::Status => status(&mut connect()?, ctx),
-        Command::Ws(command) => ws::ws(command, connect, ctx, ready_timeout_ms),
+        Command::Ws(command) => ws::ws(command, connect, ctx),
         Command::Run(args) => {
             let spec = command_spec(&args)?;
-            let wait_ready = args.wait_ready.then_some(ready_timeout_ms);
-            run_command(&mut connect()?, ctx, &args, spec, wait_ready)
+            run_command(&mut connect()?, ctx, &args, spec)
         }
         Command::WaitReady { workspace, command } => {
             let wait = ReadyWait {
                 workspace,
                 command,
-                timeout_ms: ready_timeout_ms,
+                timeout_ms: ctx.ready_timeout_ms,
             };
             // Nothing is printed when ready: the exit code says it, as `wait` does.
             ready::wait_ready(&mut connect()?, wait)?;
@@ -212,14 +213,13 @@ pub fn default_command_name(program: &str) -> String {
     }
 }
 
-/// Start the task; with `args.wait`, wait for its end; with `wait_ready`
-/// (`Some(timeout_ms)`), print its id and pid, then wait until it is ready (exited 0).
+/// Start the task; with `--wait`, wait for its end; with `--wait-ready`, print its id
+/// and pid, then wait until it is ready (it exited 0).
 fn run_command(
     client: &mut Client,
     ctx: &mut Ctx,
     args: &RunArgs,
     command: CommandSpec,
-    wait_ready: Option<Option<u64>>,
 ) -> Result<u8> {
     let wait = args.wait;
     let req = Request::Run {
@@ -244,15 +244,15 @@ fn run_command(
                     pid: i32,
                 }
                 json_or(ctx, &Started { id, pid }, |out| writeln!(out, "{id} {pid}"))?;
-                let Some(timeout_ms) = wait_ready else {
+                if !args.wait_ready {
                     return Ok(0);
-                };
+                }
                 // The id and pid are the caller's before a wait that may take long.
                 ctx.out.flush()?;
                 let wait = ReadyWait {
                     workspace: args.workspace.clone(),
                     command: Some(id.to_string()),
-                    timeout_ms,
+                    timeout_ms: ctx.ready_timeout_ms,
                 };
                 ready::wait_ready(client, wait)?;
                 return Ok(0);

@@ -14,18 +14,14 @@ use crate::commands::{expect_ok, json_or, Ctx};
 use crate::output::{self, human_duration, Table};
 use crate::ready::{self, ReadyWait};
 
-/// Run a `ws` command; `ready_timeout_ms` bounds `create --wait-ready`
-/// ([`ready::ready_timeout`]).
 pub fn ws(
     command: WsCommand,
     connect: impl FnOnce() -> Result<Client, CliError>,
     ctx: &mut Ctx,
-    ready_timeout_ms: Option<u64>,
 ) -> Result<u8> {
     match command {
         WsCommand::Create { card, wait_ready } => {
             let spec = load_file(&card).map_err(|e| CliError::Usage(e.to_string()))?;
-            let wait_ready = wait_ready.then_some(ready_timeout_ms);
             create(&mut connect()?, ctx, spec, wait_ready)
         }
         WsCommand::Ls => ls(&mut connect()?, ctx),
@@ -82,14 +78,8 @@ fn set(
     Ok(0)
 }
 
-/// Create the workspace; with `wait_ready` (`Some(timeout_ms)`), then wait until all of
-/// it is ready.
-fn create(
-    client: &mut Client,
-    ctx: &mut Ctx,
-    spec: WorkspaceSpec,
-    wait_ready: Option<Option<u64>>,
-) -> Result<u8> {
+/// Create the workspace; with `wait_ready`, then wait until all of it is ready.
+fn create(client: &mut Client, ctx: &mut Ctx, spec: WorkspaceSpec, wait_ready: bool) -> Result<u8> {
     let (name, warnings, failed) = match client.call(&Request::WsCreate { spec })? {
         Response::Created {
             name,
@@ -125,15 +115,15 @@ fn create(
         // program, no such user) would hold it up to its deadline for nothing.
         return Ok(1);
     }
-    let Some(timeout_ms) = wait_ready else {
+    if !wait_ready {
         return Ok(code);
-    };
+    }
     // The creation is reported before a wait that may take long.
     ctx.out.flush()?;
     let wait = ReadyWait {
         workspace: name,
         command: None,
-        timeout_ms,
+        timeout_ms: ctx.ready_timeout_ms,
     };
     ready::wait_ready(client, wait)?;
     Ok(0)
@@ -220,8 +210,8 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
 }
 
 /// What the table leaves out or cuts short about `c`, in full below it: why it failed,
-/// why its health check fails, a STATUS text cut to `room` characters. A text of several lines
-/// (a stderr tail) continues indented under its first line.
+/// why its health check fails, a STATUS text cut to `room` characters. A text of
+/// several lines (a stderr tail) continues indented under its first line.
 fn show_notes(out: &mut dyn std::io::Write, c: &CommandInfo, room: usize) -> std::io::Result<()> {
     let indent = c.name.chars().count() + 2;
     if let Some(reason) = &c.reason {
