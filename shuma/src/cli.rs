@@ -34,10 +34,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Give up (exit 3) when the daemon does not answer within this long, e.g. 30s,
-    /// 500ms; 0 waits forever [default: 30s]. Following commands (`run --wait`,
-    /// `logs -f`, `events -f`, `ws stop`) wait without limit once their request is
-    /// taken. A readiness wait (`wait-ready`, `--wait-ready`) is bounded by it only when
-    /// it is given, and past it exits 4 naming what is not ready.
+    /// 500ms; 0 waits forever. Following commands (`run --wait`, `logs -f`,
+    /// `events -f`, `ws stop`) wait without limit once their request is taken. Given,
+    /// it also bounds a readiness wait (`wait-ready`, `--wait-ready`: exit 4 past it)
+    /// [default: 30s].
     // No clap default: whether the user gave it decides whether a readiness wait is
     // bounded (`None` there leaves it to each command's own `ready_timeout`).
     #[arg(long, global = true, value_name = "DUR", value_parser = parse_duration)]
@@ -57,9 +57,9 @@ pub enum Command {
     Ws(WsCommand),
     /// Start a one-shot command in a workspace.
     Run(RunArgs),
-    /// Wait until every command of a workspace, or one command, is ready (exit 0), or
-    /// one failed before it was (exit 4).
+    /// Wait until a workspace's commands, or one of them, are ready (exit 4: not ready).
     WaitReady {
+        /// The workspace.
         workspace: String,
         /// Only this command: its name, or the id `run` printed.
         command: Option<String>,

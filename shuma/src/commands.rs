@@ -149,9 +149,7 @@ fn status(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
 fn ps(client: &mut Client, ctx: &mut Ctx, workspace: Option<String>) -> Result<u8> {
     client.send(&Request::Ps { workspace })?;
     let list = client.command_pages()?;
-    json_or(ctx, &list, |out| {
-        output::commands_table(&list).table.write(out)
-    })
+    json_or(ctx, &list, |out| output::commands_table(&list).write(out))
 }
 
 fn caps(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {

@@ -30,33 +30,13 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Each column's width: its widest cell or its header.
-    fn widths(&self) -> Vec<usize> {
+    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        widths
-    }
-
-    /// Cut the cells of the last column so that lines stay within `line_max`
-    /// characters, giving it at least `min`; returns the room it was given.
-    pub fn fit_last(&mut self, line_max: usize, min: usize) -> usize {
-        let widths = self.widths();
-        let before: usize = widths.iter().rev().skip(1).map(|w| w + 2).sum();
-        let room = line_max.saturating_sub(before).max(min);
-        for row in &mut self.rows {
-            if let Some(last) = row.last_mut() {
-                *last = elide(last, room);
-            }
-        }
-        room
-    }
-
-    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
-        let widths = self.widths();
         let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
         for row in std::iter::once(&header).chain(&self.rows) {
             let mut line = String::new();
@@ -254,25 +234,16 @@ pub fn limits_summary(limits: &Limits) -> String {
     }
 }
 
-/// The commands table keeps its lines within this many characters, by cutting the
-/// STATUS cells (the last column) with "…"; `ws show` prints a cut text whole below it.
-pub const TABLE_LINE_MAX: usize = 100;
-/// The least room a STATUS cell is given when the other columns are wide (then a line
-/// passes [`TABLE_LINE_MAX`]): what short names and no health checks leave it, since
-/// the other columns take 80 characters then.
-pub const STATUS_MIN: usize = 20;
-
-/// The commands table, and the room its STATUS cells were given.
-pub struct CommandsTable {
-    pub table: Table,
-    /// STATUS texts longer than this (on one line) were cut.
-    pub status_room: usize,
-}
+/// Longest STATUS cell of the commands table, in characters; a longer text is cut with
+/// "…", and `ws show` prints it whole below the table. The other columns take about 80
+/// characters with ordinary names, so a row stays near 100 (past it with long names or
+/// `unhealthy(N)`); 24 keeps `waiting for db, net/up` or a short `STATUS=` line whole.
+pub const STATUS_CELL_MAX: usize = 24;
 
 /// The `ps` table: ID WORKSPACE NAME PID STATE RESTARTS LAST-EXIT UPTIME READY HEALTH
 /// STATUS. The protocol 4 columns come last so the earlier ones keep their positions
 /// for scripts that cut them out.
-pub fn commands_table(commands: &[CommandInfo]) -> CommandsTable {
+pub fn commands_table(commands: &[CommandInfo]) -> Table {
     let mut table = Table::new(&[
         "ID",
         "WORKSPACE",
@@ -298,11 +269,10 @@ pub fn commands_table(commands: &[CommandInfo]) -> CommandsTable {
             opt_duration(c.uptime_ms),
             ready_cell(c).to_string(),
             health_cell(c.health.as_ref()),
-            status_text(c).map(|t| one_line(&t)).unwrap_or_else(dash),
+            status_cell(c),
         ]);
     }
-    let status_room = table.fit_last(TABLE_LINE_MAX, STATUS_MIN);
-    CommandsTable { table, status_room }
+    table
 }
 
 /// READY: `yes` when its ready condition holds (a task: it exited 0), `-` when it has
@@ -343,9 +313,17 @@ pub fn status_text(c: &CommandInfo) -> Option<String> {
     c.status.as_ref().map(|s| format!("\"{s}\""))
 }
 
-/// Was the STATUS text of `c` cut in a table that gave it `room` characters?
-pub fn status_elided(c: &CommandInfo, room: usize) -> bool {
-    status_text(c).is_some_and(|text| one_line(&text).chars().count() > room)
+/// The STATUS cell: [`status_text`] on one line, cut at [`STATUS_CELL_MAX`]; "-".
+pub fn status_cell(c: &CommandInfo) -> String {
+    match status_text(c) {
+        Some(text) => elide(&one_line(&text), STATUS_CELL_MAX),
+        None => dash(),
+    }
+}
+
+/// Is the STATUS cell of `c` cut short, so that `ws show` should print it whole?
+pub fn status_elided(c: &CommandInfo) -> bool {
+    status_text(c).is_some_and(|text| one_line(&text).chars().count() > STATUS_CELL_MAX)
 }
 
 /// `text` cut to at most `max` characters, the last being "…" when it was cut.
@@ -581,22 +559,5 @@ mod tests {
     fn test_continued_indents_following_lines_only() {
         assert_eq!(continued("a\nb\n\nc\n", 3), "a\n   b\n\n   c");
         assert_eq!(continued("one line", 3), "one line");
-    }
-
-    #[test]
-    fn test_table_fit_last_keeps_lines_within_max_or_gives_min() {
-        let mut table = Table::new(&["A", "TEXT"]);
-        table.row(vec!["x".into(), "y".repeat(50)]);
-        let mut out = Vec::new();
-
-        let room = table.fit_last(20, 5);
-        table.write(&mut out).unwrap();
-
-        assert_eq!(room, 17);
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(text.lines().nth(1).unwrap().chars().count(), 20);
-        let mut narrow = Table::new(&["A", "TEXT"]);
-        narrow.row(vec!["x".repeat(30), "y".repeat(50)]);
-        assert_eq!(narrow.fit_last(20, 5), 5);
     }
 }

@@ -975,14 +975,18 @@ fn test_ps_ready_health_and_status_columns_render_each_situation() {
     let lines: Vec<&str> = outcome.out.lines().collect();
     let row = |n: usize| cells(lines[0], lines[n])[8..].to_vec();
     assert_eq!(row(1), ["yes", "healthy", "\"serving 12 clients\""]);
-    // The other columns take 88 characters here: STATUS gets its minimum, 20.
-    assert_eq!(row(2), ["yes", "unhealthy(3)", "\"replaying the writ…"]);
-    assert_eq!(row(3), ["-", "-", "waiting for db, net…"]);
-    assert_eq!(row(4), ["no", "-", "not ready within 1m…"]);
+    assert_eq!(row(2), ["yes", "unhealthy(3)", "\"replaying the write-ah…"]);
+    assert_eq!(row(3), ["-", "-", "waiting for db, net/up"]);
+    assert_eq!(row(4), ["no", "-", "not ready within 1m30s…"]);
+    let longest = lines
+        .iter()
+        .map(|l| cells(lines[0], l)[10].chars().count())
+        .max();
+    assert_eq!(longest, Some(crate::output::STATUS_CELL_MAX));
 }
 
 #[test]
-fn test_ps_long_status_cut_to_keep_lines_within_100_columns() {
+fn test_ps_long_status_cut_to_the_cell_max_with_mark() {
     let daemon = FakeDaemon::with(|_| {
         Answer::Frames(vec![
             Response::Commands(vec![CommandInfo {
@@ -998,8 +1002,7 @@ fn test_ps_long_status_cut_to_keep_lines_within_100_columns() {
 
     assert_eq!(outcome.code, 0, "{:?}", outcome.message);
     let row = outcome.out.lines().nth(1).unwrap();
-    assert_eq!(row.chars().count(), 100, "{row}");
-    assert!(row.ends_with("xx…"), "{row}");
+    assert!(row.ends_with(&format!("  \"{}…", "x".repeat(22))), "{row}");
 }
 
 #[test]
@@ -1072,7 +1075,6 @@ fn test_ws_show_prints_what_the_table_cut_short_below_it() {
         [
             "db: health check failed 3 times in a row: connect 127.0.0.1:5432: Connection refused",
             "db: \"replaying the write-ahead log, segment 000000010000000000000042\"",
-            "migrate: waiting for db, net/up",
             "api: not ready within 1m30s",
             "     stderr: listen: address in use",
         ]

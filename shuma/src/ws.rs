@@ -199,10 +199,9 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
         )?;
         if !commands.is_empty() {
             writeln!(out)?;
-            let shown = output::commands_table(&commands);
-            shown.table.write(out)?;
+            output::commands_table(&commands).write(out)?;
             for c in &commands {
-                show_notes(out, c, shown.status_room)?;
+                show_notes(out, c)?;
             }
         }
         Ok(())
@@ -210,9 +209,9 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
 }
 
 /// What the table leaves out or cuts short about `c`, in full below it: why it failed,
-/// why its health check fails, a STATUS text cut to `room` characters. A text of
-/// several lines (a stderr tail) continues indented under its first line.
-fn show_notes(out: &mut dyn std::io::Write, c: &CommandInfo, room: usize) -> std::io::Result<()> {
+/// why its health check fails, a STATUS cell that was cut. A text of several lines
+/// (a stderr tail) continues indented under its first line.
+fn show_notes(out: &mut dyn std::io::Write, c: &CommandInfo) -> std::io::Result<()> {
     let indent = c.name.chars().count() + 2;
     if let Some(reason) = &c.reason {
         writeln!(out, "{}: {}", c.name, output::continued(reason, indent))?;
@@ -225,7 +224,7 @@ fn show_notes(out: &mut dyn std::io::Write, c: &CommandInfo, room: usize) -> std
         let last = output::continued(last, indent);
         writeln!(out, "{}: health check failed {times}: {last}", c.name)?;
     }
-    if output::status_elided(c, room) {
+    if output::status_elided(c) {
         let text = output::status_text(c).unwrap_or_default();
         // A reason in the cell was printed whole just above.
         if c.reason.as_ref() != Some(&text) {
