@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command, RunArgs, DEFAULT_TIMEOUT_MS};
 use crate::client::{CliError, Client};
 use crate::output::{self, human_duration, Table};
 use crate::ready::{self, ReadyWait};
-use crate::{stream, top, ws};
+use crate::{cmd_table, stream, top, ws};
 
 /// Where a command writes, and how.
 pub struct Ctx<'a> {
@@ -149,7 +149,9 @@ fn status(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
 fn ps(client: &mut Client, ctx: &mut Ctx, workspace: Option<String>) -> Result<u8> {
     client.send(&Request::Ps { workspace })?;
     let list = client.command_pages()?;
-    json_or(ctx, &list, |out| output::commands_table(&list).write(out))
+    json_or(ctx, &list, |out| {
+        cmd_table::commands_table(&list).write(out)
+    })
 }
 
 fn caps(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {

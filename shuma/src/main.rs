@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod cmd_table;
 mod commands;
 mod output;
 mod ready;

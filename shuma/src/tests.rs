@@ -982,7 +982,7 @@ fn test_ps_ready_health_and_status_columns_render_each_situation() {
         .iter()
         .map(|l| cells(lines[0], l)[10].chars().count())
         .max();
-    assert_eq!(longest, Some(crate::output::STATUS_CELL_MAX));
+    assert_eq!(longest, Some(crate::cmd_table::STATUS_CELL_MAX));
 }
 
 #[test]

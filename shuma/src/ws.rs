@@ -10,6 +10,7 @@ use shuma_card::WorkspaceSpec;
 
 use crate::cli::WsCommand;
 use crate::client::{CliError, Client};
+use crate::cmd_table;
 use crate::commands::{expect_ok, json_or, Ctx};
 use crate::output::{self, human_duration, Table};
 use crate::ready::{self, ReadyWait};
@@ -199,7 +200,7 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
         )?;
         if !commands.is_empty() {
             writeln!(out)?;
-            output::commands_table(&commands).write(out)?;
+            cmd_table::commands_table(&commands).write(out)?;
             for c in &commands {
                 show_notes(out, c)?;
             }
@@ -224,8 +225,8 @@ fn show_notes(out: &mut dyn std::io::Write, c: &CommandInfo) -> std::io::Result<
         let last = output::continued(last, indent);
         writeln!(out, "{}: health check failed {times}: {last}", c.name)?;
     }
-    if output::status_elided(c) {
-        let text = output::status_text(c).unwrap_or_default();
+    if cmd_table::status_elided(c) {
+        let text = cmd_table::status_text(c).unwrap_or_default();
         // A reason in the cell was printed whole just above.
         if c.reason.as_ref() != Some(&text) {
             writeln!(out, "{}: {}", c.name, output::continued(&text, indent))?;
