@@ -9,6 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// The default control socket of arje-init.
 pub const DEFAULT_SOCKET: &str = "/run/arje/control.sock";
 
+/// How long the daemon may take to answer when `--timeout` is not given.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
@@ -16,6 +19,8 @@ Exit codes:
      or the conversation with it broke off
   2  usage: a bad argument or a bad card
   3  cannot connect to the control socket, or no answer within --timeout
+  4  not ready: what `wait-ready` or `--wait-ready` waited for failed, exited
+     before it was ready, or was not ready within --timeout
   `run --wait` exits with the command's own exit code (128 + N for signal N).";
 
 /// Control arje: workspaces, commands, logs and events over arje's unix socket.
@@ -30,9 +35,13 @@ pub struct Cli {
     pub json: bool,
     /// Give up (exit 3) when the daemon does not answer within this long, e.g. 30s,
     /// 500ms; 0 waits forever. Following commands (`run --wait`, `logs -f`,
-    /// `events -f`, `ws stop`) wait without limit once their request is taken.
-    #[arg(long, global = true, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
-    pub timeout: u64,
+    /// `events -f`, `ws stop`) wait without limit once their request is taken. Given,
+    /// it also bounds a readiness wait (`wait-ready`, `--wait-ready`: exit 4 past it)
+    /// [default: 30s].
+    // No clap default: whether the user gave it decides whether a readiness wait is
+    // bounded (`None` there leaves it to each command's own `ready_timeout`).
+    #[arg(long, global = true, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +57,13 @@ pub enum Command {
     Ws(WsCommand),
     /// Start a one-shot command in a workspace.
     Run(RunArgs),
+    /// Wait until a workspace's commands, or one of them, are ready (exit 4: not ready).
+    WaitReady {
+        /// The workspace.
+        workspace: String,
+        /// Only this command: its name, or the id `run` printed.
+        command: Option<String>,
+    },
     /// Commands of one workspace, or of all.
     Ps {
         /// Only this workspace.
@@ -95,6 +111,10 @@ pub enum WsCommand {
     Create {
         /// The card, a TOML file.
         card: PathBuf,
+        /// Then wait until every command is ready (exit 0), or one failed before it
+        /// was (exit 4); `--timeout` bounds the wait.
+        #[arg(long)]
+        wait_ready: bool,
     },
     /// List workspaces.
     Ls,
@@ -124,6 +144,10 @@ pub struct RunArgs {
     /// Wait for the command to end and exit with its exit code.
     #[arg(long)]
     pub wait: bool,
+    /// Wait until the command is ready (a task: it exited 0), exit 0; or 4 when it
+    /// failed first. `--timeout` bounds the wait.
+    #[arg(long, conflicts_with = "wait")]
+    pub wait_ready: bool,
     /// The command's name (default: derived from the program's file name).
     #[arg(long, value_name = "CMDNAME")]
     pub name: Option<String>,
@@ -224,6 +248,96 @@ mod tests {
     fn test_parse_bad_grace_usage_error_exit_2() {
         let err =
             Cli::try_parse_from(["shuma", "ws", "stop", "demo", "--grace", "soon"]).unwrap_err();
+
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn test_parse_ws_create_wait_ready_with_timeout_after_it() {
+        let cli = Cli::try_parse_from([
+            "shuma",
+            "ws",
+            "create",
+            "demo.toml",
+            "--wait-ready",
+            "--timeout",
+            "1m30s",
+        ])
+        .unwrap();
+
+        let Command::Ws(WsCommand::Create { card, wait_ready }) = cli.command else {
+            panic!("not ws create: {:?}", cli.command)
+        };
+        assert_eq!(card, PathBuf::from("demo.toml"));
+        assert!(wait_ready);
+        assert_eq!(cli.timeout, Some(90_000));
+    }
+
+    #[test]
+    fn test_parse_timeout_not_given_is_none() {
+        let cli = Cli::try_parse_from(["shuma", "ws", "create", "demo.toml"]).unwrap();
+
+        let Command::Ws(WsCommand::Create { wait_ready, .. }) = cli.command else {
+            panic!()
+        };
+        assert!(!wait_ready);
+        assert_eq!(
+            cli.timeout, None,
+            "the 30s default is applied when connecting"
+        );
+    }
+
+    #[test]
+    fn test_parse_run_wait_ready_before_double_dash() {
+        let cli = Cli::try_parse_from([
+            "shuma",
+            "run",
+            "demo",
+            "--wait-ready",
+            "--",
+            "/bin/x",
+            "--wait-ready",
+        ])
+        .unwrap();
+
+        let Command::Run(args) = cli.command else {
+            panic!()
+        };
+        assert!(args.wait_ready);
+        assert!(!args.wait);
+        assert_eq!(args.argv, vec!["/bin/x", "--wait-ready"]);
+    }
+
+    #[test]
+    fn test_parse_run_wait_and_wait_ready_together_usage_error_exit_2() {
+        let err =
+            Cli::try_parse_from(["shuma", "run", "demo", "--wait", "--wait-ready", "--", "x"])
+                .unwrap_err();
+
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn test_parse_wait_ready_workspace_and_optional_command() {
+        let all = Cli::try_parse_from(["shuma", "wait-ready", "demo"]).unwrap();
+        let one =
+            Cli::try_parse_from(["shuma", "wait-ready", "demo", "7", "--timeout", "0"]).unwrap();
+
+        let Command::WaitReady { workspace, command } = all.command else {
+            panic!()
+        };
+        assert_eq!((workspace.as_str(), command), ("demo", None));
+        let Command::WaitReady { command, .. } = one.command else {
+            panic!()
+        };
+        assert_eq!(command.as_deref(), Some("7"));
+        assert_eq!(one.timeout, Some(0));
+    }
+
+    #[test]
+    fn test_parse_wait_ready_bad_timeout_usage_error_exit_2() {
+        let err =
+            Cli::try_parse_from(["shuma", "wait-ready", "demo", "--timeout", "soon"]).unwrap_err();
 
         assert_eq!(err.exit_code(), 2);
     }

@@ -34,10 +34,19 @@ pub enum CliError {
     Protocol(String),
 }
 
+/// The exit code of a readiness wait that ended without everything ready.
+pub const EXIT_NOT_READY: u8 = 4;
+
 impl CliError {
     /// The process exit code documented in docs/CLI.md.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // Only `WaitReady` is answered with NotReady: the verdict a script waits for,
+            // told apart from a refused request.
+            CliError::Refused {
+                code: ErrorCode::NotReady,
+                ..
+            } => EXIT_NOT_READY,
             CliError::Refused { .. } | CliError::Protocol(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Connect { .. } | CliError::Timeout { .. } => 3,
@@ -159,7 +168,20 @@ impl Client {
     /// From now on, wait for the daemon as long as it takes: for requests whose answer
     /// comes when something happens (an exit, a workspace gone, output, events).
     pub fn wait_without_timeout(&mut self) -> Result<(), CliError> {
-        self.stream.set_read_timeout(None).map_err(|e| self.lost(e))
+        self.wait_at_most(None)
+    }
+
+    /// From now on, wait for an answer this long (`None`: as long as it takes), for a
+    /// request whose answer has a deadline of its own, such as `WaitReady`.
+    pub fn wait_at_most(&mut self, timeout: Option<Duration>) -> Result<(), CliError> {
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|e| self.lost(e))?;
+        if timeout.is_some() {
+            // So that a timeout names the limit that ran out.
+            self.timeout = timeout;
+        }
+        Ok(())
     }
 
     pub fn send(&mut self, req: &Request) -> Result<(), CliError> {

@@ -1,5 +1,6 @@
 //! Dispatch, and one function per request-and-answer command. Workspace commands live
-//! in `ws.rs`, streaming ones (`logs`, `events`) in `stream.rs`, `top` in `top.rs`.
+//! in `ws.rs`, streaming ones (`logs`, `events`) in `stream.rs`, `top` in `top.rs`,
+//! readiness waits in `ready.rs`.
 //!
 //! Input the user can get wrong (a card, a limit value, a command name) is checked
 //! before connecting, so its error (exit 2) wins over a daemon that is not running.
@@ -12,16 +13,19 @@ use shuma_card::protocol::{Request, Response, ShutdownKind};
 use shuma_card::spec::valid_name;
 use shuma_card::{CommandKind, CommandSpec, ExitStatus};
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, RunArgs, DEFAULT_TIMEOUT_MS};
 use crate::client::{CliError, Client};
 use crate::output::{self, human_duration, Table};
-use crate::{stream, top, ws};
+use crate::ready::{self, ReadyWait};
+use crate::{cmd_table, stream, top, ws};
 
 /// Where a command writes, and how.
 pub struct Ctx<'a> {
     pub json: bool,
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
+    /// The deadline of a readiness wait ([`ready::ready_timeout`]).
+    pub ready_timeout_ms: Option<u64>,
 }
 
 /// Run the parsed command line; returns the process exit code on success.
@@ -30,8 +34,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         json: cli.json,
         out,
         err,
+        ready_timeout_ms: ready::ready_timeout(cli.timeout),
     };
-    let timeout = (cli.timeout > 0).then(|| std::time::Duration::from_millis(cli.timeout));
+    let answer_ms = cli.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
+    let timeout = (answer_ms > 0).then(|| std::time::Duration::from_millis(answer_ms));
     let connect = || Client::connect(&cli.socket, timeout);
     match cli.command {
         Command::Ping => ping(&mut connect()?, ctx),
@@ -39,7 +45,17 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         Command::Ws(command) => ws::ws(command, connect, ctx),
         Command::Run(args) => {
             let spec = command_spec(&args)?;
-            run_command(&mut connect()?, ctx, &args.workspace, spec, args.wait)
+            run_command(&mut connect()?, ctx, &args, spec)
+        }
+        Command::WaitReady { workspace, command } => {
+            let wait = ReadyWait {
+                workspace,
+                command,
+                timeout_ms: ctx.ready_timeout_ms,
+            };
+            // Nothing is printed when ready: the exit code says it, as `wait` does.
+            ready::wait_ready(&mut connect()?, wait)?;
+            Ok(0)
         }
         Command::Ps { workspace } => ps(&mut connect()?, ctx, workspace),
         Command::Logs(args) => stream::logs(&mut connect()?, ctx, args),
@@ -133,7 +149,9 @@ fn status(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
 fn ps(client: &mut Client, ctx: &mut Ctx, workspace: Option<String>) -> Result<u8> {
     client.send(&Request::Ps { workspace })?;
     let list = client.command_pages()?;
-    json_or(ctx, &list, |out| output::commands_table(&list).write(out))
+    json_or(ctx, &list, |out| {
+        cmd_table::commands_table(&list).write(out)
+    })
 }
 
 fn caps(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
@@ -195,15 +213,17 @@ pub fn default_command_name(program: &str) -> String {
     }
 }
 
+/// Start the task; with `--wait`, wait for its end; with `--wait-ready`, print its id
+/// and pid, then wait until it is ready (it exited 0).
 fn run_command(
     client: &mut Client,
     ctx: &mut Ctx,
-    workspace: &str,
+    args: &RunArgs,
     command: CommandSpec,
-    wait: bool,
 ) -> Result<u8> {
+    let wait = args.wait;
     let req = Request::Run {
-        workspace: workspace.to_string(),
+        workspace: args.workspace.clone(),
         command,
         wait,
     };
@@ -223,7 +243,19 @@ fn run_command(
                     id: u64,
                     pid: i32,
                 }
-                return json_or(ctx, &Started { id, pid }, |out| writeln!(out, "{id} {pid}"));
+                json_or(ctx, &Started { id, pid }, |out| writeln!(out, "{id} {pid}"))?;
+                if !args.wait_ready {
+                    return Ok(0);
+                }
+                // The id and pid are the caller's before a wait that may take long.
+                ctx.out.flush()?;
+                let wait = ReadyWait {
+                    workspace: args.workspace.clone(),
+                    command: Some(id.to_string()),
+                    timeout_ms: ctx.ready_timeout_ms,
+                };
+                ready::wait_ready(client, wait)?;
+                return Ok(0);
             }
             Response::Started { .. } => continue,
             Response::Exited { id, status } if wait => {

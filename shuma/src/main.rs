@@ -3,8 +3,10 @@
 
 mod cli;
 mod client;
+mod cmd_table;
 mod commands;
 mod output;
+mod ready;
 mod stream;
 mod top;
 mod ws;

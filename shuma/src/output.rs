@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use shuma_card::protocol::{CmdState, CommandInfo, Mode, WsState};
+use shuma_card::protocol::{CmdState, Mode, WsState};
 use shuma_card::spec::Limits;
 use shuma_card::ExitStatus;
 
@@ -234,31 +234,56 @@ pub fn limits_summary(limits: &Limits) -> String {
     }
 }
 
-/// The `ps` table: ID WORKSPACE NAME PID STATE RESTARTS LAST-EXIT UPTIME.
-pub fn commands_table(commands: &[CommandInfo]) -> Table {
-    let mut table = Table::new(&[
-        "ID",
-        "WORKSPACE",
-        "NAME",
-        "PID",
-        "STATE",
-        "RESTARTS",
-        "LAST-EXIT",
-        "UPTIME",
-    ]);
-    for c in commands {
-        table.row(vec![
-            c.id.to_string(),
-            c.workspace.clone(),
-            c.name.clone(),
-            c.pid.map(|p| p.to_string()).unwrap_or_else(dash),
-            cmd_state_name(&c.state).to_string(),
-            c.restarts.to_string(),
-            exit_short(c.last_exit),
-            opt_duration(c.uptime_ms),
-        ]);
+/// `text` cut to at most `max` characters, the last being "…" when it was cut.
+pub fn elide(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
     }
-    table
+    let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    // "stderr:…", not "stderr: …": the mark sits against the last word kept.
+    format!("{}…", cut.trim_end())
+}
+
+/// Text from a service (a `STATUS=` line, a stderr tail) made safe to print on a
+/// terminal: control characters other than newline and tab become `?`, so an escape
+/// sequence cannot move the cursor or recolour the operator's screen; carriage returns
+/// are dropped, so a line cannot overwrite itself.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|&c| c != '\r')
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// [`printable`] on one line, for a table cell: every run of whitespace, line breaks
+/// included, becomes one space.
+pub fn one_line(text: &str) -> String {
+    printable(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// [`printable`] with each line after the first indented by `indent` spaces, as
+/// journalctl shows a message of several lines: the continuation stays under the text
+/// it belongs to, and no line of it can pass for a record of its own.
+pub fn continued(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let lines: Vec<String> = printable(text.trim_end())
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match (i, line.is_empty()) {
+            (0, _) | (_, true) => line.to_string(),
+            _ => format!("{pad}{line}"),
+        })
+        .collect();
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -326,5 +351,34 @@ mod tests {
 
         assert_eq!(limits_summary(&limits), "pids_max=32 cpu_weight=50");
         assert_eq!(limits_summary(&Limits::default()), "-");
+    }
+
+    #[test]
+    fn test_elide_cuts_at_max_chars_with_mark() {
+        assert_eq!(elide("short", 10), "short");
+        assert_eq!(elide("exactly10!", 10), "exactly10!");
+        assert_eq!(elide("abcdefghijkl", 5), "abcd…");
+        assert_eq!(elide("abc defgh", 5), "abc…", "no space before the mark");
+        assert_eq!(elide("ééééééé", 4), "ééé…", "characters, not bytes");
+    }
+
+    #[test]
+    fn test_printable_neutralises_terminal_controls_keeps_lines() {
+        assert_eq!(printable("a\x1b[31mred\r\nb\tc\x07"), "a?[31mred\nb\tc?");
+        assert_eq!(printable("\u{9b}2J"), "?2J", "C1 CSI too");
+    }
+
+    #[test]
+    fn test_one_line_collapses_breaks_and_runs_of_space() {
+        assert_eq!(
+            one_line("  exited 1\nstderr:\n  boom \n"),
+            "exited 1 stderr: boom"
+        );
+    }
+
+    #[test]
+    fn test_continued_indents_following_lines_only() {
+        assert_eq!(continued("a\nb\n\nc\n", 3), "a\n   b\n\n   c");
+        assert_eq!(continued("one line", 3), "one line");
     }
 }

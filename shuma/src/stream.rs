@@ -70,13 +70,13 @@ pub fn events(client: &mut Client, ctx: &mut Ctx, after: Option<u64>, follow: bo
                     if ctx.json {
                         output::write_json_line(ctx.out, event)?;
                     } else {
-                        writeln!(
-                            ctx.out,
-                            "{}  {}  {}",
-                            event.id,
-                            output::format_unix_ms(event.unix_ms),
-                            event.kind
-                        )?;
+                        // A text of several lines (a stderr tail in `not ready: ...`)
+                        // continues under the text column, so each event still starts
+                        // one line of its own with its id.
+                        let head =
+                            format!("{}  {}  ", event.id, output::format_unix_ms(event.unix_ms));
+                        let text = output::continued(&event.kind.to_string(), head.len());
+                        writeln!(ctx.out, "{head}{text}")?;
                     }
                 }
                 ctx.out.flush()?;

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use clap::Parser;
 use shuma_card::protocol::{
-    CmdState, CommandInfo, ErrorCode, Mode, Request, Response, StatusInfo, Stream, WorkspaceInfo,
-    WsState, MAX_FRAME, PROTOCOL_VERSION,
+    CmdState, CommandInfo, ErrorCode, Health, Mode, Request, Response, StatusInfo, Stream,
+    WorkspaceDetail, WorkspaceInfo, WsState, MAX_FRAME, PROTOCOL_VERSION,
 };
 use shuma_card::spec::Limits;
 use shuma_card::{CommandKind, Event, EventKind, ExitStatus};
@@ -440,12 +440,15 @@ fn test_ps_table_columns() {
             "STATE",
             "RESTARTS",
             "LAST-EXIT",
-            "UPTIME"
+            "UPTIME",
+            "READY",
+            "HEALTH",
+            "STATUS"
         ]
     );
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["3", "demo", "ticker", "4242", "running", "2", "SIGTERM", "1m01s"]
+        ["3", "demo", "ticker", "4242", "running", "2", "SIGTERM", "1m01s", "no", "-", "-"]
     );
 }
 
@@ -893,4 +896,454 @@ fn test_daemon_silent_at_hello_times_out_exit_3() {
 
     assert_eq!(outcome.code, 3);
     assert!(outcome.message.unwrap().contains("no answer"));
+}
+
+// Protocol 4: readiness, health, STATUS= text, and the readiness waits.
+
+/// The commands of a workspace in every readiness situation `ps` must tell apart.
+fn readiness_commands() -> Vec<CommandInfo> {
+    vec![
+        CommandInfo {
+            ready: true,
+            health: Some(Health::Healthy),
+            status: Some("serving 12 clients".into()),
+            ..command_info(1, "web", CmdState::Running, None)
+        },
+        CommandInfo {
+            ready: true,
+            health: Some(Health::Failing {
+                failures: 3,
+                last: "connect 127.0.0.1:5432: Connection refused".into(),
+            }),
+            status: Some("replaying the write-ahead log, segment 000000010000000000000042".into()),
+            ..command_info(2, "db", CmdState::Running, None)
+        },
+        CommandInfo {
+            pid: None,
+            restarts: 0,
+            uptime_ms: None,
+            waiting_for: vec!["db".into(), "net/up".into()],
+            ..command_info(3, "migrate", CmdState::Waiting, None)
+        },
+        CommandInfo {
+            pid: None,
+            uptime_ms: None,
+            reason: Some("not ready within 1m30s\nstderr: listen: address in use".into()),
+            ..command_info(4, "api", CmdState::Failed, Some(ExitStatus::Code(1)))
+        },
+    ]
+}
+
+/// The cells of one row of a table as `shuma` printed it, cut at the header's columns.
+fn cells(header: &str, line: &str) -> Vec<String> {
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    let chars: Vec<char> = line.chars().collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &from)| {
+            let to = starts
+                .get(n + 1)
+                .copied()
+                .unwrap_or(chars.len())
+                .min(chars.len());
+            chars[from.min(to)..to]
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn test_ps_ready_health_and_status_columns_render_each_situation() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Commands(readiness_commands()),
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ps", "demo"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let lines: Vec<&str> = outcome.out.lines().collect();
+    let row = |n: usize| cells(lines[0], lines[n])[8..].to_vec();
+    assert_eq!(row(1), ["yes", "healthy", "\"serving 12 clients\""]);
+    assert_eq!(row(2), ["yes", "unhealthy(3)", "\"replaying the write-ah…"]);
+    assert_eq!(row(3), ["-", "-", "waiting for db, net/up"]);
+    assert_eq!(row(4), ["no", "-", "not ready within 1m30s…"]);
+    let longest = lines
+        .iter()
+        .map(|l| cells(lines[0], l)[10].chars().count())
+        .max();
+    assert_eq!(longest, Some(crate::cmd_table::STATUS_CELL_MAX));
+}
+
+#[test]
+fn test_ps_long_status_cut_to_the_cell_max_with_mark() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Commands(vec![CommandInfo {
+                ready: true,
+                status: Some("x".repeat(200)),
+                ..command_info(1, "web", CmdState::Running, None)
+            }]),
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ps"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let row = outcome.out.lines().nth(1).unwrap();
+    assert!(row.ends_with(&format!("  \"{}…", "x".repeat(22))), "{row}");
+}
+
+#[test]
+fn test_ps_status_from_service_with_escape_sequence_printed_harmless() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Commands(vec![CommandInfo {
+                status: Some("ok\x1b[2J\r\nnext".into()),
+                ..command_info(1, "web", CmdState::Running, None)
+            }]),
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ps"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert!(!outcome.out.contains('\x1b'), "{:?}", outcome.out);
+    assert!(outcome.out.contains("\"ok?[2J next\""), "{:?}", outcome.out);
+}
+
+#[test]
+fn test_ps_json_carries_readiness_fields_as_sent() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Commands(readiness_commands()),
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ps", "--json"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let value: serde_json::Value = serde_json::from_str(&outcome.out).unwrap();
+    assert_eq!(value[0]["ready"], true);
+    assert_eq!(value[0]["status"], "serving 12 clients");
+    assert_eq!(value[1]["health"]["Failing"]["failures"], 3);
+    assert_eq!(value[2]["waiting_for"], serde_json::json!(["db", "net/up"]));
+}
+
+#[test]
+fn test_ws_show_prints_what_the_table_cut_short_below_it() {
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::WsShow { name } => Answer::Frames(vec![
+            Response::Workspace(Box::new(WorkspaceDetail {
+                info: workspace_info(name),
+                spec: shuma_card::WorkspaceSpec {
+                    name: name.clone(),
+                    ..Default::default()
+                },
+                unenforced: vec![],
+            })),
+            Response::Commands(readiness_commands()),
+            Response::End,
+        ]),
+        _ => panic!("unexpected request {req:?}"),
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["ws", "show", "demo"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let notes: Vec<&str> = outcome
+        .out
+        .lines()
+        .skip_while(|l| !l.starts_with("ID "))
+        .skip(5)
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "db: health check failed 3 times in a row: connect 127.0.0.1:5432: Connection refused",
+            "db: \"replaying the write-ahead log, segment 000000010000000000000042\"",
+            "api: not ready within 1m30s",
+            "     stderr: listen: address in use",
+        ]
+    );
+}
+
+/// A card of one workspace named `demo`, written into `dir`.
+fn demo_card(dir: &Path) -> String {
+    let card = dir.join("demo.toml");
+    std::fs::write(&card, "[workspace]\nname = \"demo\"\n").unwrap();
+    card.to_str().unwrap().to_string()
+}
+
+fn created(failed: &[&str]) -> Answer {
+    Answer::Frames(vec![Response::Created {
+        name: "demo".into(),
+        warnings: vec![],
+        failed: failed.iter().map(|f| f.to_string()).collect(),
+    }])
+}
+
+#[test]
+fn test_ws_create_wait_ready_waits_on_the_same_connection_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = demo_card(dir.path());
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::WsCreate { .. } => created(&[]),
+        Request::WaitReady { .. } => Answer::Frames(vec![Response::Ok]),
+        _ => panic!("unexpected request {req:?}"),
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["ws", "create", &card, "--wait-ready"],
+    );
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "created workspace demo\n");
+    assert_eq!(
+        daemon.requests()[2],
+        Request::WaitReady {
+            workspace: "demo".into(),
+            command: None,
+            timeout_ms: None
+        },
+        "without --timeout the cards' ready_timeouts bound the wait"
+    );
+}
+
+#[test]
+fn test_ws_create_wait_ready_not_ready_exit_4_with_daemon_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = demo_card(dir.path());
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::WsCreate { .. } => created(&[]),
+        _ => refused(
+            ErrorCode::NotReady,
+            "demo/api exited 1 before it was ready\nstderr: listen: address in use\n",
+        ),
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["ws", "create", &card, "--wait-ready", "--timeout", "1m"],
+    );
+
+    assert_eq!(outcome.code, 4);
+    assert_eq!(
+        outcome.message.unwrap(),
+        "demo/api exited 1 before it was ready\nstderr: listen: address in use"
+    );
+    let Request::WaitReady { timeout_ms, .. } = &daemon.requests()[2] else {
+        panic!("not WaitReady")
+    };
+    assert_eq!(*timeout_ms, Some(60_000));
+}
+
+#[test]
+fn test_ws_create_wait_ready_command_did_not_start_exit_1_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = demo_card(dir.path());
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::WsCreate { .. } => created(&["web: /bin/web execve: No such file or directory"]),
+        _ => panic!("unexpected request {req:?}"),
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["ws", "create", &card, "--wait-ready"],
+    );
+
+    assert_eq!(outcome.code, 1, "{:?}", outcome.message);
+    assert!(outcome.err.contains("error: did not start: web:"));
+    assert_eq!(daemon.requests().len(), 2, "Hello and WsCreate only");
+}
+
+#[test]
+fn test_run_wait_ready_prints_id_then_waits_for_that_id() {
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::Run { .. } => Answer::Frames(vec![Response::Started { id: 7, pid: 99 }]),
+        Request::WaitReady { .. } => Answer::Frames(vec![Response::Ok]),
+        _ => panic!("unexpected request {req:?}"),
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &[
+            "run",
+            "demo",
+            "--wait-ready",
+            "--timeout",
+            "5s",
+            "--",
+            "/bin/x",
+        ],
+    );
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "7 99\n");
+    let requests = daemon.requests();
+    let Request::Run { wait, .. } = &requests[1] else {
+        panic!("not Run")
+    };
+    assert!(!wait);
+    assert_eq!(
+        requests[2],
+        Request::WaitReady {
+            workspace: "demo".into(),
+            command: Some("7".into()),
+            timeout_ms: Some(5_000)
+        }
+    );
+}
+
+#[test]
+fn test_run_wait_ready_task_failed_exit_4() {
+    let daemon = FakeDaemon::with(|req| match req {
+        Request::Run { .. } => Answer::Frames(vec![Response::Started { id: 7, pid: 99 }]),
+        _ => refused(ErrorCode::NotReady, "demo/x exited 2 before it was ready"),
+    });
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["run", "demo", "--wait-ready", "--", "/bin/x"],
+    );
+
+    assert_eq!(outcome.code, 4);
+    assert_eq!(
+        outcome.message.unwrap(),
+        "demo/x exited 2 before it was ready"
+    );
+}
+
+#[test]
+fn test_wait_ready_one_command_ready_exit_0_prints_nothing() {
+    let daemon = FakeDaemon::with(|_| Answer::Frames(vec![Response::Ok]));
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["wait-ready", "demo", "web", "--timeout", "2m"],
+    );
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(outcome.out, "");
+    assert_eq!(
+        daemon.requests()[1],
+        Request::WaitReady {
+            workspace: "demo".into(),
+            command: Some("web".into()),
+            timeout_ms: Some(120_000)
+        }
+    );
+}
+
+#[test]
+fn test_wait_ready_timeout_0_waits_without_deadline() {
+    let daemon = FakeDaemon::with(|_| Answer::Frames(vec![Response::Ok]));
+
+    let outcome = shuma(
+        &daemon.socket.clone(),
+        &["--timeout", "0", "wait-ready", "demo"],
+    );
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    let Request::WaitReady { timeout_ms, .. } = &daemon.requests()[1] else {
+        panic!("not WaitReady")
+    };
+    assert_eq!(*timeout_ms, None);
+}
+
+#[test]
+fn test_wait_ready_verdict_with_escape_sequence_printed_harmless_exit_4() {
+    let daemon = FakeDaemon::with(|_| {
+        refused(
+            ErrorCode::NotReady,
+            "not ready within 10s: demo/web\nstderr: \x1b]0;pwned\x07boom",
+        )
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["wait-ready", "demo"]);
+
+    assert_eq!(outcome.code, 4);
+    assert_eq!(
+        outcome.message.unwrap(),
+        "not ready within 10s: demo/web\nstderr: ?]0;pwned?boom"
+    );
+}
+
+#[test]
+fn test_wait_ready_refused_otherwise_exit_1() {
+    let daemon = FakeDaemon::with(|_| refused(ErrorCode::Unsupported, "WaitReady: unsupported"));
+
+    let outcome = shuma(&daemon.socket.clone(), &["wait-ready", "demo"]);
+
+    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.message.unwrap(), "WaitReady: unsupported");
+}
+
+fn at(id: u64, kind: EventKind) -> Event {
+    Event {
+        id,
+        mono_us: id,
+        unix_ms: 1_709_210_096_789,
+        kind,
+    }
+}
+
+#[test]
+fn test_events_readiness_lines_and_stderr_tail_continues_under_the_text() {
+    let daemon = FakeDaemon::with(|_| {
+        Answer::Frames(vec![
+            Response::Events(vec![
+                at(
+                    8,
+                    EventKind::CommandReady {
+                        workspace: "demo".into(),
+                        command: "web".into(),
+                        after_ms: 1_250,
+                    },
+                ),
+                at(
+                    9,
+                    EventKind::CommandNotReady {
+                        workspace: "demo".into(),
+                        command: "api".into(),
+                        reason: "exited 1 before it was ready\nstderr: address in use\n".into(),
+                    },
+                ),
+                at(
+                    10,
+                    EventKind::CommandUnhealthy {
+                        workspace: "demo".into(),
+                        command: "db".into(),
+                        reason: "3 failed checks: connection refused".into(),
+                    },
+                ),
+            ]),
+            Response::End,
+        ])
+    });
+
+    let outcome = shuma(&daemon.socket.clone(), &["events"]);
+
+    assert_eq!(outcome.code, 0, "{:?}", outcome.message);
+    assert_eq!(
+        outcome.out,
+        "8  2024-02-29T12:34:56.789Z  demo/web ready after 1250ms\n\
+         9  2024-02-29T12:34:56.789Z  demo/api not ready: exited 1 before it was ready\n\
+         \x20                            stderr: address in use\n\
+         10  2024-02-29T12:34:56.789Z  demo/db unhealthy: 3 failed checks: connection refused\n"
+    );
 }

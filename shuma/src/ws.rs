@@ -3,15 +3,17 @@
 use anyhow::Result;
 use serde::Serialize;
 use shuma_card::card::load_file;
-use shuma_card::protocol::{CommandInfo, Request, Response, StatsSample, WorkspaceDetail};
+use shuma_card::protocol::{CommandInfo, Health, Request, Response, StatsSample, WorkspaceDetail};
 use shuma_card::spec::Limits;
 use shuma_card::units::{format_duration_ms, parse_limit};
 use shuma_card::WorkspaceSpec;
 
 use crate::cli::WsCommand;
 use crate::client::{CliError, Client};
+use crate::cmd_table;
 use crate::commands::{expect_ok, json_or, Ctx};
 use crate::output::{self, human_duration, Table};
+use crate::ready::{self, ReadyWait};
 
 pub fn ws(
     command: WsCommand,
@@ -19,9 +21,9 @@ pub fn ws(
     ctx: &mut Ctx,
 ) -> Result<u8> {
     match command {
-        WsCommand::Create { card } => {
+        WsCommand::Create { card, wait_ready } => {
             let spec = load_file(&card).map_err(|e| CliError::Usage(e.to_string()))?;
-            create(&mut connect()?, ctx, spec)
+            create(&mut connect()?, ctx, spec, wait_ready)
         }
         WsCommand::Ls => ls(&mut connect()?, ctx),
         WsCommand::Show { name } => show(&mut connect()?, ctx, name),
@@ -77,7 +79,8 @@ fn set(
     Ok(0)
 }
 
-fn create(client: &mut Client, ctx: &mut Ctx, spec: WorkspaceSpec) -> Result<u8> {
+/// Create the workspace; with `wait_ready`, then wait until all of it is ready.
+fn create(client: &mut Client, ctx: &mut Ctx, spec: WorkspaceSpec, wait_ready: bool) -> Result<u8> {
     let (name, warnings, failed) = match client.call(&Request::WsCreate { spec })? {
         Response::Created {
             name,
@@ -107,8 +110,24 @@ fn create(client: &mut Client, ctx: &mut Ctx, spec: WorkspaceSpec) -> Result<u8>
         },
         |out| writeln!(out, "created workspace {name}"),
     )?;
-    // The workspace exists, but not all of it runs: the daemon refused part of the job.
-    Ok(if failed.is_empty() { code } else { 1 })
+    if !failed.is_empty() {
+        // The workspace exists, but not all of it runs: the daemon refused part of the
+        // job. Not worth a readiness wait: a command that could not start (no such
+        // program, no such user) would hold it up to its deadline for nothing.
+        return Ok(1);
+    }
+    if !wait_ready {
+        return Ok(code);
+    }
+    // The creation is reported before a wait that may take long.
+    ctx.out.flush()?;
+    let wait = ReadyWait {
+        workspace: name,
+        command: None,
+        timeout_ms: ctx.ready_timeout_ms,
+    };
+    ready::wait_ready(client, wait)?;
+    Ok(0)
 }
 
 fn ls(client: &mut Client, ctx: &mut Ctx) -> Result<u8> {
@@ -181,18 +200,39 @@ fn show(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
         )?;
         if !commands.is_empty() {
             writeln!(out)?;
-            output::commands_table(&commands).write(out)?;
-        }
-        for c in commands.iter().filter(|c| c.reason.is_some()) {
-            writeln!(
-                out,
-                "{}: {}",
-                c.name,
-                c.reason.as_deref().unwrap_or_default()
-            )?;
+            cmd_table::commands_table(&commands).write(out)?;
+            for c in &commands {
+                show_notes(out, c)?;
+            }
         }
         Ok(())
     })
+}
+
+/// What the table leaves out or cuts short about `c`, in full below it: why it failed,
+/// why its health check fails, a STATUS cell that was cut. A text of several lines
+/// (a stderr tail) continues indented under its first line.
+fn show_notes(out: &mut dyn std::io::Write, c: &CommandInfo) -> std::io::Result<()> {
+    let indent = c.name.chars().count() + 2;
+    if let Some(reason) = &c.reason {
+        writeln!(out, "{}: {}", c.name, output::continued(reason, indent))?;
+    }
+    if let Some(Health::Failing { failures, last }) = &c.health {
+        let times = match failures {
+            1 => "once".to_string(),
+            n => format!("{n} times in a row"),
+        };
+        let last = output::continued(last, indent);
+        writeln!(out, "{}: health check failed {times}: {last}", c.name)?;
+    }
+    if cmd_table::status_elided(c) {
+        let text = cmd_table::status_text(c).unwrap_or_default();
+        // A reason in the cell was printed whole just above.
+        if c.reason.as_ref() != Some(&text) {
+            writeln!(out, "{}: {}", c.name, output::continued(&text, indent))?;
+        }
+    }
+    Ok(())
 }
 
 fn stats(client: &mut Client, ctx: &mut Ctx, name: String) -> Result<u8> {
