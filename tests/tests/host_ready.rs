@@ -336,3 +336,149 @@ fn test_wait_ready_for_a_dependency_in_another_workspace_waits_for_it_to_exist()
     );
     assert_eq!(answer, Some(Response::Ok));
 }
+
+#[test]
+fn test_reexec_keeps_readiness_status_and_the_notify_socket() {
+    let d = Daemon::start();
+    let fifo = d.dir.path().join("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Ready with a status; then, once told through the fifo, "reload" and be ready again
+    // with another status, on the same NOTIFY_SOCKET.
+    let mut svc = service(
+        "svc",
+        &format!(
+            "systemd-notify --ready --status=before; read x < {}; \
+             systemd-notify RELOADING=1 READY=1 STATUS=after-$x; exec sleep 3600",
+            fifo.display()
+        ),
+    );
+    svc.ready = Readiness::Notify;
+    create(&d, "keep", vec![svc]);
+    assert_eq!(wait_ready(&d, "keep", None), Response::Ok);
+    let before = d.client().ps(Some("keep".into()));
+
+    let reexec = d.shuma(&["daemon-reexec"]);
+    let after = d.client().ps(Some("keep".into()));
+    let last_id = match d.client().call(Request::Status) {
+        Response::Status(s) => s.last_event_id,
+        other => panic!("{other:?}"),
+    };
+    let mut events = d.client();
+    events.send(&Request::Events {
+        after: Some(last_id),
+        follow: true,
+    });
+    std::fs::write(&fifo, "go\n").unwrap();
+    // The second READY=1 arrives on the socket the new image inherited.
+    let is_ready =
+        |k: &EventKind| matches!(k, EventKind::CommandReady { command, .. } if command == "svc");
+    loop {
+        match events.recv() {
+            Some(Response::Events(evs)) if evs.iter().any(|e| is_ready(&e.kind)) => break,
+            Some(Response::Events(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let last = d.client().ps(Some("keep".into()));
+
+    assert!(
+        reexec.status.success(),
+        "{}",
+        arje_tests::host::err(&reexec)
+    );
+    assert_eq!(before[0].pid, after[0].pid);
+    assert!(after[0].ready, "{after:?}");
+    assert_eq!(after[0].status.as_deref(), Some("before"));
+    assert_eq!(last[0].status.as_deref(), Some("after-go"));
+    assert!(last[0].ready);
+}
+
+#[test]
+fn test_cli_ws_create_wait_ready_names_the_service_that_never_became_ready() {
+    let d = Daemon::start();
+    let card = d.dir.path().join("app.toml");
+    std::fs::write(
+        &card,
+        r#"[workspace]
+name = "app"
+
+[[task]]
+name = "migrate"
+argv = ["/bin/true"]
+
+[[service]]
+name = "db"
+argv = ["/bin/sh", "-c", "echo 'FATAL: data directory has wrong ownership' >&2; exec sleep 3600"]
+after = ["migrate"]
+ready = "notify"
+ready_timeout = "300ms"
+restart = "never"
+"#,
+    )
+    .unwrap();
+    let ok_card = d.dir.path().join("ok.toml");
+    std::fs::write(
+        &ok_card,
+        r#"[workspace]
+name = "ok"
+
+[[service]]
+name = "api"
+argv = ["/bin/sh", "-c", "systemd-notify --ready; exec sleep 3600"]
+ready = "notify"
+"#,
+    )
+    .unwrap();
+
+    let failed = d.shuma(&["ws", "create", card.to_str().unwrap(), "--wait-ready"]);
+    let ok = d.shuma(&["ws", "create", ok_card.to_str().unwrap(), "--wait-ready"]);
+    let ps = d.shuma(&["ps", "ok"]);
+
+    assert_eq!(
+        failed.status.code(),
+        Some(4),
+        "{}",
+        arje_tests::host::err(&failed)
+    );
+    let why = arje_tests::host::err(&failed);
+    assert!(why.contains("app/db"), "{why}");
+    assert!(why.contains("wrong ownership"), "{why}");
+    assert!(ok.status.success(), "{}", arje_tests::host::err(&ok));
+    assert!(
+        arje_tests::host::out(&ps).contains("yes"),
+        "{}",
+        arje_tests::host::out(&ps)
+    );
+}
+
+#[test]
+fn test_cli_dependency_cycle_is_refused_with_its_location() {
+    let d = Daemon::start();
+    let card = d.dir.path().join("loop.toml");
+    std::fs::write(
+        &card,
+        r#"[workspace]
+name = "loop"
+
+[[service]]
+name = "a"
+argv = ["/bin/true"]
+after = ["b"]
+
+[[service]]
+name = "b"
+argv = ["/bin/true"]
+after = ["a"]
+"#,
+    )
+    .unwrap();
+
+    let refused = d.shuma(&["ws", "create", card.to_str().unwrap()]);
+    let ls = d.shuma(&["ws", "ls"]);
+
+    let why = arje_tests::host::err(&refused);
+    assert!(!refused.status.success());
+    assert!(why.contains("loop.toml:"), "{why}");
+    assert!(why.contains("cycle"), "{why}");
+    assert!(!arje_tests::host::out(&ls).contains("loop"));
+}

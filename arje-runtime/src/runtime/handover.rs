@@ -117,6 +117,12 @@ impl Runtime {
     /// snapshot that names them.
     pub(crate) fn prepare_reexec(&mut self) {
         self.capture.hand_over();
+        // Notify sockets stay open across exec: services keep their NOTIFY_SOCKET.
+        for c in self.table.commands.values() {
+            if let Some(n) = &c.ready.notify {
+                let _ = rustix::io::fcntl_setfd(&n.fd, rustix::io::FdFlags::empty());
+            }
+        }
         self.store.hand_over();
         let ring = |r: &Ring| (r.contents(), r.written(), r.dropped());
         let handover = Handover {

@@ -110,6 +110,42 @@ impl Runtime {
         }
     }
 
+    /// An adopted run (a re-exec, a crash restart): its readiness deadline, probes,
+    /// watchdog and health checks start again from now.
+    pub(crate) fn ready_resume(&mut self, id: CommandId, now: Instant) {
+        let Some(cmd) = self.table.commands.get_mut(&id) else {
+            return;
+        };
+        if cmd.spec.kind == CommandKind::Task {
+            return;
+        }
+        cmd.ready.watchdog = cmd.spec.watchdog_ms.map(Duration::from_millis);
+        if cmd.ready.ready {
+            if let Some(every) = cmd.ready.watchdog {
+                cmd.ready.watchdog_due = Some(now + every);
+                self.timers.add(now + every, TimerAction::Ready(id));
+            }
+            if cmd.spec.health.is_some() {
+                self.health_start(id, now);
+            }
+            return;
+        }
+        match &cmd.spec.ready {
+            Readiness::Started => self.mark_ready(id, now),
+            ready => {
+                let probe = matches!(ready, Readiness::Probe(_));
+                if cmd.spec.ready_timeout_ms > 0 {
+                    let at = now + Duration::from_millis(cmd.spec.ready_timeout_ms);
+                    cmd.ready.deadline = Some(at);
+                    self.timers.add(at, TimerAction::Ready(id));
+                }
+                if probe {
+                    self.probe_soon(id, now);
+                }
+            }
+        }
+    }
+
     /// The current run is ready.
     pub(crate) fn mark_ready(&mut self, id: CommandId, now: Instant) {
         let Some(cmd) = self.table.commands.get_mut(&id) else {

@@ -128,10 +128,14 @@ impl Runtime {
                         stdout_fd: pipe_fd(c, false),
                         stderr_fd: pipe_fd(c, true),
                     }),
-                    // issue 10: set by the readiness code
-                    ready: false,
-                    status: None,
-                    notify_fd: None,
+                    ready: c.ready.ready,
+                    status: c.ready.status.as_deref(),
+                    notify_fd: c
+                        .ready
+                        .notify
+                        .as_ref()
+                        .map(|n| std::os::fd::AsRawFd::as_raw_fd(&n.fd))
+                        .filter(|_| for_reexec),
                 }),
             stats: ws
                 .stats
@@ -245,6 +249,7 @@ impl Runtime {
             .map(SavedStatsSample::into_protocol)
             .collect();
         let mut to_start = Vec::new();
+        let mut resume = Vec::new();
         for cs in state.commands {
             let cid = CommandId::from(cs.id);
             self.table.command_ids.skip_past(cs.id);
@@ -273,10 +278,38 @@ impl Runtime {
                 }
                 _ => false,
             };
-            // A process that still runs was ready or is trusted to be (a notify
-            // service cannot say READY=1 twice); a task that ran to success stays ready.
-            cmd.ready.ready =
-                adopted || (cs.done && cmd.sup.last_exit.is_some_and(|s| s.success()));
+            // A process that still runs is as ready as it was; a task that ran to success
+            // stays ready (it is not run again).
+            cmd.ready.ready = if adopted {
+                cs.ready
+            } else {
+                cs.done && cmd.sup.last_exit.is_some_and(|s| s.success())
+            };
+            cmd.ready.status = cs.status.clone();
+            cmd.ready.uid = super::creds::resolve(&cmd.spec)
+                .ok()
+                .flatten()
+                .map_or_else(|| rustix::process::geteuid().as_raw(), |c| c.0);
+            // A re-exec hands the notify socket over: the service keeps its
+            // NOTIFY_SOCKET. (After a crash restart the socket is gone with the old
+            // process; an adopted notify service is then judged by what it said before.)
+            if let Some(fd) = cs.notify_fd.and_then(crate::sys::fd::adopt) {
+                match super::notify::NotifySocket::adopt(fd) {
+                    Ok(sock) => {
+                        if let Err(e) =
+                            self.reactor
+                                .add(sock.fd.as_fd(), Token::Notify(cid), Interest::Read)
+                        {
+                            log::warn!("notify socket of {name}/{}: epoll: {e}", cs.name);
+                        }
+                        cmd.ready.notify = Some(sock);
+                    }
+                    Err(e) => log::warn!("notify socket of {name}/{}: {e}", cs.name),
+                }
+            }
+            if adopted {
+                resume.push(cid);
+            }
             if !adopted {
                 if let Some(reason) = cs.failed {
                     cmd.sup.state = State::Failed { reason };
@@ -298,6 +331,9 @@ impl Runtime {
             self.timers.add(at.max(now), TimerAction::WorkspaceTtl(id));
         }
         self.insert_workspace(ws);
+        for cid in resume {
+            self.ready_resume(cid, now);
+        }
         Pending {
             id,
             stopping: state.stopping,
