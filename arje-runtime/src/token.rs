@@ -20,6 +20,8 @@ pub enum Token {
     Notify(CommandId),
     /// A command's tcp probe: its connect finished.
     Probe(CommandId),
+    /// A command's s6 notification fd (the read end): the service wrote, or closed it.
+    ReadyFd(CommandId),
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -36,6 +38,7 @@ impl Token {
             Token::Child(id) => (7, id.raw()),
             Token::Notify(id) => (8, id.raw()),
             Token::Probe(id) => (9, id.raw()),
+            Token::ReadyFd(id) => (10, id.raw()),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -52,6 +55,7 @@ impl Token {
             7 => Token::Child(id.into()),
             8 => Token::Notify(id.into()),
             9 => Token::Probe(id.into()),
+            10 => Token::ReadyFd(id.into()),
             _ => return None,
         })
     }
@@ -73,6 +77,7 @@ mod tests {
             Token::Child(3.into()),
             Token::Notify(9.into()),
             Token::Probe(10.into()),
+            Token::ReadyFd(11.into()),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -482,3 +482,21 @@ after = ["a"]
     assert!(why.contains("cycle"), "{why}");
     assert!(!arje_tests::host::out(&ls).contains("loop"));
 }
+
+#[test]
+fn test_s6_notification_fd_newline_makes_it_ready() {
+    let d = Daemon::start();
+    let mut s6 = service(
+        "s6",
+        "test -w /proc/self/fd/3 || exit 9; echo >&3; exec 3>&-; exec sleep 3600",
+    );
+    s6.ready = Readiness::Fd(3);
+    s6.restart = RestartPolicy::Never;
+    create(&d, "s6", vec![s6]);
+
+    let ready = wait_ready(&d, "s6", None);
+    let ps = d.client().ps(Some("s6".into()));
+
+    assert_eq!(ready, Response::Ok);
+    assert!(ps[0].ready && ps[0].pid.is_some(), "{ps:?}");
+}

@@ -336,9 +336,22 @@ impl Runtime {
             None => None,
         };
         let target = leaf.as_ref().map(|l| CgroupTarget { dir: l.fd() });
+        // s6's notification fd: the service writes a newline to fd N when it is ready.
+        let ready_pipe = match spec.ready {
+            shuma_card::Readiness::Fd(n) => Some((pipe()?, n)),
+            _ => None,
+        };
+        let extra = ready_pipe.as_ref().map(|((_, w), n)| (w.as_fd(), *n));
         let spawned = self
             .procs
-            .spawn(id, &plan, out_w.as_fd(), err_w.as_fd(), target.as_ref())
+            .spawn(
+                id,
+                &plan,
+                out_w.as_fd(),
+                err_w.as_fd(),
+                extra,
+                target.as_ref(),
+            )
             .map_err(|e| {
                 let errno = match &e {
                     SpawnError::Clone(error) | SpawnError::Child { error, .. } => {
@@ -350,6 +363,10 @@ impl Runtime {
             })?;
         drop(out_w);
         drop(err_w);
+        if let Some(((r, w), _)) = ready_pipe {
+            drop(w);
+            self.ready_fd_open(id, r);
+        }
         let pid = spawned.pid;
         let (oom_kills_base, watch_ids) = self.watch_leaf(ws, leaf.as_ref());
         let pipe_ids: Vec<PipeId> = pipes

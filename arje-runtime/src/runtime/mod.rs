@@ -356,6 +356,7 @@ impl Runtime {
             Token::Child(id) => self.on_child(id),
             Token::Notify(id) => self.on_notify(id),
             Token::Probe(id) => self.on_probe_socket(id),
+            Token::ReadyFd(id) => self.on_ready_fd(id),
         }
     }
 

@@ -157,11 +157,12 @@ impl Procs {
         plan: &ExecPlan,
         out: BorrowedFd<'_>,
         err: BorrowedFd<'_>,
+        extra: Option<(BorrowedFd<'_>, u32)>,
         target: Option<&CgroupTarget<'_>>,
     ) -> Result<Spawned, SpawnError> {
-        let spawned = self
-            .spawner
-            .spawn(plan, [self.dev_null.as_fd(), out, err], target)?;
+        let spawned =
+            self.spawner
+                .spawn_with(plan, [self.dev_null.as_fd(), out, err], extra, target)?;
         self.pids.insert(spawned.pid, id);
         Ok(spawned)
     }

@@ -46,6 +46,8 @@ pub struct ReadyState {
     pub not_ready: Option<String>,
     /// The uid the command runs as (arje's own without `user`): who may notify.
     pub uid: u32,
+    /// The read end of the current run's s6 notification fd (`ready = { fd = N }`).
+    pub fd: Option<std::os::fd::OwnedFd>,
     /// Partial stdout and stderr lines, while a `line` pattern is awaited.
     partial: [Vec<u8>; 2],
 }
@@ -188,6 +190,12 @@ impl Runtime {
         let was_ready = std::mem::take(&mut cmd.ready.ready);
         cmd.ready.deadline = None;
         cmd.ready.watchdog_due = None;
+        if let Some(fd) = cmd.ready.fd.take() {
+            self.reactor.remove(fd.as_fd());
+        }
+        let Some(cmd) = self.table.commands.get_mut(&id) else {
+            return;
+        };
         if cmd.spec.kind == CommandKind::Task {
             if status.success() {
                 cmd.ready.ready = true;
@@ -442,6 +450,55 @@ impl Runtime {
             let due = now + every;
             cmd.ready.watchdog_due = Some(due);
             self.timers.add(due, TimerAction::Ready(id));
+        }
+    }
+
+    /// A run with `ready = { fd = N }` got the write end of this pipe as fd N: watch
+    /// the read end (the previous run's, if any, is dropped).
+    pub(crate) fn ready_fd_open(&mut self, id: CommandId, read: std::os::fd::OwnedFd) {
+        if let Err(e) = self.reactor.add(
+            read.as_fd(),
+            Token::ReadyFd(id),
+            super::reactor::Interest::Read,
+        ) {
+            log::warn!("notification fd of command {id}: epoll_ctl: {e}");
+            return;
+        }
+        if let Some(cmd) = self.table.commands.get_mut(&id) {
+            cmd.ready.fd = Some(read);
+        }
+    }
+
+    /// The notification fd is readable: a newline means ready; end of file (the
+    /// service closed it) ends the watch.
+    pub(crate) fn on_ready_fd(&mut self, id: CommandId) {
+        let Some(fd) = self
+            .table
+            .commands
+            .get(&id)
+            .and_then(|c| c.ready.fd.as_ref())
+        else {
+            return;
+        };
+        let mut buf = [0u8; 512];
+        let (newline, done) = match rustix::io::read(fd, &mut buf) {
+            Ok(0) => (false, true),
+            Ok(n) => (buf[..n].contains(&b'\n'), false),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => (false, false),
+            Err(_) => (false, true),
+        };
+        if newline || done {
+            if let Some(fd) = self
+                .table
+                .commands
+                .get_mut(&id)
+                .and_then(|c| c.ready.fd.take())
+            {
+                self.reactor.remove(fd.as_fd());
+            }
+        }
+        if newline {
+            self.mark_ready(id, Instant::now());
         }
     }
 

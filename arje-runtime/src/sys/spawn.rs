@@ -175,6 +175,9 @@ struct ChildCtx<'a> {
     plan: &'a ExecPlan,
     /// fds to become 0, 1, 2.
     stdio: [RawFd; 3],
+    /// One more fd to hand over, as (source, number in the child): a readiness
+    /// notification fd (s6's `notification-fd`).
+    extra: Option<(RawFd, c_int)>,
     reset_oom: bool,
     /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
     ignored: [c_int; MAX_RESET + 1],
@@ -245,7 +248,20 @@ impl Spawner {
         stdio: [BorrowedFd<'_>; 3],
         cgroup: Option<&CgroupTarget<'_>>,
     ) -> Result<Spawned, SpawnError> {
+        self.spawn_with(plan, stdio, None, cgroup)
+    }
+
+    /// [`Spawner::spawn`], and `extra`'s fd becomes fd number `extra.1` (3 or above) in
+    /// the child, open across exec.
+    pub fn spawn_with(
+        &mut self,
+        plan: &ExecPlan,
+        stdio: [BorrowedFd<'_>; 3],
+        extra: Option<(BorrowedFd<'_>, u32)>,
+        cgroup: Option<&CgroupTarget<'_>>,
+    ) -> Result<Spawned, SpawnError> {
         let mut ctx = ChildCtx {
+            extra: extra.map(|(fd, n)| (fd.as_raw_fd(), n as c_int)),
             plan,
             stdio: [
                 stdio[0].as_raw_fd(),
@@ -450,6 +466,15 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         // Nothing above 2 survives exec, whatever flags it was opened with. Failure
         // (kernel < 5.11) leaves the per-fd close-on-exec flags in charge.
         libc::syscall(SYS_CLOSE_RANGE, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        // Except the notification fd, placed after the sweep: dup2 clears the flag.
+        if let Some((src, target)) = ctx.extra {
+            if src != target {
+                check!("dup2", libc::dup2(src, target));
+            } else {
+                let flags = libc::fcntl(src, libc::F_GETFD);
+                libc::fcntl(src, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            }
+        }
         if let Some(cwd) = &ctx.plan.cwd {
             check!("chdir", libc::chdir(cwd.as_ptr()));
         }
@@ -610,6 +635,34 @@ mod tests {
 
         // Assert
         assert_eq!(out.trim(), 200.min(hard).to_string());
+    }
+
+    #[test]
+    fn test_spawn_with_extra_fd_child_has_it_at_the_asked_number_only() {
+        let (mut r, w) = std::io::pipe().unwrap();
+        let (mut nr, nw) = std::io::pipe().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let p = plan(&["/bin/sh", "-c", "ls /proc/self/fd; echo ready >&7"]);
+
+        let child = Spawner::default()
+            .spawn_with(
+                &p,
+                [null.as_fd(), w.as_fd(), w.as_fd()],
+                Some((nw.as_fd(), 7)),
+                None,
+            )
+            .unwrap();
+        drop((w, nw));
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        let mut note = String::new();
+        nr.read_to_string(&mut note).unwrap();
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None).unwrap();
+
+        let fds: Vec<&str> = out.lines().collect();
+        // 0,1,2, the notification fd 7, and the one `ls` opens for the directory.
+        assert_eq!(fds, vec!["0", "1", "2", "3", "7"]);
+        assert_eq!(note, "ready\n");
     }
 
     #[test]
