@@ -16,6 +16,11 @@ declare -A want=(
     [e2fsprogs]=/usr/sbin/mkfs.ext4
     [tini]=/usr/bin/tini-static
     [catatonit]=/usr/bin/catatonit
+    # Readiness tests (issue 10) use the real programs: systemd's own sd_notify client,
+    # a daemon that links libsystemd (dbus-daemon), and python3 for small listeners.
+    [systemd]=/usr/bin/systemd-notify
+    [dbus-daemon]=/usr/bin/dbus-daemon
+    [python3]=/usr/bin/python3
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -571,6 +571,82 @@ mod tests {
     }
 
     #[test]
+    fn test_fail_running_stops_then_restarts_by_policy_or_gives_up() {
+        let now = Instant::now();
+        let fail = |restart| Event::Fail {
+            reason: "not ready within 1s".into(),
+            signal: 6,
+            restart,
+        };
+        let exited = Event::Exited {
+            status: ExitStatus::Signal(6),
+        };
+        let mut always = Supervisor::new(&service(RestartPolicy::Always));
+        always.handle(Event::Start, now);
+        always.started(now);
+        let mut never = Supervisor::new(&service(RestartPolicy::Never));
+        never.handle(Event::Start, now);
+        never.started(now);
+
+        let stop = always.handle(fail(true), now);
+        let restart = always.handle(exited.clone(), now);
+        never.handle(fail(true), now);
+        let given_up = never.handle(exited, now);
+
+        assert!(matches!(stop, Action::SendStop { signal: 6, .. }), "{stop:?}");
+        assert!(matches!(restart, Action::ScheduleRestart { .. }), "{restart:?}");
+        assert_eq!(
+            given_up,
+            Action::GiveUp {
+                reason: "not ready within 1s".into()
+            }
+        );
+        assert!(matches!(never.state, State::Failed { .. }));
+    }
+
+    #[test]
+    fn test_fail_before_start_gives_up_a_stop_during_a_fail_only_finishes() {
+        let now = Instant::now();
+        let mut waiting = Supervisor::new(&service(RestartPolicy::Always));
+        let mut running = Supervisor::new(&service(RestartPolicy::Always));
+        running.handle(Event::Start, now);
+        running.started(now);
+
+        let gave_up = waiting.handle(
+            Event::Fail {
+                reason: "required db failed".into(),
+                signal: 15,
+                restart: false,
+            },
+            now,
+        );
+        running.handle(
+            Event::Fail {
+                reason: "unhealthy".into(),
+                signal: 15,
+                restart: true,
+            },
+            now,
+        );
+        running.handle(Event::Stop { grace: None }, now);
+        let end = running.handle(
+            Event::Exited {
+                status: ExitStatus::Signal(15),
+            },
+            now,
+        );
+
+        assert_eq!(
+            gave_up,
+            Action::GiveUp {
+                reason: "required db failed".into()
+            }
+        );
+        assert_eq!(end, Action::Finished);
+        assert_eq!(running.state, State::Exited);
+    }
+
+    #[test]
     fn test_stop_during_backoff_finishes_without_spawn() {
         let mut sup = Supervisor::new(&service(RestartPolicy::Always));
         let mut now = Instant::now();

@@ -500,3 +500,85 @@ fn test_s6_notification_fd_newline_makes_it_ready() {
     assert_eq!(ready, Response::Ok);
     assert!(ps[0].ready && ps[0].pid.is_some(), "{ps:?}");
 }
+
+#[test]
+fn test_health_check_failing_retries_times_restarts_the_service_with_the_reason() {
+    let d = Daemon::start();
+    let flag = d.dir.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    // Healthy while the file exists; the service removes it after its first start, so
+    // the checks of that run fail; the next run is healthy again.
+    let mut svc = service(
+        "svc",
+        &format!(
+            "if [ -e {f}.once ]; then touch {f}; else touch {f}.once; rm -f {f}; fi; exec sleep 3600",
+            f = flag.display()
+        ),
+    );
+    svc.health = Some(shuma_card::HealthCheck {
+        probe: Probe::Exec(vec![
+            "/bin/test".into(),
+            "-e".into(),
+            flag.display().to_string(),
+        ]),
+        interval_ms: 50,
+        timeout_ms: 2_000,
+        retries: 3,
+    });
+    svc.restart = RestartPolicy::Always;
+    svc.min_uptime_ms = 0;
+    svc.backoff_initial_ms = 10;
+    create(&d, "hc", vec![svc]);
+
+    let events = d.events_until(1, |k| matches!(k, EventKind::CommandRestarting { .. }));
+    let reason = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CommandUnhealthy { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{events:#?}"));
+
+    assert!(reason.contains("failed 3 times"), "{reason}");
+    assert!(reason.contains("exit 1"), "{reason}");
+}
+
+#[test]
+fn test_tcp_and_exec_probes_wait_for_the_listener_and_the_file() {
+    let d = Daemon::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let file = d.dir.path().join("up");
+    // The listener comes up a moment after the start: the probe is retried until then.
+    let mut tcp = CommandSpec::new(
+        "tcp",
+        CommandKind::Service,
+        vec![
+            "/usr/bin/python3".into(),
+            "-c".into(),
+            format!(
+                "import socket,time; time.sleep(0.3); s=socket.socket(); \
+                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+                 s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(3600)"
+            ),
+        ],
+    );
+    tcp.ready = Readiness::Probe(Probe::Tcp(format!("127.0.0.1:{port}")));
+    let mut exec = service(
+        "exec",
+        &format!("sleep 0.2; touch {}; exec sleep 3600", file.display()),
+    );
+    exec.ready = Readiness::Probe(Probe::Exec(vec![
+        "/bin/test".into(),
+        "-e".into(),
+        file.display().to_string(),
+    ]));
+    create(&d, "probes", vec![tcp, exec]);
+
+    let ready = wait_ready(&d, "probes", None);
+
+    assert_eq!(ready, Response::Ok);
+    assert!(file.exists());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
