@@ -593,8 +593,14 @@ mod tests {
         never.handle(fail(true), now);
         let given_up = never.handle(exited, now);
 
-        assert!(matches!(stop, Action::SendStop { signal: 6, .. }), "{stop:?}");
-        assert!(matches!(restart, Action::ScheduleRestart { .. }), "{restart:?}");
+        assert!(
+            matches!(stop, Action::SendStop { signal: 6, .. }),
+            "{stop:?}"
+        );
+        assert!(
+            matches!(restart, Action::ScheduleRestart { .. }),
+            "{restart:?}"
+        );
         assert_eq!(
             given_up,
             Action::GiveUp {

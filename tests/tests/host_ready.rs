@@ -582,3 +582,37 @@ fn test_tcp_and_exec_probes_wait_for_the_listener_and_the_file() {
     assert!(file.exists());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
+
+#[test]
+fn test_after_a_reboot_the_order_is_applied_again() {
+    let state = tempfile::tempdir().unwrap();
+    let durable = state.path().join("durable");
+    let args = ["--durable-dir", durable.to_str().unwrap()];
+    let mut base = service("base", "sleep 0.2; echo up; exec sleep 3600");
+    base.ready = Readiness::Line("up".into());
+    let mut top = service("top", "exec sleep 3600");
+    top.after = vec![dep("base")];
+    let first = Daemon::start_with(&[], &args);
+    create(&first, "order", vec![top, base]);
+    assert_eq!(wait_ready(&first, "order", None), Response::Ok);
+    assert_eq!(first.stop(), Some(0));
+
+    // A fresh /run, as after a reboot, and the same durable copy.
+    let second = Daemon::start_with(&[], &args);
+    let ready = wait_ready(&second, "order", None);
+    let events = second.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "top"),
+    );
+
+    assert_eq!(ready, Response::Ok);
+    let base_ready = id_of(
+        &events,
+        |k| matches!(k, EventKind::CommandReady { command, .. } if command == "base"),
+    );
+    let top_started = id_of(
+        &events,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "top"),
+    );
+    assert!(base_ready < top_started, "{events:#?}");
+}

@@ -302,6 +302,19 @@ impl Runtime {
         }
     }
 
+    /// End every `WaitReady` wait with `why` (before a re-exec).
+    pub(crate) fn interrupt_waiters(&mut self, why: &str) {
+        let conns = self.server.followers(|f| matches!(f, Follow::Ready { .. }));
+        for conn in conns {
+            self.server.set_follow(conn, Follow::None);
+            let resp = Response::Error {
+                code: ErrorCode::Internal,
+                message: why.to_string(),
+            };
+            self.server.deliver(&self.reactor, conn, &[resp]);
+        }
+    }
+
     /// A `WaitReady` timeout may be due.
     pub(crate) fn on_wait_ready_timer(&mut self, conn: ConnId) {
         self.waiter_check(conn, true);

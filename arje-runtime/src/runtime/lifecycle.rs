@@ -73,6 +73,9 @@ impl Runtime {
             Lifecycle::Running => None,
             Lifecycle::Reexec { binary } => {
                 let binary = binary.clone();
+                // A `WaitReady` is not carried across the exec (the handover names only
+                // `run --wait` follows): its client hears so rather than waiting for ever.
+                self.interrupt_waiters("arje was re-executed; ask again");
                 // The answer to `daemon-reexec` goes out before the exec.
                 self.server.flush_all();
                 self.prepare_reexec();
