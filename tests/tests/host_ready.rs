@@ -166,7 +166,7 @@ fn test_watchdog_not_fed_gets_sigabrt_and_is_restarted_with_watchdog_usec_set() 
     let d = Daemon::start();
     let mut starved = service(
         "starved",
-        "echo usec=$WATCHDOG_USEC; systemd-notify --ready; exec sleep 3600",
+        "echo usec=$WATCHDOG_USEC pid=$WATCHDOG_PID self=$$; systemd-notify --ready; exec sleep 3600",
     );
     starved.ready = Readiness::Notify;
     starved.watchdog_ms = Some(300);
@@ -176,6 +176,14 @@ fn test_watchdog_not_fed_gets_sigabrt_and_is_restarted_with_watchdog_usec_set() 
 
     let events = d.events_until(1, |k| matches!(k, EventKind::CommandRestarting { .. }));
     d.wait_output("dog", "starved", "usec=300000");
+    let logs = arje_tests::host::out(&d.shuma(&["logs", "dog", "starved"]));
+    let first = logs.lines().next().unwrap_or_default().to_string();
+    let field = |k: &str| {
+        first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+    };
 
     let unhealthy = events.iter().find_map(|e| match &e.kind {
         EventKind::CommandUnhealthy { reason, .. } => Some(reason.clone()),
@@ -185,6 +193,9 @@ fn test_watchdog_not_fed_gets_sigabrt_and_is_restarted_with_watchdog_usec_set() 
         unhealthy.as_deref().is_some_and(|r| r.contains("watchdog")),
         "{events:#?}"
     );
+    // WATCHDOG_PID names the service's own process, as systemd sets it.
+    assert!(field("pid=").is_some_and(|p| !p.is_empty()), "{first}");
+    assert_eq!(field("pid="), field("self="), "{first}");
     assert!(events.iter().any(|e| matches!(
         e.kind,
         EventKind::CommandExited {

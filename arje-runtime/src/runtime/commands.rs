@@ -294,8 +294,11 @@ impl Runtime {
         let runs_as = creds.as_ref().map(|(uid, ..)| *uid);
         let mut env = spec.env.clone();
         env.extend(self.ready_env(id)?);
-        let plan = ExecPlan::new(&spec.argv, &env, spec.cwd.as_deref(), creds)
+        let mut plan = ExecPlan::new(&spec.argv, &env, spec.cwd.as_deref(), creds)
             .map_err(|e| e.to_string())?;
+        if spec.watchdog_ms.is_some() {
+            plan = plan.with_pid_env("WATCHDOG_PID");
+        }
         // stdio: /dev/null in; out and err to pipes (ring), the console, or a file.
         let mut pipes: Vec<(bool, OwnedFd)> = Vec::new();
         let (out_w, err_w): (OwnedFd, OwnedFd) = match &spec.log {

@@ -75,7 +75,15 @@ pub struct ExecPlan {
     cwd: Option<CString>,
     /// uid, gid, supplementary groups.
     creds: Option<(u32, u32, Vec<libc::gid_t>)>,
+    /// An environment entry `NAME=` whose value the child fills in with its own pid
+    /// (`WATCHDOG_PID`, which only the child knows before exec), and where the value
+    /// starts. An `UnsafeCell`: the child writes it through the shared plan.
+    pid_env: Option<(Box<std::cell::UnsafeCell<[u8; PID_ENV_LEN]>>, usize)>,
 }
+
+/// Bytes of a pid-valued environment entry: a name of up to 31 bytes, `=`, up to 10
+/// digits and the NUL.
+const PID_ENV_LEN: usize = 44;
 
 impl ExecPlan {
     /// `argv[0]` is the program's path; `env` is the whole environment.
@@ -102,6 +110,7 @@ impl ExecPlan {
             envp_ptrs: Vec::new(),
             cwd,
             creds,
+            pid_env: None,
         };
         plan.argv_ptrs = plan
             .argv
@@ -116,6 +125,24 @@ impl ExecPlan {
             .chain([std::ptr::null()])
             .collect();
         Ok(plan)
+    }
+
+    /// Add `name=<the child's pid>` to the environment, filled in by the child between
+    /// clone and exec (systemd sets `WATCHDOG_PID` so; sd_watchdog_enabled(3) checks it).
+    pub fn with_pid_env(mut self, name: &str) -> ExecPlan {
+        if name.len() > 31 || name.contains('=') || name.contains('\0') {
+            return self;
+        }
+        let mut buf = [0u8; PID_ENV_LEN];
+        buf[..name.len()].copy_from_slice(name.as_bytes());
+        buf[name.len()] = b'=';
+        let cell = Box::new(std::cell::UnsafeCell::new(buf));
+        let ptr = cell.get() as *const libc::c_char;
+        // Before the trailing null.
+        let at = self.envp_ptrs.len() - 1;
+        self.envp_ptrs.insert(at, ptr);
+        self.pid_env = Some((cell, name.len() + 1));
+        self
     }
 }
 
@@ -478,6 +505,13 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         if let Some(cwd) = &ctx.plan.cwd {
             check!("chdir", libc::chdir(cwd.as_ptr()));
         }
+        if let Some((cell, at)) = &ctx.plan.pid_env {
+            // The raw syscall: a C library may cache its pid, and this child shares the
+            // parent's memory.
+            let pid = libc::syscall(libc::SYS_getpid) as u64;
+            let buf = &mut *cell.get();
+            write_decimal(&mut buf[*at..PID_ENV_LEN - 1], pid);
+        }
         if let Some((uid, gid, groups)) = &ctx.plan.creds {
             // Raw syscalls, not the C library's wrappers: those apply the change to every
             // thread of the process they believe they are in (glibc's setxid broadcast,
@@ -506,6 +540,24 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         );
         fail(ctx, "execve");
     }
+}
+
+/// `n` in decimal at the start of `out`, NUL-terminated (`out` holds at least 21 bytes);
+/// no allocation, no formatting machinery: safe between clone and exec.
+fn write_decimal(out: &mut [u8], mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    out[len] = 0;
 }
 
 fn fail(ctx: &mut ChildCtx<'_>, stage: &'static str) -> ! {
@@ -635,6 +687,34 @@ mod tests {
 
         // Assert
         assert_eq!(out.trim(), 200.min(hard).to_string());
+    }
+
+    #[test]
+    fn test_spawn_pid_env_holds_the_childs_own_pid() {
+        let (mut r, w) = std::io::pipe().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let p = plan(&["/bin/sh", "-c", "echo $WATCHDOG_PID $$ $A"]);
+        let p = ExecPlan::new(
+            &p.argv
+                .iter()
+                .map(|a| a.to_str().unwrap().to_string())
+                .collect::<Vec<_>>(),
+            &[("A".into(), "b".into())],
+            None,
+            None,
+        )
+        .unwrap()
+        .with_pid_env("WATCHDOG_PID");
+
+        let child = Spawner::default()
+            .spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None)
+            .unwrap();
+        drop(w);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None).unwrap();
+
+        assert_eq!(out, format!("{0} {0} b\n", child.pid));
     }
 
     #[test]
