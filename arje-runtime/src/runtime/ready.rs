@@ -221,6 +221,16 @@ impl Runtime {
 
     /// A readiness deadline may be due: not ready in time, or a watchdog ping missed.
     pub(crate) fn on_ready_timer(&mut self, id: CommandId, now: Instant) {
+        // What the service wrote up to now belongs in the verdict's stderr tail.
+        let pipes = self
+            .table
+            .commands
+            .get(&id)
+            .map(|c| c.pipe_ids.clone())
+            .unwrap_or_default();
+        for p in pipes {
+            self.on_log(p);
+        }
         let Some(cmd) = self.table.commands.get_mut(&id) else {
             return;
         };
@@ -549,7 +559,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// `; stderr: ...` with the command's last stderr lines, or nothing if it wrote none.
+/// The command's last stderr lines, each on a line of its own after `; stderr:`, or
+/// nothing if it wrote none. (The CLI indents the continuation lines.)
 pub(crate) fn stderr_tail(cmd: &super::commands::Command) -> String {
     let from = cmd.err.written().saturating_sub(TAIL_BYTES);
     let (data, _) = cmd.err.read_from(from);
@@ -562,7 +573,7 @@ pub(crate) fn stderr_tail(cmd: &super::commands::Command) -> String {
         };
     }
     let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
-    format!("; stderr: {}", tail.join(" | "))
+    format!("; stderr:\n{}", tail.join("\n"))
 }
 
 /// `1500` → `1.5s`, `30000` → `30s`, `250` → `250ms`.
