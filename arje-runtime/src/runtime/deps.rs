@@ -167,7 +167,9 @@ impl Runtime {
         let Some(cmd) = self.table.commands.get(&id) else {
             return;
         };
-        if cmd.adhoc {
+        // A one-shot is never a dependency; in a shutdown everything stops anyway (and a
+        // scan per exit would cost the square of the command count).
+        if cmd.adhoc || self.life != super::Lifecycle::Running {
             return;
         }
         if let Some(why) = down(cmd) {
