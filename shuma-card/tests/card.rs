@@ -529,6 +529,7 @@ fn test_load_str_ready_tcp_without_valid_port_is_refused() {
         "[::1:80",
         "[zz]:80",
         "a b:80",
+        "db.local:5432",
     ] {
         let src = service_with(&format!("ready = {{ tcp = \"{addr}\" }}"));
 
@@ -542,7 +543,7 @@ fn test_load_str_ready_tcp_without_valid_port_is_refused() {
 
 #[test]
 fn test_load_str_ready_tcp_port_bounds_are_accepted() {
-    for addr in ["localhost:1", "db.local:65535", "[::1]:80", "10.0.0.1:5432"] {
+    for addr in ["localhost:1", "127.0.0.1:65535", "[::1]:80", "10.0.0.1:5432"] {
         let spec = load_service(&format!("ready = {{ tcp = \"{addr}\" }}"));
 
         assert_eq!(spec.ready, Readiness::Probe(Probe::Tcp(addr.into())));
@@ -631,9 +632,9 @@ fn test_load_str_health_without_probe_points_at_the_table() {
 
 #[test]
 fn test_load_str_health_two_probes_points_at_the_second() {
-    let src = service_with("health = { tcp = \"h:1\", unix = \"/s\" }");
+    let src = service_with("health = { tcp = \"127.0.0.1:1\", unix = \"/s\" }");
 
-    assert_eq!(fails(&src), (6, 25, "service[0].health.unix".into()));
+    assert_eq!(fails(&src), (6, 33, "service[0].health.unix".into()));
 }
 
 #[test]
@@ -645,7 +646,7 @@ fn test_load_str_health_zero_interval_timeout_or_retries_is_refused() {
     ];
 
     for (key, field) in cases {
-        let src = service_with(&format!("[service.health]\ntcp = \"h:1\"\n{key}"));
+        let src = service_with(&format!("[service.health]\ntcp = \"127.0.0.1:1\"\n{key}"));
 
         assert_eq!(fails(&src), (8, key.find('0').unwrap() + 1, field.into()));
     }
@@ -664,7 +665,7 @@ fn test_load_str_task_with_readiness_field_is_refused() {
         ("ready", "\"notify\""),
         ("ready_timeout", "\"1s\""),
         ("watchdog", "\"1s\""),
-        ("health", "{ tcp = \"h:1\" }"),
+        ("health", "{ tcp = \"127.0.0.1:1\" }"),
     ] {
         let src = format!("{WS}[[task]]\nname = \"t\"\nargv = [\"/x\"]\n{key} = {value}\n");
 

@@ -91,6 +91,16 @@ impl Runtime {
             return;
         }
         let now = Instant::now();
+        // Reaped by the orphan scan rather than through its pidfd (`on_child`): the last
+        // look for what the run forked since the stop signal happens here instead. A
+        // session id stays allocated while any process of the session lives, so the
+        // reaped leader's pid still names only its session.
+        if let Some(cmd) = self.table.commands.get(&id) {
+            if matches!(cmd.sup.state, crate::supervise::State::Stopping { .. }) {
+                let signal = cmd.spec.stop_signal;
+                self.sweep_session(id, signal);
+            }
+        }
         let Some(cmd) = self.table.commands.get_mut(&id) else {
             return;
         };

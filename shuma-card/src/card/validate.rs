@@ -382,7 +382,9 @@ fn check_probe(prefix: &str, probe: &Probe) -> Result<(), (String, String)> {
     Ok(())
 }
 
-/// `host:port`, the host a name or an IPv4 address, or an IPv6 address in brackets.
+/// `host:port`, the host an IPv4 address, `localhost`, or an IPv6 address in brackets.
+/// Not a name: resolving one could block the loop of PID 1 (getaddrinfo), and a
+/// readiness or health probe nearly always checks this machine.
 fn check_tcp(addr: &str) -> Result<(), String> {
     let usage = || format!("{addr:?} is not host:port (e.g. \"127.0.0.1:5432\" or \"[::1]:5432\")");
     let Some((host, port)) = addr.rsplit_once(':') else {
@@ -408,12 +410,10 @@ fn check_tcp(addr: &str) -> Result<(), String> {
             "{addr:?}: an IPv6 address is written in brackets, as [::1]:5432"
         ));
     }
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if !host_ok {
-        return Err(usage());
+    if host != "localhost" && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(format!(
+            "{addr:?}: the host must be an IP address or localhost (a name is not resolved: that could block arje)"
+        ));
     }
     Ok(())
 }
