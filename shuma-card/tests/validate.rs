@@ -190,7 +190,7 @@ fn test_validate_command_rejects_each_readiness_rule() {
         ),
         (
             with(&|c| {
-                let mut h = health(Probe::Tcp("h:1".into()));
+                let mut h = health(Probe::Tcp("127.0.0.1:1".into()));
                 h.interval_ms = 0;
                 c.health = Some(h);
             }),
@@ -198,7 +198,7 @@ fn test_validate_command_rejects_each_readiness_rule() {
         ),
         (
             with(&|c| {
-                let mut h = health(Probe::Tcp("h:1".into()));
+                let mut h = health(Probe::Tcp("127.0.0.1:1".into()));
                 h.timeout_ms = 0;
                 c.health = Some(h);
             }),
@@ -206,7 +206,7 @@ fn test_validate_command_rejects_each_readiness_rule() {
         ),
         (
             with(&|c| {
-                let mut h = health(Probe::Tcp("h:1".into()));
+                let mut h = health(Probe::Tcp("127.0.0.1:1".into()));
                 h.retries = 0;
                 c.health = Some(h);
             }),
@@ -224,7 +224,7 @@ fn test_validate_command_rejects_each_readiness_rule() {
             with(&|c| {
                 c.kind = CommandKind::Task;
                 c.restart = RestartPolicy::Never;
-                c.health = Some(health(Probe::Tcp("h:1".into())));
+                c.health = Some(health(Probe::Tcp("127.0.0.1:1".into())));
             }),
             "health",
         ),
