@@ -543,7 +543,12 @@ fn test_load_str_ready_tcp_without_valid_port_is_refused() {
 
 #[test]
 fn test_load_str_ready_tcp_port_bounds_are_accepted() {
-    for addr in ["localhost:1", "127.0.0.1:65535", "[::1]:80", "10.0.0.1:5432"] {
+    for addr in [
+        "localhost:1",
+        "127.0.0.1:65535",
+        "[::1]:80",
+        "10.0.0.1:5432",
+    ] {
         let spec = load_service(&format!("ready = {{ tcp = \"{addr}\" }}"));
 
         assert_eq!(spec.ready, Readiness::Probe(Probe::Tcp(addr.into())));
