@@ -1,9 +1,14 @@
 //! Shared helpers of the benchmark programs.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use shuma_card::protocol::{
+    decode_payload, encode_frame, Request, Response, HEADER_LEN, PROTOCOL_VERSION,
+};
 
 /// The directory of this benchmark's binary (`target/release`), where the workspace's
 /// other binaries are built too.
@@ -104,4 +109,34 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// A blocking client of the control socket, shared by the benchmarks: `Hello` on
+/// connect, then one framed request and answer at a time (or a followed stream).
+pub struct Client(pub UnixStream);
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let mut c = Client(UnixStream::connect(path).expect("connect"));
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "bench".into(),
+        };
+        assert!(matches!(c.call(&hello), Response::Hello { .. }));
+        c
+    }
+    pub fn send(&mut self, req: &Request) {
+        self.0.write_all(&encode_frame(req)).unwrap();
+    }
+    pub fn recv(&mut self) -> Response {
+        let mut len = [0u8; HEADER_LEN];
+        self.0.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.0.read_exact(&mut buf).unwrap();
+        decode_payload(&buf).unwrap()
+    }
+    pub fn call(&mut self, req: &Request) -> Response {
+        self.send(req);
+        self.recv()
+    }
 }

@@ -13,43 +13,13 @@ use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use arje_bench::{percentile, tiny_static, us, Daemon};
+use arje_bench::{percentile, tiny_static, us, Client, Daemon};
 use arje_runtime::parts::{ExecPlan, Spawner};
-use shuma_card::protocol::{
-    decode_payload, encode_frame, Request, Response, HEADER_LEN, PROTOCOL_VERSION,
-};
+use shuma_card::protocol::{encode_frame, Request, Response, HEADER_LEN};
 use shuma_card::{CommandKind, CommandSpec, LogTarget};
 
 const SPAWNS: usize = 2000;
 const LIVE: usize = 10_000;
-
-struct Client(UnixStream);
-
-impl Client {
-    fn connect(path: &std::path::Path) -> Client {
-        let mut c = Client(UnixStream::connect(path).expect("connect"));
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: "bench".into(),
-        };
-        assert!(matches!(c.call(&hello), Response::Hello { .. }));
-        c
-    }
-    fn send(&mut self, req: &Request) {
-        self.0.write_all(&encode_frame(req)).unwrap();
-    }
-    fn recv(&mut self) -> Response {
-        let mut len = [0u8; HEADER_LEN];
-        self.0.read_exact(&mut len).unwrap();
-        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.0.read_exact(&mut buf).unwrap();
-        decode_payload(&buf).unwrap()
-    }
-    fn call(&mut self, req: &Request) -> Response {
-        self.send(req);
-        self.recv()
-    }
-}
 
 fn run_req(prog: &str, log: LogTarget) -> Request {
     let mut cmd = CommandSpec::new("b", CommandKind::Task, vec![prog.to_string()]);
