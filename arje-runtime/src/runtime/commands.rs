@@ -62,8 +62,9 @@ pub struct Command {
     pub ready: super::ready::ReadyState,
     /// Health checks and readiness probes (`probes.rs`).
     pub probe: super::probes::ProbeState,
-    /// Before its first start: the dependencies it waits for (`deps.rs`).
-    pub waiting_for: Vec<String>,
+    /// Before its first start: the dependencies it waits for, as indices into
+    /// `spec.after` (`deps.rs`); shown as names by [`Command::info`].
+    pub waiting_for: Vec<u32>,
     /// Its workspace is stopping and this command waits for what is after it to stop
     /// first, with the grace to stop it with (`deps.rs`).
     pub stop_queued: Option<Option<std::time::Duration>>,
@@ -98,6 +99,15 @@ impl Command {
         self.run.is_some() || self.sup.is_live() || !self.stragglers.is_empty()
     }
 
+    /// The dependencies it waits for, as written in the card.
+    pub fn waiting_names(&self) -> Vec<String> {
+        self.waiting_for
+            .iter()
+            .filter_map(|i| self.spec.after.get(*i as usize))
+            .map(|d| d.to_string())
+            .collect()
+    }
+
     pub fn info(&self) -> CommandInfo {
         let state = match &self.sup.state {
             State::Idle | State::Backoff { .. } => CmdState::Waiting,
@@ -126,7 +136,7 @@ impl Command {
             ready: self.ready.ready,
             status: self.ready.status.clone(),
             health: self.probe.health(&self.spec),
-            waiting_for: self.waiting_for.clone(),
+            waiting_for: self.waiting_names(),
         }
     }
 }

@@ -28,7 +28,8 @@ use crate::supervise::{Event, State};
 
 /// What a pending command should do now.
 enum Verdict {
-    Wait(Vec<String>),
+    /// Indices into `spec.after` of what it still waits for.
+    Wait(Vec<u32>),
     Start,
     Fail(String),
 }
@@ -61,12 +62,7 @@ impl Runtime {
             Some(name) => self.table.named(name)?,
             None => self.table.workspaces.get(&ws)?,
         };
-        w.commands.iter().copied().find(|c| {
-            self.table
-                .commands
-                .get(c)
-                .is_some_and(|c| !c.adhoc && c.spec.name == dep.name)
-        })
+        w.by_name.get(&dep.name).copied()
     }
 
     fn verdict(&self, id: CommandId) -> Verdict {
@@ -74,19 +70,14 @@ impl Runtime {
             return Verdict::Fail("gone".into());
         };
         let mut waiting = Vec::new();
-        for dep in &cmd.spec.after {
+        for (i, dep) in cmd.spec.after.iter().enumerate() {
             let target = self.resolve(cmd.ws, dep);
-            let Some(t) = target.and_then(|t| self.table.commands.get(&t)) else {
-                waiting.push(match &dep.workspace {
-                    Some(w) if self.table.named(w).is_none() => {
-                        format!("{dep} (no workspace {w} yet)")
-                    }
-                    _ => format!("{dep} (no such command)"),
-                });
-                continue;
-            };
-            if !settled(t) {
-                waiting.push(dep.to_string());
+            // A target not there (yet): another workspace still to be created.
+            if !target
+                .and_then(|t| self.table.commands.get(&t))
+                .is_some_and(settled)
+            {
+                waiting.push(i as u32);
             }
         }
         for dep in &cmd.spec.requires {
@@ -123,7 +114,9 @@ impl Runtime {
                 match self.verdict(id) {
                     Verdict::Wait(list) => {
                         if let Some(c) = self.table.commands.get_mut(&id) {
-                            c.waiting_for = list;
+                            if c.waiting_for != list {
+                                c.waiting_for = list;
+                            }
                         }
                     }
                     Verdict::Start => {
@@ -362,10 +355,10 @@ impl Runtime {
             .collect();
         let mut waiting = Vec::new();
         for c in &targets {
-            let name = format!("{}/{}", c.workspace, c.spec.name);
             if c.ready.ready && (c.spec.kind == CommandKind::Task || c.run.is_some()) {
                 continue;
             }
+            let name = format!("{}/{}", c.workspace, c.spec.name);
             if let Some(why) = &c.ready.not_ready {
                 return Some(not_ready(format!("{name} is not ready: {why}")));
             }
@@ -380,7 +373,7 @@ impl Runtime {
             }
             let mut what = name;
             if !c.waiting_for.is_empty() {
-                what += &format!(" (waiting for {})", c.waiting_for.join(", "));
+                what += &format!(" (waiting for {})", c.waiting_names().join(", "));
             }
             waiting.push(what);
         }

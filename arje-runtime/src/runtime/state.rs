@@ -324,6 +324,9 @@ impl Runtime {
                 }
             }
             ws.commands.insert(cid);
+            if !cmd.adhoc {
+                ws.by_name.insert(cmd.spec.name.clone(), cid);
+            }
             self.table.commands.insert(cid, cmd);
         }
         if let Some(ttl) = ws.spec.ttl_ms {

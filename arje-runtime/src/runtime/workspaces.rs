@@ -25,6 +25,9 @@ pub struct Workspace {
     pub state: WsState,
     /// Command ids; ids grow, so this is creation order.
     pub commands: std::collections::BTreeSet<CommandId>,
+    /// The card's commands by name: how a dependency is found (`deps.rs`). A `shuma run`
+    /// one-shot is never in it.
+    pub by_name: std::collections::HashMap<String, CommandId>,
     /// Finished `shuma run` one-shots, oldest first, for pruning.
     pub finished_runs: std::collections::VecDeque<CommandId>,
     pub cgroup: Option<crate::cgroup::WorkspaceCgroup>,
@@ -60,6 +63,7 @@ impl Workspace {
             created_unix_ms,
             state: WsState::Running,
             commands: Default::default(),
+            by_name: Default::default(),
             finished_runs: Default::default(),
             cgroup,
             unenforced,
@@ -162,6 +166,7 @@ impl Runtime {
                 .commands
                 .insert(cid, Command::new(cid, id, &name, cmd.clone()));
             ws.commands.insert(cid);
+            ws.by_name.insert(cmd.name.clone(), cid);
             ids.push(cid);
         }
         if let Some(ttl) = ws.spec.ttl_ms {
