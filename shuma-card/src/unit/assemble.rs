@@ -153,6 +153,13 @@ pub fn assemble(mut plans: Vec<Plan>, options: &Options) -> Result<Conversion, C
             }
         }
     }
+    // Notes in file order: the unit file first, then its drop-ins.
+    for plan in plans.iter_mut() {
+        let unit = plan.name.full.clone();
+        plan.notes.sort_by(|a, b| {
+            (a.file != unit, &a.file, a.line).cmp(&(b.file != unit, &b.file, b.line))
+        });
+    }
     let mut spec = WorkspaceSpec {
         name: workspace,
         limits,
