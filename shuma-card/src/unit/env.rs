@@ -35,11 +35,15 @@ pub fn valid_name(name: &str) -> bool {
 /// The assignments of one `Environment=` value: words (quotes and C escapes as in a
 /// command line) of `NAME=VALUE`. Words that are not valid assignments are returned
 /// apart; systemd ignores them with a warning.
-pub fn parse_assignments(value: &str) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+pub fn parse_assignments(
+    value: &str,
+    expand: &super::exec::Expand,
+) -> Result<(Vec<(String, String)>, Vec<String>), String> {
     let mut rest = value;
     let mut good = Vec::new();
     let mut bad = Vec::new();
     while let Some(word) = super::exec::word(&mut rest)? {
+        let word = expand(&word)?;
         match word.split_once('=') {
             Some((k, v)) if valid_name(k) => good.push((k.to_string(), v.to_string())),
             _ => bad.push(word),
@@ -194,7 +198,9 @@ mod tests {
 
     #[test]
     fn test_parse_assignments_quotes_and_invalid_words() {
-        let (good, bad) = parse_assignments(r#"A=1 "B=two words" C='x y' 9X=no junk"#).unwrap();
+        let same = |s: &str| Ok(s.to_string());
+        let (good, bad) =
+            parse_assignments(r#"A=1 "B=two words" C='x y' 9X=no junk"#, &same).unwrap();
 
         assert_eq!(
             good,

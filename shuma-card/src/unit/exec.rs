@@ -44,8 +44,13 @@ pub struct CommandLine {
     pub argv: Vec<String>,
 }
 
-/// Parse a command-line value (specifiers already expanded) into its commands.
-pub fn parse(value: &str) -> Result<Vec<CommandLine>, String> {
+/// Expands the specifiers of one word; its error is the reason.
+pub type Expand<'a> = dyn Fn(&str) -> Result<String, String> + 'a;
+
+/// Parse a command-line value into its commands. As systemd's `config_parse_exec`
+/// does, each word is unquoted and unescaped first and its specifiers expanded after
+/// (so a `%I` with a space in it stays one word, and an escape in it is not read).
+pub fn parse(value: &str, expand: &Expand) -> Result<Vec<CommandLine>, String> {
     let mut rest = value;
     let mut out = Vec::new();
     loop {
@@ -53,7 +58,7 @@ pub fn parse(value: &str) -> Result<Vec<CommandLine>, String> {
         if rest.is_empty() {
             break;
         }
-        out.push(parse_one(&mut rest)?);
+        out.push(parse_one(&mut rest, expand)?);
     }
     if out.is_empty() {
         return Err("no command".into());
@@ -66,8 +71,8 @@ fn is_ws(c: char) -> bool {
 }
 
 /// One command up to a lone `;` or the end.
-fn parse_one(rest: &mut &str) -> Result<CommandLine, String> {
-    let first = next_word(rest, false)?.ok_or("no command")?;
+fn parse_one(rest: &mut &str, expand: &Expand) -> Result<CommandLine, String> {
+    let first = next_word(rest)?.ok_or("no command")?;
     let mut prefixes = Prefixes::default();
     let mut path = first.as_str();
     loop {
@@ -91,6 +96,8 @@ fn parse_one(rest: &mut &str) -> Result<CommandLine, String> {
     if prefixes.full_privileges && prefixes.elevated {
         return Err("the prefixes + and ! exclude each other".into());
     }
+    let path = expand(path)?;
+    let path = path.as_str();
     if path.is_empty() {
         return Err(format!("{first:?}: no program after the prefixes"));
     }
@@ -103,14 +110,14 @@ fn parse_one(rest: &mut &str) -> Result<CommandLine, String> {
     let mut argv = Vec::new();
     if prefixes.argv0 {
         match take_arg(rest)? {
-            Some(a) => argv.push(a),
+            Some(a) => argv.push(expand(&a)?),
             None => return Err(format!("{first}: @ needs argv[0] after the program")),
         }
     } else {
         argv.push(path.clone());
     }
     while let Some(arg) = take_arg(rest)? {
-        argv.push(arg);
+        argv.push(expand(&arg)?);
     }
     Ok(CommandLine {
         prefixes,
@@ -135,18 +142,19 @@ fn take_arg(rest: &mut &str) -> Result<Option<String>, String> {
         *rest = &rest[2..];
         return Ok(Some(";".into()));
     }
-    next_word(rest, true)
+    next_word(rest)
 }
 
 /// The next word of a list setting (`Environment=`): quotes and C escapes as in a
-/// command line, an unknown escape an error.
+/// command line.
 pub fn word(rest: &mut &str) -> Result<Option<String>, String> {
-    next_word(rest, false)
+    next_word(rest)
 }
 
-/// systemd's `extract_first_word` with EXTRACT_UNQUOTE | EXTRACT_CUNESCAPE (and, for
-/// arguments, EXTRACT_CUNESCAPE_RELAX: an unknown escape is kept as written).
-fn next_word(rest: &mut &str, relax: bool) -> Result<Option<String>, String> {
+/// systemd's `extract_first_word_and_warn` with EXTRACT_UNQUOTE | EXTRACT_CUNESCAPE:
+/// an unknown escape is kept as written (it retries with EXTRACT_CUNESCAPE_RELAX, and
+/// only warns).
+fn next_word(rest: &mut &str) -> Result<Option<String>, String> {
     let s = rest.trim_start_matches(is_ws);
     if s.is_empty() {
         *rest = s;
@@ -171,18 +179,12 @@ fn next_word(rest: &mut &str, relax: bool) -> Result<Option<String>, String> {
                 }
                 let (bytes, used) = match unescape_one(tail) {
                     Some(r) => r,
-                    None if relax => {
+                    None => {
                         // Unknown escape: keep the backslash and the character.
                         let c = tail.chars().next().unwrap_or('\\');
                         let mut b = vec![b'\\'];
                         b.extend_from_slice(c.to_string().as_bytes());
                         (b, c.len_utf8())
-                    }
-                    None => {
-                        return Err(format!(
-                            "invalid escape \\{}",
-                            tail.chars().next().unwrap_or(' ')
-                        ))
                     }
                 };
                 word.extend_from_slice(&bytes);
@@ -368,6 +370,14 @@ fn replace_in_word(word: &str, env: &HashMap<String, String>, unset: &mut Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn same(s: &str) -> Result<String, String> {
+        Ok(s.to_string())
+    }
+
+    fn parse(s: &str) -> Result<Vec<CommandLine>, String> {
+        super::parse(s, &same)
+    }
 
     fn one(s: &str) -> CommandLine {
         let mut v = parse(s).unwrap();

@@ -128,8 +128,15 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A single-valued setting, its specifiers expanded where systemd expands them
+    /// (names, paths, users; not types, numbers, time spans or sizes, where a `%` is a
+    /// percentage: `CPUQuota=50%`).
     pub(super) fn single(&mut self, key: &str) -> Option<(Src, String)> {
         let src = self.s.single.get(key)?.clone();
+        if !EXPANDED.contains(&key) {
+            let v = src.value.clone();
+            return Some((src, v));
+        }
         let v = self.value(&src)?;
         Some((src, v))
     }
@@ -254,9 +261,11 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
     for (suffix, argv, comment) in dirs {
         let mut spec = base.clone();
         spec.argv = argv;
-        // Directories are made by root, as systemd does before it drops privileges.
+        // Directories are made by root, before the working directory (which may be
+        // one of them) is entered, as systemd does.
         spec.user = None;
         spec.group = None;
+        spec.cwd = None;
         cmds.push(PlanCmd {
             suffix,
             spec,
@@ -312,24 +321,25 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
         |p: &mut Planner, key: &str| -> Result<Vec<(Src, CommandLine)>, ConvertError> {
             let mut out = Vec::new();
             for src in p.list(key) {
-                let Some(v) = p.value(&src) else {
-                    if key == "ExecStart" {
-                        return Err(p.refuse(
-                            Some(&src),
-                            "its specifiers cannot be expanded at conversion",
-                        ));
-                    }
-                    continue;
+                let parsed = {
+                    let cx = p.cx();
+                    let expand =
+                        |w: &str| specifier::expand(w, &cx).map_err(|e| format!("{SPECIFIER}{e}"));
+                    exec::parse(&src.value, &expand)
                 };
-                match exec::parse(&v) {
+                match parsed {
                     Ok(lines) => out.extend(lines.into_iter().map(|l| (src.clone(), l))),
                     Err(e) if key == "ExecStart" => {
-                        return Err(p.refuse(Some(&src), format!("ExecStart: {e}")))
+                        let e = e.strip_prefix(SPECIFIER).unwrap_or(&e);
+                        return Err(p.refuse(Some(&src), format!("ExecStart: {e}")));
                     }
-                    Err(e) => p.note(
-                        &src,
-                        format!("not translated: {e} (systemd ignores the line too)"),
-                    ),
+                    Err(e) => match e.strip_prefix(SPECIFIER) {
+                        Some(e) => p.note(&src, format!("not translated: {e}")),
+                        None => p.note(
+                            &src,
+                            format!("not translated: {e} (systemd ignores the line too)"),
+                        ),
+                    },
                 }
             }
             Ok(out)
@@ -508,6 +518,20 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
         comments: p.comments,
     })
 }
+
+/// The single-valued settings whose specifiers systemd expands (`unit_full_printf`,
+/// `unit_path_printf` in its parsers); list settings are expanded word by word.
+const EXPANDED: &[&str] = &[
+    "Description",
+    "User",
+    "Group",
+    "WorkingDirectory",
+    "StandardOutput",
+    "StandardError",
+];
+
+/// Marks an error of specifier expansion among those of a command line's syntax.
+const SPECIFIER: &str = "specifier: ";
 
 /// "-pre" for the only one, "-pre1", "-pre2", ... for several.
 fn numbered(base: &str, n: usize, count: usize) -> String {

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::directives;
 use super::env::{self, Env};
 use super::plan::{Dep, DepKind, Limit, Planner, Src};
+use super::specifier;
 use super::values::{self, Size, Span};
 use crate::units;
 
@@ -21,8 +22,13 @@ pub fn environment(p: &mut Planner) -> Env {
     let mut env = Env::default();
     env.set("PATH", DEFAULT_PATH);
     for src in p.list("Environment") {
-        let Some(v) = p.value(&src) else { continue };
-        match env::parse_assignments(&v) {
+        // Words first, then the specifiers of each (config_parse_environ).
+        let parsed = {
+            let cx = p.cx();
+            let expand = |w: &str| specifier::expand(w, &cx).map_err(|e| e.to_string());
+            env::parse_assignments(&src.value, &expand)
+        };
+        match parsed {
             Ok((good, bad)) => {
                 for (k, val) in good {
                     env.set(&k, &val);
