@@ -82,6 +82,19 @@ pub fn assemble(mut plans: Vec<Plan>, options: &Options) -> Result<Conversion, C
             }
         }
     }
+    // What the card would refuse is refused here, naming the unit: the notes should
+    // have caught it, so this is a safety net.
+    for plan in &plans {
+        for c in &plan.cmds {
+            if let Err((field, message)) = card::check_command(&c.spec) {
+                return Err(ConvertError::Refused {
+                    unit: plan.name.full.clone(),
+                    at: None,
+                    reason: format!("the card cannot hold its {field}: {message}"),
+                });
+            }
+        }
+    }
     // Dependencies between the converted units, by unit name or the name asked for.
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, plan) in plans.iter().enumerate() {

@@ -77,7 +77,8 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
     let mut finish = |key: &mut String, value: &mut String, keep: usize| {
         let k = key.trim_end().to_string();
         value.truncate(keep);
-        if valid_name(&k) {
+        // A NUL cannot be in an environment variable.
+        if valid_name(&k) && !value.contains('\0') {
             out.push((k, std::mem::take(value)));
         }
         key.clear();

@@ -127,6 +127,13 @@ impl MemFs {
         self
     }
 
+    pub fn bytes(mut self, path: &str, data: &[u8]) -> Self {
+        let data = data.to_vec();
+        self.nodes
+            .insert(path.into(), MemNode::File { data, exec: false });
+        self
+    }
+
     pub fn executable(mut self, path: &str) -> Self {
         let node = MemNode::File {
             data: Vec::new(),

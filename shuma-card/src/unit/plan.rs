@@ -186,8 +186,8 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
     let description = p.single("Description").map(|(_, v)| v);
     let ty = service::service_type(&mut p);
     let env = resources::environment(&mut p);
-    let user = p.single("User");
-    let group = p.single("Group").map(|(_, v)| v);
+    let user = valid_id(&mut p, "User");
+    let group = valid_id(&mut p, "Group").map(|(_, v)| v);
     let mut base = CommandSpec::new("", CommandKind::Task, Vec::new());
     base.user = user.as_ref().map(|(_, v)| v.clone());
     base.group = group;
@@ -532,6 +532,25 @@ const EXPANDED: &[&str] = &[
 
 /// Marks an error of specifier expansion among those of a command line's syntax.
 const SPECIFIER: &str = "specifier: ";
+
+/// User= or Group=, if it is a name or number systemd accepts (it ignores others).
+fn valid_id(p: &mut Planner, key: &str) -> Option<(Src, String)> {
+    let (src, v) = p.single(key)?;
+    let ok = !v.is_empty()
+        && v.len() <= 256
+        && !v.starts_with(['-', '.'])
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.@$".contains(c) || !c.is_ascii());
+    if ok {
+        Some((src, v))
+    } else {
+        p.note(
+            &src,
+            "not translated: not a valid user or group name (systemd ignores it too)",
+        );
+        None
+    }
+}
 
 /// "-pre" for the only one, "-pre1", "-pre2", ... for several.
 fn numbered(base: &str, n: usize, count: usize) -> String {

@@ -98,6 +98,10 @@ fn logical_line(text: &[u8], line: usize, section: &mut Option<String>, out: &mu
         return;
     }
     let issue = |out: &mut Parsed, message: String| out.issues.push(SyntaxIssue { line, message });
+    if text.contains(&0) {
+        issue(out, "contains a NUL byte: ignored".into());
+        return;
+    }
     let Ok(text) = std::str::from_utf8(text) else {
         // systemd: "... is not UTF-8 clean, ignoring assignment".
         issue(out, "not valid UTF-8: ignored (as systemd does)".into());
