@@ -141,7 +141,7 @@ fn convert_all(root: &Path) -> Tally {
             Some(prefix) => format!("{prefix}@{}.service", instance(&name)),
             None => name.clone(),
         };
-        match unit::convert(&machine, &[arg.clone()], &Options::default()) {
+        match unit::convert(&machine, std::slice::from_ref(&arg), &Options::default()) {
             Ok(c) => {
                 let loaded = card::load_str(&c.card, &arg)
                     .unwrap_or_else(|e| panic!("{arg}: the card does not load: {e}\n{}", c.card));

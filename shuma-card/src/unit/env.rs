@@ -32,13 +32,16 @@ pub fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Assignments `NAME=VALUE`, in order.
+pub type Assignments = Vec<(String, String)>;
+
 /// The assignments of one `Environment=` value: words (quotes and C escapes as in a
 /// command line) of `NAME=VALUE`. Words that are not valid assignments are returned
 /// apart; systemd ignores them with a warning.
 pub fn parse_assignments(
     value: &str,
     expand: &super::exec::Expand,
-) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+) -> Result<(Assignments, Vec<String>), String> {
     let mut rest = value;
     let mut good = Vec::new();
     let mut bad = Vec::new();

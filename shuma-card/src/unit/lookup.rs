@@ -63,16 +63,15 @@ impl UnitFs for OsFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let f = std::fs::File::open(path)?;
         if !f.metadata()?.is_file() {
-            return Err(io::Error::new(io::ErrorKind::Other, "not a regular file"));
+            return Err(io::Error::other("not a regular file"));
         }
         let mut buf = Vec::new();
         // One byte past the cap tells an oversized file from one of exactly the cap.
         f.take(MAX_UNIT_FILE + 1).read_to_end(&mut buf)?;
         if buf.len() as u64 > MAX_UNIT_FILE {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("larger than {MAX_UNIT_FILE} bytes"),
-            ));
+            return Err(io::Error::other(format!(
+                "larger than {MAX_UNIT_FILE} bytes"
+            )));
         }
         Ok(buf)
     }
@@ -259,10 +258,7 @@ impl<'a> Machine<'a> {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::Other,
-            "too many levels of symbolic links",
-        ))
+        Err(io::Error::other("too many levels of symbolic links"))
     }
 
     /// The contents of the machine file at `path` (links followed inside the machine).
