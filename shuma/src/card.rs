@@ -77,3 +77,136 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    /// A root of the converter's golden tests (shuma-card/tests/units/golden).
+    fn golden(case: &str) -> String {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shuma-card/tests/units/golden")
+            .join(case)
+            .join("root");
+        dir.to_str().unwrap().to_string()
+    }
+
+    struct Outcome {
+        code: u8,
+        message: Option<String>,
+        out: String,
+        err: String,
+    }
+
+    fn shuma(args: &[&str]) -> Outcome {
+        let mut argv = vec!["shuma", "card", "from-unit"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("arguments parse");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (code, message) = match crate::commands::run(cli, &mut out, &mut err) {
+            Ok(code) => (code, None),
+            Err(e) => (crate::exit_code(&e), Some(format!("{e:#}"))),
+        };
+        Outcome {
+            code,
+            message,
+            out: String::from_utf8(out).unwrap(),
+            err: String::from_utf8(err).unwrap(),
+        }
+    }
+
+    #[test]
+    fn test_from_unit_complete_prints_card_exit_0() {
+        let root = golden("override");
+
+        let o = shuma(&["--root", &root, "app.service"]);
+
+        assert_eq!((o.code, o.err.as_str()), (0, ""), "{:?}", o.message);
+        let spec = shuma_card::card::load_str(&o.out, "stdout").unwrap();
+        assert_eq!(spec.commands[0].argv, ["/usr/local/bin/app", "--mine"]);
+    }
+
+    #[test]
+    fn test_from_unit_incomplete_notes_on_stderr_card_written_exit_5() {
+        let root = golden("settings");
+        let dir = tempfile::tempdir().unwrap();
+        let card = dir.path().join("api.toml");
+
+        let o = shuma(&["--root", &root, "-o", card.to_str().unwrap(), "api.service"]);
+
+        assert_eq!(o.code, super::EXIT_INCOMPLETE);
+        assert!(o.out.is_empty());
+        assert!(
+            o.err
+                .starts_with("api.service:9: Restart=on-abnormal: partly translated"),
+            "{}",
+            o.err
+        );
+        assert!(o.err.contains(
+            "api.service:30: LimitNOFILE=65536: not translated: cards have no rlimits yet"
+        ));
+        let spec = shuma_card::card::load_file(&card).unwrap();
+        assert_eq!(spec.name, "api");
+    }
+
+    #[test]
+    fn test_from_unit_strict_with_notes_writes_nothing_exit_5() {
+        let root = golden("settings");
+        let dir = tempfile::tempdir().unwrap();
+        let card = dir.path().join("api.toml");
+
+        let o = shuma(&[
+            "--strict",
+            "--root",
+            &root,
+            "-o",
+            card.to_str().unwrap(),
+            "api.service",
+        ]);
+
+        assert_eq!(o.code, super::EXIT_INCOMPLETE);
+        assert!(o.err.contains("--strict"), "{}", o.err);
+        assert!(!card.exists());
+    }
+
+    #[test]
+    fn test_from_unit_masked_unit_exit_1_says_masked() {
+        let o = shuma(&["--root", &golden("masked"), "gone.service"]);
+
+        assert_eq!(o.code, 1);
+        assert_eq!(
+            o.err,
+            "shuma: gone.service: masked (/etc/systemd/system/gone.service -> /dev/null)\n"
+        );
+    }
+
+    #[test]
+    fn test_from_unit_bad_workspace_or_root_usage_exit_2() {
+        let bad_ws = shuma(&[
+            "--root",
+            &golden("override"),
+            "--workspace",
+            "Bad",
+            "app.service",
+        ]);
+        let bad_root = shuma(&["--root", "/nonexistent/root", "app.service"]);
+
+        assert_eq!(bad_ws.code, 2);
+        assert!(bad_ws
+            .message
+            .unwrap()
+            .contains("not a valid workspace name"));
+        assert_eq!(bad_root.code, 2);
+    }
+
+    #[test]
+    fn test_from_unit_without_units_usage_error() {
+        let err = Cli::try_parse_from(["shuma", "card", "from-unit"]).unwrap_err();
+
+        assert_eq!(err.exit_code(), 2);
+    }
+}
