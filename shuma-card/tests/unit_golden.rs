@@ -105,3 +105,8 @@ fn test_golden_oneshot_chain_is_tasks() {
 fn test_golden_socket_unit_refused() {
     check("socket");
 }
+
+#[test]
+fn test_golden_target_between_converted_units_kept_as_order() {
+    check("targets");
+}

@@ -101,13 +101,60 @@ pub fn assemble(mut plans: Vec<Plan>, options: &Options) -> Result<Conversion, C
         index.insert(plan.name.full.clone(), i);
         index.entry(plan.requested.clone()).or_insert(i);
     }
+    // A unit that is not converted still orders those that are, when some are
+    // After= it and others Before= it (network.target between networking.service
+    // and ssh.service): that much of it is kept, as an `after` between them.
+    let mut sides: HashMap<(String, DepKind), Vec<usize>> = HashMap::new();
+    for (i, plan) in plans.iter().enumerate() {
+        for dep in &plan.deps {
+            if !index.contains_key(&dep.target)
+                && matches!(dep.kind, DepKind::After | DepKind::Before)
+            {
+                let side = sides.entry((dep.target.clone(), dep.kind)).or_default();
+                if !side.contains(&i) {
+                    side.push(i);
+                }
+            }
+        }
+    }
     for i in 0..plans.len() {
         for dep in plans[i].deps.clone() {
             if dep.target == plans[i].name.full {
                 continue;
             }
             let Some(&j) = index.get(&dep.target) else {
-                if !directives::implicit_unit(&dep.target) {
+                let opposite = match dep.kind {
+                    DepKind::After => Some(DepKind::Before),
+                    DepKind::Before => Some(DepKind::After),
+                    _ => None,
+                };
+                let others: Vec<usize> = opposite
+                    .and_then(|o| sides.get(&(dep.target.clone(), o)))
+                    .map(|v| v.iter().copied().filter(|&k| k != i).collect())
+                    .unwrap_or_default();
+                if !others.is_empty() {
+                    // This unit is after (or before) each of the others through it.
+                    let mut kept = Vec::new();
+                    for k in others {
+                        let (first, then) = if dep.kind == DepKind::After {
+                            (k, i)
+                        } else {
+                            (i, k)
+                        };
+                        let last = names[first][plans[first].last].clone();
+                        for e in plans[then].entry() {
+                            push_unique(&mut plans[then].cmds[e].spec.after, local(&last));
+                        }
+                        kept.push(plans[k].name.full.clone());
+                    }
+                    let text = format!(
+                        "partly translated: kept as the order between this unit and {} (the other side of {}); {}",
+                        kept.join(", "),
+                        dep.target,
+                        directives::dropped_dependency(&dep.target)
+                    );
+                    plans[i].notes.push(dep.src.note(text));
+                } else if !directives::implicit_unit(&dep.target) {
                     let text = format!(
                         "not translated: {}",
                         directives::dropped_dependency(&dep.target)

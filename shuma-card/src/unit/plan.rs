@@ -22,7 +22,7 @@ use crate::spec::{CommandKind, CommandSpec, RestartPolicy};
 use crate::units;
 
 /// Kinds of dependency between units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DepKind {
     After,
     Before,
