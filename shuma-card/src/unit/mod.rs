@@ -19,6 +19,7 @@
 //! notes as comments. docs/UNITS.md describes every mapping.
 
 mod assemble;
+mod chain;
 pub mod directives;
 mod emit;
 pub mod env;

@@ -4,11 +4,11 @@
 //! themselves, and the dependencies and limits that [`super::assemble`] resolves across
 //! units. Whatever the card cannot express becomes a [`Note`].
 
-use std::collections::HashMap;
 use std::path::Path;
 
+use super::chain::{self, Built};
 use super::directives;
-use super::exec::{self, CommandLine, SEARCH_PATH};
+use super::exec::SEARCH_PATH;
 use super::lookup::{LoadedUnit, Machine};
 use super::name::UnitName;
 use super::resources;
@@ -254,222 +254,11 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
     );
     resources::user_env(&mut p, &mut base_env, user.as_ref());
     base.env = base_env.vars.clone();
-    let lookup: HashMap<String, String> = base.env.iter().cloned().collect();
-    let unreadable_env = p.unreadable_env;
-
-    let mut cmds: Vec<PlanCmd> = Vec::new();
-    for (suffix, argv, comment) in dirs {
-        let mut spec = base.clone();
-        spec.argv = argv;
-        // Directories are made by root, before the working directory (which may be
-        // one of them) is entered, as systemd does.
-        spec.user = None;
-        spec.group = None;
-        spec.cwd = None;
-        cmds.push(PlanCmd {
-            suffix,
-            spec,
-            after: Vec::new(),
-            requires: Vec::new(),
-            comment,
-        });
-    }
-    let dir_tasks: Vec<usize> = (0..cmds.len()).collect();
-
-    let build = |p: &mut Planner, src: &Src, line: &CommandLine| -> Result<CommandSpec, String> {
-        let path = resolve_program(p.machine, &line.path)?;
-        let mut argv = line.argv.clone();
-        if !line.prefixes.no_env {
-            let e = exec::expand_env(&argv, &lookup);
-            for var in e.unset {
-                let why = if RUNTIME_VARS.contains(&var.as_str()) {
-                    format!("not translated: ${var} is set by systemd when it runs the command; arje does not set it, so it expands to nothing")
-                } else if unreadable_env {
-                    format!("partly translated: ${var} is not set here and expands to nothing; an EnvironmentFile= that could not be read may set it")
-                } else {
-                    continue;
-                };
-                p.note(src, why);
-            }
-            argv = e.argv;
-        }
-        if line.prefixes.argv0 {
-            if argv.first() != Some(&line.path) {
-                p.note(src, "not translated: @ passes another argv[0]; a card's argv[0] is the program's path");
-            }
-            argv[0] = path.clone();
-        } else {
-            argv[0] = path.clone();
-        }
-        if line.prefixes.shell {
-            p.note(
-                src,
-                "not translated: | (run through the user's shell) is not supported",
-            );
-        }
-        let mut spec = base.clone();
-        spec.argv = argv;
-        if line.prefixes.full_privileges {
-            // + : without the User=/Group= switch; arje has no other restriction to lift.
-            spec.user = None;
-            spec.group = None;
-        }
-        Ok(spec)
-    };
-
-    let parse_lines =
-        |p: &mut Planner, key: &str| -> Result<Vec<(Src, CommandLine)>, ConvertError> {
-            let mut out = Vec::new();
-            for src in p.list(key) {
-                let parsed = {
-                    let cx = p.cx();
-                    let expand =
-                        |w: &str| specifier::expand(w, &cx).map_err(|e| format!("{SPECIFIER}{e}"));
-                    exec::parse(&src.value, &expand)
-                };
-                match parsed {
-                    Ok(lines) => out.extend(lines.into_iter().map(|l| (src.clone(), l))),
-                    Err(e) if key == "ExecStart" => {
-                        let e = e.strip_prefix(SPECIFIER).unwrap_or(&e);
-                        return Err(p.refuse(Some(&src), format!("ExecStart: {e}")));
-                    }
-                    Err(e) => match e.strip_prefix(SPECIFIER) {
-                        Some(e) => p.note(&src, format!("not translated: {e}")),
-                        None => p.note(
-                            &src,
-                            format!("not translated: {e} (systemd ignores the line too)"),
-                        ),
-                    },
-                }
-            }
-            Ok(out)
-        };
-
-    let pre = parse_lines(&mut p, "ExecStartPre")?;
-    let start = parse_lines(&mut p, "ExecStart")?;
-    let post = parse_lines(&mut p, "ExecStartPost")?;
-    if start.is_empty() {
-        return Err(p.refuse(None, "no ExecStart=: nothing to run"));
-    }
-    if ty != Type::Oneshot && start.len() > 1 {
-        return Err(p.refuse(
-            Some(&start[1].0),
-            "more than one command in ExecStart=, which only Type=oneshot allows",
-        ));
-    }
-
-    // The chain: directory tasks, then ExecStartPre=, ExecStart= and ExecStartPost=
-    // in order. Each waits for the one before (after); it also requires it unless that
-    // one had the - prefix, whose failure systemd ignores.
-    let mut prev: Vec<(usize, bool)> = dir_tasks.iter().map(|&i| (i, true)).collect();
-    let link = |cmds: &mut Vec<PlanCmd>, prev: &[(usize, bool)], cmd: PlanCmd| -> usize {
-        let i = cmds.len();
-        let mut cmd = cmd;
-        for &(j, strict) in prev {
-            cmd.after.push(j);
-            if strict {
-                cmd.requires.push(j);
-            }
-        }
-        cmds.push(cmd);
-        i
-    };
-    let restarts = matches!(
-        ty,
-        Type::Simple | Type::Exec | Type::Idle | Type::Notify | Type::NotifyReload | Type::Dbus
-    ) && p.s.single.get("Restart").is_some_and(|s| s.value != "no");
-    for (n, (src, line)) in pre.iter().enumerate() {
-        let mut spec = match build(&mut p, src, line) {
-            Ok(s) => s,
-            Err(e) => return Err(p.refuse(Some(src), format!("ExecStartPre: {e}"))),
-        };
-        spec.kind = CommandKind::Task;
-        if restarts && n == 0 {
-            p.note(src, "partly translated: runs once before the first start; systemd runs it again before every restart");
-        }
-        let suffix = numbered("-pre", n, pre.len());
-        let i = link(
-            &mut cmds,
-            &prev,
-            PlanCmd {
-                suffix,
-                spec,
-                after: vec![],
-                requires: vec![],
-                comment: String::new(),
-            },
-        );
-        prev = vec![(i, !line.prefixes.ignore_failure)];
-    }
-    let mut main = 0;
-    for (n, (src, line)) in start.iter().enumerate() {
-        let mut spec = match build(&mut p, src, line) {
-            Ok(s) => s,
-            Err(e) => return Err(p.refuse(Some(src), format!("ExecStart: {e}"))),
-        };
-        let last = n + 1 == start.len();
-        if line.prefixes.ignore_failure && last {
-            p.note(src, "not translated: - makes systemd count a non-zero exit as success; arje counts it as a failure (for its restart policy and for what requires it)");
-        }
-        spec.kind = match ty {
-            Type::Oneshot | Type::Forking => CommandKind::Task,
-            _ => CommandKind::Service,
-        };
-        let suffix = if n == 0 {
-            String::new()
-        } else {
-            format!("-{}", n + 1)
-        };
-        let i = link(
-            &mut cmds,
-            &prev,
-            PlanCmd {
-                suffix,
-                spec,
-                after: vec![],
-                requires: vec![],
-                comment: String::new(),
-            },
-        );
-        if n == 0 {
-            main = i;
-        }
-        prev = vec![(i, !line.prefixes.ignore_failure)];
-    }
-    let mut last = cmds.len() - 1;
-    for (n, (src, line)) in post.iter().enumerate() {
-        let mut spec = match build(&mut p, src, line) {
-            Ok(s) => s,
-            Err(e) => return Err(p.refuse(Some(src), format!("ExecStartPost: {e}"))),
-        };
-        spec.kind = CommandKind::Task;
-        if restarts && n == 0 {
-            p.note(src, "partly translated: runs once after the first start; systemd runs it again after every restart");
-        }
-        let suffix = numbered("-post", n, post.len());
-        // Every post command requires what came before it; a failing one (without -)
-        // fails the unit, so the main service requires it in turn.
-        let i = link(
-            &mut cmds,
-            &prev,
-            PlanCmd {
-                suffix,
-                spec,
-                after: vec![],
-                requires: vec![],
-                comment: String::new(),
-            },
-        );
-        if !line.prefixes.ignore_failure && cmds[main].spec.kind == CommandKind::Service {
-            cmds[main].requires.push(i);
-        }
-        prev = vec![(i, !line.prefixes.ignore_failure)];
-        last = i;
-    }
-    // ExecStart= of a oneshot: the unit is up when the last one is done.
-    if ty == Type::Oneshot && post.is_empty() {
-        last = cmds.len() - 1;
-    }
+    let Built {
+        mut cmds,
+        main,
+        last,
+    } = chain::chain(&mut p, ty, &base, dirs)?;
     service::service_settings(&mut p, ty, &mut cmds[main].spec);
     let main_spec = cmds[main].spec.clone();
     for c in cmds.iter_mut() {
@@ -531,7 +320,7 @@ const EXPANDED: &[&str] = &[
 ];
 
 /// Marks an error of specifier expansion among those of a command line's syntax.
-const SPECIFIER: &str = "specifier: ";
+pub(super) const SPECIFIER: &str = "specifier: ";
 
 /// User= or Group=, if it is a name or number systemd accepts (it ignores others).
 fn valid_id(p: &mut Planner, key: &str) -> Option<(Src, String)> {
@@ -552,18 +341,9 @@ fn valid_id(p: &mut Planner, key: &str) -> Option<(Src, String)> {
     }
 }
 
-/// "-pre" for the only one, "-pre1", "-pre2", ... for several.
-fn numbered(base: &str, n: usize, count: usize) -> String {
-    if count == 1 {
-        base.to_string()
-    } else {
-        format!("{base}{}", n + 1)
-    }
-}
-
 /// Variables systemd sets in a command's environment at run time, which a card cannot
 /// know at conversion.
-const RUNTIME_VARS: &[&str] = &[
+pub(super) const RUNTIME_VARS: &[&str] = &[
     "MAINPID",
     "TERM",
     "INVOCATION_ID",
@@ -588,7 +368,7 @@ const RUNTIME_VARS: &[&str] = &[
 
 /// A program path: absolute as written, or a bare name found in systemd's search path
 /// on the machine.
-fn resolve_program(machine: &Machine, path: &str) -> Result<String, String> {
+pub(super) fn resolve_program(machine: &Machine, path: &str) -> Result<String, String> {
     if path.starts_with('/') {
         return Ok(path.to_string());
     }
