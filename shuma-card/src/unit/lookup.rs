@@ -11,9 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use super::fs::not_found;
+pub use super::fs::{MemFs, OsFs, UnitFs};
 use super::name::UnitName;
 use super::syntax::{self, Parsed};
 
@@ -40,167 +42,10 @@ pub const UNIT_DIRS: &[&str] = &[
 pub const MAX_UNIT_FILE: u64 = 4 << 20;
 
 /// Symlinks followed in a row before giving up (the kernel's own limit is 40).
-const MAX_LINKS: usize = 32;
-
-/// The file-system operations the lookup needs, so tests can give it a machine in
-/// memory ([`MemFs`]) and the CLI the real one ([`OsFs`]).
-pub trait UnitFs {
-    /// The whole file at `path`, following symlinks.
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
-    /// The names in the directory at `path`.
-    fn list(&self, path: &Path) -> io::Result<Vec<String>>;
-    /// The target when `path` is a symlink, `None` when it is something else; an error
-    /// when it does not exist.
-    fn link(&self, path: &Path) -> io::Result<Option<PathBuf>>;
-    /// Is `path` an executable regular file (following symlinks)?
-    fn executable(&self, path: &Path) -> bool;
-}
-
-/// The host's file system, through std::fs.
-pub struct OsFs;
-
-impl UnitFs for OsFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let f = std::fs::File::open(path)?;
-        if !f.metadata()?.is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
-        let mut buf = Vec::new();
-        // One byte past the cap tells an oversized file from one of exactly the cap.
-        f.take(MAX_UNIT_FILE + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > MAX_UNIT_FILE {
-            return Err(io::Error::other(format!(
-                "larger than {MAX_UNIT_FILE} bytes"
-            )));
-        }
-        Ok(buf)
-    }
-
-    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(path)? {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
-    }
-
-    fn link(&self, path: &Path) -> io::Result<Option<PathBuf>> {
-        let meta = std::fs::symlink_metadata(path)?;
-        if meta.file_type().is_symlink() {
-            std::fs::read_link(path).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn executable(&self, path: &Path) -> bool {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-}
-
-/// A machine in memory: files, symlinks and executables by absolute path. Directories
-/// exist implicitly, as the parents of what is added.
-#[derive(Debug, Default, Clone)]
-pub struct MemFs {
-    nodes: BTreeMap<PathBuf, MemNode>,
-}
-
-#[derive(Debug, Clone)]
-enum MemNode {
-    File { data: Vec<u8>, exec: bool },
-    Link(PathBuf),
-}
-
-impl MemFs {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn file(mut self, path: &str, text: &str) -> Self {
-        let data = text.as_bytes().to_vec();
-        self.nodes
-            .insert(path.into(), MemNode::File { data, exec: false });
-        self
-    }
-
-    pub fn bytes(mut self, path: &str, data: &[u8]) -> Self {
-        let data = data.to_vec();
-        self.nodes
-            .insert(path.into(), MemNode::File { data, exec: false });
-        self
-    }
-
-    pub fn executable(mut self, path: &str) -> Self {
-        let node = MemNode::File {
-            data: Vec::new(),
-            exec: true,
-        };
-        self.nodes.insert(path.into(), node);
-        self
-    }
-
-    pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        self.nodes.insert(path.into(), MemNode::Link(target.into()));
-        self
-    }
-
-    /// Follow symlinks from `path` to a file; `None` if there is none.
-    fn follow(&self, path: &Path) -> Option<&MemNode> {
-        let mut p = path.to_path_buf();
-        for _ in 0..MAX_LINKS {
-            match self.nodes.get(&p)? {
-                MemNode::Link(t) => p = join_link(&p, t),
-                node => return Some(node),
-            }
-        }
-        None
-    }
-}
-
-fn not_found() -> io::Error {
-    io::Error::from(io::ErrorKind::NotFound)
-}
-
-impl UnitFs for MemFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        match self.follow(path) {
-            Some(MemNode::File { data, .. }) => Ok(data.clone()),
-            _ => Err(not_found()),
-        }
-    }
-
-    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
-        let names: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|p| p.parent() == Some(path))
-            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
-            .collect();
-        if names.is_empty() {
-            Err(not_found())
-        } else {
-            Ok(names)
-        }
-    }
-
-    fn link(&self, path: &Path) -> io::Result<Option<PathBuf>> {
-        match self.nodes.get(path) {
-            Some(MemNode::Link(t)) => Ok(Some(t.clone())),
-            Some(_) => Ok(None),
-            None => Err(not_found()),
-        }
-    }
-
-    fn executable(&self, path: &Path) -> bool {
-        matches!(self.follow(path), Some(MemNode::File { exec: true, .. }))
-    }
-}
+pub(super) const MAX_LINKS: usize = 32;
 
 /// Where a symlink at `link` pointing to `target` leads, lexically (`..` removed).
-fn join_link(link: &Path, target: &Path) -> PathBuf {
+pub(super) fn join_link(link: &Path, target: &Path) -> PathBuf {
     let joined = match link.parent() {
         Some(dir) if target.is_relative() => dir.join(target),
         _ => target.to_path_buf(),
@@ -610,4 +455,103 @@ fn load_path(machine: &Machine, arg: &str) -> Result<LoadedUnit, LoadError> {
         files,
         comments,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(fs: &MemFs) -> Machine<'_> {
+        Machine {
+            fs,
+            root: "/".into(),
+        }
+    }
+
+    #[test]
+    fn test_dropin_dirs_in_systemd_order() {
+        let n = UnitName::parse("a-b-c@x.service").unwrap();
+
+        assert_eq!(
+            dropin_dirs(&[n]),
+            [
+                "a-b-c@x.service.d",
+                "a-b-c@.service.d",
+                "a-b-.service.d",
+                "a-.service.d",
+                "service.d"
+            ]
+        );
+    }
+
+    #[test]
+    fn test_load_etc_masks_lib_and_instance_file_beats_template() {
+        let fs = MemFs::new()
+            .file(
+                "/lib/systemd/system/x.service",
+                "[Service]\nExecStart=/lib\n",
+            )
+            .file(
+                "/etc/systemd/system/x.service",
+                "[Service]\nExecStart=/etc\n",
+            )
+            .file(
+                "/lib/systemd/system/t@.service",
+                "[Service]\nExecStart=/t\n",
+            )
+            .file(
+                "/lib/systemd/system/t@one.service",
+                "[Service]\nExecStart=/one\n",
+            );
+        let m = machine(&fs);
+
+        let x = load(&m, "x.service").unwrap();
+        let one = load(&m, "t@one.service").unwrap();
+        let two = load(&m, "t@two.service").unwrap();
+
+        assert_eq!(x.fragment, "/etc/systemd/system/x.service");
+        assert_eq!(one.fragment, "/lib/systemd/system/t@one.service");
+        assert_eq!(two.fragment, "/lib/systemd/system/t@.service");
+        assert_eq!(two.name.full, "t@two.service");
+    }
+
+    #[test]
+    fn test_load_empty_file_and_dev_null_are_masks() {
+        let fs = MemFs::new()
+            .file("/lib/systemd/system/e.service", "")
+            .symlink("/lib/systemd/system/n.service", "/dev/null");
+        let m = machine(&fs);
+
+        assert!(matches!(
+            load(&m, "e.service"),
+            Err(LoadError::Masked { .. })
+        ));
+        assert!(matches!(
+            load(&m, "n.service"),
+            Err(LoadError::Masked { .. })
+        ));
+    }
+
+    #[test]
+    fn test_load_absolute_link_stays_in_the_root() {
+        let fs = MemFs::new()
+            .symlink(
+                "/r/etc/systemd/system/a.service",
+                "/lib/systemd/system/b.service",
+            )
+            .file(
+                "/r/lib/systemd/system/b.service",
+                "[Service]\nExecStart=/b\n",
+            );
+        let m = Machine {
+            fs: &fs,
+            root: "/r".into(),
+        };
+
+        let u = load(&m, "a.service").unwrap();
+
+        assert_eq!(u.name.full, "b.service");
+        assert_eq!(u.fragment, "/lib/systemd/system/b.service");
+        assert_eq!(u.comments, ["a.service is an alias of b.service"]);
+    }
 }

@@ -24,6 +24,7 @@ pub mod directives;
 mod emit;
 pub mod env;
 pub mod exec;
+mod fs;
 pub mod lookup;
 pub mod name;
 mod plan;
