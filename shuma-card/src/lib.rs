@@ -8,6 +8,7 @@ pub mod event;
 pub mod protocol;
 pub mod snapshot;
 pub mod spec;
+pub mod unit;
 pub mod units;
 
 pub use event::{Event, EventKind, ExitStatus};

@@ -21,6 +21,7 @@ Exit codes:
   3  cannot connect to the control socket, or no answer within --timeout
   4  not ready: what `wait-ready` or `--wait-ready` waited for failed, exited
      before it was ready, or was not ready within --timeout
+  5  `card from-unit`: some directives were not translated
   `run --wait` exits with the command's own exit code (128 + N for signal N).";
 
 /// Control arje: workspaces, commands, logs and events over arje's unix socket.
@@ -97,6 +98,9 @@ pub enum Command {
     Reboot,
     /// Stop every workspace and halt the machine (as PID 1).
     Halt,
+    /// Cards: convert systemd units (offline, no daemon needed).
+    #[command(subcommand)]
+    Card(CardCommand),
     /// Save state and re-execute the daemon in place, keeping its children.
     DaemonReexec {
         /// Execute this binary instead of the running one.
@@ -135,6 +139,35 @@ pub enum WsCommand {
     },
     /// Resource use samples of a workspace.
     Stats { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CardCommand {
+    /// Convert systemd service units into one card (docs/UNITS.md). Exit 0: complete;
+    /// 5: some directives not translated (listed on stderr and in the card); 1: a unit
+    /// refused or unreadable.
+    FromUnit(FromUnitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FromUnitArgs {
+    /// Units: names looked up in the unit directories under --root (`ssh.service`,
+    /// `getty@ttyS0.service`), or paths to unit files (anything with a `/`).
+    #[arg(required = true, value_name = "UNIT")]
+    pub units: Vec<String>,
+    /// The workspace's name (default: the first unit's name).
+    #[arg(long, value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// Write the card to this file instead of stdout.
+    #[arg(short, long, value_name = "CARD.toml")]
+    pub output: Option<PathBuf>,
+    /// The root of the machine whose units, environment files, users and programs are
+    /// read.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Refuse (exit 5, nothing written) when any directive is not translated.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! `shuma`: the control CLI of arje. Parses the command line, runs one command over the
 //! control socket, and turns the outcome into the exit codes documented in docs/CLI.md.
 
+mod card;
 mod cli;
 mod client;
 mod cmd_table;
