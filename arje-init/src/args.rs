@@ -18,6 +18,7 @@ Runs as PID 1 when its pid is 1 (a VM or initramfs), otherwise as a child subrea
   --state-dir DIR          the /run snapshot's directory (default /run/arje)
   --durable-dir DIR        the durable snapshot's directory (default: none off PID 1)
   --cgroup-root PATH       cgroup v2 directory for workspaces (default: none off PID 1)
+  --syslog PATH            receive syslog(3) messages at PATH (PID 1: /dev/log)
   --shutdown-timeout DUR   bound on stopping everything, e.g. 10s, 500ms (default 10s)
   --log-level LEVEL        error, warn, info, debug or trace (default info)
   --version                print the version and exit
@@ -36,6 +37,7 @@ pub struct Args {
     pub state_dir: Option<PathBuf>,
     pub durable_dir: Option<PathBuf>,
     pub cgroup_root: Option<PathBuf>,
+    pub syslog: Option<PathBuf>,
     pub shutdown_timeout: Option<Duration>,
     pub log_level: Option<log::LevelFilter>,
     pub version: bool,
@@ -97,6 +99,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError>
             "--state-dir" => out.state_dir = Some(value(&flag)?.into()),
             "--durable-dir" => out.durable_dir = Some(value(&flag)?.into()),
             "--cgroup-root" => out.cgroup_root = Some(value(&flag)?.into()),
+            "--syslog" => out.syslog = Some(value(&flag)?.into()),
             "--shutdown-timeout" => {
                 let v = value(&flag)?;
                 let d = parse_duration(&v).ok_or(ArgsError::BadValue { flag, value: v })?;

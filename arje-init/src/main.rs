@@ -77,6 +77,7 @@ fn run_under_another_init(args: Args) -> i32 {
         cgroup_root: args.cgroup_root,
         shutdown_timeout: args.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
         child_nofile: limits::child_nofile(),
+        syslog: args.syslog.clone(),
     };
     let mut runtime = match arje_runtime::Runtime::new(config) {
         Ok(r) => r,

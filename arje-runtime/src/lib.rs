@@ -54,6 +54,8 @@ pub struct Config {
     /// The soft RLIMIT_NOFILE children get, when it is not arje's own: arje-init raises
     /// its own to the hard limit and gives children the one it found.
     pub child_nofile: Option<u64>,
+    /// Where to listen for syslog(3) messages (`/dev/log` as PID 1), if anywhere.
+    pub syslog: Option<PathBuf>,
 }
 
 /// Why [`Runtime::run`] returned.

@@ -22,6 +22,8 @@ pub enum Token {
     Probe(CommandId),
     /// A command's s6 notification fd (the read end): the service wrote, or closed it.
     ReadyFd(CommandId),
+    /// The syslog sink (`/dev/log`): messages wait.
+    Syslog,
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -39,6 +41,7 @@ impl Token {
             Token::Notify(id) => (8, id.raw()),
             Token::Probe(id) => (9, id.raw()),
             Token::ReadyFd(id) => (10, id.raw()),
+            Token::Syslog => (11, 0),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -56,6 +59,7 @@ impl Token {
             8 => Token::Notify(id.into()),
             9 => Token::Probe(id.into()),
             10 => Token::ReadyFd(id.into()),
+            11 => Token::Syslog,
             _ => return None,
         })
     }
@@ -78,6 +82,7 @@ mod tests {
             Token::Notify(9.into()),
             Token::Probe(10.into()),
             Token::ReadyFd(11.into()),
+            Token::Syslog,
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -136,6 +136,15 @@ pub enum EventKind {
         command: String,
         reason: String,
     },
+    /// A message written to `/dev/log` (syslog(3), `logger`): its facility and severity
+    /// (RFC 3164 numbers), the program's tag and pid as it gave them, and the text.
+    Syslog {
+        facility: u8,
+        severity: u8,
+        program: String,
+        pid: Option<i32>,
+        message: String,
+    },
 }
 
 impl core::fmt::Display for EventKind {
@@ -229,6 +238,31 @@ impl core::fmt::Display for EventKind {
                 command,
                 reason,
             } => write!(f, "{workspace}/{command} unhealthy: {reason}"),
+            Syslog {
+                facility,
+                severity,
+                program,
+                pid,
+                message,
+            } => {
+                const FACILITIES: [&str; 24] = [
+                    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp",
+                    "cron", "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0",
+                    "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+                ];
+                const SEVERITIES: [&str; 8] = [
+                    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+                ];
+                let fac = FACILITIES.get(usize::from(*facility)).unwrap_or(&"?");
+                let sev = SEVERITIES.get(usize::from(*severity)).unwrap_or(&"?");
+                write!(f, "syslog {fac}.{sev} ")?;
+                match (program.is_empty(), pid) {
+                    (true, _) => {}
+                    (false, Some(pid)) => write!(f, "{program}[{pid}]: ")?,
+                    (false, None) => write!(f, "{program}: ")?,
+                }
+                f.write_str(message)
+            }
         }
     }
 }

@@ -627,3 +627,52 @@ fn test_after_a_reboot_the_order_is_applied_again() {
     );
     assert!(base_ready < top_started, "{events:#?}");
 }
+
+#[test]
+fn test_logger_message_lands_in_the_journal_with_facility_and_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let d = Daemon::start_with(&[], &["--syslog", log.to_str().unwrap()]);
+
+    let sent = std::process::Command::new("logger")
+        .args([
+            "-u",
+            log.to_str().unwrap(),
+            "-p",
+            "cron.info",
+            "-t",
+            "CRON",
+            "--id=4242",
+        ])
+        .arg("(root) CMD (run-parts /etc/cron.hourly)")
+        .status()
+        .unwrap();
+    let events = d.events_until(1, |k| matches!(k, EventKind::Syslog { .. }));
+
+    assert!(sent.success());
+    let got = events.iter().find_map(|e| match &e.kind {
+        EventKind::Syslog {
+            facility,
+            severity,
+            program,
+            pid,
+            message,
+        } => Some((*facility, *severity, program.clone(), *pid, message.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        got,
+        Some((
+            9,
+            6,
+            "CRON".to_string(),
+            Some(4242),
+            "(root) CMD (run-parts /etc/cron.hourly)".to_string()
+        ))
+    );
+    let shown = arje_tests::host::out(&d.shuma(&["events"]));
+    assert!(
+        shown.contains("syslog cron.info CRON[4242]: (root) CMD"),
+        "{shown}"
+    );
+}

@@ -98,6 +98,8 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
         }),
         shutdown_timeout: args.shutdown_timeout.unwrap_or(params.shutdown_timeout),
         child_nofile: crate::limits::child_nofile(),
+        // cron, PAM, sshd and `logger` write here; nothing else listens in an arje boot.
+        syslog: Some(args.syslog.clone().unwrap_or_else(|| "/dev/log".into())),
     };
     log::info!(
         "boot done in {:.3}s of boottime; starting the runtime",

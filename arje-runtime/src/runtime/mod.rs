@@ -41,6 +41,7 @@ mod state;
 mod stop;
 mod store;
 mod strays;
+mod syslog;
 mod table;
 mod watches;
 mod workspaces;
@@ -156,6 +157,8 @@ pub struct Runtime {
     started: Instant,
     /// The ready sources of the current turn (a buffer kept between turns).
     ready: Vec<Ready>,
+    /// The `/dev/log` sink, if configured and bound.
+    syslog: Option<syslog::Syslog>,
 }
 
 impl Runtime {
@@ -226,10 +229,33 @@ impl Runtime {
             life: Lifecycle::Running,
             started: process_started(),
             ready: Vec::with_capacity(256),
+            syslog: None,
             cfg,
         };
         for message in rt.store.take_warnings() {
             rt.event(EventKind::Warning { message });
+        }
+        // A sink that cannot be bound (no /dev yet, a read-only /dev) is a warning, not
+        // a reason to fail boot. After a re-exec it is bound afresh.
+        if let Some(path) = rt.cfg.syslog.clone() {
+            match syslog::Syslog::bind(&path) {
+                Ok(sink) => match rt.reactor.add(
+                    std::os::fd::AsFd::as_fd(&sink.fd),
+                    Token::Syslog,
+                    Interest::Read,
+                ) {
+                    Ok(()) => rt.syslog = Some(sink),
+                    Err(e) => log::warn!("syslog sink {}: epoll: {e}", path.display()),
+                },
+                Err(e) => {
+                    let message = format!(
+                        "syslog sink {}: {e}; syslog(3) messages are lost",
+                        path.display()
+                    );
+                    log::warn!("{message}");
+                    rt.event(EventKind::Warning { message });
+                }
+            }
         }
         let reexec = plan.reexec;
         rt.restore(loaded, plan);
@@ -357,6 +383,15 @@ impl Runtime {
             Token::Notify(id) => self.on_notify(id),
             Token::Probe(id) => self.on_probe_socket(id),
             Token::ReadyFd(id) => self.on_ready_fd(id),
+            Token::Syslog => {
+                let events = self
+                    .syslog
+                    .as_mut()
+                    .map_or(Vec::new(), |s| s.drain(Instant::now()));
+                for kind in events {
+                    self.event(kind);
+                }
+            }
         }
     }
 

@@ -22,6 +22,7 @@ fn config(dir: &std::path::Path) -> Config {
         cgroup_root: None,
         shutdown_timeout: Duration::from_secs(5),
         child_nofile: None,
+        syslog: None,
     }
 }
 

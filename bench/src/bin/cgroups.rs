@@ -391,6 +391,7 @@ fn runtime(dir: &Path, cgroups: bool) -> arje_runtime::Runtime {
         cgroup_root: cgroups.then(|| PathBuf::from(BENCH_ROOT)),
         shutdown_timeout: Duration::from_secs(5),
         child_nofile: None,
+        syslog: None,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");
     let spec = WorkspaceSpec {

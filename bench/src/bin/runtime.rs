@@ -269,6 +269,7 @@ fn in_process(dir: &std::path::Path, prog: &str, n: usize) -> Vec<Duration> {
         cgroup_root: None,
         shutdown_timeout: Duration::from_secs(5),
         child_nofile: None,
+        syslog: None,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");
     let spec = shuma_card::WorkspaceSpec {
