@@ -7,6 +7,7 @@
 mod args;
 mod limits;
 mod logger;
+mod note;
 mod pid1;
 mod subreaper;
 

@@ -45,7 +45,9 @@ struct HandoverConn {
     waiting_for: Option<u64>,
 }
 
-const HANDOVER_VERSION: u32 = 1;
+/// The version this build writes and the only one it reads; its arje note says so
+/// (`identity.rs`), and an image refuses to re-exec into a binary that cannot read it.
+pub(super) const HANDOVER_VERSION: u32 = 1;
 const HANDOVER_FILE: &str = "handover.bin";
 
 impl Runtime {

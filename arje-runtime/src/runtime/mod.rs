@@ -25,6 +25,7 @@ mod creds;
 mod deps;
 mod exits;
 mod handover;
+mod identity;
 mod lifecycle;
 mod notify;
 mod output;
@@ -65,6 +66,7 @@ use crate::{Config, Outcome};
 use reactor::{Interest, Reactor, Ready};
 use requests::Reply;
 use table::Table;
+pub use identity::ArjeNote;
 pub use workspaces::Created;
 
 /// Most workspaces at once.
