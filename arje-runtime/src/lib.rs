@@ -68,4 +68,4 @@ pub enum Outcome {
     /// inheritable; the caller execs `binary` with the same arguments.
     Reexec { binary: PathBuf },
 }
-pub use runtime::{ArjeNote, Created, Runtime, RuntimeError};
+pub use runtime::{ArjeNote, Created, Previous, Runtime, RuntimeError};

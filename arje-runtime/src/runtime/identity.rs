@@ -286,7 +286,10 @@ pub fn read_identity(file: &std::fs::File) -> Result<Identity, NoteError> {
         return Err(NoteError::TooLarge("program header count"));
     }
     let table_len = (phnum * phentsize) as u64;
-    if phoff.checked_add(table_len).map_or(true, |end| end > file_len) {
+    if phoff
+        .checked_add(table_len)
+        .map_or(true, |end| end > file_len)
+    {
         return Err(NoteError::Malformed("program headers outside the file"));
     }
     let mut table = vec![0u8; table_len as usize];
@@ -329,10 +332,7 @@ fn find_note(notes: &[u8], e: Endian, align: u64) -> Result<Option<&[u8]>, NoteE
         let word = |off: usize| e.u32(notes, at + off).unwrap_or(0);
         let (namesz, descsz, kind) = (word(0) as usize, word(4) as usize, word(8));
         let name_at = at + 12;
-        let desc_at = name_at
-            .checked_add(namesz)
-            .and_then(up)
-            .ok_or_else(past)?;
+        let desc_at = name_at.checked_add(namesz).and_then(up).ok_or_else(past)?;
         let desc_end = desc_at.checked_add(descsz).ok_or_else(past)?;
         if desc_end > notes.len() {
             return Err(past());
@@ -558,32 +558,51 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("truncated header", good[..40].to_vec()),
             ("cut inside the note", good[..good.len() - 10].to_vec()),
-            ("phnum 0xffff", with(&|b| b[56..58].copy_from_slice(&0xffffu16.to_ne_bytes()))),
-            ("phentsize 40", with(&|b| b[54..56].copy_from_slice(&40u16.to_ne_bytes()))),
-            ("phoff far", with(&|b| b[32..40].copy_from_slice(&u64::MAX.to_ne_bytes()))),
-            ("filesz huge", with(&|b| b[96..104].copy_from_slice(&(1u64 << 40).to_ne_bytes()))),
-            ("namesz huge", with(&|b| b[120..124].copy_from_slice(&u32::MAX.to_ne_bytes()))),
-            ("descsz short", with(&|b| {
-                b[124..128].copy_from_slice(&8u32.to_ne_bytes());
-            })),
+            (
+                "phnum 0xffff",
+                with(&|b| b[56..58].copy_from_slice(&0xffffu16.to_ne_bytes())),
+            ),
+            (
+                "phentsize 40",
+                with(&|b| b[54..56].copy_from_slice(&40u16.to_ne_bytes())),
+            ),
+            (
+                "phoff far",
+                with(&|b| b[32..40].copy_from_slice(&u64::MAX.to_ne_bytes())),
+            ),
+            (
+                "filesz huge",
+                with(&|b| b[96..104].copy_from_slice(&(1u64 << 40).to_ne_bytes())),
+            ),
+            (
+                "namesz huge",
+                with(&|b| b[120..124].copy_from_slice(&u32::MAX.to_ne_bytes())),
+            ),
+            (
+                "descsz short",
+                with(&|b| {
+                    b[124..128].copy_from_slice(&8u32.to_ne_bytes());
+                }),
+            ),
             ("bad magic", with(&|b| b[140] = b'X')),
-            ("empty range", with(&|b| b[152..156].copy_from_slice(&9u32.to_ne_bytes()))),
+            (
+                "empty range",
+                with(&|b| b[152..156].copy_from_slice(&9u32.to_ne_bytes())),
+            ),
         ];
 
         let results: Vec<_> = cases.iter().map(|(_, b)| identity_of(b)).collect();
 
         let expect = |i: usize, pred: fn(&NoteError) -> bool| {
             let r = &results[i];
-            assert!(
-                matches!(r, Err(e) if pred(e)),
-                "{}: {r:?}",
-                cases[i].0
-            );
+            assert!(matches!(r, Err(e) if pred(e)), "{}: {r:?}", cases[i].0);
         };
         expect(0, |e| matches!(e, NoteError::Malformed(_)));
         expect(1, |e| matches!(e, NoteError::Malformed(_)));
         expect(2, |e| matches!(e, NoteError::TooLarge(_)));
-        expect(3, |e| matches!(e, NoteError::Malformed("program header size")));
+        expect(3, |e| {
+            matches!(e, NoteError::Malformed("program header size"))
+        });
         expect(4, |e| matches!(e, NoteError::Malformed(_)));
         expect(5, |e| matches!(e, NoteError::TooLarge("note segments")));
         expect(6, |e| matches!(e, NoteError::Malformed(_)));

@@ -177,7 +177,12 @@ mod tests {
         let mut other_handover = ArjeNote::THIS_BUILD;
         other_handover.desc.handover_min += 1;
         other_handover.desc.handover_max += 1;
-        let old = file(dir.path(), "old", &elf_with_notes(&note_bytes(&old), 4), 0o755);
+        let old = file(
+            dir.path(),
+            "old",
+            &elf_with_notes(&note_bytes(&old), 4),
+            0o755,
+        );
         let other = file(
             dir.path(),
             "other",
@@ -191,7 +196,10 @@ mod tests {
             "is arje-init 0.0.9, which reads snapshot versions 1..={}: this arje writes version {current}",
             current - 1
         );
-        assert!(matches!(&old, Err((ErrorCode::Invalid, m)) if m.contains(&want)), "{old:?}");
+        assert!(
+            matches!(&old, Err((ErrorCode::Invalid, m)) if m.contains(&want)),
+            "{old:?}"
+        );
         assert!(
             matches!(&other, Err((ErrorCode::Invalid, m)) if m.contains("reads handover versions")),
             "{other:?}"
