@@ -286,10 +286,7 @@ pub fn read_identity(file: &std::fs::File) -> Result<Identity, NoteError> {
         return Err(NoteError::TooLarge("program header count"));
     }
     let table_len = (phnum * phentsize) as u64;
-    if phoff
-        .checked_add(table_len)
-        .map_or(true, |end| end > file_len)
-    {
+    if !matches!(phoff.checked_add(table_len), Some(end) if end <= file_len) {
         return Err(NoteError::Malformed("program headers outside the file"));
     }
     let mut table = vec![0u8; table_len as usize];
@@ -309,7 +306,7 @@ pub fn read_identity(file: &std::fs::File) -> Result<Identity, NoteError> {
             return Err(NoteError::TooLarge("note segments"));
         }
         budget -= size;
-        if offset.checked_add(size).map_or(true, |end| end > file_len) {
+        if !matches!(offset.checked_add(size), Some(end) if end <= file_len) {
             return Err(NoteError::Malformed("note segment outside the file"));
         }
         let mut notes = vec![0u8; size as usize];
