@@ -76,7 +76,7 @@ dump() { # on failure: what the nested arje said
 mkdir -p /run/nested $root
 check nested-started start_nested /tmp/nested-1.log
 check nested-cgroups [ -d $sub ]
-check app-created ns ws create $d/extra/app.toml
+check app-created ns ws create $d/extra/app.toml >/dev/null
 svc=$(pid_of svc)
 say "svc pid before: $svc"
 check svc-running [ -n "$svc" -a "$svc" != - ]
@@ -127,7 +127,7 @@ check ghost-killed [ $? = 137 ]
 say "ghost stopped: $(wait_event 'workspace ghost stopped')"
 check ghost-removed [ ! -e $sub/ghost ]
 
-check ping-after ns ping
+check ping-after ns ping >/dev/null
 kill -TERM $nested
 wait $nested
 check nested-stopped [ $? = 0 ]
