@@ -23,6 +23,7 @@ check() { # name, command...
     if "$@"; then say "ok $name"; else say "FAILED $name"; ok=0; fi
 }
 ns() { shuma --socket $sock "$@"; }
+quiet() { "$@" >/dev/null; }
 # Block until the nested arje's journal holds an event matching the ERE $1 (past or
 # future); print it.
 wait_event() {
@@ -76,7 +77,7 @@ dump() { # on failure: what the nested arje said
 mkdir -p /run/nested $root
 check nested-started start_nested /tmp/nested-1.log
 check nested-cgroups [ -d $sub ]
-check app-created ns ws create $d/extra/app.toml >/dev/null
+check app-created quiet ns ws create $d/extra/app.toml
 svc=$(pid_of svc)
 say "svc pid before: $svc"
 check svc-running [ -n "$svc" -a "$svc" != - ]
@@ -127,7 +128,7 @@ check ghost-killed [ $? = 137 ]
 say "ghost stopped: $(wait_event 'workspace ghost stopped')"
 check ghost-removed [ ! -e $sub/ghost ]
 
-check ping-after ns ping >/dev/null
+check ping-after quiet ns ping
 kill -TERM $nested
 wait $nested
 check nested-stopped [ $? = 0 ]
