@@ -70,4 +70,4 @@ pub enum Outcome {
     /// inheritable; the caller execs `binary` with the same arguments.
     Reexec { binary: PathBuf },
 }
-pub use runtime::{Created, Runtime, RuntimeError};
+pub use runtime::{ArjeNote, Created, Previous, Runtime, RuntimeError};

@@ -52,6 +52,45 @@ pub fn ensure_binaries() {
     });
 }
 
+/// This build's arje-init with the `test-hooks` feature (test-only switches such as
+/// `ARJE_TEST_FAIL_RESTORE`), built once per test process into a target directory of
+/// its own (`<target>/hooks`): built in the shared one, it would replace the plain
+/// arje-init other tests run. cargo's lock on that directory serializes test binaries
+/// that build it at once.
+pub fn hooks_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            let target = bin_dir()
+                .parent()
+                .expect("the target directory")
+                .join("hooks");
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "arje-init",
+                    "--features",
+                    "test-hooks",
+                ])
+                .arg("--manifest-path")
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("run cargo build");
+            assert!(
+                status.success(),
+                "cargo build of the test-hooks arje-init failed"
+            );
+            target.join("debug").join("arje-init")
+        })
+        .clone()
+}
+
 pub struct Daemon {
     pub child: Child,
     pub dir: tempfile::TempDir,

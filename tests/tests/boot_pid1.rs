@@ -231,13 +231,15 @@ fn test_state_disk_file_written_in_one_boot_is_read_in_the_next() {
 #[test]
 fn test_pid1_under_pressure_fd_limit_bad_reexec_stray_signals() {
     // Arrange + Act: 400 services under init's default fd limit, re-execs into files
-    // that are not arje, and signals nobody means for init (tests/scenarios/harden).
+    // that are not arje, a re-exec whose exec fails, and signals nobody means for init
+    // (tests/scenarios/harden).
     let (vm, end) = boot_to_end("boot_harden", "harden");
 
     // Assert
     for needle in [
         "SCENARIO harden: ok 400 services under the default fd limit",
         "SCENARIO harden: ok bad re-exec binaries refused, children kept",
+        "SCENARIO harden: ok failed exec survived by PID 1, children kept",
         "SCENARIO harden: ok still answering after stray signals",
         "SCENARIO harden: PASS",
     ] {

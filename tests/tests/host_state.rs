@@ -261,8 +261,12 @@ fn test_reexec_refuses_a_binary_that_cannot_be_arje_and_keeps_children() {
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     let text = dir.join("text");
     std::fs::write(&text, "just words\n").unwrap();
+    // A valid ELF executable for this machine that is not arje-init: it has no arje
+    // identity note, and is refused without being run.
+    let other_program = dir.join("true");
+    std::fs::copy("/bin/true", &other_program).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for f in [&script, &text] {
+    for f in [&script, &text, &other_program] {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let cases = [
@@ -270,6 +274,7 @@ fn test_reexec_refuses_a_binary_that_cannot_be_arje_and_keeps_children() {
         (script.clone(), "not an ELF executable"),
         (text.clone(), "not an ELF executable"),
         (dir.to_path_buf(), "not a regular file"),
+        (other_program.clone(), "is not arje-init"),
     ];
 
     let answers: Vec<_> = cases

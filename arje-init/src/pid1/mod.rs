@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use arje_runtime::{Config, Mode, Outcome, Runtime, ShutdownKind};
+use arje_runtime::{Config, Mode, Outcome, ShutdownKind};
 
 use crate::args::Args;
 use crate::logger;
@@ -25,11 +25,11 @@ use cmdline::BootParams;
 const RUN_DIR: &str = "/run/arje";
 
 /// Boots the system and never returns: PID 1 exiting is a kernel panic.
-pub fn boot(args: Args, start_boottime: f64) -> ! {
+pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited) -> ! {
     // A re-exec (`shuma daemon-reexec`) finds the system booted: mounts, modules and the
     // state disk are in place, and doing them again would stack a second mount.
-    let reexec = std::env::var_os(crate::REEXEC_ENV).is_some();
-    std::env::remove_var(crate::REEXEC_ENV);
+    let reexec = std::env::var_os(crate::reexec::REEXEC_ENV).is_some();
+    std::env::remove_var(crate::reexec::REEXEC_ENV);
 
     // 1. Filesystems the rest needs: /proc to read the command line, /dev for the
     //    console, kmsg and the disk, /run for the socket, cgroup2 for workspaces.
@@ -105,7 +105,7 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
         "boot done in {:.3}s of boottime; starting the runtime",
         logger::boottime_secs() - start_boottime
     );
-    let outcome = run_contained(config);
+    let outcome = run_contained(config, inherited);
 
     // 6. The end.
     match outcome {
@@ -114,9 +114,9 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
             log::warn!("the runtime asked to exit, which PID 1 cannot: powering off");
             shutdown::finish(ShutdownKind::Poweroff, Instant::now())
         }
+        // `run_contained` carries out every re-exec itself, and survives a failed one.
         Ok(Outcome::Reexec { binary }) => {
-            let err = crate::reexec(&binary);
-            emergency::emergency(&format!("re-exec of {}: {err}", binary.display()))
+            emergency::emergency(&format!("re-exec of {} not carried out", binary.display()))
         }
         Err(why) => emergency::emergency(&why),
     }
@@ -124,17 +124,12 @@ pub fn boot(args: Args, start_boottime: f64) -> ! {
 
 /// Runs the runtime with a last-resort catch: the runtime contains panics per event
 /// itself, so one reaching here means its loop is broken, and PID 1 falls back to the
-/// emergency loop rather than exit.
-fn run_contained(config: Config) -> Result<Outcome, String> {
-    let mut runtime =
-        Runtime::new(config).map_err(|e| format!("the runtime failed to start: {e}"))?;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.run()))
-        .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))?;
-    // Exec while `runtime` is alive: dropping it would close the listener, the log pipes
-    // and the client connections that the snapshot hands to the new image.
-    if let Outcome::Reexec { binary } = &outcome {
-        let err = crate::reexec(binary);
-        return Err(format!("re-exec of {}: {err}", binary.display()));
-    }
-    Ok(outcome)
+/// emergency loop rather than exit. A re-exec whose exec fails does not end up here:
+/// the runtime takes back what it handed over and goes on (`reexec::serve`); nor does
+/// a new image that cannot take over, when the previous one can be exec'd back
+/// (`reexec::start`).
+fn run_contained(config: Config, inherited: crate::reexec::Inherited) -> Result<Outcome, String> {
+    let mut runtime = crate::reexec::start(config, inherited)?;
+    std::panic::catch_unwind(AssertUnwindSafe(|| crate::reexec::serve(&mut runtime)))
+        .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))
 }

@@ -45,8 +45,31 @@ struct HandoverConn {
     waiting_for: Option<u64>,
 }
 
-const HANDOVER_VERSION: u32 = 1;
+/// The version this build writes and the only one it reads; its arje note says so
+/// (`identity.rs`), and an image refuses to re-exec into a binary that cannot read it.
+pub(super) const HANDOVER_VERSION: u32 = 1;
 const HANDOVER_FILE: &str = "handover.bin";
+
+/// Can this build read the handover file in `dir`, if there is one? Read and decoded,
+/// never removed: a new image that cannot read it leaves it for the previous image, which
+/// it execs back (`rollback.rs`). A file that cannot be read at all is not this build's
+/// failure (the previous image would fail the same way) and passes.
+pub(super) fn readable(dir: &crate::persist::StateDir) -> Result<(), String> {
+    let Ok(Some(bytes)) = dir.read_capped(HANDOVER_FILE, u64::MAX) else {
+        return Ok(());
+    };
+    let path = dir.join(HANDOVER_FILE);
+    let version = postcard::from_bytes::<Handover>(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .version;
+    if version != HANDOVER_VERSION {
+        return Err(format!(
+            "{}: handover version {version}, this build reads {HANDOVER_VERSION}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
 
 impl Runtime {
     /// After a re-exec: take over the client connections and output rings the previous
@@ -111,6 +134,24 @@ impl Runtime {
             self.server
                 .adopt(&self.reactor, &mut self.timers, Instant::now(), inherited);
         }
+    }
+
+    /// The exec after [`Runtime::prepare_reexec`] failed and this image carries on: every
+    /// fd it left open across exec is close-on-exec again (those in `inheritable`, open
+    /// without the flag before it ran, are left as they were), the handover file no next
+    /// image will read is removed, and the /run snapshot, which names those fds, is
+    /// written again without them at the end of this turn. The connections, pipes, notify
+    /// sockets, listener and lock were only marked, never closed or moved: nothing else
+    /// needs undoing.
+    pub(crate) fn take_back(&mut self, inheritable: &[std::os::fd::RawFd]) {
+        let marked = crate::sys::fd::close_on_exec_again(inheritable);
+        if let Some(dir) = self.store.state_dir() {
+            if let Err(e) = dir.remove(HANDOVER_FILE) {
+                log::warn!("{}: {e}", dir.join(HANDOVER_FILE).display());
+            }
+        }
+        self.store.mark_dirty();
+        log::info!("re-exec undone: {marked} fd(s) close-on-exec again");
     }
 
     /// Before exec'ing a new image: keep the fds it needs open across exec and write a

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use shuma_card::protocol::{Mode, ShutdownKind};
+use shuma_card::EventKind;
 
 use super::{signals, Lifecycle, Runtime};
 use crate::timers::TimerAction;
@@ -78,10 +79,19 @@ impl Runtime {
                 self.interrupt_waiters("arje was re-executed; ask again");
                 // The answer to `daemon-reexec` goes out before the exec.
                 self.server.flush_all();
+                let inheritable = crate::sys::fd::inheritable();
                 self.prepare_reexec();
                 log::info!("re-exec of {}", binary.display());
+                self.life = Lifecycle::HandedOver {
+                    binary: binary.clone(),
+                    inheritable,
+                };
                 Some(Outcome::Reexec { binary })
             }
+            // Asked again without `reexec_failed`: the exec is still the caller's to do.
+            Lifecycle::HandedOver { binary, .. } => Some(Outcome::Reexec {
+                binary: binary.clone(),
+            }),
             Lifecycle::Stopping { outcome, began, .. } => {
                 if !self.table.workspaces.is_empty() {
                     return None;
@@ -91,6 +101,39 @@ impl Runtime {
                 self.server.flush_all();
                 log::info!("every workspace stopped after {:?}", began.elapsed());
                 Some(outcome)
+            }
+        }
+    }
+
+    /// The exec of [`Outcome::Reexec`] failed (`error`) and this process is still this
+    /// image, with everything it had: undo what the hand-over did (`take_back`), say so
+    /// in the log and the journal, and carry on with [`Runtime::resume`]. The
+    /// `daemon-reexec` answer already sent stays true: the request was accepted and
+    /// carried out as far as the kernel allowed. Does nothing unless a hand-over is
+    /// under way.
+    pub fn reexec_failed(&mut self, error: &std::io::Error) {
+        let Lifecycle::HandedOver {
+            binary,
+            inheritable,
+        } = std::mem::replace(&mut self.life, Lifecycle::Running)
+        else {
+            return;
+        };
+        self.take_back(&inheritable);
+        let message = format!(
+            "re-exec of {} failed: {error}; this image carries on with every child",
+            binary.display()
+        );
+        log::error!("{message}");
+        self.event(EventKind::Warning { message });
+    }
+
+    /// Serve again after [`Runtime::reexec_failed`]: [`Runtime::run`]'s loop, without
+    /// loading the cards a second time.
+    pub fn resume(&mut self) -> Outcome {
+        loop {
+            if let Some(outcome) = self.turn() {
+                return outcome;
             }
         }
     }

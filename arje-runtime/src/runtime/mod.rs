@@ -25,6 +25,7 @@ mod creds;
 mod deps;
 mod exits;
 mod handover;
+mod identity;
 mod lifecycle;
 mod notify;
 mod output;
@@ -34,6 +35,7 @@ mod reactor;
 mod ready;
 mod reexec;
 mod requests;
+mod rollback;
 mod server;
 mod sessions;
 pub(crate) mod signals;
@@ -63,8 +65,10 @@ use crate::timers::{TimerAction, Timers};
 use crate::token::Token;
 use crate::{Config, Outcome};
 
+pub use identity::ArjeNote;
 use reactor::{Interest, Reactor, Ready};
 use requests::Reply;
+pub use rollback::Previous;
 use table::Table;
 pub use workspaces::Created;
 
@@ -83,6 +87,10 @@ pub enum RuntimeError {
     DevNull(std::io::Error),
     /// Another arje-init holds the state directory's lock.
     Locked(crate::persist::LockError),
+    /// After a re-exec: this build cannot read the state the previous image handed
+    /// over (`rollback.rs`); nothing was taken over, and the previous image can be
+    /// exec'd back.
+    Restore(String),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -94,6 +102,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Control(e) => write!(f, "{e}"),
             RuntimeError::DevNull(e) => write!(f, "open /dev/null: {e}"),
             RuntimeError::Locked(e) => write!(f, "{e}"),
+            RuntimeError::Restore(why) => write!(f, "cannot restore the handed-over state: {why}"),
         }
     }
 }
@@ -118,6 +127,14 @@ enum Lifecycle {
     /// `daemon-reexec` was asked for: exec `binary` at the end of this turn.
     Reexec {
         binary: std::path::PathBuf,
+    },
+    /// The fds to keep are inheritable and the snapshot and handover written for
+    /// `binary`: the caller execs it. If the exec fails, [`Runtime::reexec_failed`]
+    /// undoes this and the runtime carries on. `inheritable` lists the fds that were
+    /// already without close-on-exec before (left as they were by the undo).
+    HandedOver {
+        binary: std::path::PathBuf,
+        inheritable: Vec<std::os::fd::RawFd>,
     },
     /// A shutdown (PID 1) or exit (subreaper) in progress. The snapshot is frozen: the
     /// durable copy keeps the workspaces as they were, so the next boot brings them back.

@@ -1,19 +1,23 @@
 //! Is this file something arje can re-exec into? Checked before `daemon-reexec` is
 //! answered, because after the exec nothing of the old image is left to report a
-//! failure: an exec that fails takes a subreaper down (PID 1 falls back to its emergency
-//! loop), and the client would already have been told "re-executed".
+//! failure: an exec that fails is survived (the runtime resumes, `lifecycle.rs`), but
+//! a program that is not arje-init would run in arje's place, and the client would
+//! already have been told "re-executed".
 //!
 //! What is checked: a regular file, executable by arje's effective ids (which also
 //! catches a `noexec` mount), starting with an ELF header of the same class, byte order
-//! and machine as the running image. Scripts are refused: arje re-executes itself, and a
-//! `#!` file is never arje. What cannot be checked without running it: that the ELF is
-//! an arje-init that adopts the snapshot (see docs/STATE.md, "Re-exec into another
-//! binary").
+//! and machine as the running image, and carrying an arje identity note
+//! (`identity.rs`) that says it reads the snapshot and handover versions this image
+//! writes. Scripts are refused: arje re-executes itself, and a `#!` file is never arje.
+//! What cannot be checked without running it: that the note tells the truth (see
+//! docs/STATE.md, "Re-exec into another binary").
 
 use std::io::Read;
 use std::path::Path;
 
 use shuma_card::protocol::ErrorCode;
+
+use super::identity::{read_identity, Identity, NoteError};
 
 /// Bytes of an ELF header compared with our own: the class and byte order of `e_ident`,
 /// and `e_machine`. Not the OS ABI byte (a glibc and a musl build of the same arje may
@@ -42,7 +46,8 @@ pub fn check_binary(binary: &Path) -> Result<(), (ErrorCode, String)> {
             format!("{name} is not executable by arje ({e})"),
         )
     })?;
-    let theirs = header(binary).map_err(|e| (ErrorCode::Invalid, format!("{name}: {e}")))?;
+    let file = open(binary).map_err(|e| (ErrorCode::Invalid, format!("{name}: {e}")))?;
+    let theirs = header(&file).map_err(|e| (ErrorCode::Invalid, format!("{name}: {e}")))?;
     let not_arje = |what: &str| {
         Err((
             ErrorCode::Invalid,
@@ -57,32 +62,80 @@ pub fn check_binary(binary: &Path) -> Result<(), (ErrorCode, String)> {
         });
     }
     // Our own header, to compare class, byte order and machine with.
-    if let Ok(ours) = header(Path::new("/proc/self/exe")) {
+    if let Ok(ours) = open(Path::new("/proc/self/exe")).and_then(|f| header(&f)) {
         let same = |r: std::ops::Range<usize>| theirs.get(r.clone()) == ours.get(r);
         if !same(ELF_CLASS_DATA) || !same(ELF_MACHINE) {
             return not_arje("another class, byte order or machine");
         }
     }
+    let identity = read_identity(&file).map_err(|e| match e {
+        NoteError::Missing => (
+            ErrorCode::Invalid,
+            format!("{name} is not arje-init: {e}; arje re-executes itself and needs an arje-init binary (one built before the note existed is refused too)"),
+        ),
+        e => (ErrorCode::Invalid, format!("{name} is not arje-init: {e}")),
+    })?;
+    compatible(&identity, &Identity::this_build())
+        .map_err(|why| (ErrorCode::Invalid, format!("{name} {why}")))?;
+    log::info!(
+        "re-exec: {name} is arje-init {} (snapshot versions {}..={}, handover {}..={})",
+        identity.version,
+        identity.snapshots.start(),
+        identity.snapshots.end(),
+        identity.handovers.start(),
+        identity.handovers.end()
+    );
     Ok(())
 }
 
-/// The first 20 bytes of a file (fewer if it is shorter). Opened non-blocking: were
-/// the checked regular file swapped for a FIFO in between, the loop must not wait on it.
-fn header(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Can an image that is `theirs` read what `ours` writes just before the exec: the
+/// snapshot in our newest version and the handover in ours?
+fn compatible(theirs: &Identity, ours: &Identity) -> Result<(), String> {
+    let (snapshot, handover) = (*ours.snapshots.end(), *ours.handovers.end());
+    let range = |r: &std::ops::RangeInclusive<u32>| format!("{}..={}", r.start(), r.end());
+    if !theirs.snapshots.contains(&snapshot) {
+        return Err(format!(
+            "is arje-init {}, which reads snapshot versions {}: this arje writes version {snapshot}",
+            theirs.version,
+            range(&theirs.snapshots)
+        ));
+    }
+    if !theirs.handovers.contains(&handover) {
+        return Err(format!(
+            "is arje-init {}, which reads handover versions {}: this arje writes version {handover}",
+            theirs.version,
+            range(&theirs.handovers)
+        ));
+    }
+    Ok(())
+}
+
+/// Opened non-blocking: were the checked regular file swapped for a FIFO in between,
+/// the loop must not wait on it.
+fn open(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut buf = Vec::with_capacity(ELF_MACHINE.end);
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?
-        .take(ELF_MACHINE.end as u64)
-        .read_to_end(&mut buf)?;
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// The first 20 bytes of a file (fewer if it is shorter).
+fn header(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(ELF_MACHINE.end);
+    file.take(ELF_MACHINE.end as u64).read_to_end(&mut buf)?;
     Ok(buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::identity::fixture::elf_with_notes;
+    use crate::runtime::identity::{note_bytes, ArjeNote};
     use std::os::unix::fs::PermissionsExt;
 
     fn file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::path::PathBuf {
@@ -93,10 +146,64 @@ mod tests {
     }
 
     #[test]
-    fn test_check_binary_own_image_accepted() {
+    fn test_check_binary_with_this_builds_note_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let note = note_bytes(&ArjeNote::THIS_BUILD);
+        let arje = file(dir.path(), "arje", &elf_with_notes(&note, 4), 0o755);
+
+        assert_eq!(check_binary(&arje), Ok(()));
+    }
+
+    #[test]
+    fn test_check_binary_elf_without_note_not_arje_init() {
+        // This test binary is a valid ELF for this machine, but not arje-init.
         let own = std::fs::read_link("/proc/self/exe").unwrap();
 
-        assert_eq!(check_binary(&own), Ok(()));
+        let refused = check_binary(&own);
+
+        assert!(
+            matches!(&refused, Err((ErrorCode::Invalid, m)) if m.contains("is not arje-init") && m.contains("no arje identity note")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn test_check_binary_older_snapshot_or_handover_reader_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = shuma_card::snapshot::SNAPSHOT_VERSION;
+        let mut old = ArjeNote::THIS_BUILD;
+        old.desc.snapshot_max = current - 1;
+        old.desc.version = *b"0.0.9\0\0\0\0\0\0\0\0\0\0\0";
+        let mut other_handover = ArjeNote::THIS_BUILD;
+        other_handover.desc.handover_min += 1;
+        other_handover.desc.handover_max += 1;
+        let old = file(
+            dir.path(),
+            "old",
+            &elf_with_notes(&note_bytes(&old), 4),
+            0o755,
+        );
+        let other = file(
+            dir.path(),
+            "other",
+            &elf_with_notes(&note_bytes(&other_handover), 4),
+            0o755,
+        );
+
+        let (old, other) = (check_binary(&old), check_binary(&other));
+
+        let want = format!(
+            "is arje-init 0.0.9, which reads snapshot versions 1..={}: this arje writes version {current}",
+            current - 1
+        );
+        assert!(
+            matches!(&old, Err((ErrorCode::Invalid, m)) if m.contains(&want)),
+            "{old:?}"
+        );
+        assert!(
+            matches!(&other, Err((ErrorCode::Invalid, m)) if m.contains("reads handover versions")),
+            "{other:?}"
+        );
     }
 
     #[test]

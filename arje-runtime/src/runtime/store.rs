@@ -74,6 +74,11 @@ impl Claim {
         })
     }
 
+    /// The run directory claimed (the configured one or its private replacement).
+    pub fn run_dir(&self) -> Option<&StateDir> {
+        self.run.as_ref()
+    }
+
     /// Load the state from the claimed directories (before [`Store::new`] hands the durable
     /// one to its writer thread).
     pub fn load(&self) -> persist::Loaded {

@@ -231,15 +231,26 @@ impl Runtime {
                         self.adopt_unrecorded(ws, CommandId::from(id), command, leaf, p, now);
                     }
                 }
-                (Verdict::Kill(why), _) => {
+                (Verdict::Kill(why), command) => {
                     if let Err(e) = leaf.kill() {
                         log::warn!("{e}");
                     }
+                    // A leaf of a command stays for its next run, as every leaf does;
+                    // one that names no command would stay empty until its workspace
+                    // goes, so it goes once the kill has emptied it.
+                    let then = if command.is_none() {
+                        "; the cgroup is removed once empty"
+                    } else {
+                        ""
+                    };
                     self.event(EventKind::Warning {
                         message: format!(
-                            "workspace {name}: killed what ran in cgroup {leaf_name}: {why}"
+                            "workspace {name}: killed what ran in cgroup {leaf_name}: {why}{then}"
                         ),
                     });
+                    if command.is_none() {
+                        self.remove_when_empty(ws, &leaf_name, &leaf);
+                    }
                 }
                 (Verdict::Remove, _) => {
                     let removed = self.table.workspaces[&ws]
@@ -251,6 +262,56 @@ impl Runtime {
                     }
                 }
             }
+        }
+    }
+
+    /// Watch the `cgroup.events` of a leaf the sweep killed and rmdir it once empty
+    /// ([`Runtime::remove_swept_leaf`]): `cgroup.kill` only sends SIGKILL, and the
+    /// processes leave the leaf when they have exited, later. Checked once more after
+    /// the watch exists, since an emptying before it would never be announced. Without
+    /// a watch, one rmdir is tried now; a leaf still busy then is removed by the next
+    /// sweep or with its workspace.
+    fn remove_when_empty(&mut self, ws: WorkspaceId, leaf_name: &str, leaf: &Leaf) {
+        let watch = leaf
+            .open_events_file(crate::cgroup::EventsFile::Cgroup)
+            .ok()
+            .and_then(|fd| self.cgroups.add_leaf(&self.reactor, ws, leaf_name, fd));
+        match watch {
+            Some(id) if matches!(leaf.populated(), Ok(false)) => self.remove_swept_leaf(id),
+            Some(_) => {}
+            None => {
+                self.rmdir_swept_leaf(ws, leaf_name);
+            }
+        }
+    }
+
+    /// The leaf a [`Runtime::remove_when_empty`] watch names has emptied: rmdir it, with
+    /// a Warning that closes the one of its kill.
+    pub(crate) fn remove_swept_leaf(&mut self, watch: crate::ids::WatchId) {
+        let Some((ws, leaf)) = self
+            .cgroups
+            .leaf_of(watch)
+            .map(|(ws, leaf)| (ws, leaf.to_string()))
+        else {
+            return;
+        };
+        self.cgroups.remove(&self.reactor, watch);
+        self.rmdir_swept_leaf(ws, &leaf);
+    }
+
+    fn rmdir_swept_leaf(&mut self, ws: WorkspaceId, leaf: &str) {
+        let Some(w) = self.table.workspaces.get(&ws) else {
+            return;
+        };
+        let Some(cg) = &w.cgroup else { return };
+        let name = w.spec.name.clone();
+        match cg.remove_leaf(leaf) {
+            Ok(()) => self.event(EventKind::Warning {
+                message: format!(
+                    "workspace {name}: removed cgroup {leaf}, emptied by the crash sweep"
+                ),
+            }),
+            Err(e) => log::warn!("crash sweep: {e}"),
         }
     }
 

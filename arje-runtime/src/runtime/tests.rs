@@ -787,6 +787,12 @@ fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
             "no warning names {name}: {warnings:?}"
         );
     }
+    assert!(
+        warnings
+            .iter()
+            .any(|(_, m)| m.contains("998-run-998") && m.contains("removed once empty")),
+        "{warnings:?}"
+    );
     assert!(rt.table.command_ids.peek() > 999);
     // The workspace "ghost" is removed once its cgroup is empty.
     let ghost = rt.table.id_of("ghost").expect("ghost is being stopped");

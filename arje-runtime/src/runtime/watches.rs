@@ -78,6 +78,9 @@ struct Watch {
     current: MemoryEvents,
     /// When this watch last put an event in the journal.
     last_report: Option<Instant>,
+    /// For a `cgroup.events` watch: the leaf of the workspace it watches (a leaf the
+    /// crash sweep killed, removed once empty), rather than the workspace itself.
+    leaf: Option<String>,
 }
 
 /// What a watched file has to say.
@@ -86,6 +89,8 @@ pub enum News {
     Nothing,
     /// `cgroup.events` says the workspace's cgroup is empty.
     Emptied(WorkspaceId),
+    /// `cgroup.events` says the leaf this watch names ([`Watches::leaf_of`]) is empty.
+    LeafEmptied(WatchId),
     /// Counts to put in the journal now.
     Report(Report),
 }
@@ -143,9 +148,32 @@ impl Watches {
                 last,
                 current: last,
                 last_report: None,
+                leaf: None,
             },
         );
         Some(id)
+    }
+
+    /// Watch the `cgroup.events` (`fd`) of the leaf `leaf` of `workspace`: its emptying
+    /// comes back as [`News::LeafEmptied`].
+    pub fn add_leaf(
+        &mut self,
+        reactor: &Reactor,
+        workspace: WorkspaceId,
+        leaf: &str,
+        fd: OwnedFd,
+    ) -> Option<WatchId> {
+        let id = self.add(reactor, workspace, EventsFile::Cgroup, fd)?;
+        if let Some(w) = self.watches.get_mut(&id) {
+            w.leaf = Some(leaf.to_string());
+        }
+        Some(id)
+    }
+
+    /// The workspace and leaf a [`Watches::add_leaf`] watch names.
+    pub fn leaf_of(&self, id: WatchId) -> Option<(WorkspaceId, &str)> {
+        let w = self.watches.get(&id)?;
+        Some((w.workspace, w.leaf.as_deref()?))
     }
 
     /// Stop watching; counts still waiting for their report come back to be journalled.
@@ -182,6 +210,7 @@ impl Watches {
         match w.which {
             EventsFile::Cgroup => {
                 return match crate::cgroup::parse_populated(&text) {
+                    Some(false) if w.leaf.is_some() => News::LeafEmptied(id),
                     Some(false) => News::Emptied(w.workspace),
                     _ => News::Nothing,
                 };

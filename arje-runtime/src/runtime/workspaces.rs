@@ -444,6 +444,7 @@ impl Runtime {
         match news {
             News::Nothing => {}
             News::Emptied(ws) => self.workspace_progress(ws),
+            News::LeafEmptied(watch) => self.remove_swept_leaf(watch),
             News::Report(report) => self.journal_report(report),
         }
     }

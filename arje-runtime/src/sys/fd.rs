@@ -56,3 +56,46 @@ pub fn adopt_inherited(is_it: impl Fn(&std::fs::Metadata) -> bool) -> Option<Own
     }
     None
 }
+
+/// The fds above stderr that are open without close-on-exec: those an exec would hand
+/// to the next image. Empty without /proc (logged).
+pub fn inheritable() -> Vec<RawFd> {
+    let dir = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir,
+        Err(e) => {
+            log::warn!("/proc/self/fd: {e}; cannot tell which fds an exec keeps");
+            return Vec::new();
+        }
+    };
+    // The directory's own fd is listed too; it is close-on-exec, so it is skipped.
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|&fd| fd > 2)
+        .filter(|&fd| {
+            // SAFETY: F_GETFD on any number is harmless; it fails with EBADF if not open.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            flags >= 0 && flags & libc::FD_CLOEXEC == 0
+        })
+        .collect()
+}
+
+/// Marks close-on-exec again every fd above stderr that lacks it, except those in
+/// `keep` (the ones that lacked it before a re-exec was prepared). Returns how many
+/// were marked. Undoes the clearing a re-exec does when its exec failed.
+pub fn close_on_exec_again(keep: &[RawFd]) -> usize {
+    let mut marked = 0;
+    for fd in inheritable() {
+        if keep.contains(&fd) {
+            continue;
+        }
+        // SAFETY: F_SETFD changes only the close-on-exec flag, not who owns the fd, and
+        // on a number that is not open it fails with EBADF. The fd was listed just now
+        // by the loop's thread, the only one that opens or closes fds other than the
+        // durable writer, which was flushed before the re-exec and opens its files
+        // close-on-exec anyway.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0 {
+            marked += 1;
+        }
+    }
+    marked
+}
