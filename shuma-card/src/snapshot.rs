@@ -152,9 +152,12 @@ pub struct CommandState {
     pub ready: bool,
     /// The last `STATUS=` text it sent over its notify socket, shown by `shuma ps`.
     pub status: Option<String>,
-    /// For a re-exec only: the service's notify socket (the datagram socket whose path
-    /// is its `NOTIFY_SOCKET`), close-on-exec cleared so the next image keeps receiving
-    /// its `READY=1`, `STATUS=` and `WATCHDOG=1`, like [`LiveProcess::stdout_fd`].
+    /// For a re-exec only: the command's readiness channel, close-on-exec cleared so the
+    /// next image keeps it, like [`LiveProcess::stdout_fd`]: its notify socket (whose
+    /// abstract name is its `NOTIFY_SOCKET`), which keeps bringing `READY=1`, `STATUS=`
+    /// and `WATCHDOG=1`; or, for `ready = { fd = N }`, the read end of the notification
+    /// pipe whose newline has not come yet. The next image tells them apart by the fd's
+    /// type (a socket or a FIFO).
     pub notify_fd: Option<i32>,
 }
 

@@ -676,3 +676,36 @@ fn test_logger_message_lands_in_the_journal_with_facility_and_program() {
         "{shown}"
     );
 }
+
+#[test]
+fn test_reexec_keeps_a_pending_s6_notification_fd() {
+    let d = Daemon::start();
+    let fifo = d.dir.path().join("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Not ready until told through the fifo, after the re-exec.
+    let mut s6 = service(
+        "s6",
+        &format!("read x < {}; echo >&3; exec sleep 3600", fifo.display()),
+    );
+    s6.ready = Readiness::Fd(3);
+    create(&d, "late", vec![s6]);
+
+    let reexec = d.shuma(&["daemon-reexec"]);
+    let mut waiter = d.client();
+    waiter.send(&Request::WaitReady {
+        workspace: "late".into(),
+        command: None,
+        timeout_ms: Some(60_000),
+    });
+    std::fs::write(&fifo, "go\n").unwrap();
+    let ready = waiter.recv();
+    let ps = d.client().ps(Some("late".into()));
+
+    assert!(
+        reexec.status.success(),
+        "{}",
+        arje_tests::host::err(&reexec)
+    );
+    assert_eq!(ready, Some(Response::Ok));
+    assert!(ps[0].ready, "{ps:?}");
+}

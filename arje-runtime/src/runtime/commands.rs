@@ -217,6 +217,15 @@ impl Runtime {
                 }
             },
             Action::ScheduleRestart { delay, restarts } => {
+                // Its workspace is stopping and this command waits its turn: no restart.
+                let queued = self
+                    .table
+                    .commands
+                    .get_mut(&id)
+                    .and_then(|c| c.stop_queued.take());
+                if let Some(grace) = queued {
+                    return self.command_event(id, Event::Stop { grace }, now);
+                }
                 self.timers.add(now + delay, TimerAction::Command(id));
                 self.event(EventKind::CommandRestarting {
                     workspace,
@@ -481,7 +490,7 @@ impl StartError {
     }
 
     /// `context: error`, transient as [`StartError::errno`] says.
-    fn os(context: impl std::fmt::Display, e: &std::io::Error) -> StartError {
+    pub(super) fn os(context: impl std::fmt::Display, e: &std::io::Error) -> StartError {
         StartError::errno(format!("{context}: {e}"), e.raw_os_error())
     }
 }

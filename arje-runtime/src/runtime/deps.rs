@@ -209,35 +209,49 @@ impl Runtime {
 
     /// Send the stop to each command of a stopping workspace that nothing running is
     /// `after` any more: the reverse of the start order.
+    ///
+    /// Linear in the workspace's commands per pass; a stop that finishes at once (a
+    /// command in backoff) comes back here through `workspace_progress`, which the
+    /// `stop_running` flag turns into another pass of the loop instead of a recursion.
     pub(crate) fn stop_progress(&mut self, ws: WorkspaceId) {
-        let Some(w) = self.table.workspaces.get(&ws) else {
+        if self.table.stop_running {
+            self.table.stop_again = true;
             return;
-        };
-        let ids: Vec<CommandId> = w.commands.iter().copied().collect();
-        let now = Instant::now();
-        let due: Vec<(CommandId, Option<Duration>)> =
-            ids.iter()
-                .filter_map(|id| {
-                    let c = self.table.commands.get(id)?;
+        }
+        self.table.stop_running = true;
+        loop {
+            self.table.stop_again = false;
+            let Some(w) = self.table.workspaces.get(&ws) else {
+                break;
+            };
+            let commands = &self.table.commands;
+            let members = || w.commands.iter().filter_map(|id| commands.get(id));
+            // The names that a command still running is after: those wait.
+            let held: std::collections::HashSet<&str> = members()
+                .filter(|c| c.busy())
+                .flat_map(|c| c.spec.after.iter())
+                .filter(|d| d.workspace.is_none())
+                .map(|d| d.name.as_str())
+                .collect();
+            let due: Vec<(CommandId, Option<Duration>)> = members()
+                .filter_map(|c| {
                     let grace = c.stop_queued?;
-                    let held = ids.iter().any(|other| {
-                        self.table.commands.get(other).is_some_and(|o| {
-                            o.busy()
-                                && o.id != c.id
-                                && o.spec.after.iter().any(|d| {
-                                    d.workspace.is_none() && d.name == c.spec.name && !c.adhoc
-                                })
-                        })
-                    });
-                    (!held).then_some((*id, grace))
+                    let waits = !c.adhoc && held.contains(c.spec.name.as_str());
+                    (!waits).then_some((c.id, grace))
                 })
                 .collect();
-        for (id, grace) in due {
-            if let Some(c) = self.table.commands.get_mut(&id) {
-                c.stop_queued = None;
+            let now = Instant::now();
+            for (id, grace) in due {
+                if let Some(c) = self.table.commands.get_mut(&id) {
+                    c.stop_queued = None;
+                }
+                self.command_event(id, Event::Stop { grace }, now);
             }
-            self.command_event(id, Event::Stop { grace }, now);
+            if !self.table.stop_again {
+                break;
+            }
         }
+        self.table.stop_running = false;
     }
 
     /// `WaitReady`: answered now if it can be, else the connection follows it.
@@ -284,7 +298,10 @@ impl Runtime {
             follow: Follow::Ready {
                 ws,
                 command: only,
-                deadline: timeout_ms.map(|t| Instant::now() + Duration::from_millis(t)),
+                // A client's number: past what an Instant holds means no deadline, never
+                // an overflow.
+                deadline: timeout_ms
+                    .and_then(|t| Instant::now().checked_add(Duration::from_millis(t))),
             },
         })
     }

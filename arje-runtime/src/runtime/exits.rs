@@ -80,7 +80,7 @@ impl Runtime {
         };
         // A forking daemon may have named its successor (MAINPID=) just before the
         // parent exited: read what it sent before deciding that the service ended.
-        self.on_notify(id);
+        self.on_notify_final(id);
         if self
             .table
             .commands

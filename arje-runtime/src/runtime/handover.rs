@@ -160,8 +160,15 @@ impl Runtime {
         self.capture.hand_over();
         // Notify sockets stay open across exec: services keep their NOTIFY_SOCKET.
         for c in self.table.commands.values() {
-            if let Some(n) = &c.ready.notify {
-                let _ = rustix::io::fcntl_setfd(&n.fd, rustix::io::FdFlags::empty());
+            // A service not yet ready keeps the pipe it will write its newline to.
+            let channel = c
+                .ready
+                .notify
+                .as_ref()
+                .map(|n| &n.fd)
+                .or(c.ready.fd.as_ref());
+            if let Some(fd) = channel {
+                let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
             }
         }
         self.store.hand_over();

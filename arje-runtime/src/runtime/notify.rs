@@ -12,13 +12,9 @@
 //! pid). docs/SECURITY.md has the rule.
 
 use std::io::IoSliceMut;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 /// Largest datagram read; a longer one is dropped whole (systemd reads 4 KiB too, less
 /// the ancillary data).
@@ -72,36 +68,38 @@ impl NotifySocket {
     /// does not keep: the kernel closes fds that do not fit the ancillary buffer) are
     /// dropped.
     pub fn drain(&self) -> Vec<(Sender, Vec<u8>)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
+        use std::os::fd::AsRawFd;
         let mut out = Vec::new();
         let mut buf = vec![0u8; MAX_MESSAGE];
+        // nix, not rustix, reads the credentials: the kernel reports pid 0 for a sender
+        // outside arje's pid namespace, which rustix's non-zero `Pid` cannot hold.
+        let mut space = nix::cmsg_space!(UnixCredentials);
         for _ in 0..MAX_PER_TURN {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
-            let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut iov = [IoSliceMut::new(&mut buf)];
-            let got = match rustix::net::recvmsg(
-                self.fd.as_fd(),
-                &mut iov,
-                &mut control,
-                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-            ) {
-                Ok(got) => got,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => break, // EAGAIN: nothing more.
-            };
-            let mut sender = None;
-            for msg in control.drain() {
-                if let RecvAncillaryMessage::ScmCredentials(c) = msg {
-                    sender = Some(Sender {
-                        pid: c.pid.as_raw_nonzero().get(),
-                        uid: c.uid.as_raw(),
-                    });
-                }
-            }
-            let clipped = got
-                .flags
-                .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC);
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+            let (bytes, sender, clipped) =
+                match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), flags) {
+                    Ok(msg) => {
+                        let mut sender = None;
+                        for c in msg.cmsgs().into_iter().flatten() {
+                            if let ControlMessageOwned::ScmCredentials(c) = c {
+                                sender = Some(Sender {
+                                    pid: c.pid(),
+                                    uid: c.uid(),
+                                });
+                            }
+                        }
+                        let clipped = msg
+                            .flags
+                            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+                        (msg.bytes, sender, clipped)
+                    }
+                    Err(nix::Error::EINTR) => continue,
+                    Err(_) => break, // EAGAIN: nothing more.
+                };
             if let (Some(sender), false) = (sender, clipped) {
-                out.push((sender, buf[..got.bytes].to_vec()));
+                out.push((sender, buf[..bytes].to_vec()));
             }
         }
         out

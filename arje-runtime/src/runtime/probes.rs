@@ -124,7 +124,14 @@ impl Runtime {
     fn drop_flight(&mut self, flight: Flight) {
         match flight {
             Flight::Exec { pid, pidfd } => {
-                // Reaped as an orphan later; the pid is forgotten so it is not routed here.
+                // Its whole process group (the probe called setsid, and a `sh -c` probe
+                // may have started a hung `curl`): the group id is pinned while the probe
+                // is unreaped. Reaped as an orphan later; the pid is forgotten so it is
+                // not routed here.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
                 self.procs.probe_forget(pid);
             }
@@ -243,6 +250,9 @@ impl Runtime {
         let Some(cmd) = self.table.commands.get_mut(&id) else {
             return;
         };
+        if !matches!(cmd.probe.flight, Some((_, Flight::Connect { .. }, _))) {
+            return;
+        }
         let Some((purpose, Flight::Connect { fd }, _)) = cmd.probe.flight.take() else {
             return;
         };

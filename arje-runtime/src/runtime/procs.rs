@@ -167,7 +167,6 @@ impl Procs {
         Ok(spawned)
     }
 
-    /// A process adopted after a re-exec.
     /// Start a probe of command `id`: stdio on /dev/null, in `target` if given.
     pub fn spawn_probe(
         &mut self,
@@ -191,6 +190,7 @@ impl Procs {
         self.probes.remove(&pid);
     }
 
+    /// A process adopted after a re-exec, or a main pid named by `MAINPID=`.
     pub fn track(&mut self, pid: i32, id: CommandId) {
         self.pids.insert(pid, id);
     }
@@ -258,7 +258,10 @@ impl Procs {
     pub fn on_sigchld(&mut self, pid: i32) -> Scan {
         // The pidfd event may have been handled first in this batch: a command reaped a
         // moment ago counts as ours too.
-        if self.pids.contains_key(&pid) || self.recently_reaped.contains(&pid) {
+        if self.pids.contains_key(&pid)
+            || self.probes.contains_key(&pid)
+            || self.recently_reaped.contains(&pid)
+        {
             self.scan_pending = true;
             Scan::Later
         } else {
@@ -281,6 +284,14 @@ impl Procs {
             // reaps it, so waitid cannot. Its pidfd still says that it exited, and the
             // status can still be read, from /proc while it is a zombie or from the
             // pidfd once reaped.
+            // Not (yet) arje's child and still running: e.g. a MAINPID= whose parent has
+            // not exited, seen through a stale event of the previous main process.
+            Err(nix::Error::ECHILD)
+                if super::sessions::stat(pid)
+                    .is_some_and(|s| s.start_ticks == start_ticks && !s.is_zombie()) =>
+            {
+                PidfdExit::NotYet
+            }
             Err(nix::Error::ECHILD) => match foreign_exit(pid, pidfd, start_ticks) {
                 Some(status) => PidfdExit::Exited(status),
                 None => PidfdExit::Unknown(format!(

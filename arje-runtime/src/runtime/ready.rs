@@ -46,6 +46,9 @@ pub struct ReadyState {
     pub not_ready: Option<String>,
     /// The uid the command runs as (arje's own without `user`): who may notify.
     pub uid: u32,
+    /// The earliest `TimerAction::Ready` pending for this command: one timer at a time,
+    /// however often a service sends `WATCHDOG=1` or `EXTEND_TIMEOUT_USEC=`.
+    armed: Option<Instant>,
     /// The read end of the current run's s6 notification fd (`ready = { fd = N }`).
     pub fd: Option<std::os::fd::OwnedFd>,
     /// Partial stdout and stderr lines, while a `line` pattern is awaited.
@@ -55,7 +58,11 @@ pub struct ReadyState {
 impl Runtime {
     /// The environment a run gets besides its card's: `NOTIFY_SOCKET` (the socket made
     /// now if this is the first start) and `WATCHDOG_USEC`.
-    pub(crate) fn ready_env(&mut self, id: CommandId) -> Result<Vec<(String, String)>, String> {
+    pub(crate) fn ready_env(
+        &mut self,
+        id: CommandId,
+    ) -> Result<Vec<(String, String)>, super::commands::StartError> {
+        use super::commands::StartError;
         let Some(cmd) = self.table.commands.get_mut(&id) else {
             return Ok(Vec::new());
         };
@@ -63,14 +70,15 @@ impl Runtime {
             return Ok(Vec::new());
         }
         if cmd.ready.notify.is_none() {
-            let sock = NotifySocket::new().map_err(|e| format!("notify socket: {e}"))?;
+            // Out of fds or memory is transient, as for the other fds of a spawn.
+            let sock = NotifySocket::new().map_err(|e| StartError::os("notify socket", &e))?;
             self.reactor
                 .add(
                     sock.fd.as_fd(),
                     Token::Notify(id),
                     super::reactor::Interest::Read,
                 )
-                .map_err(|e| format!("epoll_ctl for the notify socket: {e}"))?;
+                .map_err(|e| StartError::os("epoll_ctl for the notify socket", &e))?;
             cmd.ready.notify = Some(sock);
         }
         let mut env = Vec::new();
@@ -105,7 +113,7 @@ impl Runtime {
         if cmd.spec.ready_timeout_ms > 0 {
             let at = now + Duration::from_millis(cmd.spec.ready_timeout_ms);
             cmd.ready.deadline = Some(at);
-            self.timers.add(at, TimerAction::Ready(id));
+            arm(&mut cmd.ready, &mut self.timers, id, at);
         }
         if let Readiness::Probe(_) = &cmd.spec.ready {
             self.probe_soon(id, now);
@@ -122,10 +130,20 @@ impl Runtime {
             return;
         }
         cmd.ready.watchdog = cmd.spec.watchdog_ms.map(Duration::from_millis);
+        if cmd.ready.notify.is_none() && cmd.ready.watchdog.is_some() {
+            // After a crash restart the notify socket died with the old process: the
+            // service's pings go nowhere, and a watchdog would kill a healthy service.
+            log::warn!(
+                "{}/{}: watchdog off for this run: its notify socket did not survive",
+                cmd.workspace,
+                cmd.spec.name
+            );
+            cmd.ready.watchdog = None;
+        }
         if cmd.ready.ready {
             if let Some(every) = cmd.ready.watchdog {
                 cmd.ready.watchdog_due = Some(now + every);
-                self.timers.add(now + every, TimerAction::Ready(id));
+                arm(&mut cmd.ready, &mut self.timers, id, now + every);
             }
             if cmd.spec.health.is_some() {
                 self.health_start(id, now);
@@ -139,7 +157,7 @@ impl Runtime {
                 if cmd.spec.ready_timeout_ms > 0 {
                     let at = now + Duration::from_millis(cmd.spec.ready_timeout_ms);
                     cmd.ready.deadline = Some(at);
-                    self.timers.add(at, TimerAction::Ready(id));
+                    arm(&mut cmd.ready, &mut self.timers, id, at);
                 }
                 if probe {
                     self.probe_soon(id, now);
@@ -161,7 +179,7 @@ impl Runtime {
         if let Some(every) = cmd.ready.watchdog {
             let due = now + every;
             cmd.ready.watchdog_due = Some(due);
-            self.timers.add(due, TimerAction::Ready(id));
+            arm(&mut cmd.ready, &mut self.timers, id, due);
         }
         let after_ms = cmd.run.as_ref().map_or(0, |r| {
             now.saturating_duration_since(r.started).as_millis() as u64
@@ -234,6 +252,15 @@ impl Runtime {
         let Some(cmd) = self.table.commands.get_mut(&id) else {
             return;
         };
+        // The one timer of this command fired: what is still ahead is armed again.
+        cmd.ready.armed = None;
+        for at in [cmd.ready.deadline, cmd.ready.watchdog_due]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at > now)
+        {
+            arm(&mut cmd.ready, &mut self.timers, id, at);
+        }
         if !matches!(cmd.sup.state, State::Running { .. }) {
             return;
         }
@@ -300,6 +327,17 @@ impl Runtime {
 
     /// The command's notify socket is readable.
     pub(crate) fn on_notify(&mut self, id: CommandId) {
+        self.read_notify(id, false);
+    }
+
+    /// What a run that has just been reaped sent before it died: only `MAINPID=` (a
+    /// forking parent naming its successor) and `STATUS=` are applied. Anything that
+    /// would signal the run (`WATCHDOG=trigger`) must not: its pid is free again.
+    pub(crate) fn on_notify_final(&mut self, id: CommandId) {
+        self.read_notify(id, true);
+    }
+
+    fn read_notify(&mut self, id: CommandId, reaped: bool) {
         let Some(sock) = self
             .table
             .commands
@@ -314,7 +352,15 @@ impl Runtime {
                 log::warn!("notify message for command {id} ignored: {why}");
                 continue;
             }
-            self.apply_notify(id, sender, notify::parse(&data), now);
+            let mut m = notify::parse(&data);
+            if reaped {
+                m = notify::Message {
+                    main_pid: m.main_pid,
+                    status: m.status,
+                    ..Default::default()
+                };
+            }
+            self.apply_notify(id, sender, m, now);
         }
     }
 
@@ -363,13 +409,13 @@ impl Runtime {
             ));
         }
         if let Some(usec) = m.watchdog_usec {
-            cmd.ready.watchdog = Some(Duration::from_micros(usec));
+            cmd.ready.watchdog = Some(capped_micros(usec));
         }
         if let Some(usec) = m.extend_timeout_usec {
-            if let Some(d) = cmd.ready.deadline.as_mut() {
-                let at = now + Duration::from_micros(usec);
-                *d = (*d).max(at);
-                self.timers.add(at, TimerAction::Ready(id));
+            if let Some(d) = cmd.ready.deadline {
+                let at = d.max(now + capped_micros(usec));
+                cmd.ready.deadline = Some(at);
+                arm(&mut cmd.ready, &mut self.timers, id, at);
             }
         }
         if m.reloading {
@@ -392,9 +438,16 @@ impl Runtime {
     }
 
     /// `MAINPID=`: a daemon that forked names the process to supervise from now on. It
-    /// must be alive and the service's own (in the run's leaf cgroup; without cgroups,
-    /// owned by the service's uid), unless root said so.
+    /// must be alive, never init, arje itself or a process arje already holds for
+    /// something else (another command's run, a probe, a straggler), and the service's
+    /// own: in the run's leaf cgroup, whoever sent it; without cgroups, owned by the
+    /// service's uid unless root sent it. A stop signals the new main process's group
+    /// and, through its pidfd, the process itself.
     fn adopt_main_pid(&mut self, id: CommandId, sender: Sender, pid: i32) {
+        if pid <= 1 || pid == std::process::id() as i32 || self.procs.holds(pid) {
+            log::warn!("MAINPID={pid} for command {id} ignored: not a process it may name");
+            return;
+        }
         let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
             return;
         };
@@ -408,9 +461,9 @@ impl Runtime {
         };
         let owned = match &run.leaf {
             Some(leaf) => leaf.procs().is_ok_and(|p| p.contains(&pid)),
-            None => proc_uid(pid) == Some(uid),
+            None => proc_uid(pid) == Some(uid) || sender.uid == 0,
         };
-        if !owned && sender.uid != 0 {
+        if !owned {
             log::warn!("MAINPID={pid} for command {id} ignored: not the service's process");
             return;
         }
@@ -459,7 +512,7 @@ impl Runtime {
         if let (true, Some(every)) = (cmd.ready.ready, cmd.ready.watchdog) {
             let due = now + every;
             cmd.ready.watchdog_due = Some(due);
-            self.timers.add(due, TimerAction::Ready(id));
+            arm(&mut cmd.ready, &mut self.timers, id, due);
         }
     }
 
@@ -545,6 +598,23 @@ impl Runtime {
             self.mark_ready(id, Instant::now());
         }
     }
+}
+
+/// Add the command's readiness timer for `at`, unless one already fires no later.
+fn arm(r: &mut ReadyState, timers: &mut crate::timers::Timers, id: CommandId, at: Instant) {
+    if r.armed.is_some_and(|armed| armed <= at) {
+        return;
+    }
+    r.armed = Some(at);
+    timers.add(at, TimerAction::Ready(id));
+}
+
+/// The longest interval a service may ask for (`WATCHDOG_USEC=`,
+/// `EXTEND_TIMEOUT_USEC=`): a day. Larger values would overflow an `Instant`.
+const MAX_ASKED: Duration = Duration::from_secs(24 * 3600);
+
+fn capped_micros(usec: u64) -> Duration {
+    Duration::from_micros(usec).min(MAX_ASKED)
 }
 
 /// The uid that owns `/proc/PID` (the process's effective uid).

@@ -130,11 +130,15 @@ impl Runtime {
                     }),
                     ready: c.ready.ready,
                     status: c.ready.status.as_deref(),
+                    // The command's readiness channel: its notify socket, or the read end
+                    // of its s6 notification pipe (a command has one or the other).
                     notify_fd: c
                         .ready
                         .notify
                         .as_ref()
-                        .map(|n| std::os::fd::AsRawFd::as_raw_fd(&n.fd))
+                        .map(|n| &n.fd)
+                        .or(c.ready.fd.as_ref())
+                        .map(std::os::fd::AsRawFd::as_raw_fd)
                         .filter(|_| for_reexec),
                 }),
             stats: ws
@@ -293,7 +297,22 @@ impl Runtime {
             // A re-exec hands the notify socket over: the service keeps its
             // NOTIFY_SOCKET. (After a crash restart the socket is gone with the old
             // process; an adopted notify service is then judged by what it said before.)
-            if let Some(fd) = cs.notify_fd.and_then(crate::sys::fd::adopt) {
+            let channel = cs.notify_fd.and_then(crate::sys::fd::adopt);
+            let is_pipe = channel.as_ref().is_some_and(|fd| {
+                rustix::fs::fstat(fd).is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+                })
+            });
+            if let (Some(fd), true) = (&channel, is_pipe) {
+                // An s6 notification pipe whose newline has not come yet.
+                match self
+                    .reactor
+                    .add(fd.as_fd(), Token::ReadyFd(cid), Interest::Read)
+                {
+                    Ok(()) => cmd.ready.fd = channel,
+                    Err(e) => log::warn!("notification fd of {name}/{}: epoll: {e}", cs.name),
+                }
+            } else if let Some(fd) = channel {
                 match super::notify::NotifySocket::adopt(fd) {
                     Ok(sock) => {
                         if let Err(e) =

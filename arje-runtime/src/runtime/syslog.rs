@@ -7,8 +7,10 @@
 //! Anyone may write to `/dev/log` (mode 0666), as on every Unix: so the sink is bounded.
 //! Each message is cut to [`MAX_MESSAGE`] bytes, each turn reads at most [`PER_TURN`],
 //! and a token bucket admits [`BURST`] at once and [`PER_SECOND`] after that; what is
-//! refused is counted and journalled once as a Warning when messages flow again, so a
-//! flood cannot push the lifecycle events out of the journal.
+//! refused is counted and journalled once as a Warning when messages flow again. A flood
+//! still pushes the oldest lifecycle events out of the in-memory journal, but over minutes
+//! (4,096 events at 20 a second), not at once; a journal of its own for syslog is the
+//! next step (docs/SECURITY.md).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -21,9 +23,10 @@ use shuma_card::EventKind;
 pub const MAX_MESSAGE: usize = 1024;
 /// Most datagrams read per readiness event.
 const PER_TURN: usize = 64;
-/// Messages admitted at once, then per second.
-pub const BURST: u32 = 200;
-pub const PER_SECOND: u32 = 100;
+/// Messages admitted at once, then per second: a tenth of the journal at once, and
+/// several minutes of a flood before it has pushed out every lifecycle event.
+pub const BURST: u32 = 400;
+pub const PER_SECOND: u32 = 20;
 
 pub struct Syslog {
     pub fd: OwnedFd,
@@ -35,7 +38,22 @@ pub struct Syslog {
 impl Syslog {
     /// Bind a datagram socket at `path` (a stale socket there is replaced; any other
     /// kind of file is left alone and the bind fails), mode 0666.
+    ///
+    /// The directory must be one only arje's user (or root) can change: the chmod after
+    /// the bind goes by path, and someone who could swap the socket for a symlink there
+    /// could have root make any file world-writable.
     pub fn bind(path: &Path) -> std::io::Result<Syslog> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = std::fs::metadata(dir.unwrap_or(Path::new(".")))?;
+        let me = rustix::process::geteuid().as_raw();
+        if (dir.uid() != me && dir.uid() != 0) || dir.mode() & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "its directory is owned by uid {} with mode {:04o}: others could swap the socket",
+                dir.uid(),
+                dir.mode() & 0o7777
+            )));
+        }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
             if meta.file_type().is_socket() {

@@ -22,6 +22,9 @@ pub struct Table {
     /// `deps_progress` is running; a nested call asks it to go round once more instead.
     pub deps_running: bool,
     pub deps_again: bool,
+    /// The same for `stop_progress`.
+    pub stop_running: bool,
+    pub stop_again: bool,
 }
 
 impl Table {

@@ -284,7 +284,14 @@ impl Runtime {
         // What never started will not; the rest stop in the reverse of the start order
         // (`stop_progress`): a command once nothing that is after it runs.
         for cid in ids {
-            if self.table.pending.remove(&cid) {
+            // Nothing runs: stopping it now cannot cut anything from under another.
+            let idle = self.table.commands.get(&cid).is_some_and(|c| {
+                matches!(
+                    c.sup.state,
+                    crate::supervise::State::Idle | crate::supervise::State::Backoff { .. }
+                )
+            });
+            if self.table.pending.remove(&cid) || idle {
                 self.command_event(cid, Event::Stop { grace: None }, now);
                 continue;
             }

@@ -81,9 +81,9 @@ pub struct ExecPlan {
     pid_env: Option<(Box<std::cell::UnsafeCell<[u8; PID_ENV_LEN]>>, usize)>,
 }
 
-/// Bytes of a pid-valued environment entry: a name of up to 31 bytes, `=`, up to 10
-/// digits and the NUL.
-const PID_ENV_LEN: usize = 44;
+/// Bytes of a pid-valued environment entry: a name of up to 31 bytes, `=`, and room for
+/// the 20 digits of any u64 and the NUL, so the child can never write past it.
+const PID_ENV_LEN: usize = 54;
 
 impl ExecPlan {
     /// `argv[0]` is the program's path; `env` is the whole environment.
