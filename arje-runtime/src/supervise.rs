@@ -169,6 +169,12 @@ impl Supervisor {
                 self.reset_failures();
                 Action::Spawn
             }
+            // A start by hand while a restart waits out its backoff: now, from scratch.
+            // The backoff's timer then finds it running and does nothing.
+            (State::Backoff { .. }, Event::Start) => {
+                self.reset_failures();
+                Action::Spawn
+            }
             (State::Backoff { until }, Event::Timer) if now >= *until => Action::Spawn,
             (State::Backoff { .. }, Event::Timer) => Action::None,
             (State::Running { since }, Event::Exited { status }) => {
@@ -272,6 +278,19 @@ impl Supervisor {
     pub fn started(&mut self, now: Instant) {
         self.state = State::Running { since: now };
         self.last_start = Some(now);
+    }
+
+    /// Make a command that ended for good (`Exited`, `Failed`) startable again, as if
+    /// just created, with its failures forgotten (`shuma start`): it then waits for its
+    /// dependencies like a new command. Returns false, changing nothing, for a command
+    /// that has not ended.
+    pub fn rearm(&mut self) -> bool {
+        if !self.is_final() {
+            return false;
+        }
+        self.state = State::Idle;
+        self.reset_failures();
+        true
     }
 
     /// Forget past failures: the backoff, the failed starts in a row and the restarts
@@ -724,7 +743,12 @@ mod tests {
 
     /// Run `sup` through `runs` runs of `ran_ms` each that exit 1, each restart when its
     /// timer fires; the actions of their exits.
-    fn crash_loop(sup: &mut Supervisor, now: &mut Instant, runs: usize, ran_ms: u64) -> Vec<Action> {
+    fn crash_loop(
+        sup: &mut Supervisor,
+        now: &mut Instant,
+        runs: usize,
+        ran_ms: u64,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         assert_eq!(sup.handle(Event::Start, *now), Action::Spawn);
         sup.started(*now);
@@ -880,5 +904,47 @@ mod tests {
             matches!(&last, Action::GiveUp { reason } if reason.contains("failed to start 6 times")),
             "{last:?}"
         );
+    }
+
+    #[test]
+    fn test_rearm_final_command_idles_with_clean_record_live_one_unchanged() {
+        // Arrange
+        let mut failed = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        crash_loop(&mut failed, &mut now, 50, 10);
+        let mut running = Supervisor::new(&service(RestartPolicy::Always));
+        running.handle(Event::Start, now);
+        running.started(now);
+
+        // Act
+        let rearmed = failed.rearm();
+        let not = running.rearm();
+
+        // Assert
+        assert!(rearmed);
+        assert_eq!(failed.state, State::Idle);
+        assert_eq!((failed.failed_starts, failed.consecutive_failures), (0, 0));
+        assert!(failed.recent_restarts.is_empty());
+        assert_eq!(failed.handle(Event::Start, now), Action::Spawn);
+        assert!(!not);
+        assert!(running.is_live());
+    }
+
+    #[test]
+    fn test_start_during_backoff_spawns_now_and_stale_timer_does_nothing() {
+        // Arrange
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        run_and_exit(&mut sup, &mut now, 10, ExitStatus::Code(1));
+
+        // Act
+        let start = sup.handle(Event::Start, now);
+        sup.started(now);
+        let timer = sup.handle(Event::Timer, now + Duration::from_secs(1));
+
+        // Assert
+        assert_eq!(start, Action::Spawn);
+        assert_eq!(timer, Action::None);
+        assert!(sup.is_live());
     }
 }
