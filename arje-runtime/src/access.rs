@@ -14,7 +14,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use shuma_card::protocol::{Request, Response};
+use shuma_card::protocol::{CmdAction, Request, Response};
 
 /// What a connection's peer may do, decided once at accept from its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,8 @@ fn changes_something(req: &Request) -> bool {
         | Request::Run { .. }
         | Request::Shutdown { .. }
         | Request::DaemonReexec { .. }
-        | Request::TestPanic => true,
+        | Request::TestPanic
+        | Request::Control { .. } => true,
     }
 }
 
@@ -124,6 +125,13 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::DaemonReexec { .. } => "daemon-reexec",
         Request::TestPanic => "test-panic",
         Request::WaitReady { .. } => "wait-ready",
+        Request::Control { action, .. } => match action {
+            CmdAction::Start => "start",
+            CmdAction::Stop => "stop",
+            CmdAction::Restart => "restart",
+            CmdAction::Reload => "reload",
+            CmdAction::Kill { .. } => "kill",
+        },
     }
 }
 
@@ -194,6 +202,16 @@ mod tests {
             },
             Request::DaemonReexec { binary: None },
             Request::TestPanic,
+            Request::Control {
+                workspace: "w".into(),
+                command: "c".into(),
+                action: shuma_card::protocol::CmdAction::Stop,
+            },
+            Request::Control {
+                workspace: "w".into(),
+                command: "c".into(),
+                action: shuma_card::protocol::CmdAction::Kill { signal: 9 },
+            },
         ]
     }
 

@@ -105,6 +105,13 @@ pub struct Supervisor {
     pub restarts: u32,
     /// Failures in a row since the last run that lasted `min_uptime`; drives backoff.
     pub consecutive_failures: u32,
+    /// Failed starts in a row: runs shorter than `min_uptime` (whatever their exit) and
+    /// spawns that failed. Past `max_restarts` the service gives up, however slowly the
+    /// backoff spaced them (see [`Supervisor::restart`]).
+    pub failed_starts: u32,
+    /// When the current (or last) run started: how long a run stopped for a failure of
+    /// arje's lasted.
+    last_start: Option<Instant>,
     /// When recent restarts happened, for the restart limit in a window.
     pub recent_restarts: VecDeque<Instant>,
     pub last_exit: Option<ExitStatus>,
@@ -125,6 +132,8 @@ impl Supervisor {
             state: State::Idle,
             restarts: 0,
             consecutive_failures: 0,
+            failed_starts: 0,
+            last_start: None,
             recent_restarts: VecDeque::new(),
             last_exit: None,
             kind: spec.kind,
@@ -154,6 +163,18 @@ impl Supervisor {
     pub fn handle(&mut self, event: Event, now: Instant) -> Action {
         match (&self.state, event) {
             (State::Idle, Event::Start) | (State::Exited, Event::Start) => Action::Spawn,
+            // A start asked for by hand (`shuma start`) of a service that gave up: like
+            // `systemctl start` of a failed unit, it begins with a clean record.
+            (State::Failed { .. }, Event::Start) => {
+                self.reset_failures();
+                Action::Spawn
+            }
+            // A start by hand while a restart waits out its backoff: now, from scratch.
+            // The backoff's timer then finds it running and does nothing.
+            (State::Backoff { .. }, Event::Start) => {
+                self.reset_failures();
+                Action::Spawn
+            }
             (State::Backoff { until }, Event::Timer) if now >= *until => Action::Spawn,
             (State::Backoff { .. }, Event::Timer) => Action::None,
             (State::Running { since }, Event::Exited { status }) => {
@@ -172,7 +193,10 @@ impl Supervisor {
                             && self.kind == CommandKind::Service
                             && self.policy != RestartPolicy::Never;
                         if restart {
-                            return self.restart(true, &reason, now);
+                            let ran = self
+                                .last_start
+                                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                            return self.restart(true, ran < self.min_uptime, &reason, now);
                         }
                         self.state = State::Failed {
                             reason: reason.clone(),
@@ -239,7 +263,7 @@ impl Supervisor {
                     && self.kind == CommandKind::Service
                     && self.policy != RestartPolicy::Never;
                 if retry {
-                    return self.restart(true, &reason, now);
+                    return self.restart(true, true, &reason, now);
                 }
                 self.state = State::Failed {
                     reason: reason.clone(),
@@ -253,6 +277,28 @@ impl Supervisor {
     /// The process is running from `now`.
     pub fn started(&mut self, now: Instant) {
         self.state = State::Running { since: now };
+        self.last_start = Some(now);
+    }
+
+    /// Make a command that ended for good (`Exited`, `Failed`) startable again, as if
+    /// just created, with its failures forgotten (`shuma start`): it then waits for its
+    /// dependencies like a new command. Returns false, changing nothing, for a command
+    /// that has not ended.
+    pub fn rearm(&mut self) -> bool {
+        if !self.is_final() {
+            return false;
+        }
+        self.state = State::Idle;
+        self.reset_failures();
+        true
+    }
+
+    /// Forget past failures: the backoff, the failed starts in a row and the restarts
+    /// in the window. `restarts`, the count shown by `shuma ps`, keeps counting.
+    pub fn reset_failures(&mut self) {
+        self.consecutive_failures = 0;
+        self.failed_starts = 0;
+        self.recent_restarts.clear();
     }
 
     fn on_exit(&mut self, status: ExitStatus, ran: Duration, now: Instant) -> Action {
@@ -272,12 +318,29 @@ impl Supervisor {
             self.state = State::Exited;
             return Action::Finished;
         }
-        self.restart(failed, &status.to_string(), now)
+        self.restart(failed, quick, &status.to_string(), now)
     }
 
-    /// Schedule a restart with backoff, or give up past the restart limit. `last` says
-    /// how the last run ended, for the reason.
-    fn restart(&mut self, failed: bool, last: &str, now: Instant) -> Action {
+    /// Schedule a restart with backoff, or give up past the restart limit. `failed`: the
+    /// run failed (drives the backoff); `failed_start`: it did not even last
+    /// `min_uptime`, or never spawned. `last` says how the last run ended, for the reason.
+    ///
+    /// Two limits, either gives up (docs/CARDS.md, `max_restarts`):
+    /// - more than `max_restarts` restarts within `restart_window`: a service that keeps
+    ///   dying, however long each run;
+    /// - more than `max_restarts` failed starts in a row: a service that never works. The
+    ///   window alone cannot catch it, since the backoff spreads its restarts out (at the
+    ///   default 100 ms doubling to 30 s, ten restarts take 81 s, past the 60 s window),
+    ///   so it would retry forever. Any run that lasts `min_uptime` ends the streak, so a
+    ///   long-running service that crashes now and then is restarted forever.
+    fn restart(&mut self, failed: bool, failed_start: bool, last: &str, now: Instant) -> Action {
+        if failed_start {
+            self.failed_starts += 1;
+        } else {
+            // The run lasted `min_uptime`: it worked, so the backoff starts over.
+            self.failed_starts = 0;
+            self.consecutive_failures = 0;
+        }
         if failed {
             self.consecutive_failures += 1;
         } else {
@@ -295,6 +358,17 @@ impl Supervisor {
                 "restarted {} times within {} ms; last {last}",
                 self.recent_restarts.len(),
                 self.restart_window.as_millis(),
+            );
+            self.state = State::Failed {
+                reason: reason.clone(),
+            };
+            return Action::GiveUp { reason };
+        }
+        if self.max_restarts > 0 && self.failed_starts > self.max_restarts {
+            let reason = format!(
+                "failed to start {} times in a row (no run lasted min_uptime, {} ms); last {last}",
+                self.failed_starts,
+                self.min_uptime.as_millis(),
             );
             self.state = State::Failed {
                 reason: reason.clone(),
@@ -665,5 +739,212 @@ mod tests {
             sup.handle(Event::Timer, now + Duration::from_secs(9)),
             Action::None
         );
+    }
+
+    /// Run `sup` through `runs` runs of `ran_ms` each that exit 1, each restart when its
+    /// timer fires; the actions of their exits.
+    fn crash_loop(
+        sup: &mut Supervisor,
+        now: &mut Instant,
+        runs: usize,
+        ran_ms: u64,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        assert_eq!(sup.handle(Event::Start, *now), Action::Spawn);
+        sup.started(*now);
+        for _ in 0..runs {
+            *now += Duration::from_millis(ran_ms);
+            let action = sup.handle(
+                Event::Exited {
+                    status: ExitStatus::Code(1),
+                },
+                *now,
+            );
+            actions.push(action.clone());
+            let Action::ScheduleRestart { delay, .. } = action else {
+                break;
+            };
+            *now += delay;
+            assert_eq!(sup.handle(Event::Timer, *now), Action::Spawn);
+            sup.started(*now);
+        }
+        actions
+    }
+
+    #[test]
+    fn test_never_working_service_defaults_reaches_failed_despite_backoff() {
+        // Arrange: the card's defaults (10 restarts in 60 s, backoff 100 ms to 30 s,
+        // min_uptime 1 s); ten restarts take 81 s of backoff, past the window.
+        let spec = CommandSpec::new("svc", CommandKind::Service, vec!["/bin/false".into()]);
+        let mut sup = Supervisor::new(&spec);
+        let mut now = Instant::now();
+
+        // Act: every run exits 1 after 10 ms.
+        let actions = crash_loop(&mut sup, &mut now, 50, 10);
+
+        // Assert: ten restarts, then failed, naming the rule.
+        assert_eq!(actions.len(), 11, "{actions:?}");
+        assert!(
+            matches!(actions.last(), Some(Action::GiveUp { reason }) if reason.contains("failed to start 11 times in a row")),
+            "{actions:?}"
+        );
+        assert!(matches!(sup.state, State::Failed { .. }));
+        assert_eq!(sup.restarts, 10);
+    }
+
+    #[test]
+    fn test_service_crashing_after_min_uptime_restarts_at_initial_backoff_then_hits_window() {
+        // Arrange: defaults; each run lasts 2 s (past min_uptime) and exits 1.
+        let spec = CommandSpec::new("svc", CommandKind::Service, vec!["/bin/false".into()]);
+        let mut sup = Supervisor::new(&spec);
+        let mut now = Instant::now();
+
+        // Act
+        let actions = crash_loop(&mut sup, &mut now, 50, 2_000);
+
+        // Assert: each run worked for a while, so the backoff starts over (100 ms) and
+        // ten restarts fall within the 60 s window: the window limit gives up.
+        for a in &actions[..actions.len() - 1] {
+            assert!(
+                matches!(a, Action::ScheduleRestart { delay, .. } if delay.as_millis() == 100),
+                "{a:?}"
+            );
+        }
+        assert!(
+            matches!(actions.last(), Some(Action::GiveUp { reason }) if reason.contains("restarted 10 times within 60000 ms")),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn test_long_running_service_crashing_rarely_restarts_forever() {
+        // Arrange: defaults; each run lasts an hour, then crashes.
+        let spec = CommandSpec::new("svc", CommandKind::Service, vec!["/bin/daemon".into()]);
+        let mut sup = Supervisor::new(&spec);
+        let mut now = Instant::now();
+
+        // Act
+        let actions = crash_loop(&mut sup, &mut now, 200, 3_600_000);
+
+        // Assert
+        assert_eq!(actions.len(), 200);
+        assert!(actions.iter().all(|a| matches!(
+            a,
+            Action::ScheduleRestart { delay, .. } if delay.as_millis() == 100
+        )));
+        assert_eq!(sup.restarts, 200);
+    }
+
+    #[test]
+    fn test_failed_service_started_by_hand_begins_with_clean_record() {
+        // Arrange: a service that gave up.
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        crash_loop(&mut sup, &mut now, 50, 10);
+        assert!(matches!(sup.state, State::Failed { .. }));
+
+        // Act
+        let start = sup.handle(Event::Start, now);
+        sup.started(now);
+        now += Duration::from_millis(10);
+        let again = sup.handle(
+            Event::Exited {
+                status: ExitStatus::Code(1),
+            },
+            now,
+        );
+
+        // Assert: spawned, and its next failure backs off from the start again.
+        assert_eq!(start, Action::Spawn);
+        assert!(
+            matches!(again, Action::ScheduleRestart { delay, .. } if delay.as_millis() == 100),
+            "{again:?}"
+        );
+        assert_eq!(sup.failed_starts, 1);
+    }
+
+    #[test]
+    fn test_not_ready_restarts_count_as_failed_starts() {
+        // Arrange: max_restarts 5, a window so short the window rule never bites.
+        let mut spec = service(RestartPolicy::Always);
+        spec.restart_window_ms = 1;
+        let mut sup = Supervisor::new(&spec);
+        let mut now = Instant::now();
+        sup.handle(Event::Start, now);
+        sup.started(now);
+
+        // Act: each run is failed by arje (not ready within 500 ms), then exits.
+        let mut last = Action::None;
+        for _ in 0..10 {
+            now += Duration::from_millis(500);
+            sup.handle(
+                Event::Fail {
+                    reason: "not ready within 500ms".into(),
+                    signal: 15,
+                    restart: true,
+                },
+                now,
+            );
+            last = sup.handle(
+                Event::Exited {
+                    status: ExitStatus::Signal(15),
+                },
+                now,
+            );
+            let Action::ScheduleRestart { delay, .. } = last else {
+                break;
+            };
+            now += delay;
+            sup.handle(Event::Timer, now);
+            sup.started(now);
+        }
+
+        // Assert
+        assert!(
+            matches!(&last, Action::GiveUp { reason } if reason.contains("failed to start 6 times")),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn test_rearm_final_command_idles_with_clean_record_live_one_unchanged() {
+        // Arrange
+        let mut failed = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        crash_loop(&mut failed, &mut now, 50, 10);
+        let mut running = Supervisor::new(&service(RestartPolicy::Always));
+        running.handle(Event::Start, now);
+        running.started(now);
+
+        // Act
+        let rearmed = failed.rearm();
+        let not = running.rearm();
+
+        // Assert
+        assert!(rearmed);
+        assert_eq!(failed.state, State::Idle);
+        assert_eq!((failed.failed_starts, failed.consecutive_failures), (0, 0));
+        assert!(failed.recent_restarts.is_empty());
+        assert_eq!(failed.handle(Event::Start, now), Action::Spawn);
+        assert!(!not);
+        assert!(running.is_live());
+    }
+
+    #[test]
+    fn test_start_during_backoff_spawns_now_and_stale_timer_does_nothing() {
+        // Arrange
+        let mut sup = Supervisor::new(&service(RestartPolicy::Always));
+        let mut now = Instant::now();
+        run_and_exit(&mut sup, &mut now, 10, ExitStatus::Code(1));
+
+        // Act
+        let start = sup.handle(Event::Start, now);
+        sup.started(now);
+        let timer = sup.handle(Event::Timer, now + Duration::from_secs(1));
+
+        // Assert
+        assert_eq!(start, Action::Spawn);
+        assert_eq!(timer, Action::None);
+        assert!(sup.is_live());
     }
 }

@@ -28,13 +28,15 @@
 //!   [`CommandInfo::ready`], [`CommandInfo::status`], [`CommandInfo::health`] and
 //!   [`CommandInfo::waiting_for`]; [`Request::WaitReady`] and [`ErrorCode::NotReady`];
 //!   the events `CommandReady`, `CommandNotReady` and `CommandUnhealthy`.
+//! - 5: one command at a time: [`Request::Control`] with a [`CmdAction`] (`shuma
+//!   start|stop|restart|reload|kill WORKSPACE/NAME`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExitStatus};
 use crate::spec::{CommandSpec, Limits, WorkspaceSpec};
 
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Largest payload of one frame, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -134,6 +136,31 @@ pub enum Request {
         command: Option<String>,
         timeout_ms: Option<u64>,
     },
+    /// Act on one command of a workspace's card (version 5): answered with
+    /// [`Response::Ok`] once the change is in the /run snapshot (for a stop: the stop
+    /// signal is sent), or [`ErrorCode::NotFound`] naming the workspace or command.
+    Control {
+        workspace: String,
+        command: String,
+        action: CmdAction,
+    },
+}
+
+/// What [`Request::Control`] does to one command (version 5).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdAction {
+    /// Start a stopped, exited or failed command, its failure record cleared; it waits for
+    /// its `after` dependencies as at creation. A running one is left alone.
+    Start,
+    /// Stop it with its stop signal and grace; it stays stopped (no restart), and what
+    /// `requires` it stops too.
+    Stop,
+    /// Stop, then start once it has exited.
+    Restart,
+    /// SIGHUP to the run (cards have no reload command yet).
+    Reload,
+    /// Send `signal` (1..=64) to the run's process group and its main process.
+    Kill { signal: i32 },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

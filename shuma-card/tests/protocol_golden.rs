@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 
 use shuma_card::protocol::{
-    decode_payload, encode_frame, CmdState, CommandInfo, ErrorCode, Health, Mode, Request,
-    Response, StatusInfo, PROTOCOL_VERSION,
+    decode_payload, encode_frame, CmdAction, CmdState, CommandInfo, ErrorCode, Health, Mode,
+    Request, Response, StatusInfo, PROTOCOL_VERSION,
 };
 use shuma_card::{
     CommandKind, CommandSpec, DepRef, Event, EventKind, ExitStatus, HealthCheck, LogTarget, Probe,
@@ -209,13 +209,28 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
                 ),
             ])),
         ),
+        // Pinned from version 5 on: one command at a time (two frames: an action without
+        // and one with a field).
+        (
+            "control",
+            [CmdAction::Start, CmdAction::Kill { signal: 10 }]
+                .into_iter()
+                .flat_map(|action| {
+                    encode_frame(&Request::Control {
+                        workspace: "site".into(),
+                        command: "web".into(),
+                        action,
+                    })
+                })
+                .collect(),
+        ),
     ]
 }
 
 #[test]
 fn test_hello_of_every_version_keeps_its_bytes() {
     // Variant 0, the version as a varint, the client's name as a length and bytes.
-    for version in [1u32, 2, 3, PROTOCOL_VERSION] {
+    for version in [1u32, 2, 3, 4, PROTOCOL_VERSION] {
         let frame = encode_frame(&Request::Hello {
             version,
             client: "x".into(),

@@ -28,9 +28,20 @@ fn variant(req: &Request) -> usize {
         Request::DaemonReexec { .. } => 15,
         Request::TestPanic => 16,
         Request::WaitReady { .. } => 17,
+        Request::Control { .. } => 18,
     }
 }
-const VARIANTS: usize = 18;
+const VARIANTS: usize = 19;
+
+fn cmd_action() -> impl Strategy<Value = CmdAction> {
+    prop_oneof![
+        Just(CmdAction::Start),
+        Just(CmdAction::Stop),
+        Just(CmdAction::Restart),
+        Just(CmdAction::Reload),
+        any::<i32>().prop_map(|signal| CmdAction::Kill { signal }),
+    ]
+}
 
 fn text() -> impl Strategy<Value = String> {
     ".{0,24}"
@@ -234,6 +245,13 @@ fn request() -> impl Strategy<Value = Request> {
                 command,
                 timeout_ms
             }),
+        (text(), text(), cmd_action()).prop_map(|(workspace, command, action)| {
+            Request::Control {
+                workspace,
+                command,
+                action,
+            }
+        }),
     ]
 }
 

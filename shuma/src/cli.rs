@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shuma_card::spec::valid_name;
 
 /// The default control socket of arje-init.
 pub const DEFAULT_SOCKET: &str = "/run/arje/control.sock";
@@ -91,6 +92,36 @@ pub enum Command {
         /// Time between frames.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         interval: u64,
+    },
+    /// Start one command of a workspace's card that is stopped, exited or failed (its
+    /// failure record cleared); it waits for its `after` dependencies first.
+    Start {
+        #[arg(value_name = "WORKSPACE/NAME", value_parser = parse_target)]
+        target: (String, String),
+    },
+    /// Stop one command with its stop signal and grace; it stays stopped, and what
+    /// `requires` it stops too.
+    Stop {
+        #[arg(value_name = "WORKSPACE/NAME", value_parser = parse_target)]
+        target: (String, String),
+    },
+    /// Stop one command, then start it again.
+    Restart {
+        #[arg(value_name = "WORKSPACE/NAME", value_parser = parse_target)]
+        target: (String, String),
+    },
+    /// Send one running command SIGHUP (cards have no reload command yet).
+    Reload {
+        #[arg(value_name = "WORKSPACE/NAME", value_parser = parse_target)]
+        target: (String, String),
+    },
+    /// Send a signal to one running command's process group and main process.
+    Kill {
+        /// The signal: a name (USR1, SIGUSR1) or a number 1..64.
+        #[arg(short, long, value_name = "SIG", default_value = "TERM", value_parser = parse_signal)]
+        signal: i32,
+        #[arg(value_name = "WORKSPACE/NAME", value_parser = parse_target)]
+        target: (String, String),
     },
     /// Stop every workspace and power the machine off (as PID 1), or exit (as subreaper).
     Poweroff,
@@ -219,6 +250,18 @@ fn parse_duration(s: &str) -> Result<u64, String> {
 }
 
 /// Split `KEY=VALUE`; the key must not be empty, the value may be.
+/// `WORKSPACE/NAME`, both parts valid names.
+fn parse_target(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((w, c)) if valid_name(w) && valid_name(c) => Ok((w.to_string(), c.to_string())),
+        _ => Err(format!("`{s}` is not WORKSPACE/NAME")),
+    }
+}
+
+fn parse_signal(s: &str) -> Result<i32, String> {
+    shuma_card::units::parse_signal(s).map_err(|e| e.to_string())
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),

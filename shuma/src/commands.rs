@@ -9,7 +9,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use shuma_card::protocol::{Request, Response, ShutdownKind};
+use shuma_card::protocol::{CmdAction, Request, Response, ShutdownKind};
 use shuma_card::spec::valid_name;
 use shuma_card::{CommandKind, CommandSpec, ExitStatus};
 
@@ -62,6 +62,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         Command::Events { follow, after } => stream::events(&mut connect()?, ctx, after, follow),
         Command::Caps => caps(&mut connect()?, ctx),
         Command::Top { once, interval } => top::top(&mut connect()?, ctx, once, interval),
+        Command::Start { target } => control(&mut connect()?, target, CmdAction::Start),
+        Command::Stop { target } => control(&mut connect()?, target, CmdAction::Stop),
+        Command::Restart { target } => control(&mut connect()?, target, CmdAction::Restart),
+        Command::Reload { target } => control(&mut connect()?, target, CmdAction::Reload),
+        Command::Kill { signal, target } => {
+            control(&mut connect()?, target, CmdAction::Kill { signal })
+        }
         Command::Poweroff => shutdown(&mut connect()?, ShutdownKind::Poweroff),
         Command::Reboot => shutdown(&mut connect()?, ShutdownKind::Reboot),
         Command::Halt => shutdown(&mut connect()?, ShutdownKind::Halt),
@@ -91,6 +98,22 @@ fn ok_or_closed(client: &mut Client, req: &Request) -> Result<(), CliError> {
         Some(Response::Error { code, message }) => Err(CliError::Refused { code, message }),
         Some(other) => Err(client.unexpected("Ok", &other)),
     }
+}
+
+/// `start`, `stop`, `restart`, `reload`, `kill`: one command; silent on success, as
+/// `systemctl` is.
+fn control(
+    client: &mut Client,
+    (workspace, command): (String, String),
+    action: CmdAction,
+) -> Result<u8> {
+    let req = Request::Control {
+        workspace,
+        command,
+        action,
+    };
+    expect_ok(client, &req)?;
+    Ok(0)
 }
 
 fn shutdown(client: &mut Client, kind: ShutdownKind) -> Result<u8> {

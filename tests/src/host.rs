@@ -212,8 +212,11 @@ impl Daemon {
             std::fs::write(cards_dir.join(name), toml).unwrap();
         }
         let socket = dir.path().join("control.sock");
+        // Subreaper mode unless the test asks for the PID-1 mapping off PID 1.
+        if !extra.contains(&"--pid1") {
+            cmd.arg("--subreaper");
+        }
         let mut child = cmd
-            .arg("--subreaper")
             .arg("--socket")
             .arg(&socket)
             .arg("--cards")

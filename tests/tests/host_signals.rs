@@ -197,3 +197,25 @@ fn test_subreaper_inherited_ignored_signals_reset_and_sigint_still_stops() {
     kill(pid, libc::SIGINT);
     assert_eq!(d.wait_exit(), Some(0));
 }
+
+#[test]
+fn test_pid1_mode_systemd_rtmin_poweroff_and_immediate_poweroff_shut_down() {
+    // systemd's SIGRTMIN+4 and +14 by the kernel's numbers (glibc's SIGRTMIN is 34):
+    // what systemctl and Debian's own poweroff send PID 1.
+    for (sig, what) in [(38, "SIGRTMIN+4, poweroff"), (48, "SIGRTMIN+14, immediate")] {
+        // Arrange
+        let d = Daemon::start_with(&[("w.toml", SERVICE)], &["--pid1"]);
+        d.events_until(1, |k| matches!(k, EventKind::CommandStarted { .. }));
+        let log = d.log.clone();
+
+        // Act
+        kill(d.pid(), sig);
+        let code = d.wait_exit();
+
+        // Assert: the shutdown ran (off PID 1 it ends in an exit 0 saying so).
+        let log = log.lock().unwrap().join("\n");
+        assert_eq!(code, Some(0), "{sig}: {log}");
+        assert!(log.contains(what), "{sig}: {log}");
+        assert!(log.contains("Poweroff asked for"), "{sig}: {log}");
+    }
+}

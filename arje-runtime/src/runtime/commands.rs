@@ -68,6 +68,8 @@ pub struct Command {
     /// Its workspace is stopping and this command waits for what is after it to stop
     /// first, with the grace to stop it with (`deps.rs`).
     pub stop_queued: Option<Option<std::time::Duration>>,
+    /// `shuma restart`: start it again once this run has stopped (`by_hand.rs`).
+    pub start_queued: bool,
 }
 
 impl Command {
@@ -90,6 +92,7 @@ impl Command {
             probe: Default::default(),
             waiting_for: Vec::new(),
             stop_queued: None,
+            start_queued: false,
         }
     }
 
@@ -262,6 +265,9 @@ impl Runtime {
             Action::Finished => {
                 self.prune_if_adhoc(ws, id);
                 self.workspace_progress(ws);
+                // A restart's start comes first: what requires the command then finds
+                // it starting, not stopped, and keeps running.
+                self.start_if_queued(id, now);
                 self.deps_on_final(id, now);
                 Applied::Nothing
             }
@@ -271,7 +277,7 @@ impl Runtime {
     /// Send `signal` to the run's process group (the child called setsid, so its pgid
     /// is its pid, which cannot be reused while the child is unreaped), and to the
     /// process itself through its pidfd in case it left the group.
-    fn signal_run(&mut self, id: CommandId, signal: i32) {
+    pub(crate) fn signal_run(&mut self, id: CommandId, signal: i32) {
         let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
             return;
         };

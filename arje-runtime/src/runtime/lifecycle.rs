@@ -24,6 +24,9 @@ impl Runtime {
     /// send PID 1 SIGUSR1, SIGUSR2 and SIGTERM; SIGINT is ctrl-alt-del; SIGPWR a power
     /// failure. Under another init, SIGTERM and SIGINT ask arje to stop and exit.
     fn on_stop_signal(&mut self, got: signals::Received) {
+        if let Some((kind, now)) = signals::systemd_request(got.signo) {
+            return self.on_systemd_request(got, kind, now);
+        }
         let outcome = match (&self.cfg.mode, got.signo) {
             (Mode::Pid1, libc::SIGUSR1) => Outcome::Shutdown(ShutdownKind::Halt),
             (Mode::Pid1, libc::SIGUSR2 | libc::SIGPWR) => Outcome::Shutdown(ShutdownKind::Poweroff),
@@ -42,6 +45,22 @@ impl Runtime {
         };
         log::info!("{}: {outcome:?}", signals::name(got.signo));
         self.begin_shutdown(outcome);
+    }
+
+    /// systemd's SIGRTMIN+3/4/5 (halt, poweroff, reboot) and +13/14/15 (the same,
+    /// immediately: everything is killed at once instead of stopped). A subreaper has no
+    /// machine to halt: logged, as busybox's SIGUSR1 and SIGUSR2 are (docs/PID1.md).
+    fn on_systemd_request(&mut self, got: signals::Received, kind: ShutdownKind, now: bool) {
+        if self.cfg.mode != Mode::Pid1 {
+            self.signals
+                .ignore(got, "a machine shutdown; this arje is a subreaper");
+            return;
+        }
+        log::info!("{}: {kind:?}", signals::name(got.signo));
+        self.begin_shutdown(Outcome::Shutdown(kind));
+        if now {
+            self.shutdown_deadline();
+        }
     }
 
     /// Stop every workspace in parallel under one deadline.

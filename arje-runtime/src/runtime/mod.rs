@@ -18,6 +18,7 @@
 //! watch's report, an exit). The lifecycle is one explicit state ([`Lifecycle`]), and
 //! `docs/ARCHITECTURE.md` draws the data path of one `run --wait`.
 
+mod by_hand;
 mod capture;
 mod cards;
 mod commands;

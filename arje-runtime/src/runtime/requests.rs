@@ -255,6 +255,11 @@ impl Runtime {
                 one(Response::Ok)
             }
             Request::TestPanic => self.test_panic(),
+            Request::Control {
+                workspace,
+                command,
+                action,
+            } => self.control(&workspace, &command, action),
         }
     }
 

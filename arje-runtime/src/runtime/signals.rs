@@ -27,6 +27,8 @@
 use std::ffi::c_int;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use shuma_card::protocol::ShutdownKind;
+
 use crate::sys::signals::{self as sys, Handler, SigMask, NSIG};
 
 /// What arje does with a signal.
@@ -46,7 +48,8 @@ pub enum Disposition {
 
 use Disposition::*;
 
-/// Signals 1 to 31 by number; 32 to 64 (real-time) are all [`Disposition::Log`].
+/// Signals 1 to 31 by number; 32 to 64 (real-time) are [`Disposition::Log`] but for
+/// systemd's shutdown requests ([`systemd_request`]), which are [`Disposition::Act`].
 pub const TABLE: [(c_int, &str, Disposition); 31] = [
     (libc::SIGHUP, "SIGHUP", Act),
     (libc::SIGINT, "SIGINT", Act),
@@ -85,8 +88,37 @@ pub const TABLE: [(c_int, &str, Disposition); 31] = [
 pub fn disposition(sig: c_int) -> Disposition {
     match TABLE.get((sig - 1) as usize) {
         Some(&(_, _, d)) => d,
+        None if systemd_request(sig).is_some() => Act,
         None => Log,
     }
+}
+
+/// SIGRTMIN as systemd counts it: glibc's (34), which is what systemctl, and every tool
+/// built against glibc that asks systemd to shut down, sends. musl's SIGRTMIN is 35, so
+/// arje's own `libc::SIGRTMIN()` would be off by one: the kernel's numbers are fixed here.
+const SYSTEMD_RTMIN: c_int = 34;
+
+/// What systemd(1) ("Signals") does on these, and so arje as PID 1: SIGRTMIN+3, +4, +5
+/// halt, power off, reboot (the services are stopped first); +13, +14, +15 do so
+/// "immediately": no service gets its stop signal and grace, everything is killed at
+/// once, then the final steps as usual (kill, reap, unmount, sync). The rest of
+/// systemd's (SIGRTMIN+0..2 to change the target, +6 kexec, +20..+29 for its status
+/// output and log level) have no meaning here and stay logged.
+const SYSTEMD: [(c_int, &str, ShutdownKind, bool); 6] = [
+    (3, "halt", ShutdownKind::Halt, false),
+    (4, "poweroff", ShutdownKind::Poweroff, false),
+    (5, "reboot", ShutdownKind::Reboot, false),
+    (13, "immediate halt", ShutdownKind::Halt, true),
+    (14, "immediate poweroff", ShutdownKind::Poweroff, true),
+    (15, "immediate reboot", ShutdownKind::Reboot, true),
+];
+
+/// The shutdown systemd's SIGRTMIN+N asks for, and whether at once (see [`SYSTEMD`]).
+pub fn systemd_request(sig: c_int) -> Option<(ShutdownKind, bool)> {
+    SYSTEMD
+        .iter()
+        .find(|&&(n, ..)| sig == SYSTEMD_RTMIN + n)
+        .map(|&(_, _, kind, now)| (kind, now))
 }
 
 /// The name of `sig`: `SIGALRM`, or `signal 40` for a real-time one (the C libraries
@@ -94,7 +126,10 @@ pub fn disposition(sig: c_int) -> Disposition {
 pub fn name(sig: c_int) -> String {
     match TABLE.get((sig - 1) as usize) {
         Some(&(_, name, _)) => name.to_string(),
-        None => format!("signal {sig}"),
+        None => match SYSTEMD.iter().find(|&&(n, ..)| sig == SYSTEMD_RTMIN + n) {
+            Some((n, what, ..)) => format!("signal {sig} (systemd's SIGRTMIN+{n}, {what})"),
+            None => format!("signal {sig}"),
+        },
     }
 }
 
@@ -264,5 +299,30 @@ mod tests {
         for sig in [libc::SIGKILL, libc::SIGSTOP, libc::SIGCONT, libc::SIGPIPE] {
             assert_eq!(mask & sys::bit(sig), 0, "{}", name(sig));
         }
+    }
+
+    #[test]
+    fn test_systemd_rtmin_requests_act_by_kernel_number_others_logged() {
+        // Arrange: the kernel's numbers as glibc-built systemctl sends them.
+        let want = [
+            (37, ShutdownKind::Halt, false),
+            (38, ShutdownKind::Poweroff, false),
+            (39, ShutdownKind::Reboot, false),
+            (47, ShutdownKind::Halt, true),
+            (48, ShutdownKind::Poweroff, true),
+            (49, ShutdownKind::Reboot, true),
+        ];
+
+        // Act / Assert
+        for (sig, kind, now) in want {
+            assert_eq!(systemd_request(sig), Some((kind, now)), "{sig}");
+            assert_eq!(disposition(sig), Act, "{sig}");
+            assert_ne!(read_mask() & sys::bit(sig), 0);
+        }
+        for sig in (32..=64).filter(|s| !want.iter().any(|w| w.0 == *s)) {
+            assert_eq!(systemd_request(sig), None, "{sig}");
+            assert_eq!(disposition(sig), Log, "{sig}");
+        }
+        assert_eq!(name(38), "signal 38 (systemd's SIGRTMIN+4, poweroff)");
     }
 }
