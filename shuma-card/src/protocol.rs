@@ -29,7 +29,8 @@
 //!   [`CommandInfo::waiting_for`]; [`Request::WaitReady`] and [`ErrorCode::NotReady`];
 //!   the events `CommandReady`, `CommandNotReady` and `CommandUnhealthy`.
 //! - 5: one command at a time: [`Request::Control`] with a [`CmdAction`] (`shuma
-//!   start|stop|restart|reload|kill WORKSPACE/NAME`).
+//!   start|stop|restart|reload|kill WORKSPACE/NAME`); the event `Syslog` (a message
+//!   from `/dev/log`).
 
 use serde::{Deserialize, Serialize};
 

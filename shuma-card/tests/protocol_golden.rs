@@ -209,6 +209,20 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
                 ),
             ])),
         ),
+        // Pinned from version 5 on: a message from /dev/log in the journal.
+        (
+            "syslog",
+            encode_frame(&Response::Events(vec![event(
+                1,
+                EventKind::Syslog {
+                    facility: 9,
+                    severity: 6,
+                    program: "CRON".into(),
+                    pid: Some(4242),
+                    message: "(root) CMD (run-parts /etc/cron.hourly)".into(),
+                },
+            )])),
+        ),
         // Pinned from version 5 on: one command at a time (two frames: an action without
         // and one with a field).
         (
