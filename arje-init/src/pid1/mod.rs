@@ -2,14 +2,18 @@
 //! disk), handing over to the runtime, and the end (shutdown, reboot(2)). Read
 //! [`boot`] top to bottom for the story.
 
+pub mod blockdev;
 pub mod cmdline;
 pub mod console;
 pub mod emergency;
 pub mod modules;
 pub mod mounts;
 pub mod reap;
+pub mod root;
 pub mod shutdown;
 pub mod state_disk;
+pub mod switch_root;
+pub mod unmount;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -30,6 +34,10 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     // state disk are in place, and doing them again would stack a second mount.
     let reexec = std::env::var_os(crate::reexec::REEXEC_ENV).is_some();
     std::env::remove_var(crate::reexec::REEXEC_ENV);
+    // The initramfs's arje-init switched to this root and exec'd us: a fresh boot whose
+    // early mounts are in place (moved, not remounted).
+    let switched_from = std::env::var_os(switch_root::SWITCHED_ENV);
+    std::env::remove_var(switch_root::SWITCHED_ENV);
 
     // 1. Filesystems the rest needs: /proc to read the command line, /dev for the
     //    console, kmsg and the disk, /run for the socket, cgroup2 for workspaces.
@@ -42,6 +50,12 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         "arje-init {} as PID 1 (started at boottime {start_boottime:.3}s)",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(dev) = &switched_from {
+        log::info!(
+            "on the real root {} (switched from the initramfs)",
+            dev.to_string_lossy()
+        );
+    }
 
     // 2. Ctrl-Alt-Del becomes SIGINT to us (a clean reboot) instead of an instant reset.
     if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::CadOff) {
@@ -66,6 +80,9 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         }
     } else {
         modules::load_listed(&params.modules);
+        // 4b. The real root, when root= names one and / is still the initramfs: before
+        //     the state disk and the runtime, so nothing started here needs handing over.
+        real_root(&cmdline);
     }
     if let (Some(dev), false) = (&params.state_dev, reexec) {
         match state_disk::mount_state(
@@ -120,6 +137,27 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         }
         Err(why) => emergency::emergency(&why),
     }
+}
+
+/// Switches to the root that `root=` names, if there is one and `/` is the initramfs;
+/// returns when there is nothing to switch to. A root that cannot be reached is an
+/// emergency (a shell on the console, naming what is missing), as for an initramfs
+/// that cannot find its root.
+fn real_root(cmdline: &str) {
+    let p = root::RootParams::parse(cmdline);
+    if let Some(word) = &p.rejected {
+        log::warn!("kernel command line: {word}: not a root= form arje reads (docs/HOST.md)");
+    }
+    let Some(spec) = p.root.clone() else {
+        return;
+    };
+    if !switch_root::root_is_initramfs() {
+        log::info!("root={spec}: / is already a mounted root, nothing to switch");
+        return;
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let err = switch_root::to_real_root(&p, &spec, &args);
+    emergency::emergency(&err.to_string())
 }
 
 /// Runs the runtime with a last-resort catch: the runtime contains panics per event

@@ -1,13 +1,12 @@
-//! Early mounts and the unmount at shutdown.
+//! Early mounts (the unmount at shutdown is in unmount.rs).
 //!
 //! The kernel hands PID 1 a rootfs (the unpacked initramfs) with nothing mounted on it:
 //! devtmpfs is not auto-mounted for an initramfs, so /dev is whatever the cpio holds.
 
 use std::ffi::CStr;
-use std::path::Path;
 
 use rustix::fs::Mode;
-use rustix::mount::{mount, mount_remount, unmount, MountFlags, UnmountFlags};
+use rustix::mount::{mount, MountFlags};
 
 /// One early mount.
 struct Early {
@@ -120,7 +119,7 @@ pub fn mount_points() -> Vec<String> {
 }
 
 /// /proc/self/mounts writes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -137,38 +136,6 @@ fn unescape(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Unmounts everything but the rootfs, newest first (children before their parents);
-/// what refuses to go (busy) is remounted read-only so its data is safe. Returns the
-/// mount points that stayed writable, to be named in the log.
-pub fn unmount_all() -> Vec<String> {
-    let mut blocked = Vec::new();
-    let points = mount_points();
-    for target in points.iter().rev() {
-        if target == "/" {
-            continue;
-        }
-        match unmount(target.as_str(), UnmountFlags::empty()) {
-            Ok(()) => log::debug!("unmounted {target}"),
-            Err(e) => match mount_remount(target.as_str(), MountFlags::RDONLY, "") {
-                Ok(()) => log::info!("unmount {target}: {e}; remounted read-only"),
-                Err(e2) => {
-                    // proc, sysfs and friends hold no data: busy is harmless there.
-                    if Path::new(target).starts_with("/proc")
-                        || Path::new(target).starts_with("/sys")
-                        || Path::new(target).starts_with("/dev")
-                    {
-                        log::debug!("unmount {target}: {e}; read-only remount: {e2}");
-                    } else {
-                        log::warn!("unmount {target}: {e}; read-only remount: {e2}");
-                        blocked.push(target.clone());
-                    }
-                }
-            },
-        }
-    }
-    blocked
 }
 
 #[cfg(test)]

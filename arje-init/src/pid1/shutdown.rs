@@ -1,5 +1,5 @@
 //! The last steps of PID 1 once the runtime has stopped every workspace: TERM whatever
-//! is left, a grace, KILL, sync, unmount, reboot(2). Each step is logged with the time
+//! is left, a grace, KILL, sync, unmount (the root read-only last), sync, reboot(2). Each step is logged with the time
 //! since shutdown began, and whatever blocked a step is named.
 
 use std::time::{Duration, Instant};
@@ -9,8 +9,8 @@ use nix::unistd::Pid;
 use rustix::system::RebootCommand;
 use shuma_card::protocol::ShutdownKind;
 
-use super::mounts::unmount_all;
 use super::reap::{pid1_signals, reap_until_empty, signalfd, survivors};
+use super::unmount::unmount_all;
 
 /// How long processes outside any workspace get between TERM and KILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -69,13 +69,16 @@ pub fn finish(kind: ShutdownKind, start: Instant) -> ! {
 
     rustix::fs::sync();
     step(start, "synced");
+    // Every filesystem unmounted or read-only, the root last: the next boot then finds
+    // clean journals (no recovery, no orphan cleanup).
     let blocked = unmount_all();
     if blocked.is_empty() {
-        step(start, "unmounted");
+        step(start, "unmounted; the root is read-only");
     } else {
         log::warn!("still writable after unmount: {}", blocked.join(", "));
     }
     rustix::fs::sync();
+    step(start, "synced");
 
     let cmd = match kind {
         ShutdownKind::Poweroff => RebootCommand::PowerOff,
