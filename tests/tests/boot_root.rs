@@ -76,7 +76,10 @@ fn boot_to_poweroff(name: &str, root_args: &str, disk: &Path) -> Vm {
     eprintln!("figure: {name} wall={:.1}s", vm.wall().as_secs_f64());
     assert_eq!(end, End::Poweroff, "{name}; tail:\n{}", vm.tail(60));
 
-    assert_line(&vm, "on the real root /dev/vda (switched from the initramfs)");
+    assert_line(
+        &vm,
+        "on the real root /dev/vda (switched from the initramfs)",
+    );
     let deleted = vm
         .lines_with("initramfs deleted: ")
         .first()
@@ -90,7 +93,19 @@ fn boot_to_poweroff(name: &str, root_args: &str, disk: &Path) -> Vm {
     assert!(mount.contains(" ext4 /dev/vda "), "{mount}");
     assert_eq!(said_after(&vm, "no initramfs /init"), "");
 
-    let kmsg: Vec<String> = said(&vm)
+    let dirty = dirty_kmsg(&vm);
+    assert!(
+        dirty.is_empty(),
+        "{name}: the root was not clean: {dirty:?}"
+    );
+    assert_line(&vm, "root /dev/vda (ext4) remounted read-only");
+    vm
+}
+
+/// The kernel's messages about vda that say its last shutdown left it dirty (journal
+/// recovery, orphan cleanup), after checking that the mount message itself is there.
+fn dirty_kmsg(vm: &Vm) -> Vec<String> {
+    let kmsg: Vec<String> = said(vm)
         .into_iter()
         .filter(|l| l.starts_with("kmsg "))
         .collect();
@@ -98,37 +113,35 @@ fn boot_to_poweroff(name: &str, root_args: &str, disk: &Path) -> Vm {
         kmsg.iter().any(|l| l.contains("mounted filesystem")),
         "no ext4 mount message for vda: {kmsg:?}"
     );
-    let dirty: Vec<&String> = kmsg
-        .iter()
+    kmsg.into_iter()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
             l.contains("recover") || l.contains("orphan")
         })
-        .collect();
-    assert!(dirty.is_empty(), "{name}: the root was not clean: {dirty:?}");
-    assert_line(&vm, "root /dev/vda (ext4) remounted read-only");
-    vm
+        .collect()
+}
+
+/// `e2fsck FLAGS IMG`: whether it exited 0, and what it printed.
+fn e2fsck(flags: &str, disk: &Path) -> (bool, String) {
+    let out = Command::new("e2fsck")
+        .arg(flags)
+        .arg(disk)
+        .output()
+        .expect("run e2fsck");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// `e2fsck -n` (the clean flag) and `e2fsck -fn` (a full read-only check) on the image.
 fn assert_fsck_clean(disk: &Path, after: &str) {
     for flags in ["-n", "-fn"] {
-        let out = Command::new("e2fsck")
-            .arg(flags)
-            .arg(disk)
-            .output()
-            .expect("run e2fsck");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, text) = e2fsck(flags, disk);
         eprintln!("figure: e2fsck {flags} after {after}: {}", text.trim());
-        assert!(
-            out.status.success(),
-            "e2fsck {flags} after {after}: {}\n{text}",
-            out.status
-        );
+        assert!(ok, "e2fsck {flags} after {after} failed:\n{text}");
         if flags == "-n" {
             assert!(text.contains(": clean,"), "not clean after {after}: {text}");
         }
@@ -192,4 +205,39 @@ fn test_missing_root_device_is_named_in_the_emergency() {
         "{line}"
     );
     assert!(vm.lines_with("SCENARIO root:").is_empty());
+}
+
+/// The control: the same checks see a root that was NOT shut down cleanly. QEMU is
+/// killed while the root is mounted read-write (a power cut); `e2fsck -n` must then not
+/// find it clean, and the next boot's kernel log must show the journal recovery.
+#[test]
+fn test_power_cut_root_is_seen_dirty_by_the_same_checks() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("root.img");
+    make_root(&disk);
+
+    // Act: cut the power once the scenario has written to the root.
+    let mut vm = Vm::boot(root_opts("root-cut", "root=/dev/vda rw", &disk));
+    vm.wait_for("SCENARIO root: wrote boots 1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.kill();
+    let (ok, fsck) = e2fsck("-n", &disk);
+    eprintln!("figure: e2fsck -n after a power cut: {}", fsck.trim());
+    let mut next = Vm::boot(root_opts("root-after-cut", "root=/dev/vda rw", &disk));
+    next.wait_for("SCENARIO root: powering off")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let end = next.wait_end();
+
+    // Assert
+    assert!(
+        !(ok && fsck.contains(": clean,")),
+        "e2fsck -n found a cut root clean: {fsck}"
+    );
+    assert_eq!(end, End::Poweroff);
+    let dirty = dirty_kmsg(&next);
+    assert!(
+        dirty.iter().any(|l| l.contains("recovery complete")),
+        "no journal recovery after a power cut: {dirty:?}"
+    );
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, FsWord, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{mount, mount_move, unmount, MountFlags, UnmountFlags};
 
@@ -34,8 +34,8 @@ const WAIT_TICK: Duration = Duration::from_secs(5);
 pub const SWITCHED_ENV: &str = "ARJE_SWITCHED_ROOT";
 
 /// statfs(2) f_type of ramfs and tmpfs: the kernel's rootfs is one of them.
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: FsWord = 0x8584_58f6;
+const TMPFS_MAGIC: FsWord = 0x0102_1994;
 
 #[derive(Debug)]
 pub enum SwitchError {
@@ -96,10 +96,10 @@ fn step(what: impl Into<String>) -> impl FnOnce(Errno) -> SwitchError {
 /// Is `/` the kernel's rootfs (an unpacked initramfs)? Only then is there a root to
 /// switch to, and only then may its files be deleted.
 pub fn root_is_initramfs() -> bool {
-    rustix::fs::statfs("/").is_ok_and(|s| is_ram(s.f_type as i64))
+    rustix::fs::statfs("/").is_ok_and(|s| is_ram(s.f_type))
 }
 
-fn is_ram(f_type: i64) -> bool {
+fn is_ram(f_type: FsWord) -> bool {
     f_type == RAMFS_MAGIC || f_type == TMPFS_MAGIC
 }
 
@@ -245,7 +245,7 @@ fn switch_to(new_root: &Path) -> Result<(), SwitchError> {
     // Only ever on a ramfs or tmpfs: never delete the files of a real disk.
     let start = Instant::now();
     match rustix::fs::fstatfs(&old_root) {
-        Ok(s) if is_ram(s.f_type as i64) => {
+        Ok(s) if is_ram(s.f_type) => {
             let dev = rustix::fs::fstat(&old_root).map(|s| s.st_dev).unwrap_or(0);
             let mut freed = Freed::default();
             remove_tree(&old_root, dev, &mut freed);
