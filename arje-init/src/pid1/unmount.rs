@@ -103,8 +103,11 @@ fn is_pseudo(fstype: &str) -> bool {
 /// writable, each with what held it, for the shutdown's log.
 pub fn unmount_all() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = parse_mountinfo(&text);
+    let targets: Vec<String> = mounts.iter().map(|m| m.target.clone()).collect();
+    let holders = |target: &str| holders(target, &targets);
     let mut still_writable = Vec::new();
-    for m in unmount_order(&parse_mountinfo(&text)) {
+    for m in unmount_order(&mounts) {
         let pseudo = is_pseudo(&m.fstype);
         if m.target == "/" {
             match mount_remount("/", MountFlags::RDONLY, "") {
@@ -155,10 +158,13 @@ pub fn unmount_all() -> Vec<String> {
     still_writable
 }
 
-/// Who holds files under `target`: processes (PID 1 included) with an open file, a cwd,
-/// a root or an executable there, as `pid (comm): what`, at most 10; "nothing visible"
-/// when none (a kernel user: a swap file, a loop device, a detached child mount).
-pub fn holders(target: &str) -> String {
+/// Who holds files on the mount at `target`: processes (PID 1 included) with an open
+/// file, a cwd, a root or an executable there, as `pid (comm): what`, at most 10;
+/// "nothing visible" when none (a kernel user: a swap file, a loop device, a detached
+/// child mount). `mounts` (every mount point) tells a path on a mount below `target`
+/// from one on `target` itself.
+pub fn holders(target: &str, mounts: &[String]) -> String {
+    let under = |path: &Path| on_mount(path, target, mounts);
     let mut found = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return "unknown (no /proc)".into();
@@ -176,13 +182,13 @@ pub fn holders(target: &str) -> String {
             .iter()
             .filter_map(|l| {
                 let link = std::fs::read_link(dir.join(l)).ok()?;
-                under(&link, target).then(|| l.to_string())
+                under(&link).then(|| l.to_string())
             })
             .collect();
         if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
             for fd in fds.flatten() {
                 if let Ok(link) = std::fs::read_link(fd.path()) {
-                    if under(&link, target) {
+                    if under(&link) {
                         what.push(format!("fd {}", link.display()));
                     }
                 }
@@ -204,10 +210,13 @@ pub fn holders(target: &str) -> String {
     }
 }
 
-/// Is `path` on the mount at `target`? For `/`, any path not under another mount would
-/// do; the holders of `/` that matter are writers, so every path counts.
-fn under(path: &Path, target: &str) -> bool {
-    target == "/" || path.starts_with(target)
+/// Is `path` on the mount at `target`: under it, and not under a mount below it (a
+/// console fd in /dev does not hold `/`)?
+fn on_mount(path: &Path, target: &str, mounts: &[String]) -> bool {
+    path.starts_with(target)
+        && !mounts.iter().any(|m| {
+            m.len() > target.len() && Path::new(m).starts_with(target) && path.starts_with(m)
+        })
 }
 
 #[cfg(test)]
@@ -265,6 +274,26 @@ mod tests {
                 "/",
             ]
         );
+    }
+
+    #[test]
+    fn test_on_mount_path_below_a_submount_is_not_the_parents() {
+        // Arrange
+        let mounts: Vec<String> = ["/", "/dev", "/var/lib/arje"].map(String::from).to_vec();
+
+        // Act + Assert
+        assert!(on_mount(Path::new("/var/log/x"), "/", &mounts));
+        assert!(!on_mount(Path::new("/dev/console"), "/", &mounts));
+        assert!(on_mount(
+            Path::new("/var/lib/arje/s"),
+            "/var/lib/arje",
+            &mounts
+        ));
+        assert!(!on_mount(
+            Path::new("/var/lib/arjex"),
+            "/var/lib/arje",
+            &mounts
+        ));
     }
 
     #[test]
