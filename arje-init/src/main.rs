@@ -9,6 +9,7 @@ mod limits;
 mod logger;
 mod note;
 mod pid1;
+mod power;
 mod reexec;
 mod subreaper;
 
@@ -24,6 +25,13 @@ fn main() {
     let is_pid1 = std::process::id() == 1;
     let reexec = std::env::var_os(reexec::REEXEC_ENV).is_some();
     // Before any thread starts: it edits the environment.
+    // Called as `reboot`, `poweroff`, `halt`, `shutdown` or `telinit` (a symlink): ask
+    // PID 1 and leave (power.rs).
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if !is_pid1 && power::called_as(&argv0) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(power::main(&argv0, &args));
+    }
     let inherited = reexec::Inherited::take();
     if is_pid1 {
         eprintln!("arje-init: PID 1 start at boottime {start_boottime:.3}s");

@@ -71,3 +71,4 @@ pub enum Outcome {
     Reexec { binary: PathBuf },
 }
 pub use runtime::{ArjeNote, Created, Previous, Runtime, RuntimeError};
+pub use sys::signals::kill_raw;

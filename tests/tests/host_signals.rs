@@ -219,3 +219,48 @@ fn test_pid1_mode_systemd_rtmin_poweroff_and_immediate_poweroff_shut_down() {
         assert!(log.contains("Poweroff asked for"), "{sig}: {log}");
     }
 }
+
+#[test]
+fn test_machine_commands_reboot_and_shutdown_now_reach_pid1_a_scheduled_one_is_refused() {
+    // arje-init called as `reboot` or `shutdown` (a symlink, as docs/HOST.md installs
+    // them), pointed at a `--pid1` arje instead of this machine's PID 1.
+    for (name, args, what) in [
+        ("reboot", vec![], "Reboot asked for"),
+        ("shutdown", vec!["-h", "now"], "Poweroff asked for"),
+    ] {
+        // Arrange
+        let d = Daemon::start_with(&[("w.toml", SERVICE)], &["--pid1"]);
+        d.events_until(1, |k| matches!(k, EventKind::CommandStarted { .. }));
+        let link = d.dir.path().join(name);
+        std::os::unix::fs::symlink(arje_tests::host::bin_dir().join("arje-init"), &link).unwrap();
+        let log = d.log.clone();
+        let later = d.dir.path().join("shutdown");
+        if !later.exists() {
+            std::os::unix::fs::symlink(arje_tests::host::bin_dir().join("arje-init"), &later)
+                .unwrap();
+        }
+        let scheduled = std::process::Command::new(&later)
+            .args(["-r", "+5"])
+            .env("ARJE_INIT_PID", d.pid().to_string())
+            .output()
+            .unwrap();
+        let still = d.ping();
+
+        // Act
+        let asked = std::process::Command::new(&link)
+            .args(&args)
+            .env("ARJE_INIT_PID", d.pid().to_string())
+            .status()
+            .unwrap();
+        let code = d.wait_exit();
+
+        // Assert
+        assert_eq!(scheduled.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&scheduled.stderr).contains("now"));
+        assert_eq!(still, Ok(()), "a refused command must not stop anything");
+        assert!(asked.success(), "{name}");
+        let log = log.lock().unwrap().join("\n");
+        assert_eq!(code, Some(0), "{name}: {log}");
+        assert!(log.contains(what), "{name}: {log}");
+    }
+}

@@ -140,3 +140,18 @@ pub fn signalfd(mask: SigMask) -> std::io::Result<OwnedFd> {
     // SAFETY: the kernel returned a fresh fd that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
 }
+
+/// [kill(2)] with any signal number, the real-time range included: nix's `Signal` has
+/// no real-time signals, and rustix refuses the C library's. The machine's commands
+/// (`arje-init` called as `reboot`) send systemd's SIGRTMIN+n to PID 1 with it.
+///
+/// [kill(2)]: https://man7.org/linux/man-pages/man2/kill.2.html
+pub fn kill_raw(pid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
