@@ -78,17 +78,7 @@ pub fn chain(
             p.note(src, "partly translated: runs once before the first start; systemd runs it again before every restart");
         }
         let suffix = numbered("-pre", n, pre.len());
-        let i = link(
-            &mut cmds,
-            &prev,
-            PlanCmd {
-                suffix,
-                spec,
-                after: vec![],
-                requires: vec![],
-                comment: String::new(),
-            },
-        );
+        let i = link(&mut cmds, &prev, suffix, spec);
         prev = vec![(i, !line.prefixes.ignore_failure)];
     }
     let mut main = 0;
@@ -110,17 +100,7 @@ pub fn chain(
         } else {
             format!("-{}", n + 1)
         };
-        let i = link(
-            &mut cmds,
-            &prev,
-            PlanCmd {
-                suffix,
-                spec,
-                after: vec![],
-                requires: vec![],
-                comment: String::new(),
-            },
-        );
+        let i = link(&mut cmds, &prev, suffix, spec);
         if n == 0 {
             main = i;
         }
@@ -139,17 +119,7 @@ pub fn chain(
         let suffix = numbered("-post", n, post.len());
         // Every post command requires what came before it; a failing one (without -)
         // fails the unit, so the main service requires it in turn.
-        let i = link(
-            &mut cmds,
-            &prev,
-            PlanCmd {
-                suffix,
-                spec,
-                after: vec![],
-                requires: vec![],
-                comment: String::new(),
-            },
-        );
+        let i = link(&mut cmds, &prev, suffix, spec);
         if !line.prefixes.ignore_failure && cmds[main].spec.kind == CommandKind::Service {
             cmds[main].requires.push(i);
         }
@@ -243,10 +213,22 @@ fn parse_lines(p: &mut Planner, key: &str) -> Result<Vec<(Src, CommandLine)>, Co
     Ok(out)
 }
 
-/// Append `cmd` after each of `prev` (and requiring those marked so); its index.
-fn link(cmds: &mut Vec<PlanCmd>, prev: &[(usize, bool)], cmd: PlanCmd) -> usize {
+/// Append a command (`suffix`, `spec`) after each of `prev`, requiring those marked so;
+/// its index.
+fn link(
+    cmds: &mut Vec<PlanCmd>,
+    prev: &[(usize, bool)],
+    suffix: String,
+    spec: CommandSpec,
+) -> usize {
     let i = cmds.len();
-    let mut cmd = cmd;
+    let mut cmd = PlanCmd {
+        suffix,
+        spec,
+        after: Vec::new(),
+        requires: Vec::new(),
+        comment: String::new(),
+    };
     for &(j, strict) in prev {
         cmd.after.push(j);
         if strict {
