@@ -6,15 +6,27 @@
 //! included), so a message can only be about the command whose socket it arrived on.
 //! The socket is in the abstract namespace under a random name: a path in arje's state
 //! directory (mode 0700) would be out of reach of a service that runs as another user,
-//! and a name nobody can guess cannot be taken first by someone else. Who may speak on
-//! it is checked on every datagram with `SO_PASSCRED` ([`Sender`]): the kernel fills in
-//! the sender's pid and uid, which a process cannot forge (only root may claim another
-//! pid). docs/SECURITY.md has the rule.
+//! and a name drawn at random cannot be taken first by someone else (once bound it is
+//! listed in /proc/net/unix, but it is arje's by then). Who may speak on it is checked on
+//! every datagram with `SO_PASSCRED` ([`Sender`]): the kernel fills in the sender's pid
+//! and uid, which a process cannot forge (only root may claim another pid).
+//! docs/SECURITY.md has the rule.
+//!
+//! Here too is what a datagram does once accepted (`READY=1`, `STATUS=`, `MAINPID=`,
+//! the watchdog); `ready.rs` holds the readiness state it changes.
 
 use std::io::IoSliceMut;
 use std::os::fd::OwnedFd;
 
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use super::ready::arm;
+use super::Runtime;
+use crate::ids::CommandId;
+use crate::token::Token;
 
 /// Largest datagram read; a longer one is dropped whole (systemd reads 4 KiB too, less
 /// the ancillary data).
@@ -174,6 +186,213 @@ pub fn clip(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_string()
+}
+
+/// What the datagrams do: who may send them, and what each assignment changes.
+impl Runtime {
+    /// The command's notify socket is readable.
+    pub(crate) fn on_notify(&mut self, id: CommandId) {
+        self.read_notify(id, false);
+    }
+
+    /// What a run that has just been reaped sent before it died: only `MAINPID=` (a
+    /// forking parent naming its successor) and `STATUS=` are applied. Anything that
+    /// would signal the run (`WATCHDOG=trigger`) must not: its pid is free again.
+    pub(crate) fn on_notify_final(&mut self, id: CommandId) {
+        self.read_notify(id, true);
+    }
+
+    fn read_notify(&mut self, id: CommandId, reaped: bool) {
+        let Some(sock) = self
+            .table
+            .commands
+            .get(&id)
+            .and_then(|c| c.ready.notify.as_ref())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        for (sender, data) in sock.drain() {
+            if let Err(why) = self.may_notify(id, sender) {
+                log::warn!("notify message for command {id} ignored: {why}");
+                continue;
+            }
+            let mut m = parse(&data);
+            if reaped {
+                m = Message {
+                    main_pid: m.main_pid,
+                    status: m.status,
+                    ..Default::default()
+                };
+            }
+            self.apply_notify(id, sender, m, now);
+        }
+    }
+
+    /// Only the service's own processes may speak for it: the sender must run as the
+    /// service's uid (or root), and, while it still exists, be in the run's leaf
+    /// cgroup. A sender that has already exited (`systemd-notify` often has by the time
+    /// the datagram is read) is judged by its uid alone, which the kernel recorded.
+    fn may_notify(&self, id: CommandId, sender: Sender) -> Result<(), String> {
+        let cmd = self.table.commands.get(&id).ok_or("no such command")?;
+        let run = cmd.run.as_ref().ok_or("the command is not running")?;
+        if sender.uid != cmd.ready.uid && sender.uid != 0 {
+            return Err(format!(
+                "sent by uid {}, the command runs as uid {}",
+                sender.uid, cmd.ready.uid
+            ));
+        }
+        if sender.pid == run.pid {
+            return Ok(());
+        }
+        if let Some(leaf) = &run.leaf {
+            let alive = super::sessions::stat(sender.pid).is_some();
+            let inside = leaf.procs().is_ok_and(|p| p.contains(&sender.pid));
+            if alive && !inside {
+                return Err(format!(
+                    "sent by pid {}, which is not in the command's cgroup",
+                    sender.pid
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_notify(&mut self, id: CommandId, sender: Sender, m: Message, now: Instant) {
+        let Some(cmd) = self.table.commands.get_mut(&id) else {
+            return;
+        };
+        if let Some(status) = m.status {
+            cmd.ready.status = Some(status);
+            self.store.mark_dirty();
+        }
+        if let Some(errno) = m.errno {
+            let text = std::io::Error::from_raw_os_error(errno);
+            cmd.ready.status = Some(clip(&format!("errno {errno}: {text}"), MAX_STATUS));
+        }
+        if let Some(usec) = m.watchdog_usec {
+            cmd.ready.watchdog = Some(capped_micros(usec));
+        }
+        if let Some(usec) = m.extend_timeout_usec {
+            if let Some(d) = cmd.ready.deadline {
+                let at = d.max(now + capped_micros(usec));
+                cmd.ready.deadline = Some(at);
+                arm(&mut cmd.ready, &mut self.timers, id, at);
+            }
+        }
+        if m.reloading {
+            // Not ready again until the next READY=1, like systemd's "reloading".
+            cmd.ready.ready = false;
+        }
+        if let Some(pid) = m.main_pid {
+            self.adopt_main_pid(id, sender, pid);
+        }
+        if m.watchdog {
+            self.watchdog_ping(id, now);
+        }
+        if m.ready {
+            self.mark_ready(id, now);
+        }
+        if m.watchdog_trigger {
+            let why = "watchdog: the service triggered it (WATCHDOG=trigger)".to_string();
+            self.unhealthy(id, why, libc::SIGABRT, now);
+        }
+    }
+
+    /// `MAINPID=`: a daemon that forked names the process to supervise from now on. It
+    /// must be alive, never init, arje itself or a process arje already holds for
+    /// something else (another command's run, a probe, a straggler), and the service's
+    /// own: in the run's leaf cgroup, whoever sent it; without cgroups, owned by the
+    /// service's uid unless root sent it. A stop signals the new main process's group
+    /// and, through its pidfd, the process itself.
+    fn adopt_main_pid(&mut self, id: CommandId, sender: Sender, pid: i32) {
+        if pid <= 1 || pid == std::process::id() as i32 || self.procs.holds(pid) {
+            log::warn!("MAINPID={pid} for command {id} ignored: not a process it may name");
+            return;
+        }
+        let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
+            return;
+        };
+        if run.pid == pid {
+            return;
+        }
+        let uid = self.table.commands.get(&id).map_or(0, |c| c.ready.uid);
+        let Some(stat) = super::sessions::stat(pid).filter(|s| !s.is_zombie()) else {
+            log::warn!("MAINPID={pid} for command {id} ignored: no such process");
+            return;
+        };
+        let owned = match &run.leaf {
+            Some(leaf) => leaf.procs().is_ok_and(|p| p.contains(&pid)),
+            None => proc_uid(pid) == Some(uid) || sender.uid == 0,
+        };
+        if !owned {
+            log::warn!("MAINPID={pid} for command {id} ignored: not the service's process");
+            return;
+        }
+        let Some(raw) = rustix::process::Pid::from_raw(pid) else {
+            return;
+        };
+        let pidfd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::warn!("MAINPID={pid} for command {id} ignored: pidfd_open: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.reactor.add(
+            pidfd.as_fd(),
+            Token::Child(id),
+            super::reactor::Interest::Read,
+        ) {
+            log::warn!("MAINPID={pid} for command {id} ignored: epoll_ctl: {e}");
+            return;
+        }
+        let Some(run) = self
+            .table
+            .commands
+            .get_mut(&id)
+            .and_then(|c| c.run.as_mut())
+        else {
+            return;
+        };
+        // The old main process is no longer the command: its exit (the forking parent's,
+        // usually at once) is reaped as an orphan's. Dropping its pidfd takes it out of
+        // epoll.
+        let old = std::mem::replace(&mut run.pid, pid);
+        run.pidfd = pidfd;
+        run.start_time_ticks = stat.start_ticks;
+        self.procs.forget(old);
+        self.procs.track(pid, id);
+        self.store.mark_dirty();
+        log::info!("command {id}: main pid {old} -> {pid} (MAINPID)");
+    }
+
+    fn watchdog_ping(&mut self, id: CommandId, now: Instant) {
+        let Some(cmd) = self.table.commands.get_mut(&id) else {
+            return;
+        };
+        if let (true, Some(every)) = (cmd.ready.ready, cmd.ready.watchdog) {
+            let due = now + every;
+            cmd.ready.watchdog_due = Some(due);
+            arm(&mut cmd.ready, &mut self.timers, id, due);
+        }
+    }
+}
+
+/// The longest interval a service may ask for (`WATCHDOG_USEC=`,
+/// `EXTEND_TIMEOUT_USEC=`): a day. Larger values would overflow an `Instant`.
+const MAX_ASKED: Duration = Duration::from_secs(24 * 3600);
+
+fn capped_micros(usec: u64) -> Duration {
+    Duration::from_micros(usec).min(MAX_ASKED)
+}
+
+/// The uid that owns `/proc/PID` (the process's effective uid).
+fn proc_uid(pid: i32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
 }
 
 #[cfg(test)]

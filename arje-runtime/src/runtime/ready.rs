@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use shuma_card::{CommandKind, EventKind, Readiness};
 
-use super::notify::{self, NotifySocket, Sender};
+use super::notify::NotifySocket;
 use super::Runtime;
 use crate::ids::CommandId;
 use crate::supervise::{Event, State};
@@ -325,197 +325,6 @@ impl Runtime {
         );
     }
 
-    /// The command's notify socket is readable.
-    pub(crate) fn on_notify(&mut self, id: CommandId) {
-        self.read_notify(id, false);
-    }
-
-    /// What a run that has just been reaped sent before it died: only `MAINPID=` (a
-    /// forking parent naming its successor) and `STATUS=` are applied. Anything that
-    /// would signal the run (`WATCHDOG=trigger`) must not: its pid is free again.
-    pub(crate) fn on_notify_final(&mut self, id: CommandId) {
-        self.read_notify(id, true);
-    }
-
-    fn read_notify(&mut self, id: CommandId, reaped: bool) {
-        let Some(sock) = self
-            .table
-            .commands
-            .get(&id)
-            .and_then(|c| c.ready.notify.as_ref())
-        else {
-            return;
-        };
-        let now = Instant::now();
-        for (sender, data) in sock.drain() {
-            if let Err(why) = self.may_notify(id, sender) {
-                log::warn!("notify message for command {id} ignored: {why}");
-                continue;
-            }
-            let mut m = notify::parse(&data);
-            if reaped {
-                m = notify::Message {
-                    main_pid: m.main_pid,
-                    status: m.status,
-                    ..Default::default()
-                };
-            }
-            self.apply_notify(id, sender, m, now);
-        }
-    }
-
-    /// Only the service's own processes may speak for it: the sender must run as the
-    /// service's uid (or root), and, while it still exists, be in the run's leaf
-    /// cgroup. A sender that has already exited (`systemd-notify` often has by the time
-    /// the datagram is read) is judged by its uid alone, which the kernel recorded.
-    fn may_notify(&self, id: CommandId, sender: Sender) -> Result<(), String> {
-        let cmd = self.table.commands.get(&id).ok_or("no such command")?;
-        let run = cmd.run.as_ref().ok_or("the command is not running")?;
-        if sender.uid != cmd.ready.uid && sender.uid != 0 {
-            return Err(format!(
-                "sent by uid {}, the command runs as uid {}",
-                sender.uid, cmd.ready.uid
-            ));
-        }
-        if sender.pid == run.pid {
-            return Ok(());
-        }
-        if let Some(leaf) = &run.leaf {
-            let alive = super::sessions::stat(sender.pid).is_some();
-            let inside = leaf.procs().is_ok_and(|p| p.contains(&sender.pid));
-            if alive && !inside {
-                return Err(format!(
-                    "sent by pid {}, which is not in the command's cgroup",
-                    sender.pid
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn apply_notify(&mut self, id: CommandId, sender: Sender, m: notify::Message, now: Instant) {
-        let Some(cmd) = self.table.commands.get_mut(&id) else {
-            return;
-        };
-        if let Some(status) = m.status {
-            cmd.ready.status = Some(status);
-            self.store.mark_dirty();
-        }
-        if let Some(errno) = m.errno {
-            let text = std::io::Error::from_raw_os_error(errno);
-            cmd.ready.status = Some(notify::clip(
-                &format!("errno {errno}: {text}"),
-                notify::MAX_STATUS,
-            ));
-        }
-        if let Some(usec) = m.watchdog_usec {
-            cmd.ready.watchdog = Some(capped_micros(usec));
-        }
-        if let Some(usec) = m.extend_timeout_usec {
-            if let Some(d) = cmd.ready.deadline {
-                let at = d.max(now + capped_micros(usec));
-                cmd.ready.deadline = Some(at);
-                arm(&mut cmd.ready, &mut self.timers, id, at);
-            }
-        }
-        if m.reloading {
-            // Not ready again until the next READY=1, like systemd's "reloading".
-            cmd.ready.ready = false;
-        }
-        if let Some(pid) = m.main_pid {
-            self.adopt_main_pid(id, sender, pid);
-        }
-        if m.watchdog {
-            self.watchdog_ping(id, now);
-        }
-        if m.ready {
-            self.mark_ready(id, now);
-        }
-        if m.watchdog_trigger {
-            let why = "watchdog: the service triggered it (WATCHDOG=trigger)".to_string();
-            self.unhealthy(id, why, libc::SIGABRT, now);
-        }
-    }
-
-    /// `MAINPID=`: a daemon that forked names the process to supervise from now on. It
-    /// must be alive, never init, arje itself or a process arje already holds for
-    /// something else (another command's run, a probe, a straggler), and the service's
-    /// own: in the run's leaf cgroup, whoever sent it; without cgroups, owned by the
-    /// service's uid unless root sent it. A stop signals the new main process's group
-    /// and, through its pidfd, the process itself.
-    fn adopt_main_pid(&mut self, id: CommandId, sender: Sender, pid: i32) {
-        if pid <= 1 || pid == std::process::id() as i32 || self.procs.holds(pid) {
-            log::warn!("MAINPID={pid} for command {id} ignored: not a process it may name");
-            return;
-        }
-        let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
-            return;
-        };
-        if run.pid == pid {
-            return;
-        }
-        let uid = self.table.commands.get(&id).map_or(0, |c| c.ready.uid);
-        let Some(stat) = super::sessions::stat(pid).filter(|s| !s.is_zombie()) else {
-            log::warn!("MAINPID={pid} for command {id} ignored: no such process");
-            return;
-        };
-        let owned = match &run.leaf {
-            Some(leaf) => leaf.procs().is_ok_and(|p| p.contains(&pid)),
-            None => proc_uid(pid) == Some(uid) || sender.uid == 0,
-        };
-        if !owned {
-            log::warn!("MAINPID={pid} for command {id} ignored: not the service's process");
-            return;
-        }
-        let Some(raw) = rustix::process::Pid::from_raw(pid) else {
-            return;
-        };
-        let pidfd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
-            Ok(fd) => fd,
-            Err(e) => {
-                log::warn!("MAINPID={pid} for command {id} ignored: pidfd_open: {e}");
-                return;
-            }
-        };
-        if let Err(e) = self.reactor.add(
-            pidfd.as_fd(),
-            Token::Child(id),
-            super::reactor::Interest::Read,
-        ) {
-            log::warn!("MAINPID={pid} for command {id} ignored: epoll_ctl: {e}");
-            return;
-        }
-        let Some(run) = self
-            .table
-            .commands
-            .get_mut(&id)
-            .and_then(|c| c.run.as_mut())
-        else {
-            return;
-        };
-        // The old main process is no longer the command: its exit (the forking parent's,
-        // usually at once) is reaped as an orphan's. Dropping its pidfd takes it out of
-        // epoll.
-        let old = std::mem::replace(&mut run.pid, pid);
-        run.pidfd = pidfd;
-        run.start_time_ticks = stat.start_ticks;
-        self.procs.forget(old);
-        self.procs.track(pid, id);
-        self.store.mark_dirty();
-        log::info!("command {id}: main pid {old} -> {pid} (MAINPID)");
-    }
-
-    fn watchdog_ping(&mut self, id: CommandId, now: Instant) {
-        let Some(cmd) = self.table.commands.get_mut(&id) else {
-            return;
-        };
-        if let (true, Some(every)) = (cmd.ready.ready, cmd.ready.watchdog) {
-            let due = now + every;
-            cmd.ready.watchdog_due = Some(due);
-            arm(&mut cmd.ready, &mut self.timers, id, due);
-        }
-    }
-
     /// A run with `ready = { fd = N }` got the write end of this pipe as fd N: watch
     /// the read end (the previous run's, if any, is dropped).
     pub(crate) fn ready_fd_open(&mut self, id: CommandId, read: std::os::fd::OwnedFd) {
@@ -601,28 +410,17 @@ impl Runtime {
 }
 
 /// Add the command's readiness timer for `at`, unless one already fires no later.
-fn arm(r: &mut ReadyState, timers: &mut crate::timers::Timers, id: CommandId, at: Instant) {
+pub(super) fn arm(
+    r: &mut ReadyState,
+    timers: &mut crate::timers::Timers,
+    id: CommandId,
+    at: Instant,
+) {
     if r.armed.is_some_and(|armed| armed <= at) {
         return;
     }
     r.armed = Some(at);
     timers.add(at, TimerAction::Ready(id));
-}
-
-/// The longest interval a service may ask for (`WATCHDOG_USEC=`,
-/// `EXTEND_TIMEOUT_USEC=`): a day. Larger values would overflow an `Instant`.
-const MAX_ASKED: Duration = Duration::from_secs(24 * 3600);
-
-fn capped_micros(usec: u64) -> Duration {
-    Duration::from_micros(usec).min(MAX_ASKED)
-}
-
-/// The uid that owns `/proc/PID` (the process's effective uid).
-fn proc_uid(pid: i32) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}"))
-        .ok()
-        .map(|m| m.uid())
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
