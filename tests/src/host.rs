@@ -332,6 +332,25 @@ impl Daemon {
 
     /// Follow a command's stdout until `needle` appears in it (the daemon pushes output
     /// as it reads it: an event, not a poll).
+    /// Follow a command's stdout until it has printed `n` lines; return them.
+    pub fn wait_lines(&self, workspace: &str, command: &str, n: usize) -> Vec<String> {
+        let mut c = self.client();
+        c.send(&Request::Logs {
+            workspace: workspace.into(),
+            command: command.into(),
+            stream: shuma_card::protocol::Stream::Stdout,
+            follow: true,
+        });
+        let mut text = String::new();
+        while text.matches('\n').count() < n {
+            match c.recv() {
+                Some(Response::Log { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
+                other => panic!("unexpected {other:?} while waiting for {n} lines in {text:?}"),
+            }
+        }
+        text.lines().map(str::to_owned).collect()
+    }
+
     pub fn wait_output(&self, workspace: &str, command: &str, needle: &str) {
         let mut c = self.client();
         c.send(&Request::Logs {

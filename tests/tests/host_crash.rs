@@ -114,6 +114,16 @@ fn test_kill9_after_nth_acknowledged_reply_loses_nothing_acknowledged() {
     }
 }
 
+/// Is `pid` a live process? A zombie is not: it has exited, and the one left to reap it
+/// may be arje itself (an orphan of the service reparented to it), which need not have
+/// done so by the time `ws stop` answers.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
 /// A service whose shell starts a sleep that leaves the service's process group (perl's
 /// setpgrp, as a shell with job control does) but stays in its session, and whose own
 /// parent then exits, so the sleep is reparented to arje; the service itself then waits.
@@ -138,13 +148,12 @@ fn test_ws_stop_without_cgroups_returns_after_the_double_forked_daemon_is_gone()
         .strip_prefix("pid=")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("a pid in {logs:?}"));
-    let proc_dir = format!("/proc/{grandchild}");
-    assert!(std::path::Path::new(&proc_dir).exists());
+    assert!(alive(grandchild));
 
     // Act
     let stopped = d.shuma(&["ws", "stop", "forks"]);
 
-    let gone = !std::path::Path::new(&proc_dir).exists();
+    let gone = !alive(grandchild);
     let log = d.log.lock().unwrap().clone();
 
     // Assert
@@ -153,6 +162,54 @@ fn test_ws_stop_without_cgroups_returns_after_the_double_forked_daemon_is_gone()
         gone,
         "ws stop returned while the service's grandchild {grandchild} still runs: {log:#?}"
     );
+}
+
+/// Many double-forks at once: each of 24 subshells starts a sleep that leaves the process
+/// group, prints its pid and waits for it. The stop signal reaches every subshell (they
+/// are in the service's process group) together, so while arje walks the session they
+/// are dying and handing their sleeps to arje: the race a single walk loses.
+const MANY_DOUBLE_FORKS: &str = r#"
+[workspace]
+name = "many"
+
+[[service]]
+name = "svc"
+argv = ["/bin/sh", "-c", "for i in $(seq 24); do (/usr/bin/perl -e 'setpgrp(0, 0); exec qw(/bin/sleep 3600)' & echo \"pid=$!\"; wait) & done; exec /bin/sleep 3600"]
+"#;
+
+#[test]
+fn test_ws_stop_without_cgroups_finds_sleeps_handed_to_arje_while_it_walks() {
+    for round in 0..3 {
+        // Arrange
+        let d = Daemon::start_with(&[("many.toml", MANY_DOUBLE_FORKS)], &[]);
+        let pids: Vec<i32> = d
+            .wait_lines("many", "svc", 24)
+            .iter()
+            .filter_map(|l| l.strip_prefix("pid=")?.parse().ok())
+            .collect();
+        assert_eq!(pids.len(), 24, "{pids:?}");
+
+        // Act
+        let stopped = d.shuma(&["ws", "stop", "many"]);
+        let running: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        let stats: Vec<String> = running
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .collect();
+        for p in &running {
+            // SAFETY: a plain kill of a pid this test started (through the daemon).
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+
+        // Assert
+        assert!(stopped.status.success(), "{}", err(&stopped));
+        assert!(
+            running.is_empty(),
+            "round {round}: ws stop returned while {running:?} of the service's sleeps run: \
+             {stats:#?} {:#?}",
+            d.log.lock().unwrap()
+        );
+    }
 }
 
 /// A service whose shell starts a sleep in a session of its own (setsid) and exits, so

@@ -86,9 +86,16 @@ pub fn children(pid: i32) -> Option<Vec<i32>> {
 }
 
 /// Every live process below `roots` and the roots themselves, walking the children
-/// files (`None` without them). The second list holds those not in session `sid`.
-pub fn descendants(roots: Vec<i32>, sid: i32) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
-    let mut seen = std::collections::HashSet::new();
+/// files (`None` without them), skipping what `seen` holds and adding what it walks. The
+/// second list holds those not in session `sid`.
+///
+/// A zombie's children are not walked: the kernel moved them to the reaper (arje, a
+/// subreaper) before the zombie became visible, so they are among arje's children.
+pub fn descendants(
+    roots: Vec<i32>,
+    sid: i32,
+    seen: &mut std::collections::HashSet<i32>,
+) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
     let (mut found, mut left) = (Vec::new(), Vec::new());
     let mut stack = roots;
     while let Some(pid) = stack.pop() {
@@ -162,7 +169,7 @@ mod tests {
         let children = children(me);
         // No process is in session -1 (sids are pids, or 0 for a session led from
         // outside this pid namespace, as under CI), so every process found has "left" it.
-        let below = descendants(vec![me], -1);
+        let below = descendants(vec![me], -1, &mut Default::default());
         let _ = child.kill();
         let _ = child.wait();
 

@@ -75,6 +75,43 @@ pub(crate) fn attributable(procs: &[ProcStat], sid: i32) -> (Vec<ProcStat>, Vec<
     (found, left)
 }
 
+/// What [`attributable`] finds for session `sid`, through the children files: the run's
+/// descendants, and the orphans of its session (reparented to arje when their parent
+/// exited) with theirs. Without those files, from all of /proc.
+///
+/// A walk races the processes it reads: a member that exits after arje's children were
+/// read, but before its own children were, hands them to arje unseen (the stop signal
+/// makes this likely, since it reaches the whole process group at once). The kernel
+/// moves them before the exit is visible, so reading arje's children again after a walk
+/// finds them; the walk goes on until a reading adds nothing.
+fn attributable_to(sid: i32) -> (Vec<ProcStat>, Vec<ProcStat>) {
+    walk_session(sid).unwrap_or_else(|| attributable(&sessions::all(), sid))
+}
+
+fn walk_session(sid: i32) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
+    /// Bounds the walk under a fork storm; a later sweep (at the kill, at the run's exit)
+    /// looks again.
+    const READINGS: usize = 16;
+    let me = std::process::id() as i32;
+    let mut seen = HashSet::from([sid]);
+    let (mut found, mut left) = (Vec::new(), Vec::new());
+    let mut roots = sessions::children(sid)?;
+    for _ in 0..READINGS {
+        let (f, l) = sessions::descendants(roots, sid, &mut seen)?;
+        found.extend(f);
+        left.extend(l);
+        roots = sessions::children(me)?
+            .into_iter()
+            .filter(|pid| !seen.contains(pid))
+            .filter(|pid| sessions::stat(*pid).is_some_and(|p| p.sid == sid))
+            .collect();
+        if roots.is_empty() {
+            break;
+        }
+    }
+    Some((found, left))
+}
+
 impl Runtime {
     /// Find the processes attributable to the run of `id` that are not held yet (only
     /// while the run is unreaped and has no leaf cgroup), hold each by a pidfd and send
@@ -93,7 +130,7 @@ impl Runtime {
             .map(|s| (s.pid, s.start_ticks))
             .collect();
         let (workspace, name) = (cmd.workspace.clone(), cmd.spec.name.clone());
-        let (found, left) = self.attributable_to(sid);
+        let (found, left) = attributable_to(sid);
         let mut new = Vec::new();
         for p in found
             .iter()
@@ -144,24 +181,6 @@ impl Runtime {
             log::warn!("{message}");
             self.event(EventKind::Warning { message });
         }
-    }
-
-    /// What [`attributable`] finds for session `sid`, through the children files: the
-    /// run's descendants, and the orphans of its session (reparented to arje when their
-    /// parent exited) with theirs. Without those files, from all of /proc.
-    fn attributable_to(&mut self, sid: i32) -> (Vec<ProcStat>, Vec<ProcStat>) {
-        let roots = self.procs.orphans().map(|orphans| {
-            orphans
-                .iter()
-                .filter(|p| p.sid == sid)
-                .map(|p| p.pid)
-                .collect::<Vec<_>>()
-        });
-        let walked = roots.and_then(|mut roots| {
-            roots.extend(sessions::children(sid)?);
-            sessions::descendants(roots, sid)
-        });
-        walked.unwrap_or_else(|| attributable(&sessions::all(), sid))
     }
 
     /// Send `signal` to every straggler of `id`.
