@@ -31,6 +31,20 @@
 //! starting a process, so that cgroup setup can refuse a host where children could not
 //! be born in their cgroup instead of claiming limits it cannot apply.
 //!
+//! The child's fd table. Without `CLONE_FILES` the kernel copies arje's whole table into
+//! the child, sized to arje's highest open fd, and exec keeps that size even after
+//! closing every close-on-exec fd: with 1,000 services (3 fds each in arje) every child
+//! carried a 3,000-slot table, about 24 KiB of kernel memory, and a spawn among 10,000
+//! live children spent most of its time copying it. So the child shares arje's table at
+//! clone (`CLONE_FILES`) and unshares it at once with `close_range(N, ~0,
+//! CLOSE_RANGE_UNSHARE)` (Linux 5.9), which copies only fds below N. What it must keep
+//! (its stdio and the notification fd) is first placed by the parent in four low
+//! *slots* reserved for that at start ([`Slots`], /dev/null between spawns), so N is
+//! small and the child's table is the kernel's embedded one. Where close_range cannot
+//! unshare (before 5.9), the child unshares with `unshare(CLONE_FILES)`, a full copy as
+//! before. While the table is shared the child touches no fd: the other thread of arje
+//! (the durable writer) opens and closes fds meanwhile, above the slots.
+//!
 //! The child is started by a few lines of x86_64 assembly (a clone3 child begins on its
 //! new stack with no frame to return to), so other architectures do not build.
 
@@ -205,6 +219,9 @@ struct ChildCtx<'a> {
     /// One more fd to hand over, as (source, number in the child): a readiness
     /// notification fd (s6's `notification-fd`).
     extra: Option<(RawFd, c_int)>,
+    /// The child shares arje's fd table at clone and unshares it keeping fds below this
+    /// (the slots); `None`: the table was copied at clone.
+    unshare_below: Option<u32>,
     reset_oom: bool,
     /// Signals whose disposition is SIG_IGN in arje, 0-terminated.
     ignored: [c_int; MAX_RESET + 1],
@@ -225,6 +242,56 @@ pub struct Spawner {
     /// RLIMIT_NOFILE to give the child (arje raised its own; see `arje-init`'s
     /// `limits.rs`), or `None` to leave the child arje's.
     pub nofile: Option<libc::rlimit>,
+    /// Where the child's fds wait for it; `None` (no /dev/null): the table is copied.
+    slots: Option<Slots>,
+}
+
+/// Four low fds reserved at start, holding /dev/null between spawns: for a spawn they
+/// hold the child's stdin, stdout, stderr and notification fd, so that the child can
+/// unshare the fd table keeping only the fds below the highest slot (module docs).
+/// Always open, so no other open can take their numbers.
+struct Slots {
+    null: OwnedFd,
+    fds: [OwnedFd; 4],
+}
+
+impl Slots {
+    fn new() -> Option<Slots> {
+        use rustix::fs::{open, Mode, OFlags};
+        use rustix::io::fcntl_dupfd_cloexec;
+        let null = open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let slot = || fcntl_dupfd_cloexec(&null, 3).ok();
+        let fds = [slot()?, slot()?, slot()?, slot()?];
+        Some(Slots { null, fds })
+    }
+
+    /// The fds below which the child keeps its table.
+    fn below(&self) -> u32 {
+        self.fds.iter().map(|f| f.as_raw_fd()).max().unwrap_or(2) as u32 + 1
+    }
+
+    /// Put `fds` into the slots (close-on-exec in arje; the child dup2s them).
+    fn fill(&mut self, fds: [Option<BorrowedFd<'_>>; 4]) -> Result<(), SpawnError> {
+        for (slot, fd) in self.fds.iter_mut().zip(fds) {
+            if let Some(fd) = fd {
+                rustix::io::dup3(fd, slot, rustix::io::DupFlags::CLOEXEC).map_err(|e| {
+                    SpawnError::Child {
+                        stage: "dup3 into a slot",
+                        error: e.into(),
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// /dev/null back into every slot: what a spawn put there (a pipe's write end)
+    /// must not stay open in arje.
+    fn clear(&mut self) {
+        for slot in &mut self.fds {
+            let _ = rustix::io::dup3(&self.null, slot, rustix::io::DupFlags::CLOEXEC);
+        }
+    }
 }
 
 /// Most signals a spawner resets to SIG_DFL in the child.
@@ -235,6 +302,9 @@ impl Spawner {
     /// sets to SIG_IGN, since an ignored disposition survives exec (handled ones are
     /// reset by the kernel, and the child's mask is emptied anyway). The runtime passes
     /// the ignored signals of its table (`runtime/signals.rs`).
+    ///
+    /// Make it early: its slots are the lowest free fds at that moment, and the child
+    /// keeps a table as large as the highest slot.
     pub fn new(reset: &[c_int]) -> Spawner {
         let mut ignored = [0; MAX_RESET + 1];
         for (slot, &sig) in ignored.iter_mut().zip(reset.iter().take(MAX_RESET)) {
@@ -245,7 +315,14 @@ impl Spawner {
             reset_oom_score_adj: false,
             ignored,
             nofile: None,
+            slots: Slots::new(),
         }
+    }
+
+    /// Copy arje's fd table into each child at clone, as before the slots (for the
+    /// benchmark that compares the two).
+    pub fn copy_fd_table(&mut self) {
+        self.slots = None;
     }
 }
 
@@ -287,14 +364,36 @@ impl Spawner {
         extra: Option<(BorrowedFd<'_>, u32)>,
         cgroup: Option<&CgroupTarget<'_>>,
     ) -> Result<Spawned, SpawnError> {
+        let (stdio, extra, unshare_below) = match &mut self.slots {
+            Some(slots) => {
+                let filled = slots.fill([
+                    Some(stdio[0]),
+                    Some(stdio[1]),
+                    Some(stdio[2]),
+                    extra.map(|(fd, _)| fd),
+                ]);
+                if let Err(e) = filled {
+                    slots.clear();
+                    return Err(e);
+                }
+                let fd = |i: usize| slots.fds[i].as_raw_fd();
+                (
+                    [fd(0), fd(1), fd(2)],
+                    extra.map(|(_, n)| (fd(3), n as c_int)),
+                    Some(slots.below()),
+                )
+            }
+            None => (
+                stdio.map(|fd| fd.as_raw_fd()),
+                extra.map(|(fd, n)| (fd.as_raw_fd(), n as c_int)),
+                None,
+            ),
+        };
         let mut ctx = ChildCtx {
-            extra: extra.map(|(fd, n)| (fd.as_raw_fd(), n as c_int)),
+            extra,
             plan,
-            stdio: [
-                stdio[0].as_raw_fd(),
-                stdio[1].as_raw_fd(),
-                stdio[2].as_raw_fd(),
-            ],
+            stdio,
+            unshare_below,
             reset_oom: self.reset_oom_score_adj,
             ignored: self.ignored,
             nofile: self.nofile,
@@ -315,11 +414,17 @@ impl Spawner {
             args.flags |= CLONE_INTO_CGROUP;
             args.cgroup = cg.dir.as_raw_fd() as u64;
         }
+        if ctx.unshare_below.is_some() {
+            args.flags |= libc::CLONE_FILES as u64;
+        }
         let ctx_ptr = &mut ctx as *mut ChildCtx<'_> as *mut c_void;
         // SAFETY: `args` describes a valid child stack owned by `self` and a valid pidfd
         // slot; the child runs `child_entry` with `ctx_ptr`, which stays alive because
         // CLONE_VFORK suspends us until the child has exec'd or exited.
         let ret = unsafe { raw_clone3(&mut args, child_entry, ctx_ptr) };
+        if let Some(slots) = &mut self.slots {
+            slots.clear();
+        }
         if ret < 0 {
             return Err(SpawnError::Clone(std::io::Error::from_raw_os_error(
                 -ret as i32,
@@ -455,8 +560,15 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         };
     }
     // SAFETY: plain libc calls on values prepared by the parent; this child has its
-    // own fd table and signal dispositions (no CLONE_FILES/SIGHAND).
+    // own signal dispositions (no CLONE_SIGHAND), and its own fd table once the first
+    // step has unshared it.
     unsafe {
+        if let Some(below) = ctx.unshare_below {
+            // Keep fds 0..below (arje's stdio and the slots), nothing above.
+            if libc::syscall(SYS_CLOSE_RANGE, below, u32::MAX, libc::CLOSE_RANGE_UNSHARE) < 0 {
+                check!("unshare", libc::unshare(libc::CLONE_FILES));
+            }
+        }
         if ctx.reset_oom {
             // Raising one's own oom_score_adj needs no privilege.
             let fd = libc::open(
@@ -609,6 +721,49 @@ mod tests {
         assert_eq!(
             status,
             nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child.pid), 7)
+        );
+    }
+
+    /// The fd table size (`FDSize` of /proc/PID/status) a child gets from `spawner` while
+    /// this process holds 1,500 more fds, as the child's shell reads it of itself.
+    fn child_fd_table(mut spawner: Spawner) -> u32 {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let held: Vec<OwnedFd> = (0..1500)
+            .map(|_| null.as_fd().try_clone_to_owned().unwrap())
+            .collect();
+        let (mut r, w) = std::io::pipe().unwrap();
+        let p = plan(&[
+            "/bin/sh",
+            "-c",
+            "while read -r k v; do [ \"$k\" = FDSize: ] && echo \"$v\"; done < /proc/self/status",
+        ]);
+        let child = spawner
+            .spawn(&p, [null.as_fd(), w.as_fd(), w.as_fd()], None)
+            .unwrap();
+        drop((w, held));
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("FDSize in {out:?}"))
+    }
+
+    #[test]
+    fn test_spawn_child_fd_table_is_small_whatever_arje_holds() {
+        // Arrange
+        let shared = Spawner::default();
+        let mut copied = Spawner::default();
+        copied.copy_fd_table();
+
+        // Act
+        let (small, large) = (child_fd_table(shared), child_fd_table(copied));
+
+        // Assert: the kernel's embedded table (64 slots) against a copy of ours.
+        assert!(small <= 64, "FDSize {small} with the slots");
+        assert!(
+            large >= 1500,
+            "FDSize {large} with the table copied at clone"
         );
     }
 
