@@ -103,11 +103,9 @@ pub struct Supervisor {
     pub state: State,
     /// Restarts since the command was created.
     pub restarts: u32,
-    /// Failures in a row since the last run that lasted `min_uptime`; drives backoff.
-    pub consecutive_failures: u32,
     /// Failed starts in a row: runs shorter than `min_uptime` (whatever their exit) and
-    /// spawns that failed. Past `max_restarts` the service gives up, however slowly the
-    /// backoff spaced them (see [`Supervisor::restart`]).
+    /// spawns that failed. They drive the backoff, and past `max_restarts` the service
+    /// gives up, however slowly the backoff spaced them (see [`Supervisor::restart`]).
     pub failed_starts: u32,
     /// When the current (or last) run started: how long a run stopped for a failure of
     /// arje's lasted.
@@ -131,7 +129,6 @@ impl Supervisor {
         Supervisor {
             state: State::Idle,
             restarts: 0,
-            consecutive_failures: 0,
             failed_starts: 0,
             last_start: None,
             recent_restarts: VecDeque::new(),
@@ -196,7 +193,7 @@ impl Supervisor {
                             let ran = self
                                 .last_start
                                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                            return self.restart(true, ran < self.min_uptime, &reason, now);
+                            return self.restart(ran < self.min_uptime, &reason, now);
                         }
                         self.state = State::Failed {
                             reason: reason.clone(),
@@ -263,7 +260,7 @@ impl Supervisor {
                     && self.kind == CommandKind::Service
                     && self.policy != RestartPolicy::Never;
                 if retry {
-                    return self.restart(true, true, &reason, now);
+                    return self.restart(true, &reason, now);
                 }
                 self.state = State::Failed {
                     reason: reason.clone(),
@@ -296,7 +293,6 @@ impl Supervisor {
     /// Forget past failures: the backoff, the failed starts in a row and the restarts
     /// in the window. `restarts`, the count shown by `shuma ps`, keeps counting.
     pub fn reset_failures(&mut self) {
-        self.consecutive_failures = 0;
         self.failed_starts = 0;
         self.recent_restarts.clear();
     }
@@ -318,12 +314,11 @@ impl Supervisor {
             self.state = State::Exited;
             return Action::Finished;
         }
-        self.restart(failed, quick, &status.to_string(), now)
+        self.restart(quick, &status.to_string(), now)
     }
 
-    /// Schedule a restart with backoff, or give up past the restart limit. `failed`: the
-    /// run failed (drives the backoff); `failed_start`: it did not even last
-    /// `min_uptime`, or never spawned. `last` says how the last run ended, for the reason.
+    /// Schedule a restart with backoff, or give up past the restart limit.
+    /// `failed_start`: the run did not last `min_uptime`, or never spawned. `last` says how the last run ended, for the reason.
     ///
     /// Two limits, either gives up (docs/CARDS.md, `max_restarts`):
     /// - more than `max_restarts` restarts within `restart_window`: a service that keeps
@@ -333,18 +328,12 @@ impl Supervisor {
     ///   default 100 ms doubling to 30 s, ten restarts take 81 s, past the 60 s window),
     ///   so it would retry forever. Any run that lasts `min_uptime` ends the streak, so a
     ///   long-running service that crashes now and then is restarted forever.
-    fn restart(&mut self, failed: bool, failed_start: bool, last: &str, now: Instant) -> Action {
+    fn restart(&mut self, failed_start: bool, last: &str, now: Instant) -> Action {
         if failed_start {
             self.failed_starts += 1;
         } else {
             // The run lasted `min_uptime`: it worked, so the backoff starts over.
             self.failed_starts = 0;
-            self.consecutive_failures = 0;
-        }
-        if failed {
-            self.consecutive_failures += 1;
-        } else {
-            self.consecutive_failures = 0;
         }
         while let Some(&t) = self.recent_restarts.front() {
             if now.saturating_duration_since(t) >= self.restart_window {
@@ -385,9 +374,14 @@ impl Supervisor {
         }
     }
 
-    /// `initial * 2^(failures-1)`, capped at `max`; a clean run restarts after `initial`.
+    /// Zero after a run that lasted `min_uptime` (it worked: restart at once, as runit
+    /// does); after a failed start, `initial * 2^(n-1)` for the n-th in a row, capped at
+    /// `max`.
     fn backoff_delay(&self) -> Duration {
-        let exp = self.consecutive_failures.saturating_sub(1).min(32);
+        if self.failed_starts == 0 {
+            return Duration::ZERO;
+        }
+        let exp = self.failed_starts.saturating_sub(1).min(32);
         let factor = 1u64 << exp;
         let ms = (self.backoff_initial.as_millis() as u64).saturating_mul(factor);
         Duration::from_millis(ms).min(self.backoff_max)
@@ -495,17 +489,23 @@ mod tests {
     }
 
     #[test]
-    fn test_always_long_run_resets_backoff() {
+    fn test_always_long_run_resets_backoff_and_restarts_at_once() {
         let mut sup = Supervisor::new(&service(RestartPolicy::Always));
         let mut now = Instant::now();
-        sup.consecutive_failures = 4;
+        sup.failed_starts = 4;
         let action = run_and_exit(&mut sup, &mut now, 5_000, ExitStatus::Code(0));
         assert_eq!(
             action,
             Action::ScheduleRestart {
-                delay: Duration::from_millis(100),
+                delay: Duration::ZERO,
                 restarts: 1
             }
+        );
+        // A quick failure after it backs off from `initial` again.
+        let quick = run_and_exit(&mut sup, &mut now, 10, ExitStatus::Code(1));
+        assert!(
+            matches!(quick, Action::ScheduleRestart { delay, .. } if delay.as_millis() == 100),
+            "{quick:?}"
         );
     }
 
@@ -793,7 +793,7 @@ mod tests {
     }
 
     #[test]
-    fn test_service_crashing_after_min_uptime_restarts_at_initial_backoff_then_hits_window() {
+    fn test_service_crashing_after_min_uptime_restarts_at_once_then_hits_window() {
         // Arrange: defaults; each run lasts 2 s (past min_uptime) and exits 1.
         let spec = CommandSpec::new("svc", CommandKind::Service, vec!["/bin/false".into()]);
         let mut sup = Supervisor::new(&spec);
@@ -802,11 +802,11 @@ mod tests {
         // Act
         let actions = crash_loop(&mut sup, &mut now, 50, 2_000);
 
-        // Assert: each run worked for a while, so the backoff starts over (100 ms) and
+        // Assert: each run worked for a while, so it restarts at once (no backoff) and
         // ten restarts fall within the 60 s window: the window limit gives up.
         for a in &actions[..actions.len() - 1] {
             assert!(
-                matches!(a, Action::ScheduleRestart { delay, .. } if delay.as_millis() == 100),
+                matches!(a, Action::ScheduleRestart { delay, .. } if delay.is_zero()),
                 "{a:?}"
             );
         }
@@ -830,7 +830,7 @@ mod tests {
         assert_eq!(actions.len(), 200);
         assert!(actions.iter().all(|a| matches!(
             a,
-            Action::ScheduleRestart { delay, .. } if delay.as_millis() == 100
+            Action::ScheduleRestart { delay, .. } if delay.is_zero()
         )));
         assert_eq!(sup.restarts, 200);
     }
@@ -923,7 +923,7 @@ mod tests {
         // Assert
         assert!(rearmed);
         assert_eq!(failed.state, State::Idle);
-        assert_eq!((failed.failed_starts, failed.consecutive_failures), (0, 0));
+        assert_eq!(failed.failed_starts, 0);
         assert!(failed.recent_restarts.is_empty());
         assert_eq!(failed.handle(Event::Start, now), Action::Spawn);
         assert!(!not);

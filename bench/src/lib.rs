@@ -18,7 +18,8 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Compile a tiny static program (no libc: one syscall in `_start`) with the system C
-/// compiler; returns its path. `body` is the C statements of `_start`.
+/// compiler; returns its path. `body` is the C statements of `_start`, which may call
+/// `sys1(n, a)` and `sys3(n, a, b, c)`.
 pub fn tiny_static(dir: &Path, name: &str, body: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let out = dir.join(name);
@@ -26,6 +27,7 @@ pub fn tiny_static(dir: &Path, name: &str, body: &str) -> PathBuf {
         &src,
         format!(
             "static long sys1(long n, long a) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
+             static long sys3(long n, long a, long b, long c) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a), \"S\"(b), \"d\"(c) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
              void _start(void) {{ {body} for (;;) sys1(60, 0); }}\n"
         ),
     )
