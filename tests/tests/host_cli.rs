@@ -74,3 +74,28 @@ fn test_output_into_closed_pipe_exits_0_quietly() {
         assert_eq!(err(&r), "", "shuma {args}");
     }
 }
+
+#[test]
+fn test_poweroff_of_a_subreaper_is_refused_with_exit_1_and_it_keeps_serving() {
+    // Arrange: a subreaper with a workspace.
+    let d = Daemon::start();
+    let card = d.dir.path().join("w.toml");
+    std::fs::write(&card, "[workspace]\nname = \"keepme\"\n").unwrap();
+    assert!(d
+        .shuma(&["ws", "create", card.to_str().unwrap()])
+        .status
+        .success());
+
+    // Act
+    let poweroff = d.shuma(&["poweroff"]);
+    let after = d.shuma(&["ws", "ls"]);
+
+    // Assert: refused as docs/CLI.md says, and nothing stopped.
+    assert_eq!(poweroff.status.code(), Some(1), "{}", err(&poweroff));
+    assert!(
+        err(&poweroff).contains("need arje-init as PID 1"),
+        "{}",
+        err(&poweroff)
+    );
+    assert!(out(&after).contains("keepme"), "{}", out(&after));
+}
