@@ -19,6 +19,9 @@ Runs as PID 1 when its pid is 1 (a VM or initramfs), otherwise as a child subrea
   --durable-dir DIR        the durable snapshot's directory (default: none off PID 1)
   --cgroup-root PATH       cgroup v2 directory for workspaces (default: none off PID 1)
   --syslog PATH            receive syslog(3) messages at PATH (PID 1: /dev/log)
+  --journal-max SIZE       bound on the event journal on disk, e.g. 32M (default 32M in
+                           the durable directory, at most 4M in the state directory
+                           without one); 0 keeps events in memory only
   --shutdown-timeout DUR   bound on stopping everything, e.g. 10s, 500ms (default 10s)
   --log-level LEVEL        error, warn, info, debug or trace (default info)
   --version                print the version and exit
@@ -38,6 +41,7 @@ pub struct Args {
     pub durable_dir: Option<PathBuf>,
     pub cgroup_root: Option<PathBuf>,
     pub syslog: Option<PathBuf>,
+    pub journal_max: Option<u64>,
     pub shutdown_timeout: Option<Duration>,
     pub log_level: Option<log::LevelFilter>,
     pub version: bool,
@@ -100,6 +104,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError>
             "--durable-dir" => out.durable_dir = Some(value(&flag)?.into()),
             "--cgroup-root" => out.cgroup_root = Some(value(&flag)?.into()),
             "--syslog" => out.syslog = Some(value(&flag)?.into()),
+            "--journal-max" => {
+                let v = value(&flag)?;
+                let n = shuma_card::units::parse_size(&v)
+                    .map_err(|_| ArgsError::BadValue { flag, value: v })?;
+                out.journal_max = Some(n);
+            }
             "--shutdown-timeout" => {
                 let v = value(&flag)?;
                 let d = parse_duration(&v).ok_or(ArgsError::BadValue { flag, value: v })?;

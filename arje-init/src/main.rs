@@ -89,6 +89,9 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
         shutdown_timeout: args.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
         child_nofile: limits::child_nofile(),
         syslog: args.syslog.clone(),
+        journal_max: args
+            .journal_max
+            .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
     };
     let mut runtime = match reexec::start(config, inherited) {
         Ok(r) => r,

@@ -1,11 +1,19 @@
 //! The event journal: a bounded ring of lifecycle events with strictly increasing ids.
-//! When full, the oldest events are dropped and counted; ids are never reused.
+//! When full, the oldest events are dropped and counted; ids are never reused. With an
+//! on-disk log ([`EventLog`], `persist/eventlog.rs`) every event is also appended there,
+//! and a cursor older than the ring is served from the disk.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use shuma_card::{Event, EventKind};
 
+use crate::persist::EventLog;
+
 pub const DEFAULT_JOURNAL: usize = 4096;
+/// At most this many events are read from disk for one request; a client pages on with
+/// `--after` the last id it got.
+pub const MAX_FROM_DISK: usize = 20_000;
 
 #[derive(Debug)]
 pub struct Journal {
@@ -13,6 +21,8 @@ pub struct Journal {
     cap: usize,
     next_id: u64,
     dropped: u64,
+    disk: Option<EventLog>,
+    disk_losses_reported: u64,
 }
 
 impl Journal {
@@ -22,7 +32,37 @@ impl Journal {
             cap,
             next_id: next_id.max(1),
             dropped: 0,
+            disk: None,
+            disk_losses_reported: 0,
         }
+    }
+
+    /// Append every event to `disk` too; ids continue after the newest one it holds,
+    /// when that is past the snapshot's (written later than the last snapshot).
+    pub fn with_disk(mut self, disk: EventLog, last_on_disk: Option<u64>) -> Self {
+        if let Some(last) = last_on_disk {
+            self.next_id = self.next_id.max(last + 1);
+        }
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Wait (at most `bound`) until the disk has every event so far.
+    pub fn flush_disk(&self, bound: Duration) {
+        if let Some(d) = &self.disk {
+            if !d.flush(bound) {
+                log::warn!("event journal: not all events reached the disk within {bound:?}");
+            }
+        }
+    }
+
+    /// How many more events the disk log could not take (its writer was behind) since
+    /// the last call, if any.
+    pub fn new_disk_losses(&mut self) -> Option<u64> {
+        let lost = self.disk.as_ref().map_or(0, EventLog::lost);
+        let new = lost - self.disk_losses_reported;
+        self.disk_losses_reported = lost;
+        (new > 0).then_some(new)
     }
 
     /// Record `kind` now; returns the stored event.
@@ -39,13 +79,29 @@ impl Journal {
             unix_ms,
             kind,
         });
-        self.events.back().expect("just pushed")
+        let ev = self.events.back().expect("just pushed");
+        if let Some(d) = &self.disk {
+            d.append(ev);
+        }
+        ev
     }
 
-    /// Events with id > `after`, oldest first.
+    /// Events with id > `after`, oldest first: from the disk those older than the ring
+    /// (at most [`MAX_FROM_DISK`]), then the ring's.
     pub fn after(&self, after: u64) -> Vec<Event> {
+        let ring_first = self.events.front().map_or(self.next_id, |e| e.id);
+        let mut out = match &self.disk {
+            Some(d) if after.saturating_add(1) < ring_first => {
+                d.read_between(after, ring_first, MAX_FROM_DISK)
+            }
+            _ => Vec::new(),
+        };
+        if out.len() == MAX_FROM_DISK {
+            return out;
+        }
         let start = self.events.partition_point(|e| e.id <= after);
-        self.events.range(start..).cloned().collect()
+        out.extend(self.events.range(start..).cloned());
+        out
     }
 
     pub fn next_id(&self) -> u64 {

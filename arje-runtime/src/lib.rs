@@ -21,10 +21,11 @@ mod token;
 pub use ids::CommandId;
 
 /// The pieces the benchmarks time beside the runtime (the spawner alone, the cgroup
-/// tree alone, the snapshot writers alone). Not for `arje-init`.
+/// tree alone, the snapshot writers alone, the journal alone). Not for `arje-init`.
 pub mod parts {
     pub use crate::cgroup::{Cgroups, Setup};
-    pub use crate::persist::{write_durable, write_run, StateDir};
+    pub use crate::journal::Journal;
+    pub use crate::persist::{write_durable, write_run, EventLog, EventLogLimits, StateDir};
     pub use crate::sys::spawn::{CgroupTarget, ExecPlan, Spawner};
 }
 
@@ -56,7 +57,15 @@ pub struct Config {
     pub child_nofile: Option<u64>,
     /// Where to listen for syslog(3) messages (`/dev/log` as PID 1), if anywhere.
     pub syslog: Option<PathBuf>,
+    /// Bound on the event journal on disk, in bytes ([`JOURNAL_MAX_DEFAULT`]); 0: in
+    /// memory only. In the state directory (no durable one) at most [`JOURNAL_MAX_RUN`].
+    pub journal_max: u64,
 }
+
+/// The on-disk journal's default bound.
+pub const JOURNAL_MAX_DEFAULT: u64 = 32 << 20;
+/// The bound when the journal lives in the state directory (tmpfs: memory).
+pub const JOURNAL_MAX_RUN: u64 = 4 << 20;
 
 /// Why [`Runtime::run`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

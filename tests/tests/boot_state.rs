@@ -223,6 +223,11 @@ fn test_reboot_restores_workspace_limits_and_restarts_service() {
         svc.cgroup
     );
     eprintln!("figure: svc pid boot1 {svc1:?}, boot2 {}", svc.pid);
+    // The event journal outlived the reboot: boot 2 reads boot 1's event, same id, same
+    // time, by cursor from the disk.
+    let created = said_after(&first, "state-reboot", "journal ");
+    assert!(created.contains("workspace keep created"), "{created:?}");
+    assert_line(&second, &format!("SCENARIO state-check: journal {created}"));
     assert_eq!(end2, End::Poweroff, "tail:\n{}", second.tail(40));
 }
 
@@ -326,6 +331,15 @@ fn test_power_cut_during_churn_restores_last_durable_copy() {
         .map(|w| w.spec.name.as_str())
         .collect();
     assert_eq!(running, expected, "workspaces in boot 2: {wss:?}");
+    // The event journal, cut in the middle of the churn's burst of events, reads to its
+    // last whole record: boot 2 reads boot 1's first churn event from the disk (and
+    // nothing was set aside, above; a torn tail is truncated with a Warning).
+    assert_line(&second, "SCENARIO state-check: journal ");
+    let w1 = second.lines_with("SCENARIO state-check: journal ");
+    assert!(
+        w1.iter().any(|l| l.contains("workspace w1 created")),
+        "boot 2 does not read boot 1's events: {w1:?}"
+    );
     for w in wss.iter().filter(|w| running.contains(w.name.as_str())) {
         assert_eq!(
             (w.memory_max.as_str(), w.pids_max.as_str()),

@@ -117,6 +117,9 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         child_nofile: crate::limits::child_nofile(),
         // cron, PAM, sshd and `logger` write here; nothing else listens in an arje boot.
         syslog: Some(args.syslog.clone().unwrap_or_else(|| "/dev/log".into())),
+        journal_max: args
+            .journal_max
+            .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
     };
     log::info!(
         "boot done in {:.3}s of boottime; starting the runtime",

@@ -226,6 +226,34 @@ impl StateDir {
         Ok(File::from(fd))
     }
 
+    /// `openat(dir, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0600)`, refusing
+    /// anything but a regular file: a log appended to across runs (the event log).
+    pub fn open_append(&self, name: &str) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW;
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            flags | OFlags::CLOEXEC,
+            Mode::from_raw_mode(FILE_MODE),
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a regular file",
+            ));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// A second handle on the same directory (its fd duplicated), for another thread.
+    pub fn try_clone(&self) -> io::Result<StateDir> {
+        Ok(StateDir {
+            fd: rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?,
+            path: self.path.clone(),
+        })
+    }
+
     /// Replaces `name` with a new file holding `bytes`: the old name is unlinked (whatever
     /// it was), then [`StateDir::create_new`].
     pub fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {

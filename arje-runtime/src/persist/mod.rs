@@ -11,6 +11,7 @@
 mod debounce;
 mod dir;
 mod durable;
+mod eventlog;
 mod fallback;
 mod load;
 mod lock;
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use debounce::Debounce;
 pub use dir::{names_at, read_regular_at, ReadError, StateDir};
 pub use durable::DurableWriter;
+pub use eventlog::{EventLog, Limits as EventLogLimits, QUEUE as EVENT_QUEUE};
 pub use fallback::{open_durable_dir, open_run_dir};
 pub use load::{load, Loaded, Source};
 pub use lock::{LockError, StateLock};

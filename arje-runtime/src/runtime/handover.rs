@@ -225,6 +225,8 @@ impl Runtime {
             self.store.buf.clone()
         });
         self.encode_snapshot(true);
+        // exec ends the journal's writer thread: what it has queued goes to disk first.
+        self.journal.flush_disk(super::JOURNAL_FLUSH_BOUND);
         self.store.flush(durable_bytes);
     }
 }

@@ -214,6 +214,7 @@ impl Runtime {
             .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
         let procs = procs::Procs::new(cfg.child_nofile).map_err(RuntimeError::DevNull)?;
+        let (disk_journal, journal_warnings) = open_disk_journal(&cfg, &claim);
         let loaded = claim.load();
         let store = store::Store::new(claim);
         let plan = state::plan(&loaded);
@@ -242,7 +243,12 @@ impl Runtime {
             capture: capture::Capture::default(),
             cgroups: watches::Watches::new(cgroups),
             store,
-            journal: Journal::new(DEFAULT_JOURNAL, plan.next_event_id),
+            journal: match disk_journal {
+                Some((log, last)) => {
+                    Journal::new(DEFAULT_JOURNAL, plan.next_event_id).with_disk(log, last)
+                }
+                None => Journal::new(DEFAULT_JOURNAL, plan.next_event_id),
+            },
             table: Table::default(),
             life: Lifecycle::Running,
             started: process_started(),
@@ -250,7 +256,7 @@ impl Runtime {
             syslog: None,
             cfg,
         };
-        for message in rt.store.take_warnings() {
+        for message in rt.store.take_warnings().into_iter().chain(journal_warnings) {
             rt.event(EventKind::Warning { message });
         }
         // A sink that cannot be bound (no /dev yet, a read-only /dev) is a warning, not
@@ -532,6 +538,15 @@ impl Runtime {
         if matches!(self.life, Lifecycle::Stopping { .. }) {
             return;
         }
+        if let Some(n) = self.journal.new_disk_losses() {
+            let message = format!(
+                "{n} event(s) not written to the event journal on disk: its writer fell \
+                 behind by {} events; they stay in memory while the ring holds them",
+                crate::persist::EVENT_QUEUE
+            );
+            log::warn!("{message}");
+            self.event(EventKind::Warning { message });
+        }
         if self.store.run_write_due(now, &mut self.timers) {
             self.encode_snapshot(false);
             if let Some(message) = self.store.write(now, &mut self.timers) {
@@ -540,13 +555,51 @@ impl Runtime {
         }
     }
 
-    /// Flush both copies and wait for the durable one (shutdown).
+    /// Flush both copies and wait for the durable one, and for the event journal on disk
+    /// (shutdown).
     fn flush_state(&mut self) {
+        self.journal.flush_disk(JOURNAL_FLUSH_BOUND);
         self.encode_snapshot(false);
         self.store.flush(None);
     }
 
     fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+}
+
+/// How long a shutdown or re-exec waits for the event journal to reach the disk.
+pub(crate) const JOURNAL_FLUSH_BOUND: Duration = Duration::from_secs(5);
+
+/// The on-disk event journal, if `cfg` wants one and a trusted directory holds it, with
+/// the newest id it holds; and what opening it found (warnings for the journal).
+fn open_disk_journal(
+    cfg: &Config,
+    claim: &store::Claim,
+) -> (Option<(crate::persist::EventLog, Option<u64>)>, Vec<String>) {
+    let Some((path, durable)) = claim.journal_dir().filter(|_| cfg.journal_max > 0) else {
+        return (None, Vec::new());
+    };
+    let total = if durable {
+        cfg.journal_max
+    } else {
+        cfg.journal_max.min(crate::JOURNAL_MAX_RUN)
+    };
+    let opened = crate::persist::StateDir::open(&path, None)
+        .map_err(|e| e.to_string())
+        .and_then(|dir| {
+            crate::persist::EventLog::open(dir, crate::persist::EventLogLimits::with_total(total))
+                .map_err(|e| e.to_string())
+        });
+    match opened {
+        Ok((log, found)) => (Some((log, found.last_id)), found.warnings),
+        Err(e) => {
+            let message = format!(
+                "event journal {}: {e}; events are kept in memory only",
+                path.display()
+            );
+            log::warn!("{message}");
+            (None, vec![message])
+        }
     }
 }

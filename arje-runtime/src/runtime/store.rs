@@ -74,6 +74,16 @@ impl Claim {
         })
     }
 
+    /// Where the on-disk event journal goes: `events/` in the durable directory, else in
+    /// the run directory; whether it is the durable one.
+    pub fn journal_dir(&self) -> Option<(std::path::PathBuf, bool)> {
+        match (&self.durable, &self.run) {
+            (Some(d), _) => Some((d.join("events"), true)),
+            (None, Some(r)) => Some((r.join("events"), false)),
+            (None, None) => None,
+        }
+    }
+
     /// The run directory claimed (the configured one or its private replacement).
     pub fn run_dir(&self) -> Option<&StateDir> {
         self.run.as_ref()

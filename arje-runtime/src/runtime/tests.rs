@@ -23,6 +23,7 @@ fn config(dir: &std::path::Path) -> Config {
         shutdown_timeout: Duration::from_secs(5),
         child_nofile: None,
         syslog: None,
+        journal_max: crate::JOURNAL_MAX_DEFAULT,
     }
 }
 

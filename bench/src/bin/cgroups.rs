@@ -392,6 +392,7 @@ fn runtime(dir: &Path, cgroups: bool) -> arje_runtime::Runtime {
         shutdown_timeout: Duration::from_secs(5),
         child_nofile: None,
         syslog: None,
+        journal_max: arje_runtime::JOURNAL_MAX_DEFAULT,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");
     let spec = WorkspaceSpec {

@@ -270,6 +270,7 @@ fn in_process(dir: &std::path::Path, prog: &str, n: usize) -> Vec<Duration> {
         shutdown_timeout: Duration::from_secs(5),
         child_nofile: None,
         syslog: None,
+        journal_max: arje_runtime::JOURNAL_MAX_DEFAULT,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");
     let spec = shuma_card::WorkspaceSpec {

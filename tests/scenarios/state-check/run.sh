@@ -13,5 +13,9 @@ shuma ps | awk 'NR > 1 { print $2, $3, $4, $5 }' | while read -r ws name pid sta
     [ "$pid" != - ] && cg=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
     say "cmd $ws $name $pid $state ${cg:--}"
 done
+# The event journal as this boot reads it (from the disk: events of the boots before).
+shuma events | awk '/workspace (keep|w1) created/ { print "SCENARIO state-check: journal " $0 }
+    { n++; if (!first) first = $1; last = $1 }
+    END { print "SCENARIO state-check: journal has " n " events, ids " first ".." last }'
 say "done"
 poweroff

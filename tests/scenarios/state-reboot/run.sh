@@ -11,5 +11,6 @@ shuma ws set keep memory_max=96M >/dev/null && say "set memory_max=96M"
 # The service has run once it has printed (read from its log stream, not a clock).
 shuma logs -f keep svc | grep -m1 -q "tick 1" && say "svc printed"
 shuma ps keep | awk 'NR > 1 { print "SCENARIO state-reboot: cmd", $2, $3, $4, $5 }'
+shuma events | awk '/workspace keep created/ { print "SCENARIO state-reboot: journal " $0 }'
 say "calling reboot"
 reboot
