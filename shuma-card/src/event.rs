@@ -147,6 +147,31 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The workspace the event is about, if it is about one (a Warning or a syslog
+    /// message is not).
+    pub fn workspace(&self) -> Option<&str> {
+        use EventKind::*;
+        match self {
+            WorkspaceCreated { workspace }
+            | WorkspaceStopped { workspace }
+            | CommandStarted { workspace, .. }
+            | CommandExited { workspace, .. }
+            | CommandRestarting { workspace, .. }
+            | CommandFailed { workspace, .. }
+            | SpawnFailed { workspace, .. }
+            | OomKill { workspace, .. }
+            | MemoryLimit { workspace, .. }
+            | PidsMax { workspace, .. }
+            | LimitChanged { workspace, .. }
+            | CommandReady { workspace, .. }
+            | CommandNotReady { workspace, .. }
+            | CommandUnhealthy { workspace, .. } => Some(workspace),
+            Warning { .. } | Syslog { .. } => None,
+        }
+    }
+}
+
 impl core::fmt::Display for EventKind {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         use EventKind::*;

@@ -81,6 +81,12 @@ pub enum Command {
         /// Only events with an id greater than this.
         #[arg(long, value_name = "ID")]
         after: Option<u64>,
+        /// Only events of the last DURATION (e.g. 10m, 2h, 1d30m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+        since: Option<u64>,
+        /// Only events about this workspace.
+        #[arg(long, value_name = "NAME")]
+        workspace: Option<String>,
     },
     /// What arje can enforce on this machine.
     Caps,
@@ -424,4 +430,9 @@ mod tests {
 
         assert_eq!(cli.socket, PathBuf::from("/tmp/x.sock"));
     }
+}
+
+/// `--since DURATION`: milliseconds.
+fn parse_since(s: &str) -> Result<u64, String> {
+    shuma_card::units::parse_duration_ms(s).map_err(|e| e.to_string())
 }

@@ -59,7 +59,15 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         }
         Command::Ps { workspace } => ps(&mut connect()?, ctx, workspace),
         Command::Logs(args) => stream::logs(&mut connect()?, ctx, args),
-        Command::Events { follow, after } => stream::events(&mut connect()?, ctx, after, follow),
+        Command::Events {
+            follow,
+            after,
+            since,
+            workspace,
+        } => {
+            let filter = stream::EventFilter::new(since, workspace);
+            stream::events(&mut connect()?, ctx, after, follow, &filter)
+        }
         Command::Caps => caps(&mut connect()?, ctx),
         Command::Top { once, interval } => top::top(&mut connect()?, ctx, once, interval),
         Command::Start { target } => control(&mut connect()?, target, CmdAction::Start),

@@ -58,7 +58,43 @@ pub fn logs(client: &mut Client, ctx: &mut Ctx, args: LogsArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn events(client: &mut Client, ctx: &mut Ctx, after: Option<u64>, follow: bool) -> Result<u8> {
+/// Which events `shuma events` prints: applied to what the daemon sends, from memory or
+/// from its journal on disk alike.
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    /// Only events at or after this wall-clock time (ms since the epoch).
+    since_unix_ms: Option<u64>,
+    workspace: Option<String>,
+}
+
+impl EventFilter {
+    /// `since_ms`: how far back from now.
+    pub fn new(since_ms: Option<u64>, workspace: Option<String>) -> EventFilter {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        EventFilter {
+            since_unix_ms: since_ms.map(|ms| now.saturating_sub(ms)),
+            workspace,
+        }
+    }
+
+    pub fn keeps(&self, e: &shuma_card::Event) -> bool {
+        self.since_unix_ms.is_none_or(|t| e.unix_ms >= t)
+            && self
+                .workspace
+                .as_deref()
+                .is_none_or(|w| e.kind.workspace() == Some(w))
+    }
+}
+
+pub fn events(
+    client: &mut Client,
+    ctx: &mut Ctx,
+    after: Option<u64>,
+    follow: bool,
+    filter: &EventFilter,
+) -> Result<u8> {
     client.send(&Request::Events { after, follow })?;
     if follow {
         client.wait_without_timeout()?;
@@ -66,7 +102,7 @@ pub fn events(client: &mut Client, ctx: &mut Ctx, after: Option<u64>, follow: bo
     while let Some(resp) = next(client, follow)? {
         match resp {
             Response::Events(batch) => {
-                for event in &batch {
+                for event in batch.iter().filter(|e| filter.keeps(e)) {
                     if ctx.json {
                         output::write_json_line(ctx.out, event)?;
                     } else {

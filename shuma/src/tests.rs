@@ -413,6 +413,62 @@ fn test_events_lines_id_time_text() {
 }
 
 #[test]
+fn test_events_since_and_workspace_filter_what_the_daemon_sends() {
+    // Arrange: an old event of `demo`, a recent one of `demo`, a recent one of `other`,
+    // and a recent Warning (about no workspace).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ev = |id, unix_ms, kind| Event {
+        id,
+        mono_us: 1,
+        unix_ms,
+        kind,
+    };
+    let created = |w: &str| EventKind::WorkspaceCreated {
+        workspace: w.into(),
+    };
+    let daemon = || {
+        FakeDaemon::with(move |_| {
+            Answer::Frames(vec![
+                Response::Events(vec![
+                    ev(1, now - 3_600_000, created("demo")),
+                    ev(2, now - 1_000, created("demo")),
+                    ev(3, now - 1_000, created("other")),
+                    ev(
+                        4,
+                        now - 1_000,
+                        EventKind::Warning {
+                            message: "w".into(),
+                        },
+                    ),
+                ]),
+                Response::End,
+            ])
+        })
+    };
+    let ids = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+
+    // Act
+    let since = shuma(&daemon().socket.clone(), &["events", "--since", "10m"]);
+    let demo = shuma(&daemon().socket.clone(), &["events", "--workspace", "demo"]);
+    let both = shuma(
+        &daemon().socket.clone(),
+        &["events", "--since", "10m", "--workspace", "demo"],
+    );
+
+    // Assert
+    assert_eq!(ids(&since.out), ["2", "3", "4"]);
+    assert_eq!(ids(&demo.out), ["1", "2"]);
+    assert_eq!(ids(&both.out), ["2"]);
+}
+
+#[test]
 fn test_ps_table_columns() {
     let daemon = FakeDaemon::with(|_| {
         Answer::Frames(vec![
