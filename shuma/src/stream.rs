@@ -80,11 +80,12 @@ impl EventFilter {
     }
 
     pub fn keeps(&self, e: &shuma_card::Event) -> bool {
-        self.since_unix_ms.is_none_or(|t| e.unix_ms >= t)
-            && self
-                .workspace
-                .as_deref()
-                .is_none_or(|w| e.kind.workspace() == Some(w))
+        let recent = self.since_unix_ms.map_or(true, |t| e.unix_ms >= t);
+        let about = self
+            .workspace
+            .as_deref()
+            .map_or(true, |w| e.kind.workspace() == Some(w));
+        recent && about
     }
 }
 
