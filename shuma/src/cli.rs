@@ -275,6 +275,11 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `--since DURATION`: milliseconds.
+fn parse_since(s: &str) -> Result<u64, String> {
+    shuma_card::units::parse_duration_ms(s).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,9 +435,4 @@ mod tests {
 
         assert_eq!(cli.socket, PathBuf::from("/tmp/x.sock"));
     }
-}
-
-/// `--since DURATION`: milliseconds.
-fn parse_since(s: &str) -> Result<u64, String> {
-    shuma_card::units::parse_duration_ms(s).map_err(|e| e.to_string())
 }
