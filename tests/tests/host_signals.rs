@@ -53,7 +53,12 @@ fn kill(pid: i32, sig: i32) {
 
 /// A line of /proc/PID/status (`SigIgn`, `SigBlk`) as a mask.
 fn status_mask(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status_mask_of(&format!("/proc/{pid}/status"), field)
+}
+
+/// A hex mask field of a /proc status file.
+fn status_mask_of(path: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap();
     let line = status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:\t")))
@@ -158,10 +163,12 @@ fn test_subreaper_job_control_stops_ignored() {
 #[test]
 fn test_subreaper_inherited_ignored_signals_reset_and_sigint_still_stops() {
     // Arrange: started as a shell's background job would be (SIGINT and SIGQUIT
-    // ignored) under nohup (SIGHUP ignored).
+    // ignored) under nohup (SIGHUP ignored), with a durable directory so that both
+    // helper threads (the durable copy's and the event journal's writers) run.
+    let durable = tempfile::tempdir().unwrap();
     let d = Daemon::launch(
         &[],
-        &[],
+        &["--durable-dir", durable.path().to_str().unwrap()],
         &Launch {
             ignored: vec![libc::SIGINT, libc::SIGQUIT, libc::SIGHUP],
             ..Launch::default()
@@ -172,6 +179,14 @@ fn test_subreaper_inherited_ignored_signals_reset_and_sigint_still_stops() {
     // Act
     let ignored = status_mask(pid, "SigIgn");
     let blocked = status_mask(pid, "SigBlk");
+    let threads: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let tid = t.unwrap().file_name().to_string_lossy().into_owned();
+            let mask = status_mask_of(&format!("/proc/{pid}/task/{tid}/status"), "SigBlk");
+            (tid, mask)
+        })
+        .collect();
 
     // Assert: only SIGPIPE is ignored; every signal read from the signalfd is blocked,
     // the real-time ones included; the faults are not.
@@ -190,7 +205,16 @@ fn test_subreaper_inherited_ignored_signals_reset_and_sigint_still_stops() {
             0,
             "signal {sig} not blocked: {blocked:#x}"
         );
+        // In every thread: a signal any thread leaves unblocked may be delivered there.
+        for (tid, mask) in &threads {
+            assert_ne!(
+                mask & bit(sig),
+                0,
+                "signal {sig} not blocked in thread {tid}: {mask:#x}"
+            );
+        }
     }
+    assert!(threads.len() >= 3, "the helper threads run: {threads:?}");
     for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT, libc::SIGPIPE] {
         assert_eq!(blocked & bit(sig), 0, "signal {sig} blocked: {blocked:#x}");
     }

@@ -60,9 +60,9 @@ impl DurableWriter {
         let thread = {
             let shared = Arc::clone(&shared);
             let dir = Arc::clone(&dir);
-            std::thread::Builder::new()
-                .name("arje-durable".into())
-                .spawn(move || writer_thread(&shared, &dir))?
+            crate::runtime::signals::spawn_blocked("arje-durable", move || {
+                writer_thread(&shared, &dir)
+            })?
         };
         Ok(DurableWriter {
             shared,

@@ -272,9 +272,7 @@ impl EventLog {
             size: 0,
             tail,
         };
-        let thread = std::thread::Builder::new()
-            .name("arje-events".into())
-            .spawn(move || writer.run(rx))?;
+        let thread = crate::runtime::signals::spawn_blocked("arje-events", move || writer.run(rx))?;
         Ok((
             EventLog {
                 tx: Some(tx),

@@ -150,6 +150,29 @@ pub fn read_mask() -> SigMask {
         .fold(0, |m, s| m | sys::bit(s))
 }
 
+/// Start a helper thread (a disk writer) that never takes a signal meant for the loop.
+///
+/// A new thread inherits the caller's mask, but glibc's thread creation leaves its own
+/// two signals (32, 33) unblocked, in the new thread and, as seen here, in the caller
+/// afterwards; the kernel's default action for them is to end the process (`kill -32`
+/// did). So the new thread blocks the loop's whole mask with the raw call before it runs
+/// `f`, and the caller blocks it again once the thread exists.
+pub fn spawn_blocked<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Err(e) = sys::block(read_mask()) {
+                log::error!("block signals in a helper thread: {e}");
+            }
+            f()
+        })?;
+    sys::block(read_mask())?;
+    Ok(handle)
+}
+
 /// One signal read from the signalfd, for the loop to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
