@@ -305,6 +305,8 @@ impl Daemon {
 
     /// Follow the journal from the start until `pred` has matched `n` events; returns
     /// every event seen. Blocks on the socket: the daemon pushes events as they happen.
+    /// A daemon started on the state of an earlier one reads that one's events from the
+    /// journal on disk first.
     pub fn events_until(&self, n: usize, pred: impl Fn(&EventKind) -> bool) -> Vec<Event> {
         let mut c = self.client();
         c.send(&Request::Events {
