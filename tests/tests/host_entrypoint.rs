@@ -10,6 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use arje_tests::host::{bin_dir, ensure_binaries};
@@ -37,6 +38,17 @@ enum Place {
 
 impl Entry {
     fn start(place: Place, flags: &[&str], program: &[&str]) -> Entry {
+        Entry::start_on(place, flags, program, None)
+    }
+
+    /// [`Entry::start`], with `tty` (a pty's slave) as stdin and as the controlling
+    /// terminal of a new session that arje-init (or unshare) leads.
+    fn start_on(
+        place: Place,
+        flags: &[&str],
+        program: &[&str],
+        tty: Option<std::os::fd::OwnedFd>,
+    ) -> Entry {
         ensure_binaries();
         let arje_bin = bin_dir().join("arje-init");
         let mut cmd = match place {
@@ -47,11 +59,28 @@ impl Entry {
             }
             Place::Subreaper => Command::new(&arje_bin),
         };
+        match tty {
+            Some(slave) => {
+                cmd.stdin(Stdio::from(slave));
+                // SAFETY: between fork and exec only async-signal-safe calls (setsid,
+                // ioctl) on fd 0, which the child already has.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            None => {
+                cmd.stdin(Stdio::piped());
+            }
+        }
         let mut child = cmd
             .args(flags)
             .arg("--")
             .args(program)
-            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -133,7 +162,7 @@ impl Entry {
     /// Waits for arje (or unshare, which exits with arje's status) to end; returns the
     /// exit code, the rest of PROGRAM's output and arje's log.
     fn finish(mut self) -> (i32, Vec<String>, String) {
-        drop(self.child.stdin.take());
+        self.child.stdin.take();
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).expect("read stdout");
         let status = self.child.wait().expect("wait arje-init");
@@ -523,4 +552,33 @@ fn test_entrypoint_pid1_child_own_group_empty_mask() {
     // blocks nearly everything.
     assert_eq!(lines, ["2 2 0000000000000000"], "{log}");
     assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn test_entrypoint_pid1_tty_child_gets_foreground_ctrl_c_reaches_it() {
+    // Arrange: a pty whose slave is the session's controlling terminal and fd 0.
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let program = perl(
+        r#"use POSIX ();
+           alarm 120;
+           $SIG{INT} = sub { print "got INT\n"; exit 3 };
+           print "pgrp ", getpgrp(), " pid $$ fg ", POSIX::tcgetpgrp(0), "\n";
+           sleep;
+           exit 1;"#,
+    );
+    let program: Vec<&str> = program.iter().map(String::as_str).collect();
+    let mut e = Entry::start_on(Place::Pid1, &["-vv"], &program, Some(pty.slave));
+    let fg = e.line();
+
+    // Act: Ctrl-C on the terminal; the line discipline signals the foreground group.
+    let mut master = std::fs::File::from(pty.master);
+    std::io::Write::write_all(&mut master, b"\x03").expect("write the pty");
+    let (code, lines, log) = e.finish();
+
+    // Assert: PROGRAM leads its group and holds the foreground; the SIGINT came from
+    // the terminal straight to it, not through arje (which is not in that group).
+    assert_eq!(fg, "pgrp 2 pid 2 fg 2", "{log}");
+    assert_eq!(lines, ["got INT"], "{log}");
+    assert_eq!(code, 3, "{log}");
+    assert!(!log.contains("forwarded SIGINT"), "{log}");
 }
