@@ -582,3 +582,54 @@ fn test_entrypoint_pid1_tty_child_gets_foreground_ctrl_c_reaches_it() {
     assert_eq!(code, 3, "{log}");
     assert!(!log.contains("forwarded SIGINT"), "{log}");
 }
+
+#[test]
+fn test_entrypoint_subreaper_tty_ctrl_z_stops_job_fg_resumes_it() {
+    // Arrange: arje leads a session on a pty, as a job of an interactive shell would be
+    // on its terminal; PROGRAM reports, when continued, whether it has the foreground.
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let program = perl(
+        r#"use POSIX ();
+           alarm 120;
+           $SIG{CONT} = sub {
+               my $fg = POSIX::tcgetpgrp(0) == getpgrp() ? "yes" : "no";
+               print "continued fg=$fg\n";
+               exit 0;
+           };
+           print "ready\n";
+           sleep;
+           exit 1;"#,
+    );
+    let program: Vec<&str> = program.iter().map(String::as_str).collect();
+    let mut e = Entry::start_on(Place::Subreaper, &["-vv"], &program, Some(pty.slave));
+    e.until("ready");
+    let arje = rustix::process::Pid::from_raw(e.arje_pid()).unwrap();
+    let mut master = std::fs::File::from(pty.master);
+
+    // Act: Ctrl-Z stops PROGRAM's group; arje must stop too, as a job does, with the
+    // terminal back in its own group. Then what a shell's `fg` does: SIGCONT to arje,
+    // whose group has the foreground.
+    std::io::Write::write_all(&mut master, b"\x1a").expect("write the pty");
+    let stop = rustix::process::waitid(
+        rustix::process::WaitId::Pid(arje),
+        rustix::process::WaitIdOptions::STOPPED,
+    )
+    .expect("waitid for arje's stop")
+    .expect("a status");
+    let fg_while_stopped = rustix::termios::tcgetpgrp(&master).expect("tcgetpgrp");
+    // SAFETY: kill(2) on a process this test started.
+    assert_eq!(
+        unsafe { libc::kill(arje.as_raw_nonzero().get(), libc::SIGCONT) },
+        0
+    );
+    let (code, lines, log) = e.finish();
+
+    // Assert
+    assert!(stop.stopped(), "{log}");
+    assert_eq!(
+        fg_while_stopped, arje,
+        "the terminal went back to arje's group: {log}"
+    );
+    assert_eq!(lines, ["continued fg=yes"], "{log}");
+    assert_eq!(code, 0, "{log}");
+}

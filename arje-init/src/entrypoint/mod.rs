@@ -21,6 +21,7 @@
 mod args;
 mod policy;
 mod spawn;
+mod terminal;
 
 use std::panic::AssertUnwindSafe;
 
@@ -35,7 +36,8 @@ use policy::{Action, Ended};
 /// Runs entrypoint mode to its end; returns arje's exit status. Never panics out: a
 /// panic in the loop (a bug) falls back to waiting for PROGRAM without forwarding.
 pub fn main(opts: Options) -> i32 {
-    ensure_reaper(rustix::process::getpid().is_init());
+    let is_init = rustix::process::getpid().is_init();
+    ensure_reaper(is_init);
     // glibc's and musl's full sets leave out the few real-time signals the C library
     // keeps for itself (glibc 32-33, musl 32-34): those stay at their default.
     let all = SigSet::all();
@@ -67,6 +69,7 @@ pub fn main(opts: Options) -> i32 {
         child,
         to_group: opts.to_group,
         reaped: 0,
+        terminal: terminal::Terminal::after_spawn(child, is_init),
     };
     match std::panic::catch_unwind(AssertUnwindSafe(|| entry.run(&sfd))) {
         Ok(code) => code,
@@ -96,12 +99,13 @@ fn ensure_reaper(is_init: bool) {
     }
 }
 
-/// The loop's state: PROGRAM's pid, where signals go, and how many processes arje has
-/// reaped (PROGRAM included), for the last debug line.
+/// The loop's state: PROGRAM's pid, where signals go, how many processes arje has
+/// reaped (PROGRAM included, for the last debug line), and the terminal's job control.
 struct Entrypoint {
     child: i32,
     to_group: bool,
     reaped: u64,
+    terminal: terminal::Terminal,
 }
 
 impl Entrypoint {
@@ -131,17 +135,30 @@ impl Entrypoint {
                         return policy::exit_code(ended);
                     }
                 }
-                Action::Forward(target) => forward(sig, target),
+                Action::Forward(target) => {
+                    if sig == libc::SIGCONT {
+                        self.terminal.on_continue();
+                    }
+                    forward(sig, target)
+                }
             }
         }
     }
 
     /// Reaps every child that has ended, without blocking: SIGCHLDs merge, so one may
-    /// stand for many exits. Returns how PROGRAM ended if it was among them.
+    /// stand for many exits. Returns how PROGRAM ended if it was among them. A stop of
+    /// PROGRAM (reported once per stop with UNTRACED) goes to the terminal's job
+    /// control; other children's stops are not arje's business.
     fn reap_ready(&mut self) -> Option<Ended> {
         let mut main = None;
         loop {
-            match rustix::process::wait(WaitOptions::NOHANG) {
+            match rustix::process::wait(WaitOptions::NOHANG | WaitOptions::UNTRACED) {
+                Ok(Some((pid, status))) if status.stopped() => {
+                    if pid.as_raw_nonzero().get() == self.child {
+                        let sig = status.stopping_signal().unwrap_or(0);
+                        self.terminal.on_child_stopped(sig);
+                    }
+                }
                 Ok(Some((pid, status))) => {
                     self.reaped += 1;
                     if pid.as_raw_nonzero().get() == self.child {
