@@ -618,10 +618,8 @@ fn test_entrypoint_subreaper_tty_ctrl_z_stops_job_fg_resumes_it() {
     .expect("a status");
     let fg_while_stopped = rustix::termios::tcgetpgrp(&master).expect("tcgetpgrp");
     // SAFETY: kill(2) on a process this test started.
-    assert_eq!(
-        unsafe { libc::kill(arje.as_raw_nonzero().get(), libc::SIGCONT) },
-        0
-    );
+    let sent = unsafe { libc::kill(arje.as_raw_nonzero().get(), libc::SIGCONT) };
+    assert_eq!(sent, 0, "SIGCONT to arje");
     let (code, lines, log) = e.finish();
 
     // Assert
