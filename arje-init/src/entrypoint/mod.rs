@@ -3,7 +3,8 @@
 //! directory: PROGRAM is arje's only direct child, in a process group of its own and
 //! with the terminal's foreground if there is one (`spawn.rs`); every signal arje gets
 //! is forwarded to it (`policy.rs`); every zombie that comes to arje is reaped; and when
-//! PROGRAM ends, arje exits with its status (128+N if signal N killed it).
+//! PROGRAM ends, arje exits with its status (128+N if signal N killed it). On a
+//! terminal, a stopped PROGRAM stops arje with it, as sudo does (`terminal.rs`).
 //!
 //! One blocking read of a signalfd per signal, nothing else: no epoll, no timer, no
 //! thread. Every signal the C library lets a program block is blocked from before the
