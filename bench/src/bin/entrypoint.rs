@@ -51,8 +51,9 @@ fn main() {
             argv: vec![arje.display().to_string(), "--".into()],
         },
         Wrapper {
-            name: "tini-static --",
-            argv: vec![TINI.into(), "--".into()],
+            name: "tini-static -s --",
+            // -s: a subreaper like the other two (without it tini warns off PID 1).
+            argv: vec![TINI.into(), "-s".into(), "--".into()],
         },
         Wrapper {
             name: "catatonit --",
@@ -63,16 +64,16 @@ fn main() {
     println!("== stripped static binary ==");
     for w in &wrappers {
         let bytes = std::fs::metadata(&w.argv[0]).expect("stat").len();
-        println!("{:<16} {:>10} bytes  ({})", w.name, bytes, w.argv[0]);
+        println!("{:<18} {:>10} bytes  ({})", w.name, bytes, w.argv[0]);
     }
 
     println!("\n== idle memory, running `sh -c 'echo ready; exec sleep 1000'` ==");
     for w in &wrappers {
         let (rss, anon) = idle_memory(&w.argv);
-        println!("{:<16} VmRSS {rss:>6} kB  RssAnon {anon:>6} kB", w.name);
+        println!("{:<18} VmRSS {rss:>6} kB  RssAnon {anon:>6} kB", w.name);
     }
 
-    println!("\n== `X /bin/true` to its end, {runs} sequential runs each, {ROUNDS} interleaved rounds ==");
+    println!("\n== `X /bin/true` to its end (spawn to reap), {runs} sequential runs each, {ROUNDS} interleaved rounds ==");
     let baseline = Wrapper {
         name: "/bin/true alone",
         argv: Vec::new(),
@@ -100,7 +101,7 @@ fn main() {
         t.sort();
         let median = percentile(t, 0.5);
         println!(
-            "{:<16} median {:>8.1} us  p10 {:>8.1} us  p90 {:>8.1} us  over the baseline {:>+8.1} us",
+            "{:<18} median {:>8.1} us  p10 {:>8.1} us  p90 {:>8.1} us  over the baseline {:>+8.1} us",
             w.name,
             us(median),
             us(percentile(t, 0.1)),
