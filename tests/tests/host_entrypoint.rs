@@ -369,7 +369,7 @@ fn test_entrypoint_long_forward_to_group_flag_same_as_g() {
 /// PROGRAM makes 1,000 orphans: each of 1,000 short-lived middles forks a grandchild
 /// and exits at once, PROGRAM reaps the middle, the grandchild (holding the write end
 /// of a pipe) exits, and arje, PID 1 of the namespace, must reap it. PROGRAM reads the
-/// pipe to EOF (every orphan has closed its files, the last step of exit(2) before it
+/// pipe to EOF (every orphan has closed its files, a step of exit(2) before it
 /// becomes a zombie), then scans its namespace's /proc until no process but arje and
 /// itself is left, zombie or not, bounded by a deadline that only a broken reaper
 /// reaches, and prints how many zombies and other processes are left.
