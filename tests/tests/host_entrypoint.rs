@@ -281,31 +281,41 @@ fn test_entrypoint_subreaper_sigterm_forwarded_child_exit_code() {
 }
 
 /// PROGRAM forks a grandchild (same process group); both trap USR1, and the grandchild
-/// exits 7 on it. PROGRAM, on its USR1, sends the grandchild a SIGTERM (on which it
-/// would exit 8) and exits with the grandchild's status. When arje signals the group,
-/// the grandchild's USR1 is pending before PROGRAM even runs its handler, and perl runs
-/// pending handlers in signal-number order, so the grandchild reports USR1; when arje
-/// signals PROGRAM alone, the grandchild reports TERM: a broken `-g` fails, never hangs.
-const GROUP: &str = r#"
+/// exits 7 on it (8 on SIGTERM). PROGRAM waits for the grandchild and exits with its
+/// status. With `term_grandchild`, PROGRAM's USR1 handler also sends the grandchild a
+/// SIGTERM: without `-g` that is the only signal the grandchild gets, so the test ends
+/// instead of waiting for a USR1 that must not come. (With `-g` it would race: kill(2)
+/// of a group signals one member after the other, and PROGRAM may handle its USR1 and
+/// send the TERM before the grandchild has its USR1.) The alarm bounds a broken `-g`.
+fn group_program(term_grandchild: bool) -> Vec<String> {
+    let term = if term_grandchild {
+        r#"kill "TERM", $pid;"#
+    } else {
+        ""
+    };
+    perl(&format!(
+        r#"
 alarm 120;
 my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    $SIG{USR1} = sub { print "grandchild got USR1\n"; exit 7 };
-    $SIG{TERM} = sub { print "grandchild got TERM\n"; exit 8 };
+if ($pid == 0) {{
+    $SIG{{USR1}} = sub {{ print "grandchild got USR1\n"; exit 7 }};
+    $SIG{{TERM}} = sub {{ print "grandchild got TERM\n"; exit 8 }};
     print "grandchild ready\n";
     sleep;
     exit 1;
-}
-$SIG{USR1} = sub { print "child got USR1\n"; kill "TERM", $pid };
+}}
+$SIG{{USR1}} = sub {{ print "child got USR1\n"; {term} }};
 print "child ready\n";
 waitpid($pid, 0);
 exit($? >> 8);
-"#;
+"#
+    ))
+}
 
 #[test]
 fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
     // Arrange
-    let mut e = run(Place::Pid1, &["-g"], &perl(GROUP));
+    let mut e = run(Place::Pid1, &["-g"], &group_program(false));
     let mut ready = vec![e.line(), e.line()];
     ready.sort();
     assert_eq!(ready, ["child ready", "grandchild ready"]);
@@ -327,7 +337,7 @@ fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
 #[test]
 fn test_entrypoint_without_g_only_child_gets_signal() {
     // Arrange
-    let mut e = run(Place::Pid1, &[], &perl(GROUP));
+    let mut e = run(Place::Pid1, &[], &group_program(true));
     e.line();
     e.line();
 
@@ -348,7 +358,11 @@ fn test_entrypoint_without_g_only_child_gets_signal() {
 #[test]
 fn test_entrypoint_long_forward_to_group_flag_same_as_g() {
     // Arrange
-    let mut e = run(Place::Subreaper, &["--forward-to-group"], &perl(GROUP));
+    let mut e = run(
+        Place::Subreaper,
+        &["--forward-to-group"],
+        &group_program(false),
+    );
     e.line();
     e.line();
 
