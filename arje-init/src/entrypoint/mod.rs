@@ -53,17 +53,20 @@ pub fn main(opts: Options) -> i32 {
             return 1;
         }
     };
+    let name = opts
+        .program
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let child = match spawn::spawn(&opts.program) {
         Ok(pid) => pid,
         Err(e) => {
-            let name = opts.program[0].to_string_lossy();
             log::error!("cannot run {name}: {e}");
             return policy::exec_failure_code(e.raw_os_error());
         }
     };
     log::info!(
-        "started {} as pid {child}; forwarding signals to its {}",
-        opts.program[0].to_string_lossy(),
+        "started {name} as pid {child}; forwarding signals to its {}",
         if opts.to_group { "group" } else { "pid" }
     );
     let mut entry = Entrypoint {
