@@ -280,14 +280,14 @@ fn test_entrypoint_subreaper_sigterm_forwarded_child_exit_code() {
     assert_eq!(code, 10, "log: {log}");
 }
 
-/// PROGRAM forks a grandchild (same process group); both trap USR1, and the grandchild
+/// PROGRAM forks a grandchild (same process group); both trap `sig`, and the grandchild
 /// exits 7 on it (8 on SIGTERM). PROGRAM waits for the grandchild and exits with its
 /// status. With `term_grandchild`, PROGRAM's USR1 handler also sends the grandchild a
 /// SIGTERM: without `-g` that is the only signal the grandchild gets, so the test ends
-/// instead of waiting for a USR1 that must not come. (With `-g` it would race: kill(2)
+/// instead of waiting for a `sig` that must not come. (With `-g` it would race: kill(2)
 /// of a group signals one member after the other, and PROGRAM may handle its USR1 and
 /// send the TERM before the grandchild has its USR1.) The alarm bounds a broken `-g`.
-fn group_program(term_grandchild: bool) -> Vec<String> {
+fn group_program(sig: &str, term_grandchild: bool) -> Vec<String> {
     let term = if term_grandchild {
         r#"kill "TERM", $pid;"#
     } else {
@@ -298,13 +298,13 @@ fn group_program(term_grandchild: bool) -> Vec<String> {
 alarm 120;
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {{
-    $SIG{{USR1}} = sub {{ print "grandchild got USR1\n"; exit 7 }};
+    $SIG{{{sig}}} = sub {{ print "grandchild got {sig}\n"; exit 7 }};
     $SIG{{TERM}} = sub {{ print "grandchild got TERM\n"; exit 8 }};
     print "grandchild ready\n";
     sleep;
     exit 1;
 }}
-$SIG{{USR1}} = sub {{ print "child got USR1\n"; {term} }};
+$SIG{{{sig}}} = sub {{ print "child got {sig}\n"; {term} }};
 print "child ready\n";
 waitpid($pid, 0);
 exit($? >> 8);
@@ -315,7 +315,7 @@ exit($? >> 8);
 #[test]
 fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
     // Arrange
-    let mut e = run(Place::Pid1, &["-g"], &group_program(false));
+    let mut e = run(Place::Pid1, &["-g"], &group_program("USR1", false));
     let mut ready = vec![e.line(), e.line()];
     ready.sort();
     assert_eq!(ready, ["child ready", "grandchild ready"]);
@@ -337,7 +337,7 @@ fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
 #[test]
 fn test_entrypoint_without_g_only_child_gets_signal() {
     // Arrange
-    let mut e = run(Place::Pid1, &[], &group_program(true));
+    let mut e = run(Place::Pid1, &[], &group_program("USR1", true));
     e.line();
     e.line();
 
@@ -356,12 +356,33 @@ fn test_entrypoint_without_g_only_child_gets_signal() {
 }
 
 #[test]
+fn test_entrypoint_sigcont_reaches_whole_group_without_g() {
+    // Arrange: as after a job-control stop, which stops every member of the group.
+    let mut e = run(Place::Pid1, &[], &group_program("CONT", false));
+    e.line();
+    e.line();
+
+    // Act
+    e.signal(libc::SIGCONT);
+    let (code, mut lines, log) = e.finish();
+
+    // Assert
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["child got CONT", "grandchild got CONT"],
+        "log: {log}"
+    );
+    assert_eq!(code, 7, "log: {log}");
+}
+
+#[test]
 fn test_entrypoint_long_forward_to_group_flag_same_as_g() {
     // Arrange
     let mut e = run(
         Place::Subreaper,
         &["--forward-to-group"],
-        &group_program(false),
+        &group_program("USR1", false),
     );
     e.line();
     e.line();
