@@ -591,7 +591,8 @@ fn test_entrypoint_pid1_child_own_group_empty_mask() {
     // process ignores (inherited through unshare and arje, as if PROGRAM were exec'd
     // directly) but SIGPIPE, which std resets in a child and arje's runtime ignores for
     // itself alone. (The C library's own real-time signals, 32 and 33, are left out:
-    // under cargo test they come ignored, and not from arje.)
+    // glibc's posix_spawn, through which std starts unshare here, sets them to SIG_IGN
+    // in its child; arje's spawn is a fork, which leaves them as they were.)
     assert_eq!(lines, ["2 2 0000000000000000"], "{log}");
     assert_eq!(code, 0, "{log}");
     let ours = std::fs::read_to_string("/proc/self/status").unwrap();
