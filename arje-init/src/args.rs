@@ -5,9 +5,18 @@ use std::time::Duration;
 
 pub const USAGE: &str = "\
 usage: arje-init [--subreaper | --pid1] [options]
+       arje-init [-g] [-v...] [--log-level LEVEL] -- PROGRAM [ARGS...]
 
 Runs as PID 1 when its pid is 1 (a VM or initramfs), otherwise as a child subreaper.
 
+With `--`, a container entrypoint (docs/ENTRYPOINT.md): runs PROGRAM as its only child,
+forwards every signal to it, reaps every zombie, and exits with PROGRAM's status (128+N
+if signal N killed it; 127 not found, 126 not executable, 2 usage). No socket, no state.
+
+  -g, --forward-to-group   forward signals to PROGRAM's process group, not only PROGRAM
+  -v, -vv, -vvv            log info, debug, trace (default: warnings and errors only)
+
+Runtime options:
   --subreaper              run as a child subreaper (the default when pid != 1)
   --pid1                   PID-1 signal mapping and shutdown outcome even if pid != 1;
                            mounts, module loading, kill(-1) and reboot(2) still happen only

@@ -1,10 +1,12 @@
 //! arje-init: PID 1 of a VM or initramfs, or a child subreaper under another init.
 //! A thin binary: it prepares the ground (mounts, console, modules, state disk as PID 1;
 //! subreaper and OOM protection otherwise), hands over to `arje_runtime::Runtime`, and
-//! acts on how the runtime ended (exit, shutdown and reboot(2), or re-exec).
+//! acts on how the runtime ended (exit, shutdown and reboot(2), or re-exec). Or, given
+//! `-- PROGRAM`, a container entrypoint (entrypoint/).
 #![deny(unsafe_code)]
 
 mod args;
+mod entrypoint;
 mod limits;
 mod logger;
 mod note;
@@ -22,6 +24,20 @@ use args::Args;
 fn main() {
     // Taken first, before any work: the boot benchmark's "PID 1 exec" mark.
     let start_boottime = logger::boottime_secs();
+    // Entrypoint mode (`arje-init [-g] -- PROGRAM...`, entrypoint/) before anything
+    // else: as PID 1 of a pid namespace getpid() is 1 too, and a container must not get
+    // a machine's boot (mounts, console, modules).
+    match entrypoint::detect(std::env::args_os().skip(1)) {
+        entrypoint::Detected::No => {}
+        entrypoint::Detected::Run(opts) => {
+            logger::init_stderr(opts.log_level);
+            std::process::exit(entrypoint::main(opts));
+        }
+        entrypoint::Detected::Usage(e) => {
+            eprintln!("arje-init: {e}\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    }
     let is_pid1 = std::process::id() == 1;
     let reexec = std::env::var_os(reexec::REEXEC_ENV).is_some();
     // Before any thread starts: it edits the environment.
