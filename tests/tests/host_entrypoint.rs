@@ -77,6 +77,25 @@ impl Entry {
                 cmd.stdin(Stdio::piped());
             }
         }
+        // As a shell would start it: glibc's posix_spawn (std's Command without a
+        // pre_exec) leaves the C library's signals 32 and 33 ignored in the child, which
+        // a shell does not. Reset them with the raw call (glibc's sigaction refuses them).
+        // SAFETY: only rt_sigaction(2), async-signal-safe, on a zeroed (SIG_DFL) action.
+        unsafe {
+            cmd.pre_exec(|| {
+                let default = [0u64; 4]; // handler SIG_DFL, flags, restorer, mask
+                for sig in [32, 33] {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        default.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8,
+                    );
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .args(flags)
             .arg("--")
@@ -278,6 +297,25 @@ fn test_entrypoint_subreaper_sigterm_forwarded_child_exit_code() {
     // Assert
     assert_eq!(lines, ["got TERM"], "log: {log}");
     assert_eq!(code, 10, "log: {log}");
+}
+
+#[test]
+fn test_entrypoint_subreaper_c_library_realtime_signal_forwarded_not_fatal() {
+    // Arrange: PROGRAM leaves signal 32 (glibc's SIGCANCEL, musl's too) at its default,
+    // which ends a process; so would it arje, were it not blocked with the raw calls.
+    let mut e = run(
+        Place::Subreaper,
+        &[],
+        &perl("alarm 120; print \"ready\\n\"; sleep; exit 1;"),
+    );
+    e.until("ready");
+
+    // Act
+    e.signal(32);
+    let (code, _, log) = e.finish();
+
+    // Assert: arje lived to report PROGRAM's death by signal 32.
+    assert_eq!(code, 128 + 32, "log: {log}");
 }
 
 /// PROGRAM forks a grandchild (same process group); both trap `sig`, and the grandchild

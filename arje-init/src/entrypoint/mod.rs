@@ -27,6 +27,8 @@ mod terminal;
 use std::panic::AssertUnwindSafe;
 
 use nix::errno::Errno;
+use std::os::fd::AsFd;
+
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::process::WaitOptions;
@@ -40,7 +42,7 @@ pub fn main(opts: Options) -> i32 {
     let is_init = rustix::process::getpid().is_init();
     ensure_reaper(is_init);
     // glibc's and musl's full sets leave out the few real-time signals the C library
-    // keeps for itself (glibc 32-33, musl 32-34): those stay at their default.
+    // keeps for itself (glibc 32-33, musl 32-34): those are added below.
     let all = SigSet::all();
     if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None) {
         log::error!("sigprocmask: {e}");
@@ -53,6 +55,15 @@ pub fn main(opts: Options) -> i32 {
             return 1;
         }
     };
+    // And those few too, with the raw calls: their default action would end arje (a
+    // `kill -32` of a subreaper arje did), and PROGRAM should get them like any other.
+    // SIGKILL and SIGSTOP in the mask are ignored by the kernel.
+    let every = u64::MAX;
+    if let Err(e) = arje_runtime::block_signals_raw(every)
+        .and_then(|()| arje_runtime::set_signalfd_mask(sfd.as_fd(), every))
+    {
+        log::warn!("blocking the C library's real-time signals: {e}; they stay at their default");
+    }
     let name = opts
         .program
         .first()

@@ -141,6 +141,26 @@ pub fn signalfd(mask: SigMask) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
 }
 
+/// signalfd4(2) on an existing signalfd: replace the set it reads with `mask`, which may
+/// hold the C library's own real-time signals (a libc `sigset_t` cannot).
+pub fn set_signalfd_mask(fd: std::os::fd::BorrowedFd<'_>, mask: SigMask) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `fd` is a live signalfd the caller owns; `mask` is a valid 8-byte sigset.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            fd.as_raw_fd(),
+            &mask as *const SigMask,
+            std::mem::size_of::<SigMask>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// [kill(2)] with any signal number, the real-time range included: nix's `Signal` has
 /// no real-time signals, and rustix refuses the C library's. The machine's commands
 /// (`arje-init` called as `reboot`) send systemd's SIGRTMIN+n to PID 1 with it.
