@@ -39,7 +39,16 @@ fn make_machine(dir: &Path) -> Machine {
     let p = prepare();
     let key = dir.join("id_ed25519");
     let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "arje-boot-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "arje-boot-test",
+            "-f",
+        ])
         .arg(&key)
         .status()
         .expect("run ssh-keygen");
@@ -166,10 +175,7 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
         answer.starts_with("HTTP/1.1 200"),
         "{name}: nginx answered {answer:?}"
     );
-    assert!(
-        answer.contains("Welcome to nginx"),
-        "{name}: {answer:?}"
-    );
+    assert!(answer.contains("Welcome to nginx"), "{name}: {answer:?}");
     let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
     eprintln!(
         "figure: {name}: ssh login done at {:.1}s after QEMU started",
@@ -268,10 +274,17 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
         assert!(line.contains(" yes "), "{name} failed:\n{ps}");
     }
     let status = ssh_ok(&vm, &m, "grep -E '^(VmRSS|VmHWM)' /proc/1/status");
-    eprintln!("figure: debian-boot1: PID 1 {}", status.split_whitespace().collect::<Vec<_>>().join(" "));
+    eprintln!(
+        "figure: debian-boot1: PID 1 {}",
+        status.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     let machine_id = ssh_ok(&vm, &m, "cat /etc/machine-id");
     assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
-    let mounts = ssh_ok(&vm, &m, "findmnt -no OPTIONS /; findmnt -no FSTYPE /dev/shm");
+    let mounts = ssh_ok(
+        &vm,
+        &m,
+        "findmnt -no OPTIONS /; findmnt -no FSTYPE /dev/shm",
+    );
     assert!(mounts.starts_with("rw,"), "{mounts}");
     assert!(mounts.contains("tmpfs"), "{mounts}");
     poweroff_over_ssh(&mut vm, &m);
