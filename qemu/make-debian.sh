@@ -18,11 +18,16 @@
 # Usage: qemu/make-debian.sh --base-only           (prints the cached tarball's path)
 #        qemu/make-debian.sh --out IMG --bin DIR --authorized-key FILE
 #                            [--cards DIR] [--kernel-dir DIR] [--label L] [--size 1G]
-#                            [--hostname NAME]
+#                            [--hostname NAME] [--systemd]
 #   --bin DIR            static arje-init and shuma (scripts/build-static.sh's output)
 #   --authorized-key F   an ssh public key, root's only authorized key
 #   --cards DIR          the host's cards (default qemu/debian/cards)
 #   --kernel-dir DIR     the kernel tree of qemu/fetch-kernel.sh (default: fetched)
+#   --systemd            also install systemd (+ udev, kmod) and configure it to do the
+#                        same job (systemd-networkd for the address, a unit for
+#                        `ssh-keygen -A`), for booting the same machine with
+#                        init=/lib/systemd/systemd as a comparison (qemu/bench-debian.sh);
+#                        a base of its own in the cache
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,7 +38,7 @@ variant=minbase
 packages=(openssh-server nginx-light cron iproute2 procps netbase)
 
 out="" bin="" key="" cards="$root/qemu/debian/cards" kernel_dir="" label="arje-debian"
-size="1G" hostname="arje-debian" base_only=0
+size="1G" hostname="arje-debian" base_only=0 with_systemd=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -45,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     --size) size="$2"; shift 2 ;;
     --hostname) hostname="$2"; shift 2 ;;
     --base-only) base_only=1; shift ;;
+    --systemd) with_systemd=1; shift ;;
     *) echo "qemu/make-debian.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +60,9 @@ if [[ "$base_only" == 0 && ( -z "$out" || -z "$bin" || -z "$key" ) ]]; then
 fi
 
 log() { echo "make-debian: $*" >&2; }
+# The comparison image: systemd as Debian installs it, udev to find the root by its
+# label and load the NIC's driver, kmod for udev's module loading.
+[[ "$with_systemd" == 0 ]] || packages+=(systemd udev kmod)
 
 # The first mirror apt is configured with for $suite's main component: deb822 .sources
 # files (URIs/Suites fields) or one-line sources.list entries.
@@ -154,6 +163,19 @@ install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"
 # The NIC's driver: the root's arje-init loads /etc/arje/modules.order after the switch
 # (the initramfs already loaded virtio and ext4: those lines are EEXIST, which is fine).
 "$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net
+
+if [[ "$with_systemd" == 1 ]]; then
+    # udev loads modules by alias through modules.dep: make it for what is there.
+    depmod -b "$stage" "$(cat "$kernel_dir/version")"
+    mkdir -p "$stage/etc/systemd/network"
+    printf '[Match]\nName=eth0\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
+        >"$stage/etc/systemd/network/10-eth0.network"
+    # Debian's ssh.service does not make host keys (its postinst does); the image has none.
+    printf '%s\n' '[Unit]' 'Description=ssh host keys (ssh-keygen -A)' 'Before=ssh.service' '' \
+        '[Service]' 'Type=oneshot' 'ExecStart=/usr/bin/ssh-keygen -A' '' \
+        '[Install]' 'WantedBy=multi-user.target' >"$stage/etc/systemd/system/ssh-keygen.service"
+    systemctl --root="$stage" enable systemd-networkd.service ssh-keygen.service >&2
+fi
 
 echo "$hostname" >"$stage/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
