@@ -306,6 +306,7 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     assert_mounted_clean(&vm, &m);
     let machine_id = ssh_ok(&vm, &m, "cat /etc/machine-id");
     assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
+    let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     let mounts = ssh_ok(
         &vm,
         &m,
@@ -319,6 +320,10 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     // Boot 2: the same machine comes up again, with the identity made by boot 1.
     let mut vm = boot_until_serving("debian-boot2", &m);
     assert_eq!(ssh_ok(&vm, &m, "cat /etc/machine-id"), machine_id);
+    assert_eq!(
+        ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub"),
+        host_key
+    );
     assert_mounted_clean(&vm, &m);
     let ps = ssh_ok(&vm, &m, "shuma ps");
     for name in ["sshd", "nginx", "cron"] {
