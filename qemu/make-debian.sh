@@ -165,10 +165,11 @@ install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"
 "$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net
 
 if [[ "$with_systemd" == 1 ]]; then
-    # udev loads modules by alias through modules.dep: make it for what is there.
+    # udev loads modules by alias through modules.dep: make it for what is there. udev
+    # also renames eth0 by its slot (ens3), hence the two names in the .network file.
     depmod -b "$stage" "$(cat "$kernel_dir/version")"
     mkdir -p "$stage/etc/systemd/network"
-    printf '[Match]\nName=eth0\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
+    printf '[Match]\nName=eth0 en*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
         >"$stage/etc/systemd/network/10-eth0.network"
     # Debian's ssh.service does not make host keys (its postinst does); the image has none.
     printf '%s\n' '[Unit]' 'Description=ssh host keys (ssh-keygen -A)' 'Before=ssh.service' '' \
