@@ -9,8 +9,11 @@
 # address from systemd-networkd), booted with init=/lib/systemd/systemd. The first
 # boot of each image makes its ssh host keys; the later ones are warm.
 #
-# Timing is from outside, the same way for both inits: curl and ssh are tried every
-# 100 ms through QEMU's forwarded ports (a refused connection comes back at once).
+# Timing is from outside, the same way for both inits, through QEMU's forwarded ports:
+# every 100 ms, a GET with curl (bounded at 1 s) until one answers 200, and a read of
+# sshd's "SSH-" banner (bounded at 1 s) until one comes; then one ssh login, whose end is
+# the ssh figure. A refused connection fails at once; one made before the guest's
+# network is up waits for its bound, so a figure may be late by up to a second.
 #
 # Usage: qemu/bench-debian.sh [--boots N] [--only arje|systemd]   (default 3 boots each)
 set -euo pipefail
@@ -54,22 +57,27 @@ boot_once() {
         -kernel "$kernel" -initrd "$initramfs" -drive "file=$img,format=raw,if=virtio" \
         -append "console=ttyS0 quiet panic=-1 no_timer_check $append" </dev/null &
     local qemu=$!
-    while [[ -z "$t_http" || -z "$t_ssh" ]]; do
+    local banner=""
+    while [[ -z "$t_http" || -z "$banner" ]]; do
         if ((SECONDS > deadline)) || ! kill -0 "$qemu" 2>/dev/null; then
             kill "$qemu" 2>/dev/null || true
-            log "$init boot $n: not serving (http ${t_http:-no}, ssh ${t_ssh:-no}); console: $console"
+            log "$init boot $n: not serving (http ${t_http:-no}, ssh ${banner:-no}); console: $console"
             tail -n 20 "$console" >&2
             exit 1
         fi
         if [[ -z "$t_http" ]] &&
-            [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$http_port/" || true)" == 200 ]]; then
+            [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$http_port/" || true)" == 200 ]]; then
             t_http="$(since "$t0")"
         fi
-        if [[ -z "$t_ssh" ]] && "${ssh_[@]}" true 2>/dev/null; then
-            t_ssh="$(since "$t0")"
+        if [[ -z "$banner" ]] &&
+            timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -c 4 <&3' _ "$ssh_port" 2>/dev/null |
+            grep -q '^SSH-'; then
+            banner="$(since "$t0")"
         fi
         sleep 0.1
     done
+    "${ssh_[@]}" true || { log "$init boot $n: ssh login failed; console: $console"; exit 1; }
+    t_ssh="$(since "$t0")"
     local rss
     rss="$("${ssh_[@]}" "awk '/^VmRSS/{print \$2}' /proc/1/status")"
     local t1

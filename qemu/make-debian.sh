@@ -183,6 +183,9 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-lo
     "$hostname" >"$stage/etc/hosts"
 # QEMU's user-mode network: the guest is 10.0.2.15, the gateway 10.0.2.2, DNS 10.0.2.3.
 echo "nameserver 10.0.2.3" >"$stage/etc/resolv.conf"
+# PAM's pam_env reads it at every ssh login (and logs an error without it); C.UTF-8 is
+# built into glibc, no locales package needed.
+echo "LANG=C.UTF-8" >"$stage/etc/default/locale"
 cat >"$stage/etc/fstab" <<EOF
 # <file system>  <mount point>  <type>  <options>  <dump>  <pass>
 LABEL=$label     /              ext4    errors=remount-ro  0  1
