@@ -154,11 +154,13 @@ fn http_get(m: &Machine) -> std::io::Result<String> {
     Ok(answer)
 }
 
-/// Boots the machine and waits until arje says sshd and nginx are ready (each card's
-/// `ready` probe has connected to its port inside the guest). Prints the figures.
+/// Boots the machine; once arje says nginx is ready (its card's probe connected to port
+/// 80 inside the guest) GETs / from the host, once it says sshd is ready (READY=1) logs
+/// in. Prints the time of each from QEMU's start.
 fn boot_until_serving(name: &str, m: &Machine) -> Vm {
     let mut vm = boot(name, m);
-    seen_or_wait(&mut vm, "ssh/sshd ready");
+    // nginx first: on a first boot sshd waits for `ssh-keygen -A`, and each figure
+    // should say when its own service answered.
     seen_or_wait(&mut vm, "www/nginx ready");
     let answer = http_get(m).unwrap_or_else(|e| {
         panic!(
@@ -176,6 +178,7 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
         "{name}: nginx answered {answer:?}"
     );
     assert!(answer.contains("Welcome to nginx"), "{name}: {answer:?}");
+    seen_or_wait(&mut vm, "ssh/sshd ready");
     let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
     eprintln!(
         "figure: {name}: ssh login done at {:.1}s after QEMU started",
