@@ -90,7 +90,7 @@ mirror_from_apt() {
             "${lists[@]}"
 }
 
-cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/arje"
+cache_dir="${XDG_CACHE_HOME:-${HOME:?neither XDG_CACHE_HOME nor HOME is set}/.cache}/arje"
 hash="$(printf '%s\n' "$suite" "$variant" "${packages[@]}" | sha256sum | cut -c1-12)"
 base="$cache_dir/debian-$suite-$hash.tar"
 
