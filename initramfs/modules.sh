@@ -3,17 +3,20 @@
 # /etc/arje/modules.order: one guest path per line, every module after the modules in its
 # `depends=` (read with `modinfo -F depends`, since Debian's package ships no modules.dep).
 #
-# Usage: initramfs/modules.sh KERNEL_DIR STAGE_DIR
+# Usage: initramfs/modules.sh KERNEL_DIR STAGE_DIR [MODULE...]
 #
-# Roots: virtio_pci (the PCI transport), virtio_blk (the disk), ext4, and crc32c_generic:
+# The roots are the MODULEs given (a Debian root's NIC driver: virtio_net), else the
+# state disk's: virtio_pci (the PCI transport), virtio_blk (the disk), ext4, and crc32c_generic:
 # ext4 asks the crypto API for "crc32c" at mount time, which would otherwise need a
 # modprobe helper the guest does not have. libcrc32c is listed for the same reason.
 set -euo pipefail
 
 kernel_dir="$1" stage="$2"
+shift 2
 version="$(cat "$kernel_dir/version")"
 tree="$kernel_dir/lib/modules/$version"
 roots=(virtio_pci virtio_blk crc32c_generic libcrc32c ext4)
+[[ $# -eq 0 ]] || roots=("$@")
 
 log() { echo "initramfs/modules: $*" >&2; }
 

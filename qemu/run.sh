@@ -9,6 +9,8 @@
 #   --make-disk SIZE     create IMG first as an empty ext4 filesystem if it does not exist
 #   --timeout SECS       kill the guest after SECS (default 120; 0 = none)
 #   --log FILE           serial console copy (default build/vm-logs/run.log)
+#   --nic SPEC           QEMU's -nic value (default none), e.g. for a Debian root:
+#                        user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22
 #   --allow-reboot       let a guest reboot (default: -no-reboot, a reboot ends QEMU)
 #   --interactive        the terminal's input goes to the guest console (Ctrl-A X quits)
 #
@@ -18,7 +20,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 initramfs="" kernel="" append="" disk="" make_disk="" timeout_s=120
-log_file="$root/build/vm-logs/run.log" no_reboot=(-no-reboot) interactive=0 extra=()
+log_file="$root/build/vm-logs/run.log" nic=none no_reboot=(-no-reboot) interactive=0 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --initramfs) initramfs="$2"; shift 2 ;;
@@ -28,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     --make-disk) make_disk="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --log) log_file="$2"; shift 2 ;;
+    --nic) nic="$2"; shift 2 ;;
     --allow-reboot) no_reboot=(); shift ;;
     --interactive) interactive=1; shift ;;
     --) shift; extra=("$@"); break ;;
@@ -51,7 +54,7 @@ mkdir -p "$(dirname "$log_file")"
 cmd=(qemu-system-x86_64 -accel "${ARJE_ACCEL:-tcg}" -m "${ARJE_MEM:-512M}" -smp 1
     -kernel "$kernel" -initrd "$initramfs"
     -append "console=ttyS0 quiet panic=-1 no_timer_check $append"
-    -nographic -nic none "${no_reboot[@]}" "${drive[@]}" "${extra[@]}")
+    -nographic -nic "$nic" "${no_reboot[@]}" "${drive[@]}" "${extra[@]}")
 
 start=$(date +%s.%N)
 # The guest's output is read line by line so that a halt, which leaves QEMU running with

@@ -21,6 +21,10 @@ declare -A want=(
     [systemd]=/usr/bin/systemd-notify
     [dbus-daemon]=/usr/bin/dbus-daemon
     [python3]=/usr/bin/python3
+    # A Debian root for the boot test of a whole machine (issue 11, qemu/make-debian.sh),
+    # and the ssh client that logs in to it.
+    [debootstrap]=/usr/sbin/debootstrap
+    [openssh-client]=/usr/bin/ssh-keygen
 )
 missing=()
 for pkg in "${!want[@]}"; do

@@ -49,6 +49,9 @@ pub struct VmOpts {
     pub allow_reboot: bool,
     /// Bound on the whole boot, from QEMU's start to its end.
     pub timeout: Duration,
+    /// QEMU's `-nic` value (e.g. user-mode networking with `hostfwd` rules); `None` is
+    /// `-nic none`.
+    pub nic: Option<String>,
 }
 
 impl VmOpts {
@@ -60,13 +63,14 @@ impl VmOpts {
             disk: None,
             allow_reboot: false,
             timeout: Duration::from_secs(boot_timeout_secs()),
+            nic: None,
         }
     }
 }
 
 /// The per-boot bound: `ARJE_BOOT_TIMEOUT` seconds, default 180 (a TCG boot takes a few
 /// seconds alone, but two parallel guests on two cores under load take longer).
-fn boot_timeout_secs() -> u64 {
+pub fn boot_timeout_secs() -> u64 {
     std::env::var("ARJE_BOOT_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -191,9 +195,9 @@ impl Vm {
         let accel = std::env::var("ARJE_ACCEL").unwrap_or_else(|_| "tcg".to_string());
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", &accel, "-m", "512M", "-smp", "1"])
-            .args([
-                "-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none",
-            ])
+            .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .arg("-nic")
+            .arg(opts.nic.as_deref().unwrap_or("none"))
             .arg("-kernel")
             .arg(&p.kernel)
             .arg("-initrd")

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Builds a Debian 12 (bookworm) root filesystem image for booting with arje as PID 1
+# through arje's initramfs (docs/HOST.md, "A Debian root").
+#
+# Two steps:
+#  1. The base: `debootstrap --variant=minbase` with the packages below, from the Debian
+#     mirror this machine's apt uses (read at run time from /etc/apt/sources.list*, or
+#     ARJE_DEBIAN_MIRROR). It is cached as a tarball outside the clone,
+#     ${XDG_CACHE_HOME:-$HOME/.cache}/arje/debian-bookworm-<hash>.tar, the hash covering
+#     the suite, the variant and the package list: built once per machine, and a fresh
+#     clone (CI) re-uses it.
+#  2. The image: the base unpacked into a staging directory, arje staged into it (the
+#     static arje-init at /usr/sbin/arje-init, shuma at /usr/local/bin/shuma, the
+#     machine-command links in /usr/local/sbin, the host's cards in /etc/arje/cards, the
+#     virtio_net module and /etc/arje/modules.order), the caller's ssh key for root, then
+#     `mkfs.ext4 -d` (no loop mount) into a sparse image.
+#
+# Usage: qemu/make-debian.sh --base-only           (prints the cached tarball's path)
+#        qemu/make-debian.sh --out IMG --bin DIR --authorized-key FILE
+#                            [--cards DIR] [--kernel-dir DIR] [--label L] [--size 1G]
+#                            [--hostname NAME] [--systemd]
+#   --bin DIR            static arje-init and shuma (scripts/build-static.sh's output)
+#   --authorized-key F   an ssh public key, root's only authorized key
+#   --cards DIR          the host's cards (default qemu/debian/cards)
+#   --kernel-dir DIR     the kernel tree of qemu/fetch-kernel.sh (default: fetched)
+#   --systemd            also install systemd (+ udev, kmod) and configure it to do the
+#                        same job (systemd-networkd for the address, a unit for
+#                        `ssh-keygen -A`), for booting the same machine with
+#                        init=/lib/systemd/systemd as a comparison (qemu/bench-debian.sh);
+#                        a base of its own in the cache
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+suite=bookworm
+variant=minbase
+# What the machine runs, beyond minbase (which has e2fsprogs, util-linux, hostname):
+# no ifupdown, no init system: arje's cards bring the network up with iproute2.
+packages=(openssh-server nginx-light cron iproute2 procps netbase)
+
+out="" bin="" key="" cards="$root/qemu/debian/cards" kernel_dir="" label="arje-debian"
+size="1G" hostname="arje-debian" base_only=0 with_systemd=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --bin) bin="$2"; shift 2 ;;
+    --authorized-key) key="$2"; shift 2 ;;
+    --cards) cards="$2"; shift 2 ;;
+    --kernel-dir) kernel_dir="$2"; shift 2 ;;
+    --label) label="$2"; shift 2 ;;
+    --size) size="$2"; shift 2 ;;
+    --hostname) hostname="$2"; shift 2 ;;
+    --base-only) base_only=1; shift ;;
+    --systemd) with_systemd=1; shift ;;
+    *) echo "qemu/make-debian.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+if [[ "$base_only" == 0 && ( -z "$out" || -z "$bin" || -z "$key" ) ]]; then
+    echo "usage: $0 --out IMG --bin DIR --authorized-key FILE [options] | --base-only" >&2
+    exit 2
+fi
+
+log() { echo "make-debian: $*" >&2; }
+# The comparison image: systemd as Debian installs it, udev to find the root by its
+# label and load the NIC's driver, kmod for udev's module loading.
+[[ "$with_systemd" == 0 ]] || packages+=(systemd udev kmod)
+
+# The first mirror apt is configured with for $suite's main component: deb822 .sources
+# files (URIs/Suites fields) or one-line sources.list entries.
+mirror_from_apt() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -f "$f" ]] || continue
+        awk -v suite="$suite" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                uri = ""; ok = 0; deb = 0
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); uri = a[2] }
+                    if ($i ~ /^Suites:/ && (" " $i " ") ~ (" " suite " ")) ok = 1
+                    if ($i ~ /^Types:/ && $i ~ /(^|[ \t])deb([ \t]|$)/) deb = 1
+                }
+                if (uri != "" && ok && deb) { print uri; exit }
+            }' "$f"
+    done
+    local lists=()
+    [[ ! -f /etc/apt/sources.list ]] || lists+=(/etc/apt/sources.list)
+    for f in /etc/apt/sources.list.d/*.list; do [[ -f "$f" ]] && lists+=("$f"); done
+    [[ ${#lists[@]} -eq 0 ]] ||
+        sed -nE "s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+$suite[[:space:]].*/\2/p" \
+            "${lists[@]}"
+}
+
+cache_dir="${XDG_CACHE_HOME:-${HOME:?neither XDG_CACHE_HOME nor HOME is set}/.cache}/arje"
+hash="$(printf '%s\n' "$suite" "$variant" "${packages[@]}" | sha256sum | cut -c1-12)"
+base="$cache_dir/debian-$suite-$hash.tar"
+
+build_base() {
+    command -v debootstrap >/dev/null || {
+        log "debootstrap is missing: run scripts/setup.sh"
+        exit 1
+    }
+    local mirror="${ARJE_DEBIAN_MIRROR:-}"
+    [[ -n "$mirror" ]] || mirror="$(mirror_from_apt | head -n1)"
+    [[ -n "$mirror" ]] || { log "no $suite mirror in apt's sources; set ARJE_DEBIAN_MIRROR"; exit 1; }
+    local work
+    work="$(mktemp -d "$cache_dir/debootstrap.XXXXXX")"
+    # debootstrap mounts proc and sys inside the target; a failure can leave them there,
+    # so they are unmounted before anything is deleted, and rm never leaves this file
+    # system.
+    trap 'umount -R "'"$work"'/target/proc" "'"$work"'/target/sys" 2>/dev/null || true; rm -rf --one-file-system "'"$work"'"' EXIT
+    log "debootstrap $suite ($variant + ${packages[*]}); cached as $base"
+    local t0=$SECONDS
+    local inc
+    inc="$(IFS=,; echo "${packages[*]}")"
+    debootstrap --variant="$variant" --include="$inc" "$suite" "$work/target" "$mirror" \
+        >"$work/debootstrap.log" 2>&1 || {
+        tail -n 30 "$work/debootstrap.log" >&2
+        log "debootstrap failed (log above)"
+        exit 1
+    }
+    # What the image need not carry: downloaded packages and the package lists.
+    rm -rf "$work"/target/var/cache/apt/archives/*.deb "$work"/target/var/lib/apt/lists/*
+    tar --numeric-owner --xattrs --xattrs-include='*' -C "$work/target" -cf "$base.tmp" .
+    mv "$base.tmp" "$base"
+    log "base built in $((SECONDS - t0)) s: $(du -h "$base" | cut -f1)"
+}
+
+mkdir -p "$cache_dir"
+# Two builds at once (two test processes, two clones) wait for each other here.
+exec 9>"$cache_dir/debian.lock"
+flock 9
+[[ -f "$base" ]] || build_base
+flock -u 9
+if [[ "$base_only" == 1 ]]; then
+    echo "$base"
+    exit 0
+fi
+
+[[ -n "$kernel_dir" ]] || kernel_dir="$("$root/qemu/fetch-kernel.sh")"
+stage="$(mktemp -d "${TMPDIR:-/tmp}/arje-debian.XXXXXX")"
+trap 'rm -rf --one-file-system "'"$stage"'"' EXIT
+tar --numeric-owner --xattrs --xattrs-include='*' -C "$stage" -xpf "$base"
+
+# /dev, /proc, /sys and /run are mount points: the initramfs moves its mounts onto them.
+rm -rf --one-file-system "${stage:?}"/dev/* "${stage:?}"/run/*
+# Per-machine identity is made on the machine's first boot by the cards: ssh host keys
+# (ssh-keygen -A) and the machine id. The base has whatever debootstrap's postinst
+# scripts left; they must not be shared by every image.
+rm -f "$stage"/etc/ssh/ssh_host_*
+: >"$stage/etc/machine-id"
+
+install -m 0755 "$bin/arje-init" "$stage/usr/sbin/arje-init"
+install -m 0755 "$bin/shuma" "$stage/usr/local/bin/shuma"
+# docs/HOST.md, "The machine's own commands": ahead of the distribution's in PATH.
+for n in poweroff reboot halt shutdown telinit; do
+    ln -sf /usr/sbin/arje-init "$stage/usr/local/sbin/$n"
+done
+mkdir -p "$stage/etc/arje/cards"
+install -m 0644 "$cards"/*.toml "$stage/etc/arje/cards/"
+# The network card's `ip -batch` file.
+install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"
+
+# The NIC's driver: the root's arje-init loads /etc/arje/modules.order after the switch
+# (the initramfs already loaded virtio and ext4: those lines are EEXIST, which is fine).
+"$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net
+
+if [[ "$with_systemd" == 1 ]]; then
+    # udev loads modules by alias through modules.dep: make it for what is there. udev
+    # also renames eth0 by its slot (ens3), hence the two names in the .network file.
+    depmod -b "$stage" "$(cat "$kernel_dir/version")"
+    mkdir -p "$stage/etc/systemd/network"
+    printf '[Match]\nName=eth0 en*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
+        >"$stage/etc/systemd/network/10-eth0.network"
+    # Debian's ssh.service does not make host keys (its postinst does); the image has none.
+    printf '%s\n' '[Unit]' 'Description=ssh host keys (ssh-keygen -A)' 'Before=ssh.service' '' \
+        '[Service]' 'Type=oneshot' 'ExecStart=/usr/bin/ssh-keygen -A' '' \
+        '[Install]' 'WantedBy=multi-user.target' >"$stage/etc/systemd/system/ssh-keygen.service"
+    systemctl --root="$stage" enable systemd-networkd.service ssh-keygen.service >&2
+fi
+
+echo "$hostname" >"$stage/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+    "$hostname" >"$stage/etc/hosts"
+# QEMU's user-mode network: the guest is 10.0.2.15, the gateway 10.0.2.2, DNS 10.0.2.3.
+echo "nameserver 10.0.2.3" >"$stage/etc/resolv.conf"
+# PAM's pam_env reads it at every ssh login (and logs an error without it); C.UTF-8 is
+# built into glibc, no locales package needed.
+echo "LANG=C.UTF-8" >"$stage/etc/default/locale"
+cat >"$stage/etc/fstab" <<EOF
+# <file system>  <mount point>  <type>  <options>  <dump>  <pass>
+LABEL=$label     /              ext4    errors=remount-ro  0  1
+tmpfs            /dev/shm       tmpfs   nosuid,nodev,mode=1777,X-mount.mkdir  0  0
+EOF
+install -d -m 0700 "$stage/root/.ssh"
+install -m 0600 "$key" "$stage/root/.ssh/authorized_keys"
+
+rm -f "$out"
+truncate -s "$size" "$out"
+mkfs.ext4 -q -F -L "$label" -E root_owner=0:0 -d "$stage" "$out" >&2
+log "wrote $out ($size sparse, LABEL=$label, $(du -sh --apparent-size "$stage" | cut -f1) of files)"
