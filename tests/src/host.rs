@@ -332,10 +332,9 @@ impl Daemon {
         seen
     }
 
-    /// Follow a command's stdout until `needle` appears in it (the daemon pushes output
-    /// as it reads it: an event, not a poll).
-    /// Follow a command's stdout until it has printed `n` lines; return them.
-    pub fn wait_lines(&self, workspace: &str, command: &str, n: usize) -> Vec<String> {
+    /// Follow a command's stdout (the daemon pushes output as it reads it: an event,
+    /// not a poll) until `done` says what came is enough; return it.
+    fn follow_stdout(&self, workspace: &str, command: &str, done: impl Fn(&str) -> bool) -> String {
         let mut c = self.client();
         c.send(&Request::Logs {
             workspace: workspace.into(),
@@ -344,30 +343,28 @@ impl Daemon {
             follow: true,
         });
         let mut text = String::new();
-        while text.matches('\n').count() < n {
+        while !done(&text) {
             match c.recv() {
                 Some(Response::Log { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
-                other => panic!("unexpected {other:?} while waiting for {n} lines in {text:?}"),
+                other => {
+                    panic!("unexpected {other:?} while following {workspace}/{command}: {text:?}")
+                }
             }
         }
-        text.lines().map(str::to_owned).collect()
+        text
     }
 
+    /// Follow a command's stdout until it has printed `n` lines; return them.
+    pub fn wait_lines(&self, workspace: &str, command: &str, n: usize) -> Vec<String> {
+        self.follow_stdout(workspace, command, |t| t.matches('\n').count() >= n)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Follow a command's stdout until `needle` appears in it.
     pub fn wait_output(&self, workspace: &str, command: &str, needle: &str) {
-        let mut c = self.client();
-        c.send(&Request::Logs {
-            workspace: workspace.into(),
-            command: command.into(),
-            stream: shuma_card::protocol::Stream::Stdout,
-            follow: true,
-        });
-        let mut text = String::new();
-        while !text.contains(needle) {
-            match c.recv() {
-                Some(Response::Log { data, .. }) => text.push_str(&String::from_utf8_lossy(&data)),
-                other => panic!("unexpected {other:?} while waiting for {needle:?} in {text:?}"),
-            }
-        }
+        self.follow_stdout(workspace, command, |t| t.contains(needle));
     }
 
     /// Wait for it to exit (a test sent the signal): returns the exit code.

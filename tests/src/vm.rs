@@ -395,6 +395,40 @@ pub fn make_ext4_image(path: &Path, size_mb: u64) {
     assert!(st.success(), "mkfs.ext4 {} failed: {st}", path.display());
 }
 
+/// `e2fsck FLAGS IMG`: whether it exited 0, and what it printed.
+pub fn e2fsck(flags: &str, disk: &Path) -> (bool, String) {
+    let out = Command::new("e2fsck")
+        .arg(flags)
+        .arg(disk)
+        .output()
+        .expect("run e2fsck");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `e2fsck -n` (the clean flag) and `e2fsck -fn` (a full read-only check) on the image:
+/// both exit 0, neither has a journal to replay, and `-n` says clean.
+pub fn assert_fsck_clean(disk: &Path, after: &str) {
+    for flags in ["-n", "-fn"] {
+        let (ok, text) = e2fsck(flags, disk);
+        eprintln!("figure: e2fsck {flags} after {after}: {}", text.trim());
+        assert!(ok, "e2fsck {flags} after {after} failed:\n{text}");
+        // `e2fsck -n` prints "clean" and exits 0 even for a journal that needs replaying
+        // (it skips the replay, with a warning): the warning is the tell.
+        assert!(
+            !text.contains("journal recovery"),
+            "journal needs recovery after {after}: {text}"
+        );
+        if flags == "-n" {
+            assert!(text.contains(": clean,"), "not clean after {after}: {text}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

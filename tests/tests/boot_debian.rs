@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use arje_tests::vm::{boot_timeout_secs, prepare, repo_root, End, Vm, VmOpts};
+use arje_tests::vm::{assert_fsck_clean, boot_timeout_secs, prepare, repo_root, End, Vm, VmOpts};
 
 const LABEL: &str = "arje-debian";
 const HOSTNAME: &str = "arje-debian";
@@ -208,36 +208,6 @@ fn poweroff_over_ssh(vm: &mut Vm, m: &Machine) {
         vm.tail(60)
     );
     assert_fsck_clean(&m.disk, vm.name());
-}
-
-/// `e2fsck -n` says clean and `e2fsck -fn` exits 0, neither with a journal to replay
-/// (`e2fsck -n` says "clean" and exits 0 even then: the warning about the skipped
-/// recovery is the tell, as in boot_root.rs).
-fn assert_fsck_clean(disk: &Path, after: &str) {
-    for flags in ["-n", "-fn"] {
-        let out = Command::new("e2fsck")
-            .arg(flags)
-            .arg(disk)
-            .output()
-            .expect("run e2fsck");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("figure: e2fsck {flags} after {after}: {}", text.trim());
-        assert!(
-            out.status.success(),
-            "e2fsck {flags} after {after}:\n{text}"
-        );
-        assert!(
-            !text.contains("journal recovery"),
-            "journal needs recovery after {after}: {text}"
-        );
-        if flags == "-n" {
-            assert!(text.contains(": clean,"), "not clean after {after}: {text}");
-        }
-    }
 }
 
 /// The kernel's messages about vda that say the last shutdown left the root dirty.

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arje_tests::vm::{number_after, prepare, repo_root, End, Vm, VmOpts};
+use arje_tests::vm::{
+    assert_fsck_clean, e2fsck, number_after, prepare, repo_root, End, Vm, VmOpts,
+};
 
 const LABEL: &str = "arje-root";
 const UUID: &str = "5f1c2b3a-9d8e-4f70-a1b2-c3d4e5f60718";
@@ -119,39 +121,6 @@ fn dirty_kmsg(vm: &Vm) -> Vec<String> {
             l.contains("recover") || l.contains("orphan")
         })
         .collect()
-}
-
-/// `e2fsck FLAGS IMG`: whether it exited 0, and what it printed.
-fn e2fsck(flags: &str, disk: &Path) -> (bool, String) {
-    let out = Command::new("e2fsck")
-        .arg(flags)
-        .arg(disk)
-        .output()
-        .expect("run e2fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// `e2fsck -n` (the clean flag) and `e2fsck -fn` (a full read-only check) on the image.
-fn assert_fsck_clean(disk: &Path, after: &str) {
-    for flags in ["-n", "-fn"] {
-        let (ok, text) = e2fsck(flags, disk);
-        eprintln!("figure: e2fsck {flags} after {after}: {}", text.trim());
-        assert!(ok, "e2fsck {flags} after {after} failed:\n{text}");
-        // `e2fsck -n` prints "clean" and exits 0 even for a journal that needs replaying
-        // (it skips the replay, with a warning): the warning is the tell.
-        assert!(
-            !text.contains("journal recovery"),
-            "journal needs recovery after {after}: {text}"
-        );
-        if flags == "-n" {
-            assert!(text.contains(": clean,"), "not clean after {after}: {text}");
-        }
-    }
 }
 
 #[test]

@@ -350,20 +350,34 @@ exit($? >> 8);
     ))
 }
 
-#[test]
-fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
+/// Run [`group_program`] for `sig` under arje with `flags` at `place`, wait for both
+/// processes to be ready, send `signal` to arje; the exit code and the lines printed
+/// after the readiness lines, sorted.
+fn group_case(
+    place: Place,
+    flags: &[&str],
+    sig: &str,
+    term_grandchild: bool,
+    signal: i32,
+) -> (i32, Vec<String>, String) {
     // Arrange
-    let mut e = run(Place::Pid1, &["-g"], &group_program("USR1", false));
+    let mut e = run(place, flags, &group_program(sig, term_grandchild));
     let mut ready = vec![e.line(), e.line()];
     ready.sort();
     assert_eq!(ready, ["child ready", "grandchild ready"]);
 
     // Act
-    e.signal(libc::SIGUSR1);
+    e.signal(signal);
     let (code, mut lines, log) = e.finish();
+    lines.sort();
+    (code, lines, log)
+}
+
+#[test]
+fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
+    let (code, lines, log) = group_case(Place::Pid1, &["-g"], "USR1", false, libc::SIGUSR1);
 
     // Assert: both got it, and PROGRAM's status is the grandchild's 7.
-    lines.sort();
     assert_eq!(
         lines,
         ["child got USR1", "grandchild got USR1"],
@@ -374,17 +388,9 @@ fn test_entrypoint_forward_to_group_grandchild_gets_signal() {
 
 #[test]
 fn test_entrypoint_without_g_only_child_gets_signal() {
-    // Arrange
-    let mut e = run(Place::Pid1, &[], &group_program("USR1", true));
-    e.line();
-    e.line();
-
-    // Act
-    e.signal(libc::SIGUSR1);
-    let (code, mut lines, log) = e.finish();
+    let (code, lines, log) = group_case(Place::Pid1, &[], "USR1", true, libc::SIGUSR1);
 
     // Assert: the grandchild heard only PROGRAM's SIGTERM.
-    lines.sort();
     assert_eq!(
         lines,
         ["child got USR1", "grandchild got TERM"],
@@ -395,17 +401,9 @@ fn test_entrypoint_without_g_only_child_gets_signal() {
 
 #[test]
 fn test_entrypoint_sigcont_reaches_whole_group_without_g() {
-    // Arrange: as after a job-control stop, which stops every member of the group.
-    let mut e = run(Place::Pid1, &[], &group_program("CONT", false));
-    e.line();
-    e.line();
+    // As after a job-control stop, which stops every member of the group.
+    let (code, lines, log) = group_case(Place::Pid1, &[], "CONT", false, libc::SIGCONT);
 
-    // Act
-    e.signal(libc::SIGCONT);
-    let (code, mut lines, log) = e.finish();
-
-    // Assert
-    lines.sort();
     assert_eq!(
         lines,
         ["child got CONT", "grandchild got CONT"],
@@ -416,21 +414,14 @@ fn test_entrypoint_sigcont_reaches_whole_group_without_g() {
 
 #[test]
 fn test_entrypoint_long_forward_to_group_flag_same_as_g() {
-    // Arrange
-    let mut e = run(
+    let (code, lines, log) = group_case(
         Place::Subreaper,
         &["--forward-to-group"],
-        &group_program("USR1", false),
+        "USR1",
+        false,
+        libc::SIGUSR1,
     );
-    e.line();
-    e.line();
 
-    // Act
-    e.signal(libc::SIGUSR1);
-    let (code, mut lines, log) = e.finish();
-
-    // Assert
-    lines.sort();
     assert_eq!(
         lines,
         ["child got USR1", "grandchild got USR1"],

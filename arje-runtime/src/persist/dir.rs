@@ -214,7 +214,13 @@ impl StateDir {
     /// `openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0600)`, refusing anything but a
     /// regular file: a file kept across runs (the lock).
     pub fn open_or_create(&self, name: &str) -> io::Result<File> {
-        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        self.open_regular(name, OFlags::RDWR)
+    }
+
+    /// `openat(dir, name, access | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)`, refusing
+    /// anything but a regular file.
+    fn open_regular(&self, name: &str, access: OFlags) -> io::Result<File> {
+        let flags = access | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(FILE_MODE))?;
         let st = rustix::fs::fstat(&fd)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
@@ -229,21 +235,7 @@ impl StateDir {
     /// `openat(dir, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0600)`, refusing
     /// anything but a regular file: a log appended to across runs (the event log).
     pub fn open_append(&self, name: &str) -> io::Result<File> {
-        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name,
-            flags | OFlags::CLOEXEC,
-            Mode::from_raw_mode(FILE_MODE),
-        )?;
-        let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a regular file",
-            ));
-        }
-        Ok(File::from(fd))
+        self.open_regular(name, OFlags::WRONLY | OFlags::APPEND)
     }
 
     /// A second handle on the same directory (its fd duplicated), for another thread.

@@ -107,6 +107,16 @@ fn spawn_median(spawner: &mut Spawner, quick: &ExecPlan) -> Duration {
     t[t.len() / 2]
 }
 
+/// Medians over `ROUNDS` of each spawner's median spawn+exit+reap, the two taking turns.
+fn interleaved_medians(cp: &mut Spawner, sh: &mut Spawner, quick: &ExecPlan) -> (f64, f64) {
+    let (mut copied, mut shared) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        copied.push(us(spawn_median(cp, quick)));
+        shared.push(us(spawn_median(sh, quick)));
+    }
+    (median(copied), median(shared))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -160,17 +170,7 @@ fn main() {
         );
         return;
     }
-    let idle_copy = {
-        let mut t = Vec::new();
-        for _ in 0..ROUNDS {
-            t.push(us(spawn_median(&mut cp, &quick)));
-            t.push(us(spawn_median(&mut sh, &quick)));
-        }
-        t
-    };
-    let copied: Vec<f64> = idle_copy.iter().step_by(2).copied().collect();
-    let shared: Vec<f64> = idle_copy.iter().skip(1).step_by(2).copied().collect();
-    let (c, s) = (median(copied), median(shared));
+    let (c, s) = interleaved_medians(&mut cp, &mut sh, &quick);
     println!("table copied at clone (before):  median {c:>8.1} us");
     println!("shared, unshared to the slots:   median {s:>8.1} us");
     println!("after / before = {:.2}", s / c);
@@ -180,16 +180,6 @@ fn main() {
     for h in holders {
         nix_wait(h.pid);
     }
-    let mut t = Vec::new();
-    for _ in 0..ROUNDS {
-        t.push(us(spawn_median(&mut cp, &quick)));
-        t.push(us(spawn_median(&mut sh, &quick)));
-    }
-    let copied: Vec<f64> = t.iter().step_by(2).copied().collect();
-    let shared: Vec<f64> = t.iter().skip(1).step_by(2).copied().collect();
-    println!(
-        "with 0 live: copied median {:.1} us, shared median {:.1} us",
-        median(copied),
-        median(shared)
-    );
+    let (c, s) = interleaved_medians(&mut cp, &mut sh, &quick);
+    println!("with 0 live: copied median {c:.1} us, shared median {s:.1} us");
 }
