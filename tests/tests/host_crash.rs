@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use arje_tests::faults::KillAtReply;
-use arje_tests::host::{err, out, Daemon};
+use arje_tests::host::{err, Daemon};
 use shuma_card::protocol::{Request, Response};
 use shuma_card::{CommandKind, CommandSpec, EventKind, WorkspaceSpec};
 
@@ -124,6 +124,17 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
+/// The `n` pids the service `svc` of workspace `ws` prints as `pid=N` lines.
+fn printed_pids(d: &Daemon, ws: &str, n: usize) -> Vec<i32> {
+    let lines = d.wait_lines(ws, "svc", n);
+    let pids: Vec<i32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("pid=")?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), n, "{n} pids in {lines:?}");
+    pids
+}
+
 /// A service whose shell starts a sleep that leaves the service's process group (perl's
 /// setpgrp, as a shell with job control does) but stays in its session, and whose own
 /// parent then exits, so the sleep is reparented to arje; the service itself then waits.
@@ -141,13 +152,9 @@ argv = ["/bin/sh", "-c", "(/usr/bin/perl -e 'setpgrp(0, 0); exec qw(/bin/sleep 3
 fn test_ws_stop_without_cgroups_returns_after_the_double_forked_daemon_is_gone() {
     // Arrange
     let d = Daemon::start_with(&[("forks.toml", DOUBLE_FORKING)], &[]);
-    d.wait_output("forks", "svc", "\n");
-    let logs = out(&d.shuma(&["logs", "forks", "svc"]));
-    let grandchild: i32 = logs
-        .trim()
-        .strip_prefix("pid=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a pid in {logs:?}"));
+    let [grandchild] = printed_pids(&d, "forks", 1)[..] else {
+        unreachable!("printed_pids checks the count")
+    };
     assert!(alive(grandchild));
 
     // Act
@@ -182,12 +189,7 @@ fn test_ws_stop_without_cgroups_finds_sleeps_handed_to_arje_while_it_walks() {
     for round in 0..3 {
         // Arrange
         let d = Daemon::start_with(&[("many.toml", MANY_DOUBLE_FORKS)], &[]);
-        let pids: Vec<i32> = d
-            .wait_lines("many", "svc", 24)
-            .iter()
-            .filter_map(|l| l.strip_prefix("pid=")?.parse().ok())
-            .collect();
-        assert_eq!(pids.len(), 24, "{pids:?}");
+        let pids = printed_pids(&d, "many", 24);
 
         // Act
         let stopped = d.shuma(&["ws", "stop", "many"]);
@@ -228,13 +230,9 @@ argv = ["/bin/sh", "-c", "(/usr/bin/setsid /bin/sh -c 'echo pid=$$; exec /bin/sl
 fn test_ws_stop_without_cgroups_warns_naming_a_process_that_left_the_session() {
     // Arrange
     let d = Daemon::start_with(&[("escapes.toml", ESCAPING)], &[]);
-    d.wait_output("escapes", "svc", "\n");
-    let logs = out(&d.shuma(&["logs", "escapes", "svc"]));
-    let escaped: i32 = logs
-        .trim()
-        .strip_prefix("pid=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a pid in {logs:?}"));
+    let [escaped] = printed_pids(&d, "escapes", 1)[..] else {
+        unreachable!("printed_pids checks the count")
+    };
 
     // Act
     let stopped = d.shuma(&["ws", "stop", "escapes"]);
