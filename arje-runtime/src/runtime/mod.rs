@@ -495,21 +495,7 @@ impl Runtime {
         let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let mono_us = mono.tv_sec as u64 * 1_000_000 + mono.tv_nsec as u64 / 1_000;
         let unix_ms = workspaces::unix_ms();
-        // Routine lifecycle at debug: the journal has it, and a console line per
-        // spawn costs more than the spawn's bookkeeping.
-        let routine = matches!(
-            kind,
-            EventKind::CommandStarted { .. }
-                | EventKind::CommandExited {
-                    status: shuma_card::ExitStatus::Code(0),
-                    ..
-                }
-        );
-        if routine {
-            log::debug!("event: {kind}");
-        } else {
-            log::info!("event: {kind}");
-        }
+        log::log!(log_level(&kind), "event: {kind}");
         let ev = self.journal.push(kind, mono_us, unix_ms).clone();
         self.store.mark_dirty();
         for id in self.server.followers(|f| matches!(f, Follow::Events(_))) {
@@ -565,6 +551,27 @@ impl Runtime {
 
     fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+}
+
+/// The level an event is logged at (the console as PID 1). Routine lifecycle at debug:
+/// the journal has it, and a console line per spawn costs more than the spawn's
+/// bookkeeping. So is a syslog message below warning: sshd and PAM write several per
+/// login at info and debug, which would flood a host's serial console.
+pub(crate) fn log_level(kind: &EventKind) -> log::Level {
+    let routine = match kind {
+        EventKind::CommandStarted { .. }
+        | EventKind::CommandExited {
+            status: shuma_card::ExitStatus::Code(0),
+            ..
+        } => true,
+        EventKind::Syslog { severity, .. } => *severity > syslog::CONSOLE_MAX_SEVERITY,
+        _ => false,
+    };
+    if routine {
+        log::Level::Debug
+    } else {
+        log::Level::Info
     }
 }
 

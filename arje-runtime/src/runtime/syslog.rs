@@ -8,9 +8,13 @@
 //! Each message is cut to [`MAX_MESSAGE`] bytes, each turn reads at most [`PER_TURN`],
 //! and a token bucket admits [`BURST`] at once and [`PER_SECOND`] after that; what is
 //! refused is counted and journalled once as a Warning when messages flow again. A flood
-//! still pushes the oldest lifecycle events out of the in-memory journal, but over minutes
-//! (4,096 events at 20 a second), not at once; a journal of its own for syslog is the
-//! next step (docs/SECURITY.md).
+//! still pushes the oldest lifecycle events out of the in-memory ring, but over minutes
+//! (4,096 events at 20 a second), not at once, and they stay in the journal on disk
+//! (docs/STATE.md), which a flood ages at the same pace; a journal of its own for syslog
+//! is still the next step (docs/SECURITY.md).
+//!
+//! On arje's own log (the console as PID 1) a message shows at info only if its severity
+//! is warning or worse ([`CONSOLE_MAX_SEVERITY`]); the rest at debug. All are journalled.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -18,6 +22,11 @@ use std::time::Instant;
 
 use rustix::net::{AddressFamily, RecvFlags, SocketAddrUnix, SocketFlags, SocketType};
 use shuma_card::EventKind;
+
+/// The least severe syslog message arje's log shows at info (RFC 3164: 4 = warning);
+/// notice, info and debug are logged at debug, so a login's PAM lines do not flood the
+/// console.
+pub const CONSOLE_MAX_SEVERITY: u8 = 4;
 
 /// Longest message text kept, in bytes.
 pub const MAX_MESSAGE: usize = 1024;
@@ -160,6 +169,24 @@ fn split_tag(s: &str) -> (&str, Option<i32>, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_console_shows_syslog_at_info_only_from_warning_up() {
+        let msg = |severity| EventKind::Syslog {
+            facility: 10,
+            severity,
+            program: "sshd".into(),
+            pid: Some(1),
+            message: "m".into(),
+        };
+        let level = |sev| crate::runtime::log_level(&msg(sev));
+
+        assert_eq!(level(7), log::Level::Debug, "debug");
+        assert_eq!(level(6), log::Level::Debug, "info");
+        assert_eq!(level(5), log::Level::Debug, "notice");
+        assert_eq!(level(4), log::Level::Info, "warning");
+        assert_eq!(level(2), log::Level::Info, "critical");
+    }
 
     #[test]
     fn test_parse_glibc_format_with_pri_timestamp_tag_and_pid() {
