@@ -31,8 +31,9 @@ pub struct BootParams {
     pub log: log::LevelFilter,
     /// `arje.shutdown_timeout=DUR` (default 10s).
     pub shutdown_timeout: Duration,
-    /// `arje.hostname=NAME` (default "arje").
-    pub hostname: String,
+    /// `arje.hostname=NAME`; without it, the root's `/etc/hostname`, else "arje"
+    /// (`console::hostname`).
+    pub hostname: Option<String>,
     /// `arje.shell=1`: start an emergency-style shell on the console next to the
     /// runtime (default 0). For debugging a boot; the demo uses a console card instead.
     pub shell: bool,
@@ -52,7 +53,7 @@ impl Default for BootParams {
             durable: None,
             log: log::LevelFilter::Info,
             shutdown_timeout: Duration::from_secs(10),
-            hostname: "arje".into(),
+            hostname: None,
             shell: false,
             rejected: Vec::new(),
         }
@@ -76,7 +77,7 @@ impl BootParams {
                 "state_mount" if !value.is_empty() => set(&mut p.state_mount, value.into()),
                 "state_fs" if !value.is_empty() => set(&mut p.state_fs, value.into()),
                 "durable" if !value.is_empty() => set(&mut p.durable, Some(value.into())),
-                "hostname" if !value.is_empty() => set(&mut p.hostname, value.into()),
+                "hostname" if !value.is_empty() => set(&mut p.hostname, Some(value.into())),
                 "state_timeout" => parse_duration(value).map(|d| p.state_timeout = d).is_some(),
                 "shutdown_timeout" => parse_duration(value)
                     .map(|d| p.shutdown_timeout = d)
@@ -139,7 +140,7 @@ mod tests {
         assert_eq!(p.shutdown_timeout, Duration::from_secs(3));
         assert_eq!(p.state_timeout, Duration::from_millis(500));
         assert_eq!(p.durable, Some(PathBuf::from("/d")));
-        assert_eq!(p.hostname, "vm1");
+        assert_eq!(p.hostname.as_deref(), Some("vm1"));
         assert!(p.shell);
         assert!(p.rejected.is_empty(), "{:?}", p.rejected);
     }

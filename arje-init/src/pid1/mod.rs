@@ -69,7 +69,11 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     for word in &params.rejected {
         log::warn!("kernel command line: ignored {word:?} (unknown key or bad value)");
     }
-    console::set_hostname(&params.hostname);
+    let etc_hostname = std::fs::read_to_string("/etc/hostname").ok();
+    console::set_hostname(&console::hostname(
+        params.hostname.as_deref(),
+        etc_hostname.as_deref(),
+    ));
 
     // 4. Modules (the state disk's driver and filesystem), then the state disk.
     let mut durable = params.durable.clone();
