@@ -152,8 +152,15 @@ pub struct Conn {
     pub follow: Follow,
     /// Follow output dropped because this client did not read it.
     pub dropped: u64,
-    /// EPOLLOUT is currently requested.
-    pub want_write: bool,
+    /// What epoll is asked to report for it now.
+    pub interest: crate::runtime::reactor::Interest,
+    /// The peer shut down its writing side (EOF read): no more requests will come, but
+    /// the answers to those it sent are still written (a client that writes its request
+    /// and half-closes, as `nc -N` or a shell's here-document does).
+    pub peer_done: bool,
+    /// The requests of its last read are being handled: not finished, even if the peer
+    /// is done and the first answers are flushed.
+    pub dispatching: bool,
     /// When it was accepted (or adopted after a re-exec): the Hello deadline counts
     /// from here, so dribbling bytes does not extend it.
     pub accepted: Instant,
@@ -194,7 +201,9 @@ impl Conn {
             closing: false,
             follow: Follow::None,
             dropped: 0,
-            want_write: false,
+            interest: crate::runtime::reactor::Interest::Read,
+            peer_done: false,
+            dispatching: false,
             held: false,
             head_left: Some(0),
         }
@@ -231,9 +240,12 @@ impl Conn {
     pub fn read(&mut self) -> ReadOutcome {
         let mut chunk = [0u8; 16 * 1024];
         let mut total = 0;
-        while total < READ_PER_TURN && !self.closing {
+        while total < READ_PER_TURN && !self.closing && !self.peer_done {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return ReadOutcome::Closed,
+                Ok(0) => {
+                    self.peer_done = true;
+                    break;
+                }
                 Ok(n) => {
                     total += n;
                     self.rbuf.extend_from_slice(&chunk[..n]);
@@ -267,6 +279,13 @@ impl Conn {
         self.rbuf.drain(..used.min(self.rbuf.len()));
         if self.closing {
             self.rbuf.clear();
+        }
+        if self.peer_done {
+            // What is left is a frame cut short: it will never be completed.
+            self.rbuf.clear();
+            if requests.is_empty() && self.finished() {
+                return ReadOutcome::Closed;
+            }
         }
         ReadOutcome::Requests(requests)
     }
@@ -380,9 +399,15 @@ impl Conn {
         self.flush() && self.wbuf.is_empty()
     }
 
-    /// Done: flushed and closing.
+    /// Done: flushed, and closing, or its peer is done sending and nothing it asked for
+    /// is still to come (no reply held, nothing followed).
     pub fn finished(&self) -> bool {
-        self.closing && self.wbuf.is_empty()
+        self.wbuf.is_empty()
+            && (self.closing
+                || (self.peer_done
+                    && !self.dispatching
+                    && !self.held
+                    && self.follow == Follow::None))
     }
 
     /// When this connection is due to be closed, and why; `None` while it follows

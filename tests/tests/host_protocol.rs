@@ -86,6 +86,69 @@ fn test_truncated_frame_then_close_daemon_serves_on() {
 }
 
 #[test]
+fn test_requests_then_half_close_are_answered_then_the_connection_ends() {
+    // Arrange: Hello and a Ping written at once, then the writing side shut down, as
+    // `nc -N` or a here-document client does.
+    let d = Daemon::start();
+    let mut c = Client::raw(&d.socket);
+    let mut bytes = encode_frame(&Request::Hello {
+        version: shuma_card::protocol::PROTOCOL_VERSION,
+        client: "half-close".into(),
+    });
+    bytes.extend(encode_frame(&Request::Ping));
+
+    // Act
+    c.stream.write_all(&bytes).unwrap();
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let hello = c.recv();
+    let pong = c.recv();
+    let end = c.recv();
+
+    // Assert: both answered, then the daemon closed its side; and it serves on.
+    assert!(matches!(hello, Some(Response::Hello { .. })), "{hello:?}");
+    assert_eq!(pong, Some(Response::Pong), "{:#?}", d.log.lock().unwrap());
+    assert_eq!(end, None);
+    assert_ping(&d);
+}
+
+#[test]
+fn test_run_wait_then_half_close_still_gets_the_exit_code() {
+    // Arrange: a `run --wait` whose answer comes only when the command exits, long after
+    // the client has shut down its writing side.
+    let d = Daemon::start();
+    let card = d.dir.path().join("w.toml");
+    std::fs::write(&card, "[workspace]\nname = \"w\"\n").unwrap();
+    assert!(d
+        .shuma(&["ws", "create", card.to_str().unwrap()])
+        .status
+        .success());
+    let mut c = Client::connect(&d.socket);
+
+    // Act
+    c.send(&Request::Run {
+        workspace: "w".into(),
+        command: shuma_card::CommandSpec::new(
+            "seven",
+            shuma_card::CommandKind::Task,
+            vec!["/bin/sh".into(), "-c".into(), "exit 7".into()],
+        ),
+        wait: true,
+    });
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answers = Vec::new();
+    while let Some(r) = c.recv() {
+        answers.push(r);
+    }
+
+    // Assert
+    assert!(
+        answers.iter().any(|r| matches!(r, Response::Exited { .. })),
+        "{answers:?}"
+    );
+    assert_ping(&d);
+}
+
+#[test]
 fn test_wrong_version_gets_version_error() {
     let d = Daemon::start();
     let mut c = Client::raw(&d.socket);

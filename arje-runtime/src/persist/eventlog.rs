@@ -223,6 +223,17 @@ impl EventLog {
                     continue;
                 }
             };
+            if last && bytes.len() < HEADER_LEN && header().starts_with(&bytes) {
+                // Made, and cut before its header was whole: a crash between the
+                // segment's creation and its first write. Nothing was in it.
+                let _ = dir.remove(name);
+                opened.warnings.push(format!(
+                    "event journal {}: a segment cut before its header was written (a \
+                     crash as it was made) removed; it held no event",
+                    dir.join(name).display()
+                ));
+                continue;
+            }
             let scan = match scan(&bytes) {
                 Ok(s) => s,
                 Err(why) => {
@@ -663,6 +674,35 @@ mod tests {
         let first = read[0].id;
         assert!(first > 1);
         assert_eq!(ids(&read), (first..=2000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn test_newest_segment_cut_before_its_header_is_removed_not_set_aside() {
+        // Arrange: a log, then a newer segment holding 5 bytes of a header (a crash just
+        // after the segment was created).
+        let (t, d) = dir();
+        let (log, _) = EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
+        write_all(&log, 1..=3);
+        drop(log);
+        let cut = t.path().join("events").join(segment_name(4));
+        std::fs::write(&cut, &header()[..5]).unwrap();
+
+        // Act
+        let d = StateDir::open(&t.path().join("events"), None).unwrap();
+        let (log, opened) =
+            EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
+        write_all(&log, 4..=5);
+
+        // Assert
+        assert_eq!(opened.warnings.len(), 1, "{:?}", opened.warnings);
+        assert!(
+            opened.warnings[0].contains("removed"),
+            "{:?}",
+            opened.warnings
+        );
+        assert!(!opened.warnings[0].contains("set aside"));
+        assert_eq!(opened.last_id, Some(3));
+        assert_eq!(ids(&log.read_between(0, u64::MAX, 10)), vec![1, 2, 3, 4, 5]);
     }
 
     #[test]

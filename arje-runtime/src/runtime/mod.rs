@@ -32,7 +32,7 @@ mod notify;
 mod output;
 mod probes;
 mod procs;
-mod reactor;
+pub(crate) mod reactor;
 mod ready;
 mod reexec;
 mod requests;
@@ -396,7 +396,7 @@ impl Runtime {
                 {
                     self.on_request(id, req);
                 }
-                self.server.service(&self.reactor, id);
+                self.server.dispatched(&self.reactor, id);
             }
             Token::Log(id) => self.on_log(id),
             Token::Cgroup(id) => {

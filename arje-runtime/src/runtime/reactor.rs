@@ -19,6 +19,11 @@ pub enum Interest {
     ReadWrite,
     /// EPOLLPRI: how the kernel notifies a modified cgroup event file.
     Priority,
+    /// Writable only (a connection whose peer has shut down its writing side: its EOF
+    /// stays readable, and would be reported on every wait).
+    Write,
+    /// Nothing but what epoll always reports (EPOLLHUP, EPOLLERR).
+    Nothing,
 }
 
 impl Interest {
@@ -27,6 +32,8 @@ impl Interest {
             Interest::Read => epoll::EventFlags::IN,
             Interest::ReadWrite => epoll::EventFlags::IN | epoll::EventFlags::OUT,
             Interest::Priority => epoll::EventFlags::PRI,
+            Interest::Write => epoll::EventFlags::OUT,
+            Interest::Nothing => epoll::EventFlags::empty(),
         }
     }
 }

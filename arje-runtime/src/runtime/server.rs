@@ -135,6 +135,11 @@ impl Server {
             return Vec::new();
         };
         conn.last_active = now;
+        if conn.peer_done && flags.intersects(EventFlags::HUP | EventFlags::ERR) {
+            // Half-closed before, gone now: nobody reads what is left.
+            self.drop_conn(reactor, id);
+            return Vec::new();
+        }
         if !flags.intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR) {
             self.service(reactor, id);
             return Vec::new();
@@ -144,8 +149,24 @@ impl Server {
                 self.drop_conn(reactor, id);
                 Vec::new()
             }
-            ReadOutcome::Requests(reqs) => reqs,
+            ReadOutcome::Requests(reqs) => {
+                conn.dispatching = !reqs.is_empty();
+                if conn.peer_done {
+                    // Its EOF stays readable: stop asking for it.
+                    conn.interest = set_interest(reactor, id, conn);
+                }
+                reqs
+            }
         }
+    }
+
+    /// The requests of the connection's last read are handled: service it (and drop it
+    /// if that was all its peer will ask).
+    pub fn dispatched(&mut self, reactor: &Reactor, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.dispatching = false;
+        }
+        self.service(reactor, id);
     }
 
     /// Flush a connection, adjust its EPOLLOUT interest, drop it when done. A held
@@ -169,7 +190,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.want_write = want_write(reactor, id, conn);
+        conn.interest = set_interest(reactor, id, conn);
     }
 
     /// While all write buffers together hold more than [`control::WRITE_BUDGET`], drop
@@ -216,15 +237,17 @@ impl Server {
 }
 
 /// EPOLLOUT while something is queued: adjust the registration when that changes.
-fn want_write(reactor: &Reactor, id: ConnId, conn: &Conn) -> bool {
-    let want = conn.pending() > 0;
-    if want != conn.want_write {
-        let interest = if want {
-            Interest::ReadWrite
-        } else {
-            Interest::Read
-        };
-        reactor.modify(conn.fd(), Token::Conn(id), interest);
+/// Ask epoll for what the connection needs now: its requests unless its peer is done
+/// sending, and room to write while output is queued. Returns what was asked.
+fn set_interest(reactor: &Reactor, id: ConnId, conn: &Conn) -> Interest {
+    let want = match (conn.peer_done, conn.pending() > 0) {
+        (false, false) => Interest::Read,
+        (false, true) => Interest::ReadWrite,
+        (true, true) => Interest::Write,
+        (true, false) => Interest::Nothing,
+    };
+    if want != conn.interest {
+        reactor.modify(conn.fd(), Token::Conn(id), want);
     }
     want
 }
