@@ -186,6 +186,8 @@ pub struct Vm {
     deadline: Instant,
     name: String,
     ended: Option<End>,
+    /// QEMU's human monitor socket ([`Vm::monitor`]).
+    monitor: PathBuf,
 }
 
 impl Vm {
@@ -193,9 +195,15 @@ impl Vm {
     pub fn boot(opts: VmOpts) -> Vm {
         let p = prepare();
         let accel = std::env::var("ARJE_ACCEL").unwrap_or_else(|_| "tcg".to_string());
+        let log_dir = target_dir().join("vm-logs");
+        let _ = std::fs::create_dir_all(&log_dir);
+        // The monitor, for what a hypervisor does to a running guest (system_powerdown).
+        let monitor = log_dir.join(format!("{}.mon", opts.name));
+        let _ = std::fs::remove_file(&monitor);
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", &accel, "-m", "512M", "-smp", "1"])
-            .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .args(["-display", "none", "-serial", "stdio", "-monitor"])
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .arg("-nic")
             .arg(opts.nic.as_deref().unwrap_or("none"))
             .arg("-kernel")
@@ -225,8 +233,6 @@ impl Vm {
             .unwrap_or_else(|e| panic!("spawn qemu-system-x86_64: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
 
-        let log_dir = target_dir().join("vm-logs");
-        let _ = std::fs::create_dir_all(&log_dir);
         let log_path = log_dir.join(format!("{}.log", opts.name));
         let mut log = File::create(&log_path).ok();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -252,7 +258,19 @@ impl Vm {
             deadline: started + opts.timeout,
             name: opts.name,
             ended: None,
+            monitor,
         }
+    }
+
+    /// Sends `command` (e.g. `system_powerdown`, the ACPI power button) to QEMU's human
+    /// monitor, as a hypervisor's "shut down" does.
+    pub fn monitor(&self, command: &str) {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor)
+            .unwrap_or_else(|e| panic!("QEMU monitor {}: {e}", self.monitor.display()));
+        writeln!(s, "{command}").expect("write to the QEMU monitor");
+        // QEMU acts on the line as it reads it; closing the connection is harmless.
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
     }
 
     /// Waits for the next line (from now on) containing `needle`; returns that line.

@@ -249,3 +249,30 @@ fn test_pid1_under_pressure_fd_limit_bad_reexec_stray_signals() {
     assert_line(&vm, "SCENARIO harden: child-nofile=1024");
     assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(40));
 }
+
+#[test]
+fn test_acpi_power_button_powers_off_in_order() {
+    // Arrange: a guest up and ready (the scenario waits and does nothing).
+    let mut vm = Vm::boot(VmOpts::scenario("boot_power_button", "power-button"));
+    vm.wait_for("power button: watching").unwrap();
+    vm.wait_for("SCENARIO power-button: waiting").unwrap();
+
+    // Act: what a hypervisor's "shut down" sends.
+    vm.monitor("system_powerdown");
+    let end = vm.wait_end();
+
+    // Assert: the press was seen, and the shutdown was the orderly one.
+    assert!(
+        !vm.lines_with("power button pressed: powering off")
+            .is_empty(),
+        "tail:\n{}",
+        vm.tail(40)
+    );
+    assert!(
+        !vm.lines_with("stopping every workspace").is_empty()
+            || !vm.lines_with("every workspace stopped").is_empty(),
+        "tail:\n{}",
+        vm.tail(40)
+    );
+    assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(40));
+}

@@ -8,6 +8,7 @@ pub mod console;
 pub mod emergency;
 pub mod modules;
 pub mod mounts;
+pub mod power_button;
 pub mod reap;
 pub mod root;
 pub mod shutdown;
@@ -102,6 +103,11 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     if params.shell && !reexec {
         emergency::spawn_shell();
     }
+
+    // The power button (ACPI, a hypervisor's "shut down"): a thread per button device
+    // asks for a poweroff with systemd's signal. Started again after a re-exec (exec
+    // ends threads); before the runtime, which blocks every signal again as it starts.
+    power_button::watch();
 
     // 5. The runtime: boot cards, workspaces, the control socket, reaping.
     let config = Config {
