@@ -190,15 +190,45 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
 
 /// `poweroff` over ssh; the machine must power off and leave its root clean.
 fn poweroff_over_ssh(vm: &mut Vm, m: &Machine) {
+    shut_down(vm, m, Shutdown::Ssh);
+}
+
+/// How the machine is told to power off.
+enum Shutdown {
+    /// Debian's own `poweroff` (arje-init's link) over ssh.
+    Ssh,
+    /// The ACPI power button, as a hypervisor's "shut down" presses it.
+    Button,
+}
+
+fn shut_down(vm: &mut Vm, m: &Machine, how: Shutdown) {
     let t0 = Instant::now();
-    // The session is killed by the shutdown: ssh's own exit status says nothing.
-    let _ = ssh(m, "poweroff");
+    let what = match how {
+        Shutdown::Ssh => {
+            // The session is killed by the shutdown: ssh's own exit status says nothing.
+            let _ = ssh(m, "poweroff");
+            "ssh poweroff"
+        }
+        Shutdown::Button => {
+            vm.monitor("system_powerdown");
+            "system_powerdown"
+        }
+    };
     let end = vm.wait_end();
     eprintln!(
-        "figure: {}: poweroff took {:.1}s (ssh poweroff to QEMU's exit)",
+        "figure: {}: poweroff took {:.1}s ({what} to QEMU's exit)",
         vm.name(),
         t0.elapsed().as_secs_f64()
     );
+    if matches!(how, Shutdown::Button) {
+        assert!(
+            !vm.lines_with("power button pressed: powering off")
+                .is_empty(),
+            "{}: the button press was not seen; tail:\n{}",
+            vm.name(),
+            vm.tail(60)
+        );
+    }
     assert_eq!(end, End::Poweroff, "{}; tail:\n{}", vm.name(), vm.tail(60));
     assert!(
         !vm.lines_with("root /dev/vda (ext4) remounted read-only")
@@ -303,5 +333,6 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
         let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
         assert!(line.contains(" running "), "{name} not running:\n{ps}");
     }
-    poweroff_over_ssh(&mut vm, &m);
+    // This time the hypervisor's "shut down": the ACPI power button.
+    shut_down(&mut vm, &m, Shutdown::Button);
 }
