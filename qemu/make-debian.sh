@@ -123,6 +123,11 @@ build_base() {
     tar --numeric-owner --xattrs --xattrs-include='*' -C "$work/target" -cf "$base.tmp" .
     mv "$base.tmp" "$base"
     log "base built in $((SECONDS - t0)) s: $(du -h "$base" | cut -f1)"
+    # Removed here, not by the EXIT trap: the staging step below sets a trap of its own,
+    # which replaced this one and left every built tree (150-200 MB) in the cache.
+    umount -R "$work/target/proc" "$work/target/sys" 2>/dev/null || true
+    rm -rf --one-file-system "$work"
+    trap - EXIT
 }
 
 mkdir -p "$cache_dir"
