@@ -288,6 +288,13 @@ impl Daemon {
     }
 
     /// Run the real `shuma` binary against this daemon.
+    /// Write `toml` as `file` in the test's directory and `shuma ws create` it.
+    pub fn ws_create(&self, file: &str, toml: &str) -> Output {
+        let card = self.dir.path().join(file);
+        std::fs::write(&card, toml).unwrap();
+        self.shuma(&["ws", "create", card.to_str().unwrap()])
+    }
+
     pub fn shuma(&self, args: &[&str]) -> Output {
         self.shuma_binary(&bin_dir().join("shuma"), args)
     }

@@ -18,10 +18,8 @@ argv = ["/bin/echo", "hello"]
 #[test]
 fn test_subreaper_without_cgroup_root_warns_limits_not_enforced() {
     let d = Daemon::start();
-    let card = d.dir.path().join("limited.toml");
-    std::fs::write(&card, LIMITED).unwrap();
 
-    let created = d.shuma(&["ws", "create", card.to_str().unwrap()]);
+    let created = d.ws_create("limited.toml", LIMITED);
     let caps = d.shuma(&["caps"]);
 
     assert!(created.status.success(), "{}", err(&created));
@@ -53,10 +51,8 @@ fn test_subreaper_with_cgroup_root_runs_card_and_caps_say_why() {
         panic!("this host has no writable cgroup2 hierarchy; ENVIRONMENT.md says it has one at /sys/fs/cgroup/unified");
     };
     let d = Daemon::start_with(&[], &["--cgroup-root", root.to_str().unwrap()]);
-    let card = d.dir.path().join("limited.toml");
-    std::fs::write(&card, LIMITED).unwrap();
 
-    let created = d.shuma(&["ws", "create", card.to_str().unwrap()]);
+    let created = d.ws_create("limited.toml", LIMITED);
     let run = d.shuma(&[
         "run",
         "limited",

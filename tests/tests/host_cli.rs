@@ -41,10 +41,8 @@ fn closed_pipe() -> OwnedFd {
 #[test]
 fn test_output_into_closed_pipe_exits_0_quietly() {
     let d = Daemon::start();
-    let card = d.dir.path().join("w.toml");
-    std::fs::write(&card, "[workspace]\nname = \"w\"\n").unwrap();
     assert!(d
-        .shuma(&["ws", "create", card.to_str().unwrap()])
+        .ws_create("w.toml", "[workspace]\nname = \"w\"\n")
         .status
         .success());
 
@@ -79,10 +77,8 @@ fn test_output_into_closed_pipe_exits_0_quietly() {
 fn test_poweroff_of_a_subreaper_is_refused_with_exit_1_and_it_keeps_serving() {
     // Arrange: a subreaper with a workspace.
     let d = Daemon::start();
-    let card = d.dir.path().join("w.toml");
-    std::fs::write(&card, "[workspace]\nname = \"keepme\"\n").unwrap();
     assert!(d
-        .shuma(&["ws", "create", card.to_str().unwrap()])
+        .ws_create("w.toml", "[workspace]\nname = \"keepme\"\n")
         .status
         .success());
 

@@ -28,9 +28,7 @@ fn events_after(d: &Daemon, after: u64) -> Vec<Event> {
 /// a reboot), which creates workspace `j` from `CARD` and waits for its task's exit.
 fn daemon_with_a_task(durable: &std::path::Path) -> Daemon {
     let d = Daemon::start_with(&[], &["--durable-dir", durable.to_str().unwrap()]);
-    let card = d.dir.path().join("j.toml");
-    std::fs::write(&card, CARD).unwrap();
-    let created = d.shuma(&["ws", "create", card.to_str().unwrap()]);
+    let created = d.ws_create("j.toml", CARD);
     assert!(created.status.success(), "{}", err(&created));
     d.events_until(
         1,

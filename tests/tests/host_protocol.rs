@@ -116,10 +116,8 @@ fn test_run_wait_then_half_close_still_gets_the_exit_code() {
     // Arrange: a `run --wait` whose answer comes only when the command exits, long after
     // the client has shut down its writing side.
     let d = Daemon::start();
-    let card = d.dir.path().join("w.toml");
-    std::fs::write(&card, "[workspace]\nname = \"w\"\n").unwrap();
     assert!(d
-        .shuma(&["ws", "create", card.to_str().unwrap()])
+        .ws_create("w.toml", "[workspace]\nname = \"w\"\n")
         .status
         .success());
     let mut c = Client::connect(&d.socket);

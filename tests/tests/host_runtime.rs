@@ -17,10 +17,8 @@ argv = ["/bin/echo", "hello from a card"]
 #[test]
 fn test_ws_create_card_oneshot_output_readable() {
     let d = Daemon::start();
-    let card = d.dir.path().join("demo.toml");
-    std::fs::write(&card, DEMO).unwrap();
 
-    let created = d.shuma(&["ws", "create", card.to_str().unwrap()]);
+    let created = d.ws_create("demo.toml", DEMO);
     let exited = d.events_until(
         1,
         |k| matches!(k, EventKind::CommandExited { command, .. } if command == "hello"),
@@ -76,10 +74,8 @@ fn test_run_wait_exit_codes_propagate() {
 #[test]
 fn test_bad_card_rejected_with_line_and_field() {
     let d = Daemon::start();
-    let card = d.dir.path().join("bad.toml");
-    std::fs::write(&card, "[workspace]\nname = \"demo\"\n\n[[service]]\nname = \"s\"\nargv = [\"/bin/true\"]\nrestart = \"sometimes\"\n").unwrap();
 
-    let r = d.shuma(&["ws", "create", card.to_str().unwrap()]);
+    let r = d.ws_create("bad.toml", "[workspace]\nname = \"demo\"\n\n[[service]]\nname = \"s\"\nargv = [\"/bin/true\"]\nrestart = \"sometimes\"\n");
     let ls = d.shuma(&["ws", "ls", "--json"]);
 
     assert_eq!(r.status.code(), Some(2));
