@@ -253,6 +253,9 @@ pub struct Spawner {
 struct Slots {
     null: OwnedFd,
     fds: [OwnedFd; 4],
+    /// The leading slots holding a spawn's fds (3, or 4 with a notification fd): those
+    /// [`Slots::clear`] puts /dev/null back into.
+    used: usize,
 }
 
 impl Slots {
@@ -262,7 +265,7 @@ impl Slots {
         let null = open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).ok()?;
         let slot = || fcntl_dupfd_cloexec(&null, 3).ok();
         let fds = [slot()?, slot()?, slot()?, slot()?];
-        Some(Slots { null, fds })
+        Some(Slots { null, fds, used: 0 })
     }
 
     /// The fds below which the child keeps its table.
@@ -270,27 +273,29 @@ impl Slots {
         self.fds.iter().map(|f| f.as_raw_fd()).max().unwrap_or(2) as u32 + 1
     }
 
-    /// Put `fds` into the slots (close-on-exec in arje; the child dup2s them).
+    /// Put `fds` into the slots (close-on-exec in arje; the child dup2s them), up to the
+    /// first `None`.
     fn fill(&mut self, fds: [Option<BorrowedFd<'_>>; 4]) -> Result<(), SpawnError> {
-        for (slot, fd) in self.fds.iter_mut().zip(fds) {
-            if let Some(fd) = fd {
-                rustix::io::dup3(fd, slot, rustix::io::DupFlags::CLOEXEC).map_err(|e| {
-                    SpawnError::Child {
-                        stage: "dup3 into a slot",
-                        error: e.into(),
-                    }
-                })?;
-            }
+        for fd in fds.into_iter().map_while(|fd| fd) {
+            let slot = &mut self.fds[self.used];
+            rustix::io::dup3(fd, slot, rustix::io::DupFlags::CLOEXEC).map_err(|e| {
+                SpawnError::Child {
+                    stage: "dup3 into a slot",
+                    error: e.into(),
+                }
+            })?;
+            self.used += 1;
         }
         Ok(())
     }
 
-    /// /dev/null back into every slot: what a spawn put there (a pipe's write end)
-    /// must not stay open in arje.
+    /// /dev/null back into the slots a spawn used: what it put there (a pipe's write
+    /// end) must not stay open in arje.
     fn clear(&mut self) {
-        for slot in &mut self.fds {
+        for slot in &mut self.fds[..self.used] {
             let _ = rustix::io::dup3(&self.null, slot, rustix::io::DupFlags::CLOEXEC);
         }
+        self.used = 0;
     }
 }
 
