@@ -92,6 +92,9 @@ fn changes_something(req: &Request) -> bool {
         | Request::Logs { .. }
         | Request::Events { .. }
         | Request::WaitReady { .. }
+        | Request::PipelineList
+        | Request::PipelineShow { .. }
+        | Request::PipelinePs { .. }
         | Request::Caps => false,
         Request::WsCreate { .. }
         | Request::WsStop { .. }
@@ -100,7 +103,11 @@ fn changes_something(req: &Request) -> bool {
         | Request::Shutdown { .. }
         | Request::DaemonReexec { .. }
         | Request::TestPanic
-        | Request::Control { .. } => true,
+        | Request::Control { .. }
+        | Request::PipelineSave { .. }
+        | Request::PipelineRemove { .. }
+        | Request::PipelineRun { .. }
+        | Request::PipelineStop { .. } => true,
     }
 }
 
@@ -125,6 +132,13 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::DaemonReexec { .. } => "daemon-reexec",
         Request::TestPanic => "test-panic",
         Request::WaitReady { .. } => "wait-ready",
+        Request::PipelineSave { .. } => "pipeline save",
+        Request::PipelineList => "pipeline ls",
+        Request::PipelineShow { .. } => "pipeline show",
+        Request::PipelineRemove { .. } => "pipeline rm",
+        Request::PipelineRun { .. } => "pipeline run",
+        Request::PipelineStop { .. } => "pipeline stop",
+        Request::PipelinePs { .. } => "pipeline ps",
         Request::Control { action, .. } => match action {
             CmdAction::Start => "start",
             CmdAction::Stop => "stop",

@@ -13,7 +13,9 @@ macro_rules! id_type {
         pub struct $name(u64);
 
         impl $name {
-            /// The number on the wire, in the snapshot and in epoll's data.
+            /// The number on the wire, in the snapshot and in epoll's data (not every
+            /// kind goes to each of them).
+            #[allow(dead_code)]
             pub fn raw(self) -> u64 {
                 self.0
             }
@@ -47,6 +49,15 @@ id_type!(
 id_type!(
     /// A captured output pipe.
     PipeId
+);
+id_type!(
+    /// A live pipeline (a card's `[[pipeline]]` or one `shuma pipeline run`). Not saved:
+    /// a restore numbers them afresh, and nothing outside the loop names one.
+    PipelineId
+);
+id_type!(
+    /// A fan-out copier: one pipeline output that arje copies to several readers.
+    FanoutId
 );
 
 /// Hands out ids of one kind in increasing order, starting after those already used.
@@ -99,7 +110,15 @@ macro_rules! from_u64 {
         }
     )*};
 }
-from_u64!(WorkspaceId, CommandId, ConnId, WatchId, PipeId);
+from_u64!(
+    WorkspaceId,
+    CommandId,
+    ConnId,
+    WatchId,
+    PipeId,
+    PipelineId,
+    FanoutId
+);
 
 #[cfg(test)]
 mod tests {

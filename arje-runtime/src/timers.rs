@@ -55,6 +55,9 @@ pub enum TimerAction {
     WaitReady(ConnId),
     /// A command's readiness probe or health check is due (`probes.rs`).
     Probe(CommandId),
+    /// A pipeline's restart backoff, or a node's drain during a stop, may be due
+    /// (`pipelines.rs` checks).
+    Pipeline(crate::ids::PipelineId),
 }
 
 pub struct Timers {

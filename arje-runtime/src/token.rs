@@ -2,7 +2,7 @@
 //! source's id below. A token whose source is gone is ignored by its owner, never a panic:
 //! ids are never reused (see [`crate::ids`]), so a stale token cannot reach a newcomer.
 
-use crate::ids::{CommandId, ConnId, PipeId, WatchId};
+use crate::ids::{CommandId, ConnId, FanoutId, PipeId, WatchId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
@@ -24,6 +24,10 @@ pub enum Token {
     ReadyFd(CommandId),
     /// The syslog sink (`/dev/log`): messages wait.
     Syslog,
+    /// A fan-out's source pipe: its node wrote.
+    FanoutIn(FanoutId),
+    /// A fan-out's reader pipes (all of them under one token): one has room again.
+    FanoutOut(FanoutId),
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -42,6 +46,8 @@ impl Token {
             Token::Probe(id) => (9, id.raw()),
             Token::ReadyFd(id) => (10, id.raw()),
             Token::Syslog => (11, 0),
+            Token::FanoutIn(id) => (12, id.raw()),
+            Token::FanoutOut(id) => (13, id.raw()),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -60,6 +66,8 @@ impl Token {
             9 => Token::Probe(id.into()),
             10 => Token::ReadyFd(id.into()),
             11 => Token::Syslog,
+            12 => Token::FanoutIn(id.into()),
+            13 => Token::FanoutOut(id.into()),
             _ => return None,
         })
     }
@@ -83,6 +91,8 @@ mod tests {
             Token::Probe(10.into()),
             Token::ReadyFd(11.into()),
             Token::Syslog,
+            Token::FanoutIn(12.into()),
+            Token::FanoutOut(13.into()),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -24,9 +24,13 @@ use crate::spec::{
     CommandKind, CommandSpec, Limits, LogTarget, OomAction, RestartPolicy, WorkspaceSpec,
 };
 use crate::units;
+
+mod pipeline;
 use fields::{get, join};
 use tree::{line_col, Node};
-pub use validate::{check, check_command, check_limits, validate, validate_command, SpecError};
+pub use validate::{
+    check, check_command, check_limits, validate, validate_command, validate_pipeline, SpecError,
+};
 
 /// Largest card file read, in bytes. A spec travels in one control frame (1 MiB), so a
 /// larger card could never be sent anyway.
@@ -81,6 +85,39 @@ pub fn load_file(path: &Path) -> Result<WorkspaceSpec, CardError> {
         )));
     }
     load_str(&src, &file)
+}
+
+/// Read the `[[pipeline]]` tables of a file (and nothing else), as `shuma pipeline save`
+/// does; errors name the path as given.
+pub fn load_pipelines_file(path: &Path) -> Result<Vec<crate::PipelineSpec>, CardError> {
+    let file = path.display().to_string();
+    let io_err = |message: String| CardError {
+        file: file.clone(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+    };
+    let f = std::fs::File::open(path).map_err(|e| io_err(format!("cannot open: {e}")))?;
+    let mut src = String::new();
+    f.take(MAX_CARD_BYTES + 1)
+        .read_to_string(&mut src)
+        .map_err(|e| io_err(format!("cannot read: {e}")))?;
+    if src.len() as u64 > MAX_CARD_BYTES {
+        return Err(io_err(format!("larger than {MAX_CARD_BYTES} bytes")));
+    }
+    load_pipelines_str(&src, &file)
+}
+
+/// The `[[pipeline]]` tables of a text, each checked as a card's would be.
+pub fn load_pipelines_str(src: &str, file: &str) -> Result<Vec<crate::PipelineSpec>, CardError> {
+    let loader = Loader {
+        src,
+        file,
+        spans: HashMap::new(),
+        paths: Vec::new(),
+    };
+    loader.load_pipelines()
 }
 
 /// Load a card from its text; `file` is only used in error messages.
@@ -155,7 +192,8 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn load(mut self) -> Result<WorkspaceSpec, CardError> {
+    /// The document's top-level table.
+    fn parse_root(&self) -> Result<tree::Entries, CardError> {
         let root: Node = toml::from_str(self.src).map_err(|e| {
             let message = if e.message().contains("$__toml_private_datetime") {
                 "dates and times are not valid for any card field".to_string()
@@ -167,7 +205,12 @@ impl<'a> Loader<'a> {
         let Node::Table(root) = root else {
             return Err(self.error(0..0, "", "a card is a TOML table"));
         };
-        self.check_keys(&root, &["workspace", "service", "task"], "")?;
+        Ok(root)
+    }
+
+    fn load(mut self) -> Result<WorkspaceSpec, CardError> {
+        let root = self.parse_root()?;
+        self.check_keys(&root, &["workspace", "service", "task", "pipeline"], "")?;
         let Some(ws) = get(&root, "workspace") else {
             return Err(self.error(0..0, "workspace", "missing the [workspace] table"));
         };
@@ -199,12 +242,18 @@ impl<'a> Loader<'a> {
             self.paths.push(path.clone());
             spec.commands.push(self.command(table, &path, index, kind)?);
         }
+        if let Some(node) = get(&root, "pipeline") {
+            spec.pipelines = self.pipelines(node)?;
+        }
         validate::check(&spec).map_err(|e| self.spec_error(e))?;
         Ok(spec)
     }
 
     /// Place a semantic error at the span its field was read from.
     fn spec_error(&self, e: SpecError) -> CardError {
+        if e.command.is_none() && e.field.starts_with("pipeline[") {
+            return self.pipeline_error(e);
+        }
         let path = match e.command {
             None => format!("workspace.{}", e.field),
             Some(i) => format!(

@@ -145,6 +145,41 @@ pub enum EventKind {
         pid: Option<i32>,
         message: String,
     },
+    /// A pipeline's nodes were all started (protocol 6 on).
+    PipelineStarted {
+        workspace: String,
+        pipeline: String,
+    },
+    /// Every node ended and `node` failed: the whole pipeline starts again after
+    /// `delay_ms`.
+    PipelineRestarting {
+        workspace: String,
+        pipeline: String,
+        node: String,
+        delay_ms: u64,
+        restarts: u32,
+    },
+    /// The pipeline's restarts ran out: `node` failed, `reason` says how (with its
+    /// stderr tail).
+    PipelineFailed {
+        workspace: String,
+        pipeline: String,
+        node: String,
+        reason: String,
+    },
+    /// Every node exited 0 (or the pipeline was stopped): it is done.
+    PipelineFinished {
+        workspace: String,
+        pipeline: String,
+    },
+    /// A fan-out reader fell behind: `bytes` of `edge` were dropped (one event per
+    /// burst).
+    PipelineDropped {
+        workspace: String,
+        pipeline: String,
+        edge: String,
+        bytes: u64,
+    },
 }
 
 impl EventKind {
@@ -166,7 +201,12 @@ impl EventKind {
             | LimitChanged { workspace, .. }
             | CommandReady { workspace, .. }
             | CommandNotReady { workspace, .. }
-            | CommandUnhealthy { workspace, .. } => Some(workspace),
+            | CommandUnhealthy { workspace, .. }
+            | PipelineStarted { workspace, .. }
+            | PipelineRestarting { workspace, .. }
+            | PipelineFailed { workspace, .. }
+            | PipelineFinished { workspace, .. }
+            | PipelineDropped { workspace, .. } => Some(workspace),
             Warning { .. } | Syslog { .. } => None,
         }
     }
@@ -288,6 +328,39 @@ impl core::fmt::Display for EventKind {
                 }
                 f.write_str(message)
             }
+            PipelineStarted {
+                workspace,
+                pipeline,
+            } => write!(f, "pipeline {workspace}/{pipeline} started"),
+            PipelineRestarting {
+                workspace,
+                pipeline,
+                node,
+                delay_ms,
+                restarts,
+            } => write!(
+                f,
+                "pipeline {workspace}/{pipeline}: node {node} failed; restart {restarts} in {delay_ms} ms"
+            ),
+            PipelineFailed {
+                workspace,
+                pipeline,
+                node,
+                reason,
+            } => write!(f, "pipeline {workspace}/{pipeline} failed: node {node}: {reason}"),
+            PipelineFinished {
+                workspace,
+                pipeline,
+            } => write!(f, "pipeline {workspace}/{pipeline} finished"),
+            PipelineDropped {
+                workspace,
+                pipeline,
+                edge,
+                bytes,
+            } => write!(
+                f,
+                "pipeline {workspace}/{pipeline}: {bytes} bytes dropped on {edge} (its reader is behind)"
+            ),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod card;
 pub mod event;
+pub mod pipeline;
 pub mod protocol;
 pub mod snapshot;
 pub mod spec;
@@ -12,6 +13,7 @@ pub mod unit;
 pub mod units;
 
 pub use event::{Event, EventKind, ExitStatus};
+pub use pipeline::{Edge, OutStream, PipelineSpec};
 pub use spec::{
     CommandKind, CommandSpec, DepRef, HealthCheck, Limits, LogTarget, Probe, Readiness,
     RestartPolicy, WorkspaceSpec,

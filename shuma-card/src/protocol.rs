@@ -31,13 +31,21 @@
 //! - 5: one command at a time: [`Request::Control`] with a [`CmdAction`] (`shuma
 //!   start|stop|restart|reload|kill WORKSPACE/NAME`); the event `Syslog` (a message
 //!   from `/dev/log`).
+//! - 6: pipelines: [`WorkspaceSpec::pipelines`](crate::WorkspaceSpec::pipelines) on the
+//!   wire; [`CommandInfo::pipeline`]; the requests `PipelineSave`, `PipelineList`,
+//!   `PipelineShow`, `PipelineRemove`, `PipelineRun`, `PipelineStop` and `PipelinePs`
+//!   with [`Response::Pipelines`] and [`Response::Pipeline`]; the events `PipelineStarted`,
+//!   `PipelineRestarting`, `PipelineFailed`, `PipelineFinished` and `PipelineDropped`.
+//!   (The journal's `Event` encoding only gained variants, so the on-disk event log
+//!   reads segments of version 5 too.)
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExitStatus};
+use crate::pipeline::PipelineSpec;
 use crate::spec::{CommandSpec, Limits, WorkspaceSpec};
 
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Largest payload of one frame, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -145,6 +153,70 @@ pub enum Request {
         command: String,
         action: CmdAction,
     },
+    /// Save a pipeline by its name for later runs (version 6); replaces one of the same
+    /// name. Answered with [`Response::Ok`] once saved.
+    PipelineSave {
+        spec: PipelineSpec,
+    },
+    /// The saved pipelines, in one [`Response::Pipelines`] (their `workspace` is `None`).
+    PipelineList,
+    /// One saved pipeline's spec, as [`Response::Pipeline`].
+    PipelineShow {
+        name: String,
+    },
+    /// Forget a saved pipeline (the live runs of it go on).
+    PipelineRemove {
+        name: String,
+    },
+    /// Start the saved pipeline `name` in `workspace`: it joins the workspace's pipelines
+    /// and is supervised as a card's are.
+    PipelineRun {
+        workspace: String,
+        name: String,
+    },
+    /// Stop a live pipeline, source nodes first, and leave it stopped.
+    PipelineStop {
+        workspace: String,
+        name: String,
+    },
+    /// The live pipelines of one workspace or of all, in one [`Response::Pipelines`].
+    PipelinePs {
+        workspace: Option<String>,
+    },
+}
+
+/// A pipeline as `shuma pipeline ls` shows it (version 6).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PipelineInfo {
+    /// The workspace it runs in; `None` for a saved pipeline.
+    pub workspace: Option<String>,
+    pub name: String,
+    pub state: PipeState,
+    /// Restarts so far, against its `restart_max`.
+    pub restarts: u32,
+    /// Node names, in the card's order.
+    pub nodes: Vec<String>,
+    /// Edges as `from -> to` / `from:stderr -> to`.
+    pub edges: Vec<String>,
+    /// Why it failed (the node and its stderr tail), when `state` is Failed.
+    pub reason: Option<String>,
+    /// Bytes dropped on fan-out edges for readers that fell behind, since it started.
+    pub dropped: u64,
+}
+
+/// A pipeline's state as shown (version 6).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeState {
+    /// Saved, not running anywhere (only for saved pipelines).
+    Saved,
+    Running,
+    /// Waiting out its backoff before a restart.
+    Backoff,
+    Stopping,
+    /// Every node exited 0, or it was stopped.
+    Done,
+    /// Its restarts ran out.
+    Failed,
 }
 
 /// What [`Request::Control`] does to one command (version 5).
@@ -262,6 +334,8 @@ pub struct CommandInfo {
     pub health: Option<Health>,
     /// The dependencies it waits for before it starts (`after`), as written in the card.
     pub waiting_for: Vec<String>,
+    /// The pipeline it is a node of, if it is one (version 6).
+    pub pipeline: Option<String>,
 }
 
 /// A health check's verdict.
@@ -350,6 +424,10 @@ pub enum Response {
     Caps(Vec<Capability>),
     /// End of a non-follow listing that came as several frames.
     End,
+    /// Pipelines, saved or live (version 6).
+    Pipelines(Vec<PipelineInfo>),
+    /// One saved pipeline's declaration (version 6).
+    Pipeline(Box<PipelineSpec>),
 }
 
 /// Why a frame could not be decoded.

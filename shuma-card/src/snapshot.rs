@@ -31,9 +31,11 @@ use serde::{Deserialize, Serialize};
 
 mod parts;
 mod saved;
+mod saved_pipeline;
 mod v1;
 mod v2;
 mod v3;
+mod v4;
 
 pub use parts::{encode_parts, encode_spec, CommandParts, SnapshotHead, WorkspaceParts};
 pub use saved::{
@@ -41,11 +43,12 @@ pub use saved::{
     SavedHealthCheck, SavedLimits, SavedLogTarget, SavedOomAction, SavedProbe, SavedReadiness,
     SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
 };
+pub use saved_pipeline::{SavedEdge, SavedOutStream, SavedPipelineSpec};
 
 /// The first eight bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ARJESNAP";
 /// The format version [`encode`] writes.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 /// Bytes before the payload: magic, version, length, checksum.
 pub const HEADER_LEN: usize = 20;
 /// The largest payload a reader accepts, in bytes.
@@ -99,6 +102,9 @@ pub struct Snapshot {
     /// For a re-exec only: the listening control socket's fd, kept open across exec so no
     /// client sees a refused connection. `None` in the durable copy and after a reboot.
     pub listener_fd: Option<i32>,
+    /// Pipelines saved by name (`shuma pipeline save`), to be run in any workspace
+    /// (from v4 on).
+    pub saved_pipelines: Vec<SavedPipelineSpec>,
 }
 
 /// One workspace as arje last saw it.
@@ -119,6 +125,27 @@ pub struct WorkspaceState {
     pub commands: Vec<CommandState>,
     /// A short, bounded history of resource samples for `shuma stats`, newest last.
     pub stats: Vec<SavedStatsSample>,
+    /// The restart record of each pipeline of `spec.pipelines` (from v4 on; its nodes'
+    /// processes are commands, in `commands`).
+    pub pipelines: Vec<PipelineState>,
+}
+
+/// What a pipeline had been through, so a re-exec or a reboot keeps its restart count
+/// and backoff.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct PipelineState {
+    /// The key into the workspace's `spec.pipelines`.
+    pub name: String,
+    /// Restarts since it was started, counted against its `restart_max`.
+    pub restarts: u32,
+    /// It ended for good: every node exited 0 (and it is not restarted always), or it
+    /// was stopped by hand. It is not run again after a reboot.
+    pub done: bool,
+    /// Why it was marked failed (its restarts ran out: the node that failed and its
+    /// stderr tail), if it was.
+    pub failed: Option<String>,
+    /// A restart was waiting out its backoff until this time, ms since the Unix epoch.
+    pub backoff_until_unix_ms: Option<u64>,
 }
 
 /// Runtime state of one command of a workspace.
@@ -311,6 +338,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         1 => v1::decode(payload),
         2 => v2::decode(payload),
         3 => v3::decode(payload),
+        4 => v4::decode(payload),
         // Unreachable: the range check above admits only known versions. Kept as an error,
         // not a panic, because this runs at boot.
         other => Err(SnapshotError::UnknownVersion(other)),

@@ -34,6 +34,8 @@ pub struct WorkspaceSpec {
     pub on_oom: OomAction,
     /// Services and tasks, in card order.
     pub commands: Vec<CommandSpec>,
+    /// Pipelines, in card order (protocol 6 and snapshot 4 on).
+    pub pipelines: Vec<crate::pipeline::PipelineSpec>,
 }
 
 /// cgroup v2 limits of a workspace. `None` leaves the kernel's default ("max").

@@ -99,6 +99,7 @@ fn expected_full() -> WorkspaceSpec {
         ttl_ms: Some(600_000),
         on_oom: OomAction::StopWorkspace,
         commands: vec![hello, ticker],
+        pipelines: vec![],
     }
 }
 
@@ -866,4 +867,106 @@ fn test_load_str_ready_line_without_ring_log_is_refused() {
 
     assert_eq!(fails(&src), (7, 18, "service[0].ready.line".into()));
     assert!(message(&src).starts_with("needs log = \"ring\""));
+}
+
+const PIPELINE: &str = r#"
+[[pipeline]]
+name = "etl"
+restart = "always"
+restart_max = 3
+backoff = { initial = "50ms", max = "2s" }
+fanout_buffer = "64K"
+edges = ["extract -> transform", "extract -> load", "transform:stderr -> load"]
+
+[[pipeline.node]]
+name = "extract"
+argv = ["/bin/extract"]
+
+[[pipeline.node]]
+name = "transform"
+argv = ["/bin/transform"]
+env = { MODE = "fast" }
+
+[[pipeline.node]]
+name = "load"
+argv = ["/bin/load"]
+"#;
+
+#[test]
+fn test_load_str_pipeline_takes_nodes_edges_and_settings() {
+    let spec = load_str(&format!("{WS}{PIPELINE}"), "t.toml").unwrap();
+
+    let p = &spec.pipelines[0];
+    assert_eq!(p.name, "etl");
+    assert_eq!(p.restart, RestartPolicy::Always);
+    assert_eq!(
+        (p.restart_max, p.backoff_initial_ms, p.backoff_max_ms),
+        (3, 50, 2_000)
+    );
+    assert_eq!(p.fanout_buffer, 64 << 10);
+    let names: Vec<&str> = p.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["extract", "transform", "load"]);
+    assert_eq!(
+        p.nodes[1].env,
+        vec![("MODE".to_string(), "fast".to_string())]
+    );
+    let edges: Vec<String> = p.edges.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        edges,
+        [
+            "extract -> transform",
+            "extract -> load",
+            "transform:stderr -> load"
+        ]
+    );
+}
+
+#[test]
+fn test_load_str_pipeline_without_edges_is_a_chain() {
+    let src = format!(
+        "{WS}[[pipeline]]\nname = \"p\"\n[[pipeline.node]]\nname = \"a\"\nargv = [\"/bin/a\"]\n[[pipeline.node]]\nname = \"b\"\nargv = [\"/bin/b\"]\n"
+    );
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    let edges: Vec<String> = spec.pipelines[0]
+        .edges
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(edges, ["a -> b"]);
+}
+
+#[test]
+fn test_load_str_pipeline_cycle_names_the_edges_line() {
+    let src = format!("{WS}{PIPELINE}").replace(
+        "\"transform:stderr -> load\"]",
+        "\"transform:stderr -> load\", \"load -> extract\"]",
+    );
+
+    let (line, _, field) = fails(&src);
+
+    assert_eq!(field, "pipeline[0].edges");
+    assert_eq!(line, 10);
+    assert!(message(&src).contains("cycle"));
+}
+
+#[test]
+fn test_load_str_pipeline_node_refuses_restart_and_unknown_node_in_edge() {
+    let restart = format!("{WS}{PIPELINE}").replace(
+        "name = \"load\"\n",
+        "name = \"load\"\nrestart = \"always\"\n",
+    );
+    assert!(message(&restart).contains("restart"));
+    let unknown = format!("{WS}{PIPELINE}").replace("-> load\"]", "-> sink\"]");
+    assert!(message(&unknown).contains("no node called \"sink\""));
+    let (line, _, field) = fails(&unknown);
+    assert_eq!((line, field.as_str()), (10, "pipeline[0].edges"));
+}
+
+#[test]
+fn test_load_str_pipeline_node_name_taken_by_a_command_is_refused() {
+    let src = format!("{WS}[[task]]\nname = \"etl.load\"\nargv = [\"/bin/x\"]\n{PIPELINE}");
+
+    assert!(message(&src).contains("\"etl.load\" is the name of a command"));
 }

@@ -17,12 +17,13 @@ use std::path::PathBuf;
 
 use shuma_card::protocol::{
     decode_payload, encode_frame, CmdAction, CmdState, CommandInfo, ErrorCode, Health, Mode,
-    Request, Response, StatusInfo, PROTOCOL_VERSION,
+    PipeState, PipelineInfo, Request, Response, StatusInfo, PROTOCOL_VERSION,
 };
 use shuma_card::{
     CommandKind, CommandSpec, DepRef, Event, EventKind, ExitStatus, HealthCheck, LogTarget, Probe,
     Readiness, RestartPolicy, WorkspaceSpec,
 };
+use shuma_card::{Edge, PipelineSpec};
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +83,7 @@ fn card() -> WorkspaceSpec {
     spec.limits.memory_max = Some(64 << 20);
     spec.limits.pids_max = Some(32);
     spec.commands = vec![svc, db, cache, log, sock, pg];
+    spec.pipelines = vec![pipeline()];
     spec
 }
 
@@ -115,7 +117,30 @@ fn command_info(name: &str, health: Option<Health>) -> CommandInfo {
         status: Some("serving 3 clients".into()),
         health,
         waiting_for: vec!["db".into(), "net/up".into()],
+        pipeline: Some("etl".into()),
     }
+}
+
+/// A pipeline with fan-out, fan-in and a stderr edge (from version 6).
+fn pipeline() -> PipelineSpec {
+    let mut p = PipelineSpec::new("etl");
+    for n in ["extract", "transform", "load"] {
+        p.nodes.push(CommandSpec::new(
+            n,
+            CommandKind::Task,
+            vec![format!("/bin/{n}")],
+        ));
+    }
+    p.edges = [
+        "extract -> transform",
+        "extract -> load",
+        "transform:stderr -> load",
+    ]
+    .iter()
+    .map(|e| Edge::parse(e).unwrap())
+    .collect();
+    p.restart_max = 5;
+    p
 }
 
 fn frames() -> Vec<(&'static str, Vec<u8>)> {
@@ -237,6 +262,50 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
                     })
                 })
                 .collect(),
+        ),
+        // Pinned from version 6 on: pipelines.
+        (
+            "pipelines",
+            [
+                encode_frame(&Request::PipelineSave { spec: pipeline() }),
+                encode_frame(&Request::PipelineRun {
+                    workspace: "site".into(),
+                    name: "etl".into(),
+                }),
+                encode_frame(&Request::PipelinePs { workspace: None }),
+                encode_frame(&Response::Pipelines(vec![PipelineInfo {
+                    workspace: Some("site".into()),
+                    name: "etl".into(),
+                    state: PipeState::Failed,
+                    restarts: 5,
+                    nodes: vec!["extract".into(), "transform".into(), "load".into()],
+                    edges: vec!["extract -> transform".into()],
+                    reason: Some("transform: exit 1; stderr: bad row".into()),
+                    dropped: 4096,
+                }])),
+                encode_frame(&Response::Events(vec![
+                    event(
+                        1,
+                        EventKind::PipelineRestarting {
+                            workspace: "site".into(),
+                            pipeline: "etl".into(),
+                            node: "transform".into(),
+                            delay_ms: 200,
+                            restarts: 2,
+                        },
+                    ),
+                    event(
+                        2,
+                        EventKind::PipelineDropped {
+                            workspace: "site".into(),
+                            pipeline: "etl".into(),
+                            edge: "extract -> load".into(),
+                            bytes: 4096,
+                        },
+                    ),
+                ])),
+            ]
+            .concat(),
         ),
     ]
 }

@@ -29,9 +29,44 @@ fn variant(req: &Request) -> usize {
         Request::TestPanic => 16,
         Request::WaitReady { .. } => 17,
         Request::Control { .. } => 18,
+        Request::PipelineSave { .. } => 19,
+        Request::PipelineList => 20,
+        Request::PipelineShow { .. } => 21,
+        Request::PipelineRemove { .. } => 22,
+        Request::PipelineRun { .. } => 23,
+        Request::PipelineStop { .. } => 24,
+        Request::PipelinePs { .. } => 25,
     }
 }
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 26;
+
+/// A pipeline (version 6): nodes are commands, edges any text.
+fn pipeline() -> impl Strategy<Value = shuma_card::PipelineSpec> {
+    (
+        text(),
+        proptest::collection::vec(command(), 0..3),
+        proptest::collection::vec((text(), any::<bool>(), text()), 0..3),
+        any::<u32>(),
+    )
+        .prop_map(|(name, nodes, edges, restart_max)| {
+            let mut p = shuma_card::PipelineSpec::new(name);
+            p.nodes = nodes;
+            p.edges = edges
+                .into_iter()
+                .map(|(from, err, to)| shuma_card::Edge {
+                    from,
+                    stream: if err {
+                        shuma_card::OutStream::Stderr
+                    } else {
+                        shuma_card::OutStream::Stdout
+                    },
+                    to,
+                })
+                .collect();
+            p.restart_max = restart_max;
+            p
+        })
+}
 
 fn cmd_action() -> impl Strategy<Value = CmdAction> {
     prop_oneof![
@@ -183,14 +218,18 @@ fn workspace() -> impl Strategy<Value = WorkspaceSpec> {
         opt(),
         oom,
         proptest::collection::vec(command(), 0..3),
+        proptest::collection::vec(pipeline(), 0..2),
     )
-        .prop_map(|(name, limits, ttl_ms, on_oom, commands)| WorkspaceSpec {
-            name,
-            limits,
-            ttl_ms,
-            on_oom,
-            commands,
-        })
+        .prop_map(
+            |(name, limits, ttl_ms, on_oom, commands, pipelines)| WorkspaceSpec {
+                name,
+                limits,
+                ttl_ms,
+                on_oom,
+                commands,
+                pipelines,
+            },
+        )
 }
 
 fn request() -> impl Strategy<Value = Request> {
@@ -252,6 +291,13 @@ fn request() -> impl Strategy<Value = Request> {
                 action,
             }
         }),
+        pipeline().prop_map(|spec| Request::PipelineSave { spec }),
+        Just(Request::PipelineList),
+        text().prop_map(|name| Request::PipelineShow { name }),
+        text().prop_map(|name| Request::PipelineRemove { name }),
+        (text(), text()).prop_map(|(workspace, name)| Request::PipelineRun { workspace, name }),
+        (text(), text()).prop_map(|(workspace, name)| Request::PipelineStop { workspace, name }),
+        proptest::option::of(text()).prop_map(|workspace| Request::PipelinePs { workspace }),
     ]
 }
 

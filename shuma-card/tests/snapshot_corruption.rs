@@ -33,6 +33,7 @@ fn small() -> Vec<u8> {
             notify_fd: None,
         }],
         stats: vec![],
+        pipelines: vec![],
     };
     encode(&Snapshot {
         next_event_id: 9,

@@ -26,11 +26,13 @@ use shuma_card::snapshot::{
     decode, encode, CommandState, LiveProcess, SavedExitStatus, SavedStatsSample,
     SavedWorkspaceSpec, Snapshot, WorkspaceState, SNAPSHOT_VERSION,
 };
+use shuma_card::snapshot::{PipelineState, SavedPipelineSpec};
 use shuma_card::spec::{CpuMax, OomAction};
 use shuma_card::{
     CommandKind, CommandSpec, DepRef, ExitStatus, HealthCheck, Limits, LogTarget, Probe, Readiness,
     RestartPolicy, WorkspaceSpec,
 };
+use shuma_card::{Edge, PipelineSpec};
 
 const REGENERATE_ENV: &str = "ARJE_REGENERATE_GOLDEN";
 
@@ -96,6 +98,7 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
             ttl_ms: Some(3_600_000),
             on_oom: OomAction::StopWorkspace,
             commands: vec![web, migrate],
+            pipelines: vec![],
         }),
         created_unix_ms: 1_700_000_000_000,
         stopping: false,
@@ -152,6 +155,7 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
         .iter()
         .map(SavedStatsSample::from)
         .collect(),
+        pipelines: vec![],
     };
     let batch = WorkspaceState {
         id: ids[1],
@@ -161,6 +165,7 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
             ttl_ms: None,
             on_oom: OomAction::Restart,
             commands: vec![worker, idle],
+            pipelines: vec![],
         }),
         created_unix_ms: 1_700_000_050_000,
         stopping: true,
@@ -199,6 +204,7 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
             },
         ],
         stats: vec![],
+        pipelines: vec![],
     };
     Snapshot {
         written_unix_ms: 1_700_000_400_000,
@@ -209,6 +215,7 @@ fn full(ids: [u64; 2], next_workspace_id: u64) -> Snapshot {
         next_workspace_id,
         workspaces: vec![shop, batch],
         listener_fd: Some(3),
+        saved_pipelines: vec![],
     }
 }
 
@@ -308,6 +315,54 @@ fn full_v3() -> Snapshot {
     s
 }
 
+/// The v4 "full" state: the v3 one with a pipeline of every shape (a chain, fan-out,
+/// fan-in, a stderr edge) in `batch`, its two nodes' states and its restart record, and
+/// a saved pipeline.
+fn full_v4() -> Snapshot {
+    let mut s = full_v3();
+    let mut etl = PipelineSpec::new("etl");
+    for n in ["extract", "transform", "load"] {
+        etl.nodes.push(CommandSpec::new(
+            n,
+            CommandKind::Task,
+            vec![format!("/bin/{n}")],
+        ));
+    }
+    etl.edges = [
+        "extract -> transform",
+        "extract -> load",
+        "transform -> load",
+        "transform:stderr -> load",
+    ]
+    .iter()
+    .map(|e| Edge::parse(e).unwrap())
+    .collect();
+    etl.restart = RestartPolicy::Always;
+    etl.restart_max = 0;
+    etl.backoff_initial_ms = 50;
+    etl.fanout_buffer = 4096;
+    let mut batch = s.workspaces[1].spec.clone().into_card();
+    batch.pipelines = vec![etl.clone()];
+    s.workspaces[1].spec = SavedWorkspaceSpec::from(&batch);
+    s.workspaces[1].commands.extend([
+        running(48, "etl.extract", 83, true),
+        running(49, "etl.transform", 84, true),
+    ]);
+    s.workspaces[1].pipelines = vec![PipelineState {
+        name: "etl".into(),
+        restarts: 3,
+        done: false,
+        failed: Some("transform: exit 2".into()),
+        backoff_until_unix_ms: Some(1_700_000_090_000),
+    }];
+    let mut saved = etl;
+    saved.name = "nightly".into();
+    saved.restart = RestartPolicy::Never;
+    s.saved_pipelines = vec![SavedPipelineSpec::from(&saved)];
+    s.next_command_id = 50;
+    s
+}
+
 /// One golden file: `snapshot-v<version>-<kind>.bin` and the state it must decode to.
 struct Golden {
     version: u32,
@@ -361,6 +416,16 @@ fn goldens() -> Vec<Golden> {
             version: 3,
             kind: "full",
             state: full_v3(),
+        },
+        Golden {
+            version: 4,
+            kind: "empty",
+            state: Snapshot::default(),
+        },
+        Golden {
+            version: 4,
+            kind: "full",
+            state: full_v4(),
         },
     ]
 }

@@ -16,11 +16,13 @@ use shuma_card::snapshot::{
     decode, encode, CommandState, LiveProcess, SavedExitStatus, SavedStatsSample,
     SavedWorkspaceSpec, Snapshot, WorkspaceState, HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
+use shuma_card::snapshot::{PipelineState, SavedPipelineSpec};
 use shuma_card::spec::{CpuMax, OomAction};
 use shuma_card::{
     CommandKind, CommandSpec, DepRef, ExitStatus, HealthCheck, Limits, LogTarget, Probe, Readiness,
     RestartPolicy, WorkspaceSpec,
 };
+use shuma_card::{Edge, OutStream, PipelineSpec};
 
 fn text() -> impl Strategy<Value = String> {
     // Any Unicode, not only valid names: the snapshot must carry whatever the spec holds.
@@ -284,14 +286,79 @@ fn workspace_spec() -> impl Strategy<Value = WorkspaceSpec> {
         option::of(any::<u64>()),
         prop_oneof![Just(OomAction::Restart), Just(OomAction::StopWorkspace)],
         vec(command_spec(), 0..3),
+        vec(pipeline_spec(), 0..2),
     )
-        .prop_map(|(name, limits, ttl_ms, on_oom, commands)| WorkspaceSpec {
-            name,
-            limits,
-            ttl_ms,
-            on_oom,
-            commands,
-        })
+        .prop_map(
+            |(name, limits, ttl_ms, on_oom, commands, pipelines)| WorkspaceSpec {
+                name,
+                limits,
+                ttl_ms,
+                on_oom,
+                commands,
+                pipelines,
+            },
+        )
+}
+
+fn pipeline_spec() -> impl Strategy<Value = PipelineSpec> {
+    (
+        text(),
+        vec(command_spec(), 0..3),
+        vec((text(), any::<bool>(), text()), 0..3),
+        (
+            0u8..3,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            |(name, nodes, edges, (restart, bi, bm, rmax, fan))| PipelineSpec {
+                name,
+                nodes,
+                edges: edges
+                    .into_iter()
+                    .map(|(from, err, to)| Edge {
+                        from,
+                        stream: if err {
+                            OutStream::Stderr
+                        } else {
+                            OutStream::Stdout
+                        },
+                        to,
+                    })
+                    .collect(),
+                restart: [
+                    RestartPolicy::Never,
+                    RestartPolicy::OnFailure,
+                    RestartPolicy::Always,
+                ][restart as usize],
+                backoff_initial_ms: bi,
+                backoff_max_ms: bm,
+                restart_max: rmax,
+                fanout_buffer: fan,
+            },
+        )
+}
+
+fn pipeline_state() -> impl Strategy<Value = PipelineState> {
+    (
+        text(),
+        any::<u32>(),
+        any::<bool>(),
+        option::of(text()),
+        option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(name, restarts, done, failed, backoff_until_unix_ms)| PipelineState {
+                name,
+                restarts,
+                done,
+                failed,
+                backoff_until_unix_ms,
+            },
+        )
 }
 
 fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
@@ -302,15 +369,17 @@ fn workspace_state() -> impl Strategy<Value = WorkspaceState> {
         any::<bool>(),
         vec(command_state(), 0..3),
         vec(stats_sample(), 0..3),
+        vec(pipeline_state(), 0..2),
     )
         .prop_map(
-            |(id, spec, created_unix_ms, stopping, commands, stats)| WorkspaceState {
+            |(id, spec, created_unix_ms, stopping, commands, stats, pipelines)| WorkspaceState {
                 id,
                 spec: SavedWorkspaceSpec::from(&spec),
                 created_unix_ms,
                 stopping,
                 commands,
                 stats: stats.iter().map(SavedStatsSample::from).collect(),
+                pipelines,
             },
         )
 }
@@ -325,6 +394,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
         any::<u64>(),
         vec(workspace_state(), 0..4),
         option::of(any::<i32>()),
+        vec(pipeline_spec(), 0..2),
     )
         .prop_map(
             |(
@@ -336,6 +406,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 next_workspace_id,
                 workspaces,
                 listener_fd,
+                saved,
             )| Snapshot {
                 written_unix_ms,
                 boot_id,
@@ -345,6 +416,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
                 next_workspace_id,
                 workspaces,
                 listener_fd,
+                saved_pipelines: saved.iter().map(SavedPipelineSpec::from).collect(),
             },
         )
 }

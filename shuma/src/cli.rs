@@ -138,6 +138,9 @@ pub enum Command {
     /// Cards: convert systemd units (offline, no daemon needed).
     #[command(subcommand)]
     Card(CardCommand),
+    /// Pipelines: save, list, show, remove, run in a workspace, stop.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
     /// Save state and re-execute the daemon in place, keeping its children.
     DaemonReexec {
         /// Execute this binary instead of the running one.
@@ -176,6 +179,26 @@ pub enum WsCommand {
     },
     /// Resource use samples of a workspace.
     Stats { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PipelineCommand {
+    /// Save the pipeline called NAME from FILE's `[[pipeline]]` tables (a file with one
+    /// table saves it under NAME), replacing a saved one of that name.
+    Save { name: String, file: PathBuf },
+    /// Saved pipelines and live ones (of one workspace only, given).
+    Ls {
+        #[arg(long, value_name = "NAME")]
+        workspace: Option<String>,
+    },
+    /// A saved pipeline's nodes and edges.
+    Show { name: String },
+    /// Forget a saved pipeline (its live runs go on).
+    Rm { name: String },
+    /// Start the saved pipeline NAME in WORKSPACE, supervised as a card's.
+    Run { workspace: String, name: String },
+    /// Stop a live pipeline, source nodes first, and leave it stopped.
+    Stop { workspace: String, name: String },
 }
 
 #[derive(Subcommand, Debug)]

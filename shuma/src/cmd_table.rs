@@ -12,8 +12,8 @@ use crate::output::{cmd_state_name, dash, elide, exit_short, one_line, opt_durat
 pub const STATUS_CELL_MAX: usize = 24;
 
 /// The `ps` table: ID WORKSPACE NAME PID STATE RESTARTS LAST-EXIT UPTIME READY HEALTH
-/// STATUS. The protocol 4 columns come last so the earlier ones keep their positions
-/// for scripts that cut them out.
+/// STATUS PIPELINE. The protocol 4 and 6 columns come last so the earlier ones keep
+/// their positions for scripts that cut them out.
 pub fn commands_table(commands: &[CommandInfo]) -> Table {
     let mut table = Table::new(&[
         "ID",
@@ -27,6 +27,7 @@ pub fn commands_table(commands: &[CommandInfo]) -> Table {
         "READY",
         "HEALTH",
         "STATUS",
+        "PIPELINE",
     ]);
     for c in commands {
         table.row(vec![
@@ -41,6 +42,7 @@ pub fn commands_table(commands: &[CommandInfo]) -> Table {
             ready_cell(c).to_string(),
             health_cell(c.health.as_ref()),
             status_cell(c),
+            c.pipeline.clone().unwrap_or_else(dash),
         ]);
     }
     table
@@ -118,6 +120,7 @@ mod tests {
             status: None,
             health: None,
             waiting_for: Vec::new(),
+            pipeline: None,
         }
     }
 

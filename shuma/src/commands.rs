@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command, RunArgs, DEFAULT_TIMEOUT_MS};
 use crate::client::{CliError, Client};
 use crate::output::{self, human_duration, Table};
 use crate::ready::{self, ReadyWait};
-use crate::{card, cmd_table, stream, top, ws};
+use crate::{card, cmd_table, pipeline, stream, top, ws};
 
 /// Where a command writes, and how.
 pub struct Ctx<'a> {
@@ -81,6 +81,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
         Command::Reboot => shutdown(&mut connect()?, ShutdownKind::Reboot),
         Command::Halt => shutdown(&mut connect()?, ShutdownKind::Halt),
         Command::Card(command) => card::card(command, ctx),
+        Command::Pipeline(command) => pipeline::pipeline(command, connect, ctx),
         Command::DaemonReexec { binary } => {
             ok_or_closed(&mut connect()?, &Request::DaemonReexec { binary })?;
             writeln!(ctx.out, "daemon re-executed")?;

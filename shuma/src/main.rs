@@ -7,6 +7,7 @@ mod client;
 mod cmd_table;
 mod commands;
 mod output;
+mod pipeline;
 mod ready;
 mod stream;
 mod top;

@@ -64,6 +64,7 @@ fn state(n: usize, tag: u64) -> Snapshot {
                 stopping: false,
                 commands: vec![command],
                 stats: Vec::new(),
+                pipelines: Vec::new(),
             }
         })
         .collect();

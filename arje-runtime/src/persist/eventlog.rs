@@ -33,6 +33,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shuma_card::protocol::PROTOCOL_VERSION;
+
+/// The oldest protocol version whose `Event` encoding this build reads unchanged.
+const EVENTS_SINCE: u32 = 5;
 use shuma_card::Event;
 
 use super::dir::{read_regular_at, StateDir};
@@ -119,7 +122,8 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
         return Err("not an arje event log (bad header)".into());
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != PROTOCOL_VERSION {
+    // Protocol 6 only appended `EventKind` variants: a version 5 segment reads the same.
+    if !(EVENTS_SINCE..=PROTOCOL_VERSION).contains(&version) {
         return Err(format!(
             "written with protocol version {version}, this arje reads {PROTOCOL_VERSION}"
         ));

@@ -70,6 +70,20 @@ pub struct Command {
     pub stop_queued: Option<Option<std::time::Duration>>,
     /// `shuma restart`: start it again once this run has stopped (`by_hand.rs`).
     pub start_queued: bool,
+    /// The pipeline it is a node of, and that pipeline's name (`pipelines.rs`).
+    pub pipeline: Option<(crate::ids::PipelineId, String)>,
+    /// A pipeline node's pipes for its next spawn, set by the pipeline just before it
+    /// starts the node and taken by the spawn.
+    pub stdio: Option<NodeStdio>,
+}
+
+/// The pipe ends a pipeline hands a node at spawn; a stream left `None` goes where the
+/// node's `log` says (stdin: /dev/null).
+#[derive(Default)]
+pub struct NodeStdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
 impl Command {
@@ -93,6 +107,8 @@ impl Command {
             waiting_for: Vec::new(),
             stop_queued: None,
             start_queued: false,
+            pipeline: None,
+            stdio: None,
         }
     }
 
@@ -140,6 +156,7 @@ impl Command {
             status: self.ready.status.clone(),
             health: self.probe.health(&self.spec),
             waiting_for: self.waiting_names(),
+            pipeline: self.pipeline.as_ref().map(|(_, name)| name.clone()),
         }
     }
 }
@@ -258,12 +275,14 @@ impl Runtime {
                     command: name,
                     reason,
                 });
+                self.pipeline_node_ended(id, now);
                 self.workspace_progress(ws);
                 self.deps_on_final(id, now);
                 Applied::Nothing
             }
             Action::Finished => {
                 self.prune_if_adhoc(ws, id);
+                self.pipeline_node_ended(id, now);
                 self.workspace_progress(ws);
                 // A restart's start comes first: what requires the command then finds
                 // it starting, not stopped, and keeps running.
@@ -324,30 +343,22 @@ impl Runtime {
         if spec.watchdog_ms.is_some() {
             plan = plan.with_pid_env("WATCHDOG_PID");
         }
-        // stdio: /dev/null in; out and err to pipes (ring), the console, or a file.
+        // stdio: /dev/null in, out and err to pipes (ring), the console, or a file;
+        // a pipeline node's connected streams to the pipes its pipeline made.
+        let stdio = self
+            .table
+            .commands
+            .get_mut(&id)
+            .and_then(|c| c.stdio.take())
+            .unwrap_or_default();
         let mut pipes: Vec<(bool, OwnedFd)> = Vec::new();
-        let (out_w, err_w): (OwnedFd, OwnedFd) = match &spec.log {
-            LogTarget::Ring => {
-                let (or, ow) = pipe()?;
-                let (er, ew) = pipe()?;
-                pipes.push((false, or));
-                pipes.push((true, er));
-                (ow, ew)
-            }
-            LogTarget::Console => {
-                let o = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)
-                    .map_err(|e| StartError::os("dup stdout", &e.into()))?;
-                let e = rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), 3)
-                    .map_err(|e| StartError::os("dup stderr", &e.into()))?;
-                (o, e)
-            }
-            LogTarget::File(path) => {
-                let f = open_log_file(path, runs_as)?;
-                let g = f
-                    .try_clone()
-                    .map_err(|e| StartError::os(format!("dup {path}"), &e))?;
-                (f, g)
-            }
+        let out_w = match stdio.stdout {
+            Some(fd) => fd,
+            None => log_fd(&spec.log, false, runs_as, &mut pipes)?,
+        };
+        let err_w = match stdio.stderr {
+            Some(fd) => fd,
+            None => log_fd(&spec.log, true, runs_as, &mut pipes)?,
         };
         let leaf = match self
             .table
@@ -375,8 +386,11 @@ impl Runtime {
             .spawn(
                 id,
                 &plan,
-                out_w.as_fd(),
-                err_w.as_fd(),
+                (
+                    stdio.stdin.as_ref().map(|fd| fd.as_fd()),
+                    out_w.as_fd(),
+                    err_w.as_fd(),
+                ),
                 extra,
                 target.as_ref(),
             )
@@ -517,8 +531,31 @@ impl From<&str> for StartError {
     }
 }
 
+/// Where one stream of a command goes by its `log`: the write end of a new pipe whose
+/// read end joins `pipes` (a ring), arje's own stdout or stderr (the console), or the
+/// log file.
+fn log_fd(
+    log: &LogTarget,
+    is_err: bool,
+    runs_as: Option<u32>,
+    pipes: &mut Vec<(bool, OwnedFd)>,
+) -> Result<OwnedFd, StartError> {
+    match log {
+        LogTarget::Ring => {
+            let (r, w) = pipe()?;
+            pipes.push((is_err, r));
+            Ok(w)
+        }
+        LogTarget::Console if is_err => rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), 3)
+            .map_err(|e| StartError::os("dup stderr", &e.into())),
+        LogTarget::Console => rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)
+            .map_err(|e| StartError::os("dup stdout", &e.into())),
+        LogTarget::File(path) => Ok(open_log_file(path, runs_as)?),
+    }
+}
+
 /// A pipe whose read end is non-blocking (ours) and write end blocking (the child's).
-fn pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), StartError> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| StartError::os("pipe", &e.into()))?;
     // A new pipe's read end has no status flags but O_RDONLY (which F_SETFL keeps),

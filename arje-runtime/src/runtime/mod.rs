@@ -25,11 +25,13 @@ mod commands;
 mod creds;
 mod deps;
 mod exits;
+mod fanout;
 mod handover;
 mod identity;
 mod lifecycle;
 mod notify;
 mod output;
+mod pipelines;
 mod probes;
 mod procs;
 pub(crate) mod reactor;
@@ -167,6 +169,8 @@ pub struct Runtime {
     server: server::Server,
     procs: procs::Procs,
     capture: capture::Capture,
+    /// Fan-out copiers of pipeline outputs (`fanout.rs`).
+    fanouts: fanout::Fanouts,
     cgroups: watches::Watches,
     store: store::Store,
     journal: Journal,
@@ -241,6 +245,7 @@ impl Runtime {
             server,
             procs,
             capture: capture::Capture::default(),
+            fanouts: fanout::Fanouts::default(),
             cgroups: watches::Watches::new(cgroups),
             store,
             journal: match disk_journal {
@@ -407,6 +412,14 @@ impl Runtime {
             Token::Notify(id) => self.on_notify(id),
             Token::Probe(id) => self.on_probe_socket(id),
             Token::ReadyFd(id) => self.on_ready_fd(id),
+            Token::FanoutIn(id) => {
+                let moved = self.fanouts.on_source(&self.reactor, id, Instant::now());
+                self.on_fanout(moved);
+            }
+            Token::FanoutOut(id) => {
+                let moved = self.fanouts.on_dest(&self.reactor, id, Instant::now());
+                self.on_fanout(moved);
+            }
             Token::Syslog => {
                 let events = self
                     .syslog
@@ -479,6 +492,7 @@ impl Runtime {
             TimerAction::Ready(id) => self.on_ready_timer(id, now),
             TimerAction::WaitReady(conn) => self.on_wait_ready_timer(conn),
             TimerAction::Probe(id) => self.on_probe_timer(id, now),
+            TimerAction::Pipeline(id) => self.on_pipeline_timer(id, now),
         }
     }
 

@@ -149,20 +149,20 @@ impl Procs {
         })
     }
 
-    /// Start `plan` with stdin on /dev/null and `out`/`err` as stdout/stderr, born in
+    /// Start `plan` with `stdin` (/dev/null if `None`) and `out`/`err` as stdout/stderr, born in
     /// `target`'s cgroup, and track it as `id`'s.
     pub fn spawn(
         &mut self,
         id: CommandId,
         plan: &ExecPlan,
-        out: BorrowedFd<'_>,
-        err: BorrowedFd<'_>,
+        (stdin, out, err): (Option<BorrowedFd<'_>>, BorrowedFd<'_>, BorrowedFd<'_>),
         extra: Option<(BorrowedFd<'_>, u32)>,
         target: Option<&CgroupTarget<'_>>,
     ) -> Result<Spawned, SpawnError> {
-        let spawned =
-            self.spawner
-                .spawn_with(plan, [self.dev_null.as_fd(), out, err], extra, target)?;
+        let stdin = stdin.unwrap_or(self.dev_null.as_fd());
+        let spawned = self
+            .spawner
+            .spawn_with(plan, [stdin, out, err], extra, target)?;
         self.pids.insert(spawned.pid, id);
         Ok(spawned)
     }

@@ -260,6 +260,54 @@ impl Runtime {
                 command,
                 action,
             } => self.control(&workspace, &command, action),
+            Request::PipelineSave { spec } => self.pipeline_save(spec),
+            Request::PipelineList => one(Response::Pipelines(super::pipelines::saved_infos(
+                &self.table.saved_pipelines,
+            ))),
+            Request::PipelineShow { name } => {
+                let spec = self
+                    .table
+                    .saved_pipelines
+                    .get(&name)
+                    .ok_or_else(|| not_found(format!("no saved pipeline {name}")))?;
+                one(Response::Pipeline(Box::new(spec.clone())))
+            }
+            Request::PipelineRemove { name } => {
+                self.table
+                    .saved_pipelines
+                    .remove(&name)
+                    .ok_or_else(|| not_found(format!("no saved pipeline {name}")))?;
+                self.store.mark_dirty();
+                saved(Response::Ok)
+            }
+            Request::PipelineRun { workspace, name } => {
+                self.pipeline_run(&workspace, &name)?;
+                saved(Response::Ok)
+            }
+            Request::PipelineStop { workspace, name } => {
+                let ws = self
+                    .table
+                    .id_of(&workspace)
+                    .ok_or_else(|| not_found(format!("no workspace {workspace}")))?;
+                let id = self.pipeline_named(ws, &name).ok_or_else(|| {
+                    not_found(format!("no pipeline {name} in workspace {workspace}"))
+                })?;
+                self.pipeline_stop(id, None, false, Instant::now());
+                saved(Response::Ok)
+            }
+            Request::PipelinePs { workspace } => {
+                let ws = match &workspace {
+                    Some(name) => Some(
+                        self.table
+                            .id_of(name)
+                            .ok_or_else(|| not_found(format!("no workspace {name}")))?,
+                    ),
+                    None => None,
+                };
+                let mut frames = paged(self.pipeline_infos(ws), Response::Pipelines);
+                frames.push(Response::End);
+                Ok(Reply::Frames(frames))
+            }
         }
     }
 

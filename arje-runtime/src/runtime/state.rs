@@ -79,6 +79,25 @@ impl Runtime {
         use shuma_card::snapshot::{encode_parts, CommandParts, SnapshotHead, WorkspaceParts};
         let now = Instant::now();
         let now_unix = unix_ms();
+        // Pipelines are few and small: their saved forms are built here, not cached.
+        let saved_pipelines: Vec<shuma_card::snapshot::SavedPipelineSpec> = self
+            .table
+            .saved_pipelines
+            .values()
+            .map(Into::into)
+            .collect();
+        let pipeline_states: Vec<Vec<shuma_card::snapshot::PipelineState>> = self
+            .table
+            .workspaces
+            .values()
+            .map(|ws| {
+                ws.pipelines
+                    .iter()
+                    .filter_map(|id| self.table.pipelines.get(id))
+                    .map(|p| p.saved_state(now, now_unix))
+                    .collect()
+            })
+            .collect();
         let head = SnapshotHead {
             written_unix_ms: now_unix,
             boot_id: &self.store.boot_id,
@@ -87,6 +106,7 @@ impl Runtime {
             next_command_id: self.table.command_ids.peek(),
             next_workspace_id: self.table.workspace_ids.peek(),
             listener_fd: for_reexec.then(|| self.server.listener_fd()),
+            saved_pipelines: &saved_pipelines,
         };
         let commands = &self.table.commands;
         let capture = &self.capture;
@@ -94,58 +114,64 @@ impl Runtime {
         let pipe_fd = move |c: &Command, is_err: bool| {
             capture.fd_of(&c.pipe_ids, is_err).filter(|_| for_reexec)
         };
-        let workspaces = self.table.workspaces.values().map(|ws| WorkspaceParts {
-            id: ws.id.raw(),
-            spec_bytes: &ws.spec_bytes,
-            created_unix_ms: ws.created_unix_ms,
-            stopping: ws.state != WsState::Running,
-            commands: ws
-                .commands
-                .iter()
-                // Every id of a workspace is in the command table (they are inserted and
-                // removed together); indexing keeps the iterator's exact length, so the
-                // encoder writes the count first instead of shifting the bytes after.
-                .map(move |id| &commands[id])
-                .map(move |c| CommandParts {
-                    id: c.id.raw(),
-                    name: &c.spec.name,
-                    restarts: c.sup.restarts,
-                    recent_restarts_unix_ms: c
-                        .sup
-                        .recent_restarts
+        let workspaces =
+            self.table
+                .workspaces
+                .values()
+                .zip(&pipeline_states)
+                .map(|(ws, pipelines)| WorkspaceParts {
+                    pipelines,
+                    id: ws.id.raw(),
+                    spec_bytes: &ws.spec_bytes,
+                    created_unix_ms: ws.created_unix_ms,
+                    stopping: ws.state != WsState::Running,
+                    commands: ws
+                        .commands
                         .iter()
-                        .map(move |t| unix_ms_of_instant(*t, now, now_unix)),
-                    last_exit: c.sup.last_exit,
-                    done: c.spec.kind == CommandKind::Task && c.sup.is_final(),
-                    failed: match &c.sup.state {
-                        State::Failed { reason } => Some(reason.as_str()),
-                        _ => None,
-                    },
-                    live: c.run.as_ref().map(|r| LiveProcess {
-                        pid: r.pid,
-                        start_time_ticks: r.start_time_ticks,
-                        started_unix_ms: r.started_unix_ms,
-                        stdout_fd: pipe_fd(c, false),
-                        stderr_fd: pipe_fd(c, true),
-                    }),
-                    ready: c.ready.ready,
-                    status: c.ready.status.as_deref(),
-                    // The command's readiness channel: its notify socket, or the read end
-                    // of its s6 notification pipe (a command has one or the other).
-                    notify_fd: c
-                        .ready
-                        .notify
-                        .as_ref()
-                        .map(|n| &n.fd)
-                        .or(c.ready.fd.as_ref())
-                        .map(std::os::fd::AsRawFd::as_raw_fd)
-                        .filter(|_| for_reexec),
-                }),
-            stats: ws
-                .stats
-                .iter()
-                .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS)),
-        });
+                        // Every id of a workspace is in the command table (they are inserted and
+                        // removed together); indexing keeps the iterator's exact length, so the
+                        // encoder writes the count first instead of shifting the bytes after.
+                        .map(move |id| &commands[id])
+                        .map(move |c| CommandParts {
+                            id: c.id.raw(),
+                            name: &c.spec.name,
+                            restarts: c.sup.restarts,
+                            recent_restarts_unix_ms: c
+                                .sup
+                                .recent_restarts
+                                .iter()
+                                .map(move |t| unix_ms_of_instant(*t, now, now_unix)),
+                            last_exit: c.sup.last_exit,
+                            done: c.spec.kind == CommandKind::Task && c.sup.is_final(),
+                            failed: match &c.sup.state {
+                                State::Failed { reason } => Some(reason.as_str()),
+                                _ => None,
+                            },
+                            live: c.run.as_ref().map(|r| LiveProcess {
+                                pid: r.pid,
+                                start_time_ticks: r.start_time_ticks,
+                                started_unix_ms: r.started_unix_ms,
+                                stdout_fd: pipe_fd(c, false),
+                                stderr_fd: pipe_fd(c, true),
+                            }),
+                            ready: c.ready.ready,
+                            status: c.ready.status.as_deref(),
+                            // The command's readiness channel: its notify socket, or the read end
+                            // of its s6 notification pipe (a command has one or the other).
+                            notify_fd: c
+                                .ready
+                                .notify
+                                .as_ref()
+                                .map(|n| &n.fd)
+                                .or(c.ready.fd.as_ref())
+                                .map(std::os::fd::AsRawFd::as_raw_fd)
+                                .filter(|_| for_reexec),
+                        }),
+                    stats: ws
+                        .stats
+                        .iter()
+                        .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS)),
+                });
         encode_parts(&head, workspaces, &mut self.store.buf);
     }
 
@@ -189,6 +215,11 @@ impl Runtime {
             self.table
                 .workspace_ids
                 .skip_past(snap.next_workspace_id.saturating_sub(1));
+            self.table.saved_pipelines = snap
+                .saved_pipelines
+                .into_iter()
+                .map(|p| (p.name.clone(), p.into_card()))
+                .collect();
             for ws in snap.workspaces {
                 pending.push(self.restore_workspace(ws, plan.adopt, now, now_unix));
             }
@@ -196,6 +227,7 @@ impl Runtime {
         if !plan.reexec && self.cgroups.tree.is_enabled() {
             self.sweep_strays(&mut pending, recorded, now);
         }
+        let mut starting = Vec::new();
         for p in pending {
             if p.stopping {
                 self.stop_workspace(p.id, None, false);
@@ -203,8 +235,12 @@ impl Runtime {
             }
             // Started in dependency order again, as at creation.
             self.table.pending.extend(p.to_start);
+            starting.extend(p.pipelines);
         }
         self.deps_progress(now);
+        for id in starting {
+            self.pipeline_start(id, now);
+        }
     }
 
     /// Put one saved workspace back in the table, adopting its recorded processes that
@@ -257,7 +293,14 @@ impl Runtime {
         for cs in state.commands {
             let cid = CommandId::from(cs.id);
             self.table.command_ids.skip_past(cs.id);
-            let declared = ws.spec.commands.iter().find(|c| c.name == cs.name).cloned();
+            let node = super::pipelines::find_node(&ws.spec, &cs.name);
+            let declared = ws
+                .spec
+                .commands
+                .iter()
+                .find(|c| c.name == cs.name)
+                .cloned()
+                .or_else(|| node.clone());
             let adhoc = declared.is_none();
             // An ad-hoc `shuma run`: its declaration is not in the card.
             let spec = declared.unwrap_or_else(|| {
@@ -336,6 +379,8 @@ impl Runtime {
                     || (adopt && cs.live.is_none() && cmd.spec.kind == CommandKind::Task)
                     // A one-shot whose process is gone and whose argv we never stored.
                     || cmd.adhoc
+                    // A pipeline starts its nodes itself, all together.
+                    || node.is_some()
                 {
                     cmd.sup.state = State::Exited;
                 } else {
@@ -343,7 +388,7 @@ impl Runtime {
                 }
             }
             ws.commands.insert(cid);
-            if !cmd.adhoc {
+            if !cmd.adhoc && node.is_none() {
                 ws.by_name.insert(cmd.spec.name.clone(), cid);
             }
             self.table.commands.insert(cid, cmd);
@@ -356,10 +401,12 @@ impl Runtime {
         for cid in resume {
             self.ready_resume(cid, now);
         }
+        let pipelines = self.restore_pipelines(id, state.pipelines, now, now_unix);
         Pending {
             id,
             stopping: state.stopping,
             to_start,
+            pipelines,
         }
     }
 

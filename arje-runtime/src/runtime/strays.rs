@@ -43,6 +43,8 @@ pub(crate) struct Pending {
     pub id: WorkspaceId,
     pub stopping: bool,
     pub to_start: Vec<CommandId>,
+    /// Its pipelines that start a run once the sweep is done.
+    pub pipelines: Vec<crate::ids::PipelineId>,
 }
 
 /// What the restored state says about the command a leaf names.

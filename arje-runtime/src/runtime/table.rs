@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::commands::Command;
+use super::pipelines::Pipeline;
 use super::workspaces::Workspace;
-use crate::ids::{CommandId, IdGen, WorkspaceId};
+use crate::ids::{CommandId, IdGen, PipelineId, WorkspaceId};
 
 #[derive(Default)]
 pub struct Table {
@@ -25,6 +26,11 @@ pub struct Table {
     /// The same for `stop_progress`.
     pub stop_running: bool,
     pub stop_again: bool,
+    /// Live pipelines (`pipelines.rs`), by id; each is also listed by its workspace.
+    pub pipelines: BTreeMap<PipelineId, Pipeline>,
+    pub pipeline_ids: IdGen<PipelineId>,
+    /// Pipelines saved by name (`shuma pipeline save`), for `shuma pipeline run`.
+    pub saved_pipelines: BTreeMap<String, shuma_card::PipelineSpec>,
 }
 
 impl Table {
@@ -58,6 +64,9 @@ impl Table {
         for cmd in &ws.commands {
             self.commands.remove(cmd);
             self.pending.remove(cmd);
+        }
+        for p in &ws.pipelines {
+            self.pipelines.remove(p);
         }
         Some(ws)
     }

@@ -35,6 +35,8 @@ pub struct Workspace {
     pub unenforced: Vec<String>,
     /// Recent cgroup statistics, oldest first, at most [`STATS_HISTORY`].
     pub stats: std::collections::VecDeque<shuma_card::protocol::StatsSample>,
+    /// Its live pipelines, in `spec.pipelines` order (`pipelines.rs`).
+    pub pipelines: Vec<crate::ids::PipelineId>,
 }
 
 /// Largest encoded workspace spec: the frame cap less room for the rest of a `ws show`
@@ -68,6 +70,7 @@ impl Workspace {
             cgroup,
             unenforced,
             stats: Default::default(),
+            pipelines: Vec::new(),
         }
     }
 
@@ -142,7 +145,8 @@ impl Runtime {
                 format!("at most {MAX_WORKSPACES} workspaces"),
             ));
         }
-        if self.table.commands.len() + spec.commands.len() > MAX_COMMANDS {
+        let nodes: usize = spec.pipelines.iter().map(|p| p.nodes.len()).sum();
+        if self.table.commands.len() + spec.commands.len() + nodes > MAX_COMMANDS {
             return Err((ErrorCode::Limit, format!("at most {MAX_COMMANDS} commands")));
         }
         // Limits are written before anything runs in the workspace.
@@ -175,10 +179,15 @@ impl Runtime {
                 TimerAction::WorkspaceTtl(id),
             );
         }
+        let pipelines = ws.spec.pipelines.clone();
         self.insert_workspace(ws);
         self.event(EventKind::WorkspaceCreated {
             workspace: name.clone(),
         });
+        let pipelines: Vec<_> = pipelines
+            .into_iter()
+            .map(|p| self.create_pipeline(id, p))
+            .collect();
         for w in &warnings {
             self.event(EventKind::Warning {
                 message: format!("workspace {name}: {w}"),
@@ -189,6 +198,9 @@ impl Runtime {
         // in dependency order: those waiting for another start when it is ready.
         self.table.pending.extend(ids);
         let failed = self.deps_progress(Instant::now());
+        for p in pipelines {
+            self.pipeline_start(p, Instant::now());
+        }
         Ok(Created { warnings, failed })
     }
 
@@ -280,7 +292,21 @@ impl Runtime {
         };
         ws.state = WsState::Stopping;
         let ids: Vec<CommandId> = ws.commands.iter().copied().collect();
+        let pipelines = ws.pipelines.clone();
         let now = Instant::now();
+        // A pipeline stops its own nodes, source first.
+        for p in pipelines {
+            self.pipeline_stop(p, grace, cap_only, now);
+        }
+        let ids: Vec<CommandId> = ids
+            .into_iter()
+            .filter(|c| {
+                self.table
+                    .commands
+                    .get(c)
+                    .is_some_and(|c| c.pipeline.is_none())
+            })
+            .collect();
         // What never started will not; the rest stop in the reverse of the start order
         // (`stop_progress`): a command once nothing that is after it runs.
         for cid in ids {
@@ -352,6 +378,13 @@ impl Runtime {
     }
 
     fn remove_workspace(&mut self, id: WorkspaceId) {
+        let pipelines = self
+            .table
+            .workspaces
+            .get(&id)
+            .map(|w| w.pipelines.clone())
+            .unwrap_or_default();
+        self.remove_pipelines(&pipelines);
         for report in self.cgroups.remove_workspace(&self.reactor, id) {
             self.on_cgroup_news(News::Report(report));
         }

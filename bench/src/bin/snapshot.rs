@@ -127,6 +127,7 @@ fn workspace(i: usize, stats: u64) -> WorkspaceState {
                 cpu_percent_x100: Some(250 + k as u32),
             })
             .collect(),
+        pipelines: Vec::new(),
     }
 }
 
@@ -144,6 +145,7 @@ fn state_with_stats(n: usize, stats: u64) -> Snapshot {
         next_workspace_id: n as u64 + 1,
         workspaces: (0..n).map(|i| workspace(i, stats)).collect(),
         listener_fd: Some(3),
+        saved_pipelines: Vec::new(),
     }
 }
 
@@ -158,6 +160,7 @@ fn encode_turn(s: &Snapshot, cached: &[Cached], out: &mut Vec<u8>) {
         next_command_id: s.next_command_id,
         next_workspace_id: s.next_workspace_id,
         listener_fd: s.listener_fd,
+        saved_pipelines: &s.saved_pipelines,
     };
     let workspaces = s
         .workspaces
@@ -168,6 +171,7 @@ fn encode_turn(s: &Snapshot, cached: &[Cached], out: &mut Vec<u8>) {
             spec_bytes: &cached.spec_bytes,
             created_unix_ms: w.created_unix_ms,
             stopping: w.stopping,
+            pipelines: &w.pipelines,
             commands: w.commands.iter().map(|c| CommandParts {
                 id: c.id,
                 name: &c.name,

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use super::deps;
+use crate::pipeline::MAX_PIPELINES_PER_WORKSPACE;
 use crate::spec::{
     valid_name, CommandKind, CommandSpec, HealthCheck, Limits, LogTarget, Probe, Readiness,
     RestartPolicy, WorkspaceSpec,
@@ -43,6 +44,17 @@ pub fn validate(spec: &WorkspaceSpec) -> Result<(), String> {
             )
         }
     })
+}
+
+/// Check a pipeline on its own, as `shuma pipeline save` sends it: its rules and its
+/// nodes' as in a card.
+pub fn validate_pipeline(p: &crate::pipeline::PipelineSpec) -> Result<(), String> {
+    let spec = WorkspaceSpec {
+        pipelines: vec![p.clone()],
+        ..Default::default()
+    };
+    check_pipelines(&spec, &HashSet::new())
+        .map_err(|e| format!("pipeline {:?}: field {}: {}", p.name, e.field, e.message))
 }
 
 /// Check one command on its own, as `shuma run` sends it.
@@ -96,8 +108,52 @@ pub fn check(spec: &WorkspaceSpec) -> Result<(), SpecError> {
             });
         }
     }
+    check_pipelines(spec, &names)?;
     // Only now is every name known: a dependency may name a command declared after it.
     deps::check_graph(spec)
+}
+
+/// Each pipeline's own rules, its nodes' as commands' (a node runs as a task), and names:
+/// no two pipelines alike, no node's `pipeline.node` taken by a command.
+fn check_pipelines(spec: &WorkspaceSpec, commands: &HashSet<&str>) -> Result<(), SpecError> {
+    let at = |i: usize, field: String, message: String| SpecError {
+        command: None,
+        field: format!("pipeline[{i}].{field}"),
+        message,
+    };
+    if spec.pipelines.len() > MAX_PIPELINES_PER_WORKSPACE {
+        let message =
+            format!("a workspace may declare at most {MAX_PIPELINES_PER_WORKSPACE} pipelines");
+        return Err(at(MAX_PIPELINES_PER_WORKSPACE, "name".into(), message));
+    }
+    let nodes: usize = spec.pipelines.iter().map(|p| p.nodes.len()).sum();
+    if spec.commands.len() + nodes > MAX_COMMANDS_PER_WORKSPACE {
+        let message = format!(
+            "a workspace may declare at most {MAX_COMMANDS_PER_WORKSPACE} commands, pipeline nodes included"
+        );
+        return Err(at(0, "node".into(), message));
+    }
+    let mut names = HashSet::new();
+    for (i, p) in spec.pipelines.iter().enumerate() {
+        crate::pipeline::check(p).map_err(|(f, m)| at(i, f, m))?;
+        for (j, node) in p.nodes.iter().enumerate() {
+            if node.kind != CommandKind::Task || node.restart != RestartPolicy::Never {
+                let message = "a node is run once per run of its pipeline: restart settings belong to the [[pipeline]]".to_string();
+                return Err(at(i, format!("node[{j}].restart"), message));
+            }
+            check_command(node).map_err(|(f, m)| at(i, format!("node[{j}].{f}"), m))?;
+            let full = p.command_name(&node.name);
+            if commands.contains(full.as_str()) {
+                let message = format!("{full:?} is the name of a command of this workspace");
+                return Err(at(i, format!("node[{j}].name"), message));
+            }
+        }
+        if !names.insert(p.name.as_str()) {
+            let message = format!("two pipelines are called {:?}", p.name);
+            return Err(at(i, "name".into(), message));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn name_message(name: &str) -> String {

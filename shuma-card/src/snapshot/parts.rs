@@ -28,7 +28,7 @@ use super::saved::{SavedExitStatus, SavedStatsSample, SavedWorkspaceSpec};
 use super::{seal, VecFlavor, HEADER_LEN};
 use crate::event::ExitStatus;
 use crate::protocol::StatsSample;
-use crate::snapshot::LiveProcess;
+use crate::snapshot::{LiveProcess, PipelineState, SavedPipelineSpec};
 use crate::spec::WorkspaceSpec;
 
 /// The postcard encoding of `spec`'s saved form ([`SavedWorkspaceSpec`]), as it appears
@@ -52,6 +52,8 @@ pub struct SnapshotHead<'a> {
     pub next_command_id: u64,
     pub next_workspace_id: u64,
     pub listener_fd: Option<i32>,
+    /// Pipelines saved by name (few and small: written with serde, not by hand).
+    pub saved_pipelines: &'a [SavedPipelineSpec],
 }
 
 /// One workspace, borrowed: the encoded spec and views of the runtime state.
@@ -71,6 +73,8 @@ pub struct WorkspaceParts<'a, C, S> {
     pub stopping: bool,
     pub commands: C,
     pub stats: S,
+    /// Each pipeline's restart record (few and small: written with serde).
+    pub pipelines: &'a [PipelineState],
 }
 
 /// One command's runtime state, borrowed: [`CommandState`](super::CommandState) without
@@ -120,6 +124,7 @@ where
         next_command_id,
         next_workspace_id,
         listener_fd,
+        saved_pipelines,
     } = *head;
     put_u64(out, written_unix_ms);
     put_str(out, boot_id);
@@ -129,6 +134,7 @@ where
     put_u64(out, next_workspace_id);
     put_seq(out, workspaces, put_workspace);
     put_option(out, listener_fd, put_i32);
+    put_serde(out, saved_pipelines);
     seal(out);
 }
 
@@ -146,6 +152,7 @@ where
         stopping,
         commands,
         stats,
+        pipelines,
     } = ws;
     put_u64(out, id);
     out.extend_from_slice(spec_bytes);
@@ -153,6 +160,13 @@ where
     put_bool(out, stopping);
     put_seq(out, commands, put_command);
     put_seq(out, stats, put_stats_sample);
+    put_serde(out, pipelines);
+}
+
+/// Appends the postcard encoding of `value` (a slice: its length, then its elements).
+fn put_serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    *out = postcard::serialize_with_flavor(value, VecFlavor(std::mem::take(out)))
+        .expect("postcard into a Vec cannot fail");
 }
 
 fn put_command<R: IntoIterator<Item = u64>>(out: &mut Vec<u8>, c: CommandParts<'_, R>) {

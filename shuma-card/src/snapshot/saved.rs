@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::saved_pipeline::SavedPipelineSpec;
+
 use crate::event::ExitStatus;
 use crate::protocol::StatsSample;
 use crate::spec::{
@@ -30,6 +32,8 @@ pub struct SavedWorkspaceSpec {
     pub ttl_ms: Option<u64>,
     pub on_oom: SavedOomAction,
     pub commands: Vec<SavedCommandSpec>,
+    /// From v4 on.
+    pub pipelines: Vec<SavedPipelineSpec>,
 }
 
 /// [`Limits`] as saved.
@@ -177,6 +181,7 @@ impl From<&WorkspaceSpec> for SavedWorkspaceSpec {
             ttl_ms,
             on_oom,
             commands,
+            pipelines,
         } = spec;
         SavedWorkspaceSpec {
             name: name.clone(),
@@ -184,6 +189,7 @@ impl From<&WorkspaceSpec> for SavedWorkspaceSpec {
             ttl_ms: *ttl_ms,
             on_oom: (*on_oom).into(),
             commands: commands.iter().map(SavedCommandSpec::from).collect(),
+            pipelines: pipelines.iter().map(SavedPipelineSpec::from).collect(),
         }
     }
 }
@@ -197,6 +203,7 @@ impl SavedWorkspaceSpec {
             ttl_ms,
             on_oom,
             commands,
+            pipelines,
         } = self;
         WorkspaceSpec {
             name,
@@ -206,6 +213,10 @@ impl SavedWorkspaceSpec {
             commands: commands
                 .into_iter()
                 .map(SavedCommandSpec::into_card)
+                .collect(),
+            pipelines: pipelines
+                .into_iter()
+                .map(SavedPipelineSpec::into_card)
                 .collect(),
         }
     }

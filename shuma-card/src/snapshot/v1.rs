@@ -27,7 +27,7 @@ use super::{decode_exact, Snapshot, SnapshotError};
 /// Decodes a v1 payload strictly (leftover bytes are an error) and migrates it to the
 /// current schema, through v2: each step is written once.
 pub(super) fn decode(payload: &[u8]) -> Result<Snapshot, SnapshotError> {
-    decode_exact::<SnapshotV1>(payload).map(|v1| v1.migrate().migrate())
+    decode_exact::<SnapshotV1>(payload).map(|v1| v1.migrate().migrate().migrate())
 }
 
 /// v1's `Snapshot`.

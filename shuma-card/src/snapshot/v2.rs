@@ -25,9 +25,10 @@ use serde::Serialize;
 
 use super::saved::{
     SavedCommandKind, SavedCommandSpec, SavedCpuMax, SavedExitStatus, SavedLimits, SavedLogTarget,
-    SavedOomAction, SavedReadiness, SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
+    SavedOomAction, SavedReadiness, SavedRestartPolicy, SavedStatsSample,
 };
-use super::{decode_exact, CommandState, LiveProcess, Snapshot, SnapshotError, WorkspaceState};
+use super::v3::{SavedWorkspaceSpecV3, SnapshotV3, WorkspaceStateV3};
+use super::{decode_exact, CommandState, LiveProcess, Snapshot, SnapshotError};
 
 /// The `ready_timeout` a command of a v2 file gets: the default of a card without the key
 /// when v3 shipped (systemd's `DefaultTimeoutStartSec`). Written out rather than taken
@@ -38,7 +39,7 @@ const READY_TIMEOUT_MS: u64 = 90_000;
 /// Decodes a v2 payload strictly (leftover bytes are an error) and migrates it to the
 /// current schema.
 pub(super) fn decode(payload: &[u8]) -> Result<Snapshot, SnapshotError> {
-    decode_exact::<SnapshotV2>(payload).map(SnapshotV2::migrate)
+    decode_exact::<SnapshotV2>(payload).map(|v2| v2.migrate().migrate())
 }
 
 /// v2's `Snapshot`.
@@ -202,7 +203,7 @@ pub(super) struct SavedStatsSampleV2 {
 }
 
 impl SnapshotV2 {
-    pub(super) fn migrate(self) -> Snapshot {
+    pub(super) fn migrate(self) -> SnapshotV3 {
         let SnapshotV2 {
             written_unix_ms,
             boot_id,
@@ -213,7 +214,7 @@ impl SnapshotV2 {
             workspaces,
             listener_fd,
         } = self;
-        Snapshot {
+        SnapshotV3 {
             written_unix_ms,
             boot_id,
             arje_pid,
@@ -230,7 +231,7 @@ impl SnapshotV2 {
 }
 
 impl WorkspaceStateV2 {
-    fn migrate(self) -> WorkspaceState {
+    fn migrate(self) -> WorkspaceStateV3 {
         let WorkspaceStateV2 {
             id,
             spec,
@@ -253,7 +254,7 @@ impl WorkspaceStateV2 {
                 c.migrate(service)
             })
             .collect();
-        WorkspaceState {
+        WorkspaceStateV3 {
             id,
             spec: spec.migrate(),
             created_unix_ms,
@@ -322,7 +323,7 @@ impl LiveProcessV2 {
 }
 
 impl SavedWorkspaceSpecV2 {
-    fn migrate(self) -> SavedWorkspaceSpec {
+    fn migrate(self) -> SavedWorkspaceSpecV3 {
         let SavedWorkspaceSpecV2 {
             name,
             limits,
@@ -330,7 +331,7 @@ impl SavedWorkspaceSpecV2 {
             on_oom,
             commands,
         } = self;
-        SavedWorkspaceSpec {
+        SavedWorkspaceSpecV3 {
             name,
             limits: limits.migrate(),
             ttl_ms,

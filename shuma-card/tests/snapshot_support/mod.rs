@@ -35,6 +35,7 @@ pub fn encode_via_parts(s: &Snapshot) -> Vec<u8> {
         next_command_id: s.next_command_id,
         next_workspace_id: s.next_workspace_id,
         listener_fd: s.listener_fd,
+        saved_pipelines: &s.saved_pipelines,
     };
     let workspaces = s
         .workspaces
@@ -46,6 +47,7 @@ pub fn encode_via_parts(s: &Snapshot) -> Vec<u8> {
             spec_bytes,
             created_unix_ms: w.created_unix_ms,
             stopping: w.stopping,
+            pipelines: &w.pipelines,
             commands: w.commands.iter().map(|c| CommandParts {
                 id: c.id,
                 name: &c.name,
