@@ -5,9 +5,13 @@
 //! writes into a pipe that arje reads (`Token::FanoutIn`), and arje writes each chunk to
 //! every reader's pipe, never blocking: what a reader's pipe cannot take now waits in a
 //! buffer of that edge (bounded by the pipeline's `fanout_buffer`), flushed when the pipe
-//! has room (`Token::FanoutOut`), and what does not fit the buffer is dropped and
-//! counted, so one slow reader neither stalls the loop nor the others. arje's memory per
-//! edge is that bound at most.
+//! has room (`Token::FanoutOut`). arje's memory per edge is that bound at most.
+//!
+//! The source goes at the pace of its fastest reader: arje stops reading it while every
+//! reader has bytes waiting, so the kernel's backpressure reaches the writer as it would
+//! through one pipe, and resumes when one of them has caught up. A reader slower than
+//! that falls behind by up to its buffer; what does not fit is dropped and counted
+//! (`PipelineDropped`), so one stuck reader stalls neither the loop nor the others.
 //!
 //! arje writes through its own open file description of each reader's pipe (opened from
 //! `/proc/self/fd`, non-blocking), not through the descriptor its writer nodes share:
@@ -53,6 +57,8 @@ struct Dest {
 struct Fanout {
     pipeline: PipelineId,
     src: Option<OwnedFd>,
+    /// The source is out of epoll because every reader is behind.
+    paused: bool,
     dests: Vec<Dest>,
     cap: usize,
 }
@@ -103,6 +109,7 @@ impl Fanouts {
             Fanout {
                 pipeline,
                 src: Some(src),
+                paused: false,
                 dests: own,
                 cap: usize::try_from(cap).unwrap_or(usize::MAX),
             },
@@ -121,6 +128,9 @@ impl Fanouts {
         }
         let mut dropped = 0;
         for _ in 0..READS_PER_EVENT {
+            if f.all_behind() {
+                break; // `settle` pauses the source until a reader catches up.
+            }
             let Some(src) = &f.src else { break };
             match rustix::io::read(src, &mut self.buf[..CHUNK]) {
                 Ok(0) => {
@@ -169,7 +179,7 @@ impl Fanouts {
         let Some(f) = self.map.remove(&id) else {
             return Vec::new();
         };
-        if let Some(src) = &f.src {
+        if let (Some(src), false) = (&f.src, f.paused) {
             reactor.remove(src.as_fd());
         }
         f.dests
@@ -268,6 +278,28 @@ impl Fanout {
                 d.reported_at = Some(now);
             }
         }
+        let Some(src) = &self.src else { return };
+        if self.dests.iter().all(|d| d.fd.is_none()) {
+            // Every reader is gone: so is the pipe's, and the writer learns it (EPIPE).
+            reactor.remove(src.as_fd());
+            self.src = None;
+            self.paused = false;
+        } else if self.all_behind() && !self.paused {
+            reactor.remove(src.as_fd());
+            self.paused = true;
+        } else if !self.all_behind() && self.paused {
+            self.paused = reactor
+                .add(src.as_fd(), Token::FanoutIn(id), Interest::Read)
+                .is_err();
+        }
+    }
+
+    /// Does every reader still open have bytes waiting (or is none open)?
+    fn all_behind(&self) -> bool {
+        self.dests
+            .iter()
+            .filter(|d| d.fd.is_some())
+            .all(|d| !d.pending.is_empty())
     }
 
     fn finished(&self) -> bool {
