@@ -187,6 +187,21 @@ fn test_reboot_restores_workspace_limits_and_restarts_service() {
     ] {
         assert_line(&first, &format!("SCENARIO state-reboot: {step}"));
     }
+    // The pipelines: `chain` ran, `flaky` had been restarted at least three times.
+    for step in ["created flow", "chain flowed", "flaky restarted"] {
+        assert_line(&first, &format!("SCENARIO state-reboot: {step}"));
+    }
+    assert_eq!(
+        said_after(&first, "state-reboot", "pipe flow chain "),
+        "running 0"
+    );
+    let restarts = |vm: &Vm, scenario: &str| -> u32 {
+        let line = said_after(vm, scenario, "pipe flow flaky ");
+        let n = line.split_whitespace().nth(1).and_then(|n| n.parse().ok());
+        n.unwrap_or_else(|| panic!("flaky: {line:?}"))
+    };
+    let flaky1 = restarts(&first, "state-reboot");
+    assert!(flaky1 >= 3, "flaky restarts before the reboot: {flaky1}");
     let svc1 = said_after(&first, "state-reboot", "cmd keep svc ");
     assert!(svc1.ends_with(" running"), "boot 1 svc: {svc1:?}");
     assert_eq!(end1, End::Reboot, "tail:\n{}", first.tail(40));
@@ -223,6 +238,19 @@ fn test_reboot_restores_workspace_limits_and_restarts_service() {
         svc.cgroup
     );
     eprintln!("figure: svc pid boot1 {svc1:?}, boot2 {}", svc.pid);
+    // The supervised pipelines came back: `chain` runs and moves lines in this boot;
+    // `flaky`'s restart count went on from where it was, not from 0.
+    assert_line(&second, "SCENARIO state-check: chain flows again");
+    assert_eq!(
+        said_after(&second, "state-check", "pipe flow chain "),
+        "running 0"
+    );
+    let flaky2 = restarts(&second, "state-check");
+    assert!(
+        flaky2 >= flaky1,
+        "flaky restarts: {flaky1} before the reboot, {flaky2} after"
+    );
+    eprintln!("figure: flaky restarts {flaky1} before the reboot, {flaky2} after");
     // The event journal outlived the reboot: boot 2 reads boot 1's event, same id, same
     // time, by cursor from the disk.
     let created = said_after(&first, "state-reboot", "journal ");

@@ -10,6 +10,12 @@ shuma ws create $d/extra/keep.toml >/dev/null && say "created keep"
 shuma ws set keep memory_max=96M >/dev/null && say "set memory_max=96M"
 # The service has run once it has printed (read from its log stream, not a clock).
 shuma logs -f keep svc | grep -m1 -q "tick 1" && say "svc printed"
+# Two pipelines: `chain` has moved a line from its source to its sink, `flaky` has
+# failed and been restarted three times (read from the journal as it happens).
+shuma ws create $d/extra/flow.toml >/dev/null && say "created flow"
+shuma logs -f flow chain.sink | grep -m1 -q "n 1" && say "chain flowed"
+shuma events -f | grep -m3 "pipeline flow/flaky: node src failed" >/dev/null && say "flaky restarted"
+shuma pipeline ls --workspace flow | awk 'NR > 1 { print "SCENARIO state-reboot: pipe", $1, $2, $3, $4 }'
 shuma ps keep | awk 'NR > 1 { print "SCENARIO state-reboot: cmd", $2, $3, $4, $5 }'
 shuma events | awk '/workspace keep created/ { print "SCENARIO state-reboot: journal " $0 }'
 say "calling reboot"
