@@ -1,0 +1,65 @@
+//! A random seed carried from one boot to the next, as systemd-random-seed does: at
+//! boot the saved bytes are written into /dev/urandom (mixed into the pool, not
+//! credited as entropy, so a copied image cannot weaken it), and a fresh seed is saved
+//! at once, so that a machine that never shuts down cleanly never reuses one; another
+//! is saved at shutdown.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+const DIR: &str = "/var/lib/arje";
+const SEED: &str = "/var/lib/arje/random-seed";
+/// The kernel's pool is 256 bits; 512 bytes is what systemd saves.
+const SEED_LEN: usize = 512;
+
+/// Mixes the saved seed in and saves a fresh one; one console line.
+pub fn carry_over() {
+    let loaded = match std::fs::read(SEED) {
+        Ok(bytes) if !bytes.is_empty() => {
+            let bytes = &bytes[..bytes.len().min(4 * SEED_LEN)];
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/urandom")
+                .and_then(|mut u| u.write_all(bytes))
+            {
+                Ok(()) => format!("{} bytes from {SEED} mixed into /dev/urandom", bytes.len()),
+                Err(e) => format!("writing {SEED} into /dev/urandom: {e}"),
+            }
+        }
+        Ok(_) | Err(_) => format!("no saved seed at {SEED} (a first boot)"),
+    };
+    match save() {
+        Ok(()) => log::info!("random seed: {loaded}; a fresh one saved"),
+        Err(e) => log::warn!("random seed: {loaded}; none saved: {e}"),
+    }
+}
+
+/// Saves a fresh seed (at shutdown, while the root is still writable).
+pub fn save_at_shutdown() {
+    match save() {
+        Ok(()) => log::info!("random seed saved to {SEED} for the next boot"),
+        Err(e) => log::warn!("random seed: none saved: {e}"),
+    }
+}
+
+fn save() -> Result<(), String> {
+    let mut seed = [0u8; SEED_LEN];
+    arje_runtime::getrandom(&mut seed).map_err(|e| format!("getrandom: {e}"))?;
+    std::fs::create_dir_all(DIR).map_err(|e| format!("mkdir {DIR}: {e}"))?;
+    let tmp = format!("{SEED}.new");
+    let r = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&seed)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, SEED)
+    })();
+    r.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("write {SEED}: {e}")
+    })
+}
