@@ -1,6 +1,6 @@
 //! The three calls a host's PID 1 needs that neither rustix nor nix wraps safely:
-//! bringing a network interface up (the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls), swapon(2),
-//! and getrandom(2) (rustix has it only behind a feature arje does not enable).
+//! bringing a network interface up (the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls), swapon(2)
+//! and swapoff(2), and getrandom(2) (rustix has it only behind a feature arje does not enable).
 
 use std::ffi::{c_int, c_short, CStr};
 use std::io;
@@ -63,6 +63,19 @@ pub fn swapon(path: &CStr, flags: c_int) -> io::Result<()> {
     // SAFETY: `path` is a valid NUL-terminated string that outlives the call; the
     // kernel only reads it.
     let rc = unsafe { libc::swapon(path.as_ptr(), flags) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// [swapoff(2)]: stops swapping to `path`, paging what it holds back into memory.
+///
+/// [swapoff(2)]: https://man7.org/linux/man-pages/man2/swapoff.2.html
+pub fn swapoff(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; the
+    // kernel only reads it.
+    let rc = unsafe { libc::swapoff(path.as_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -3,12 +3,16 @@
 //!
 //! 1. the root checked with fsck while read-only, then remounted as /etc/fstab says
 //!    (`rootfs.rs`, `fsck.rs`);
-//! 2. the rest of /etc/fstab mounted in order, swap included (`mount_all.rs`, with
-//!    `fstab.rs` the parser and `source.rs` the UUID=/LABEL=/PARTUUID= lookup);
+//! 2. the rest of /etc/fstab mounted in order, swap included (`mount_all.rs`,
+//!    `swap.rs`, with `fstab.rs` the parser and `source.rs` the UUID=/LABEL=/PARTUUID=
+//!    lookup);
 //! 3. /run, /run/lock, /dev/shm, /dev/pts and /dev/ptmx (`dirs.rs`);
 //! 4. the loopback interface up (`loopback.rs`);
 //! 5. /etc/machine-id if empty (`machine_id.rs`);
 //! 6. a random seed carried over from the last boot (`random_seed.rs`).
+//!
+//! At shutdown, once the workspaces have stopped: a fresh random seed saved, and every
+//! swap area off, before pid1/shutdown.rs unmounts.
 //!
 //! The hostname from /etc/hostname is set earlier, with the console (pid1/console.rs);
 //! this only reports it. Each duty says on the console what it did.
@@ -22,6 +26,7 @@ mod mount_all;
 mod random_seed;
 mod rootfs;
 mod source;
+mod swap;
 
 use super::switch_root::root_is_initramfs;
 
@@ -68,10 +73,12 @@ pub fn boot(cmdline: &str, reexec: bool) -> Host {
 }
 
 impl Host {
-    /// Before the last unmount: what the host keeps for its next boot.
+    /// Once the workspaces have stopped, before the last unmount: a seed kept for the
+    /// next boot, and swap off (a swap file would keep its filesystem busy).
     pub fn at_shutdown(&self) {
         if self.real_root {
             random_seed::save_at_shutdown();
+            swap::off_all();
         }
     }
 }

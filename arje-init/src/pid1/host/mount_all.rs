@@ -53,14 +53,18 @@ pub fn plan(e: &Entry, mounted: &[String], mode: Mode) -> Action {
 pub fn mount_all(entries: &[Entry], mode: Mode) {
     for e in entries {
         let mounted = crate::pid1::mounts::mount_points();
-        let what = format!("fstab line {}: {} on {}", e.line, e.spec, e.file);
+        let what = if e.vfstype == "swap" {
+            format!("fstab line {}: {} (swap)", e.line, e.spec)
+        } else {
+            format!("fstab line {}: {} on {}", e.line, e.spec, e.file)
+        };
         let nofail = fstab::split_options(&e.options).nofail;
         let result = match plan(e, &mounted, mode) {
             Action::Skip(why) => {
                 log::info!("{what}: skipped ({why})");
                 continue;
             }
-            Action::Swap { flags } => swap(e, flags),
+            Action::Swap { flags } => super::swap::on(&e.spec, flags),
             Action::Mount { options, check } => mount_entry(e, &options, check, mode),
         };
         match result {
@@ -69,23 +73,6 @@ pub fn mount_all(entries: &[Entry], mode: Mode) {
             Err(why) => log::error!("{what}: FAILED: {why}"),
         }
     }
-}
-
-fn swap(e: &Entry, flags: i32) -> Result<String, String> {
-    let dev = source::resolve(&e.spec)?;
-    // /proc/swaps names every active swap area by path: an area on already is not an
-    // error (a second `swapon -a` says nothing either).
-    let active = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-    if active
-        .lines()
-        .skip(1)
-        .any(|l| l.split_whitespace().next() == Some(dev.as_str()))
-    {
-        return Ok(format!("swap {dev} already on"));
-    }
-    let c = CString::new(dev.clone()).map_err(|_| "a NUL in the path".to_string())?;
-    arje_runtime::swapon(&c, flags).map_err(|e| format!("swapon {dev}: {e}"))?;
-    Ok(format!("swap on {dev} (flags {flags:#x})"))
 }
 
 fn mount_entry(e: &Entry, o: &Options, check: bool, mode: Mode) -> Result<String, String> {
@@ -109,12 +96,17 @@ fn mount_entry(e: &Entry, o: &Options, check: bool, mode: Mode) -> Result<String
     for fstype in fstypes(&e.vfstype, &src) {
         match mount(src.as_str(), target, fstype.as_str(), o.flags, data) {
             Ok(()) => {
+                let ty = if src == fstype {
+                    String::new()
+                } else {
+                    format!(" ({fstype})")
+                };
                 let opts = if o.data.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", o.data)
+                    format!(", {}", o.data)
                 };
-                return Ok(format!("mounted {src} ({fstype}){opts}{checked}"));
+                return Ok(format!("mounted {src}{ty}{opts}{checked}"));
             }
             Err(err) => tried.push(format!("{fstype}: {err}")),
         }
