@@ -94,12 +94,12 @@ fn fstype_of(target: &str) -> String {
     std::fs::read_to_string("/proc/self/mounts")
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let mut f = l.split(' ');
             let (_, t, ty) = (f.next()?, f.next()?, f.next()?);
             (crate::pid1::mounts::unescape(t) == target).then(|| ty.to_string())
         })
-        .last()
         .unwrap_or_else(|| "something".into())
 }
 

@@ -40,7 +40,7 @@ pub fn plan(e: &Entry, mounted: &[String], mode: Mode) -> Action {
             flags: fstab::swap_flags(&e.options),
         };
     }
-    if mounted.iter().any(|m| *m == e.file) {
+    if mounted.contains(&e.file) {
         return Action::Skip("already mounted");
     }
     Action::Mount {
