@@ -82,17 +82,20 @@ pub fn swapoff(path: &CStr) -> io::Result<()> {
     Ok(())
 }
 
-/// [getrandom(2)] with no flags: fills `buf` from the kernel's generator, waiting (at
-/// boot) until it is initialised.
+/// [getrandom(2)]: fills `buf` from the kernel's generator. Early in a boot the
+/// generator may not be initialised yet (under QEMU's TCG, about a second after arje
+/// starts): `wait` then waits for it; without it the call fails with `WouldBlock`
+/// (GRND_NONBLOCK).
 ///
 /// [getrandom(2)]: https://man7.org/linux/man-pages/man2/getrandom.2.html
-pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+pub fn getrandom(buf: &mut [u8], wait: bool) -> io::Result<()> {
+    let flags = if wait { 0 } else { libc::GRND_NONBLOCK };
     let mut got = 0;
     while got < buf.len() {
         let rest = &mut buf[got..];
         // SAFETY: `rest` is a live, writable buffer of `rest.len()` bytes; the kernel
         // writes at most that many.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -133,8 +136,8 @@ mod tests {
         let mut b = [0u8; 64];
 
         // Act
-        getrandom(&mut a).unwrap();
-        getrandom(&mut b).unwrap();
+        getrandom(&mut a, true).unwrap();
+        getrandom(&mut b, true).unwrap();
 
         // Assert: two draws of 512 bits are equal, or all zero, with negligible odds.
         assert_ne!(a, b);

@@ -50,23 +50,35 @@ pub fn ensure() {
         }
         State::Unset => {
             let mut b = [0u8; 16];
-            let made = arje_runtime::getrandom(&mut b)
-                .map_err(|e| format!("getrandom: {e}"))
+            // Waits for the kernel's generator (a second under TCG, once per machine):
+            // an id made before it is seeded could repeat on a clone of this image.
+            let made = arje_runtime::getrandom(&mut b, true)
+                .map_err(|e| Failed::Other(format!("getrandom: {e}")))
                 .and_then(|()| {
                     let id = format_id(b);
                     write(&id).map(|()| id)
                 });
             match made {
                 Ok(id) => log::info!("machine id {id} made (first boot: {MACHINE_ID} was empty)"),
-                Err(e) => log::error!("machine id: {e}"),
+                Err(Failed::ReadOnly) => {
+                    log::info!("machine id: none made, the root is read-only")
+                }
+                Err(Failed::Other(e)) => log::error!("machine id: {e}"),
             }
         }
     }
 }
 
+/// Why no id was written: a read-only root (booted `ro` with no fstab to remount it,
+/// or a failed fsck) is said plainly, not as an error.
+enum Failed {
+    ReadOnly,
+    Other(String),
+}
+
 /// Written beside the file and renamed over it, so a power cut leaves the old (empty)
 /// file or the new one, never half an id.
-fn write(id: &str) -> Result<(), String> {
+fn write(id: &str) -> Result<(), Failed> {
     let tmp = format!("{MACHINE_ID}.arje-new");
     let r = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -81,7 +93,11 @@ fn write(id: &str) -> Result<(), String> {
     })();
     r.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("write {MACHINE_ID}: {e}")
+        if e.raw_os_error() == Some(libc::EROFS) {
+            Failed::ReadOnly
+        } else {
+            Failed::Other(format!("write {MACHINE_ID}: {e}"))
+        }
     })
 }
 

@@ -62,13 +62,23 @@ pub fn boot(cmdline: &str, reexec: bool) -> Host {
         }
     };
     let mode = fsck::Mode::from_cmdline(cmdline);
-    rootfs::check_and_remount(&entries, mode);
-    mount_all::mount_all(&entries, mode);
-    dirs::ensure();
-    loopback::up();
-    machine_id::ensure();
-    random_seed::carry_over();
-    log::info!("host: duties done in {} ms", t0.elapsed().as_millis());
+    let mut took = Vec::new();
+    let mut timed = |name: &str, duty: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        duty();
+        took.push(format!("{name} {}", t.elapsed().as_millis()));
+    };
+    timed("root", &mut || rootfs::check_and_remount(&entries, mode));
+    timed("fstab", &mut || mount_all::mount_all(&entries, mode));
+    timed("dirs", &mut dirs::ensure);
+    timed("loopback", &mut loopback::up);
+    timed("machine-id", &mut machine_id::ensure);
+    timed("random-seed", &mut random_seed::carry_over);
+    log::info!(
+        "host: duties done in {} ms ({} ms)",
+        t0.elapsed().as_millis(),
+        took.join(", ")
+    );
     Host { real_root }
 }
 

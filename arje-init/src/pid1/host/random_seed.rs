@@ -1,8 +1,10 @@
 //! A random seed carried from one boot to the next, as systemd-random-seed does: at
 //! boot the saved bytes are written into /dev/urandom (mixed into the pool, not
 //! credited as entropy, so a copied image cannot weaken it), and a fresh seed is saved
-//! at once, so that a machine that never shuts down cleanly never reuses one; another
-//! is saved at shutdown.
+//! at once if the kernel's generator is ready (so that a machine that never shuts down
+//! cleanly does not mix the same seed in twice), else only at shutdown: waiting for it
+//! would hold the boot for a second under TCG, and mixing a seed in twice costs
+//! nothing but the fresh entropy it did not add.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,24 +30,37 @@ pub fn carry_over() {
         }
         Ok(_) | Err(_) => format!("no saved seed at {SEED} (a first boot)"),
     };
-    match save() {
+    match save(false) {
         Ok(()) => log::info!("random seed: {loaded}; a fresh one saved"),
-        Err(e) => log::warn!("random seed: {loaded}; none saved: {e}"),
+        Err(e) => log::info!("random seed: {loaded}; none saved now: {e}"),
     }
 }
 
 /// Saves a fresh seed (at shutdown, while the root is still writable).
 pub fn save_at_shutdown() {
-    match save() {
+    match save(true) {
         Ok(()) => log::info!("random seed saved to {SEED} for the next boot"),
-        Err(e) => log::warn!("random seed: none saved: {e}"),
+        Err(e) => log::info!("random seed: none saved: {e}"),
     }
 }
 
-fn save() -> Result<(), String> {
+/// Saves a fresh seed; `wait` waits for the kernel's generator to be ready.
+fn save(wait: bool) -> Result<(), String> {
     let mut seed = [0u8; SEED_LEN];
-    arje_runtime::getrandom(&mut seed).map_err(|e| format!("getrandom: {e}"))?;
-    std::fs::create_dir_all(DIR).map_err(|e| format!("mkdir {DIR}: {e}"))?;
+    arje_runtime::getrandom(&mut seed, wait).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            "the kernel's generator is not ready yet (one is saved at shutdown)".to_string()
+        } else {
+            format!("getrandom: {e}")
+        }
+    })?;
+    std::fs::create_dir_all(DIR).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EROFS) {
+            "the root is read-only".to_string()
+        } else {
+            format!("mkdir {DIR}: {e}")
+        }
+    })?;
     let tmp = format!("{SEED}.new");
     let r = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -60,6 +75,10 @@ fn save() -> Result<(), String> {
     })();
     r.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("write {SEED}: {e}")
+        if e.raw_os_error() == Some(libc::EROFS) {
+            "the root is read-only".to_string()
+        } else {
+            format!("write {SEED}: {e}")
+        }
     })
 }
