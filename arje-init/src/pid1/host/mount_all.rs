@@ -3,8 +3,10 @@
 //! failure is an error on the console, or a warning for `nofail`; either way the boot
 //! goes on, since a machine up without /srv is better than no machine.
 //!
-//! fstab is root's own file, read before any service runs: its mount points are
-//! followed as written.
+//! A mount point reached through a symlink is refused (mount(8) would follow it): a
+//! user could have planted one under a directory of theirs in an earlier session, and
+//! root must not mount where a less privileged party points. No unprivileged process
+//! runs yet, so the check cannot race.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -81,6 +83,12 @@ fn mount_entry(e: &Entry, o: &Options, check: bool, mode: Mode) -> Result<String
     if o.mkdir && !target.exists() {
         std::fs::create_dir_all(target).map_err(|err| format!("mkdir {}: {err}", e.file))?;
     }
+    if !reached_directly(target) {
+        return Err(format!(
+            "{} is reached through a symlink; not mounted there",
+            e.file
+        ));
+    }
     let mut checked = String::new();
     if check && source::is_block_device(&src) {
         match fsck::run(&src, mode == Mode::Force).map(fsck::verdict) {
@@ -112,6 +120,15 @@ fn mount_entry(e: &Entry, o: &Options, check: bool, mode: Mode) -> Result<String
         }
     }
     Err(format!("mount {src} on {}: {}", e.file, tried.join("; ")))
+}
+
+/// Is `target` its own canonical path (no symlink on the way, no `..`)? A missing
+/// target is left for mount(2) to refuse.
+fn reached_directly(target: &Path) -> bool {
+    match std::fs::canonicalize(target) {
+        Ok(real) => real == target,
+        Err(_) => true,
+    }
 }
 
 /// The types to try: fstab's comma list, or for `auto` what the superblock says.
@@ -177,6 +194,21 @@ mod tests {
         assert_eq!(options.flags, MountFlags::NOATIME);
         assert!(options.nofail && check);
         assert!(matches!(skipped, Action::Mount { check: false, .. }));
+    }
+
+    #[test]
+    fn test_reached_directly_refuses_a_symlinked_mount_point() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = real.with_file_name("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+
+        // Act + Assert
+        assert!(reached_directly(&real));
+        assert!(!reached_directly(&link));
+        assert!(!reached_directly(&link.join("..").join("real")));
     }
 
     #[test]
