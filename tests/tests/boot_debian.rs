@@ -425,3 +425,44 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     // This time the hypervisor's "shut down": the ACPI power button.
     shut_down(&mut vm, &m, Shutdown::Button);
 }
+
+/// A root that `fsck -a` cannot repair stays read-only, and the console says so loudly:
+/// /etc/motd's extent header is zeroed with debugfs and the filesystem marked as having
+/// errors, which e2fsck's automatic mode refuses to repair (exit 4, "UNEXPECTED
+/// INCONSISTENCY; RUN fsck MANUALLY").
+#[test]
+fn test_debian_root_fsck_failure_leaves_root_read_only() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let m = make_machine(dir.path());
+    for cmd in ["sif /etc/motd block[0] 0", "ssv state 2"] {
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", cmd])
+            .arg(&m.disk)
+            .output()
+            .expect("run debugfs");
+        assert!(out.status.success(), "debugfs {cmd}: {out:?}");
+    }
+
+    // Act
+    let mut vm = boot("debian-fsck-fails", &m);
+    let failed = vm
+        .wait_for("fsck of / (/dev/vda, ext4) FAILED")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("host: duties done")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("control socket ready")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.monitor("system_powerdown");
+    let end = vm.wait_end();
+
+    // Assert
+    assert!(
+        failed.contains("exit 4: errors left uncorrected"),
+        "{failed}"
+    );
+    assert!(failed.contains("/ STAYS READ-ONLY"), "{failed}");
+    assert_console(&vm, "remount of /: none: fsck failed: / stays read-only");
+    assert_console(&vm, "machine id: none made, the root is read-only");
+    assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(60));
+}
