@@ -148,9 +148,9 @@ tar --numeric-owner --xattrs --xattrs-include='*' -C "$stage" -xpf "$base"
 
 # /dev, /proc, /sys and /run are mount points: the initramfs moves its mounts onto them.
 rm -rf --one-file-system "${stage:?}"/dev/* "${stage:?}"/run/*
-# Per-machine identity is made on the machine's first boot by the cards: ssh host keys
-# (ssh-keygen -A) and the machine id. The base has whatever debootstrap's postinst
-# scripts left; they must not be shared by every image.
+# Per-machine identity is made on the machine's first boot: the ssh host keys by ssh's
+# card (ssh-keygen -A), the machine id by arje-init itself (docs/HOST.md). The base has
+# whatever debootstrap's postinst scripts left; they must not be shared by every image.
 rm -f "$stage"/etc/ssh/ssh_host_*
 : >"$stage/etc/machine-id"
 
@@ -191,11 +191,26 @@ echo "nameserver 10.0.2.3" >"$stage/etc/resolv.conf"
 # PAM's pam_env reads it at every ssh login (and logs an error without it); C.UTF-8 is
 # built into glibc, no locales package needed.
 echo "LANG=C.UTF-8" >"$stage/etc/default/locale"
-cat >"$stage/etc/fstab" <<EOF
+# arje-init reads this table itself (docs/HOST.md, "The host's duties"): / checked and
+# remounted, the rest mounted in order. The last four lines are there for the test
+# (tests/tests/boot_debian.rs), one case of the format each: an escaped space with
+# options for other programs, noauto, a missing disk with nofail, and a swap file.
+cat >"$stage/etc/fstab" <<'EOF'
 # <file system>  <mount point>  <type>  <options>  <dump>  <pass>
-LABEL=$label     /              ext4    errors=remount-ro  0  1
+LABEL=@LABEL@    /              ext4    errors=remount-ro  0  1
 tmpfs            /dev/shm       tmpfs   nosuid,nodev,mode=1777,X-mount.mkdir  0  0
+tmpfs            /srv/with\040space  tmpfs  size=1m,mode=0750,X-mount.mkdir,x-test.note=ignored,comment=test  0  0
+tmpfs            /mnt/never     tmpfs   noauto,X-mount.mkdir  0  0
+LABEL=no-such-disk  /mnt/absent ext4    nofail  0  2
+/swapfile        none           swap    sw,pri=5  0  0
 EOF
+sed -i "s/@LABEL@/$label/" "$stage/etc/fstab"
+# The swap file: random bytes rather than zeros, because mkfs.ext4 -d stores zero
+# blocks as holes and the kernel refuses a swap file with holes; mkswap then writes
+# its header into the first page.
+head -c 16M /dev/urandom >"$stage/swapfile"
+chmod 0600 "$stage/swapfile"
+mkswap -q "$stage/swapfile" >&2
 install -d -m 0700 "$stage/root/.ssh"
 install -m 0600 "$key" "$stage/root/.ssh/authorized_keys"
 

@@ -80,4 +80,5 @@ pub enum Outcome {
     Reexec { binary: PathBuf },
 }
 pub use runtime::{ArjeNote, Created, Previous, Runtime, RuntimeError};
+pub use sys::host::{getrandom, interface_up, swapoff, swapon};
 pub use sys::signals::{block as block_signals_raw, kill_raw, set_signalfd_mask};

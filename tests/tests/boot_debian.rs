@@ -1,9 +1,11 @@
 //! QEMU boot test of a whole Debian 12 machine with arje as PID 1 (issue 11): the root
 //! filesystem is a debootstrap of bookworm (minbase, openssh-server, nginx-light, cron,
 //! iproute2) made by qemu/make-debian.sh, reached through arje's initramfs with
-//! `root=LABEL=... ro`; the host's duties (fsck, remount, hostname, network, ssh keys...)
-//! and its services are the cards of qemu/debian/cards. The test talks to the machine as
-//! a user would: over ssh and http, through QEMU's user-mode network with `hostfwd`.
+//! `root=LABEL=... ro`. The host's duties (fsck and remount of /, /etc/fstab, /run,
+//! /dev/pts, the loopback, the machine id, a random seed) are arje-init's own
+//! (arje-init/src/pid1/host/); the cards of qemu/debian/cards are only the services' own
+//! and the network's address. The test talks to the machine as a user would: over ssh
+//! and http, through QEMU's user-mode network with `hostfwd`.
 //!
 //! Consoles: target/vm-logs/debian-boot1.log, debian-boot2.log. Figures are printed as
 //! `figure: ...` lines (docs/HOST.md, "A Debian root").
@@ -83,7 +85,7 @@ fn make_machine(dir: &Path) -> Machine {
 fn boot(name: &str, m: &Machine) -> Vm {
     Vm::boot(VmOpts {
         name: name.to_string(),
-        // Read-only, so the system card's fsck checks the root before it is remounted.
+        // Read-only, so arje-init's fsck checks the root before it is remounted.
         append: format!("root=LABEL={LABEL} ro"),
         disk: Some(m.disk.clone()),
         allow_reboot: false,
@@ -105,9 +107,15 @@ fn seen_or_wait(vm: &mut Vm, needle: &str) {
 
 /// `ssh root@guest CMD`, bounded by `timeout(1)` so a hung session fails the test.
 fn ssh(m: &Machine, cmd: &str) -> Output {
+    ssh_with(m, &[], cmd)
+}
+
+/// `ssh` with extra options of ssh's own (`-tt` for a terminal).
+fn ssh_with(m: &Machine, extra: &[&str], cmd: &str) -> Output {
     Command::new("timeout")
         .arg("120")
         .arg("ssh")
+        .args(extra)
         .arg("-i")
         .arg(&m.key)
         .arg("-p")
@@ -252,6 +260,69 @@ fn assert_mounted_clean(vm: &Vm, m: &Machine) {
     );
 }
 
+/// A console line of PID 1 with `needle` (its host duties say what they did there).
+fn assert_console(vm: &Vm, needle: &str) {
+    assert!(
+        !vm.lines_with(needle).is_empty(),
+        "{}: no console line with {needle:?}; tail:\n{}",
+        vm.name(),
+        vm.tail(80)
+    );
+}
+
+/// What arje-init's host duties did, as the machine shows it over ssh: the root rw,
+/// every fstab case (an escaped space, noauto, a missing nofail disk, a swap file),
+/// the runtime directories, the loopback, and a terminal for an ssh session.
+fn assert_host_duties(vm: &Vm, m: &Machine) {
+    let mounts = ssh_ok(
+        vm,
+        m,
+        "findmnt -no OPTIONS /; findmnt -no FSTYPE /dev/shm; findmnt -no FSTYPE,OPTIONS '/srv/with space'",
+    );
+    let lines: Vec<&str> = mounts.lines().collect();
+    assert!(lines[0].starts_with("rw,"), "{mounts}");
+    assert!(lines[0].contains("errors=remount-ro"), "{mounts}");
+    assert_eq!(lines[1], "tmpfs", "{mounts}");
+    assert!(lines[2].starts_with("tmpfs "), "{mounts}");
+    assert!(lines[2].contains("size=1024k"), "{mounts}");
+    assert!(lines[2].contains("mode=750"), "{mounts}");
+    assert!(
+        !mounts.contains("x-test") && !mounts.contains("comment"),
+        "{mounts}"
+    );
+    let never = ssh(m, "findmnt /mnt/never");
+    assert!(!never.status.success(), "noauto was mounted");
+    let modes = ssh_ok(
+        vm,
+        m,
+        "stat -c '%n %a' /run/lock /dev/shm; findmnt -no FSTYPE,OPTIONS /dev/pts; ls -l /dev/ptmx",
+    );
+    assert!(modes.contains("/run/lock 1777"), "{modes}");
+    assert!(modes.contains("/dev/shm 1777"), "{modes}");
+    assert!(modes.contains("devpts "), "{modes}");
+    assert!(modes.contains("/dev/ptmx"), "{modes}");
+    let swaps = ssh_ok(vm, m, "cat /proc/swaps");
+    let swap = swaps
+        .lines()
+        .find(|l| l.starts_with("/swapfile "))
+        .unwrap_or_else(|| panic!("no /swapfile in /proc/swaps:\n{swaps}"));
+    assert_eq!(swap.split_whitespace().last(), Some("5"), "{swaps}");
+    let lo = ssh_ok(vm, m, "ip -o link show lo; ip -o addr show lo");
+    assert!(lo.contains("<LOOPBACK,UP,LOWER_UP>"), "{lo}");
+    assert!(lo.contains("inet 127.0.0.1/8"), "{lo}");
+    let tty = ssh_with(m, &["-tt"], "tty");
+    let tty = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.trim().starts_with("/dev/pts/"), "no terminal: {tty:?}");
+    let seed = ssh_ok(vm, m, "stat -c '%s %a' /var/lib/arje/random-seed");
+    assert_eq!(seed.trim(), "512 600", "{seed}");
+
+    assert_console(vm, "remounted / rw,errors=remount-ro (as /etc/fstab says)");
+    assert_console(vm, "on /mnt/never: skipped (noauto)");
+    assert_console(vm, "on /mnt/absent: no device has LABEL=no-such-disk");
+    assert_console(vm, "(nofail: the boot goes on)");
+    assert_console(vm, "loopback lo up");
+}
+
 /// The `shuma ps` line of command `name` (the NAME column).
 fn ps_line<'a>(ps: &'a str, name: &str) -> Option<&'a str> {
     ps.lines()
@@ -276,7 +347,7 @@ fn test_debian_cards_load() {
     names.sort();
 
     // Assert
-    assert_eq!(names, ["cron", "ssh", "system", "www"]);
+    assert_eq!(names, ["cron", "network", "ssh", "www"]);
 }
 
 #[test]
@@ -285,14 +356,16 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     let dir = tempfile::tempdir().unwrap();
     let m = make_machine(dir.path());
 
-    // Act + Assert: boot 1 (the first: fsck, host keys and machine id are made).
+    // Act + Assert: boot 1 (the first: host keys, machine id and random seed are made).
     let mut vm = boot_until_serving("debian-boot1", &m);
     let ps = ssh_ok(&vm, &m, "shuma ps");
     for name in ["sshd", "nginx", "cron"] {
         let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
         assert!(line.contains(" running "), "{name} not running:\n{ps}");
     }
-    for name in ["fsck", "remount", "network", "ssh-keys", "machine-id"] {
+    // What is left as cards: the network's address, and ssh's own host keys and
+    // runtime directory; the rest is arje-init's, and says so on the console.
+    for name in ["eth0", "keys", "run-dir"] {
         let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
         assert!(line.contains(" exited "), "{name} did not exit:\n{ps}");
         assert!(line.contains(" yes "), "{name} failed:\n{ps}");
@@ -309,15 +382,21 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     assert_mounted_clean(&vm, &m);
     let machine_id = ssh_ok(&vm, &m, "cat /etc/machine-id");
     assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
-    let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
-    let mounts = ssh_ok(
+    assert_console(&vm, "fsck of / (/dev/vda, ext4): clean");
+    assert_console(
         &vm,
-        &m,
-        "findmnt -no OPTIONS /; findmnt -no FSTYPE /dev/shm",
+        &format!("machine id {} made (first boot", machine_id.trim()),
     );
-    assert!(mounts.starts_with("rw,"), "{mounts}");
-    assert!(mounts.contains("tmpfs"), "{mounts}");
+    assert_console(
+        &vm,
+        "random seed: no saved seed at /var/lib/arje/random-seed",
+    );
+    assert_host_duties(&vm, &m);
+    let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     poweroff_over_ssh(&mut vm, &m);
+    assert_console(&vm, "random seed saved to /var/lib/arje/random-seed");
+    // The swap file is off before the unmount: it would keep / busy, not read-only.
+    assert_console(&vm, "swap off /swapfile");
     drop(vm);
 
     // Boot 2: the same machine comes up again, with the identity made by boot 1.
@@ -328,6 +407,16 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
         host_key
     );
     assert_mounted_clean(&vm, &m);
+    assert_console(&vm, "fsck of / (/dev/vda, ext4): clean");
+    assert_console(
+        &vm,
+        &format!("machine id {} (from /etc/machine-id)", machine_id.trim()),
+    );
+    assert_console(
+        &vm,
+        "random seed: 512 bytes from /var/lib/arje/random-seed mixed into /dev/urandom",
+    );
+    assert_host_duties(&vm, &m);
     let ps = ssh_ok(&vm, &m, "shuma ps");
     for name in ["sshd", "nginx", "cron"] {
         let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
@@ -335,4 +424,45 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     }
     // This time the hypervisor's "shut down": the ACPI power button.
     shut_down(&mut vm, &m, Shutdown::Button);
+}
+
+/// A root that `fsck -a` cannot repair stays read-only, and the console says so loudly:
+/// /etc/motd's extent header is zeroed with debugfs and the filesystem marked as having
+/// errors, which e2fsck's automatic mode refuses to repair (exit 4, "UNEXPECTED
+/// INCONSISTENCY; RUN fsck MANUALLY").
+#[test]
+fn test_debian_root_fsck_failure_leaves_root_read_only() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let m = make_machine(dir.path());
+    for cmd in ["sif /etc/motd block[0] 0", "ssv state 2"] {
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", cmd])
+            .arg(&m.disk)
+            .output()
+            .expect("run debugfs");
+        assert!(out.status.success(), "debugfs {cmd}: {out:?}");
+    }
+
+    // Act
+    let mut vm = boot("debian-fsck-fails", &m);
+    let failed = vm
+        .wait_for("fsck of / (/dev/vda, ext4) FAILED")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("host: duties done")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("control socket ready")
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.monitor("system_powerdown");
+    let end = vm.wait_end();
+
+    // Assert
+    assert!(
+        failed.contains("exit 4: errors left uncorrected"),
+        "{failed}"
+    );
+    assert!(failed.contains("/ STAYS READ-ONLY"), "{failed}");
+    assert_console(&vm, "remount of /: none: fsck failed: / stays read-only");
+    assert_console(&vm, "machine id: none made, the root is read-only");
+    assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(60));
 }

@@ -6,6 +6,7 @@ pub mod blockdev;
 pub mod cmdline;
 pub mod console;
 pub mod emergency;
+pub mod host;
 pub mod modules;
 pub mod mounts;
 pub mod power_button;
@@ -89,6 +90,9 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         //     the state disk and the runtime, so nothing started here needs handing over.
         real_root(&cmdline);
     }
+    // 4c. On a real root: fsck and remount of /, /etc/fstab, /run, /dev/pts, the
+    //     loopback, the machine id, the random seed (host/), before the cards.
+    let host = host::boot(&cmdline, reexec);
     if let (Some(dev), false) = (&params.state_dev, reexec) {
         match state_disk::mount_state(
             dev,
@@ -138,6 +142,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     let outcome = run_contained(config, inherited);
 
     // 6. The end.
+    host.at_shutdown();
     match outcome {
         Ok(Outcome::Shutdown(kind)) => shutdown::finish(kind, Instant::now()),
         Ok(Outcome::Exit) => {

@@ -1,0 +1,102 @@
+//! A host's duties, done by PID 1 itself once it runs on a real root and before it
+//! reads the machine's cards (systemd does these in its own early units):
+//!
+//! 1. the root checked with fsck while read-only, then remounted as /etc/fstab says
+//!    (`rootfs.rs`, `fsck.rs`);
+//! 2. the rest of /etc/fstab mounted in order, swap included (`mount_all.rs`,
+//!    `swap.rs`, with `fstab.rs` the parser and `source.rs` the UUID=/LABEL=/PARTUUID=
+//!    lookup);
+//! 3. /run, /run/lock, /dev/shm, /dev/pts and /dev/ptmx (`dirs.rs`);
+//! 4. the loopback interface up (`loopback.rs`);
+//! 5. /etc/machine-id if empty (`machine_id.rs`);
+//! 6. a random seed carried over from the last boot (`random_seed.rs`).
+//!
+//! At shutdown, once the workspaces have stopped: a fresh random seed saved, and every
+//! swap area off, before pid1/shutdown.rs unmounts.
+//!
+//! The hostname from /etc/hostname is set earlier, with the console (pid1/console.rs);
+//! this only reports it. Each duty says on the console what it did.
+
+mod dirs;
+mod fsck;
+mod fstab;
+mod loopback;
+mod machine_id;
+mod mount_all;
+mod random_seed;
+mod rootfs;
+mod source;
+mod swap;
+
+use super::switch_root::root_is_initramfs;
+
+/// What the boot found, for the shutdown.
+pub struct Host {
+    /// `/` is a real root (not an initramfs): the host's duties apply.
+    real_root: bool,
+}
+
+/// Does the host's duties if `/` is a real root and this is a boot (not a re-exec,
+/// which finds them done). On an initramfs root (arje as a VM's or an initramfs's
+/// init) there is no host to set up and nothing is done.
+pub fn boot(cmdline: &str, reexec: bool) -> Host {
+    let real_root = !root_is_initramfs();
+    if !real_root || reexec {
+        return Host { real_root };
+    }
+    let t0 = std::time::Instant::now();
+    log::info!("host: on a real root: its duties before its cards");
+    report_hostname();
+
+    let entries = match std::fs::read_to_string(fstab::FSTAB) {
+        Ok(text) => {
+            let (entries, problems) = fstab::parse(&text);
+            for p in problems {
+                log::warn!("{}: {p}; the line is skipped", fstab::FSTAB);
+            }
+            entries
+        }
+        Err(e) => {
+            log::info!("{}: {e}; no filesystem table", fstab::FSTAB);
+            Vec::new()
+        }
+    };
+    let mode = fsck::Mode::from_cmdline(cmdline);
+    let mut took = Vec::new();
+    let mut timed = |name: &str, duty: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        duty();
+        took.push(format!("{name} {}", t.elapsed().as_millis()));
+    };
+    timed("root", &mut || rootfs::check_and_remount(&entries, mode));
+    timed("fstab", &mut || mount_all::mount_all(&entries, mode));
+    timed("dirs", &mut dirs::ensure);
+    timed("loopback", &mut loopback::up);
+    timed("machine-id", &mut machine_id::ensure);
+    timed("random-seed", &mut random_seed::carry_over);
+    log::info!(
+        "host: duties done in {} ms ({} ms)",
+        t0.elapsed().as_millis(),
+        took.join(", ")
+    );
+    Host { real_root }
+}
+
+impl Host {
+    /// Once the workspaces have stopped, before the last unmount: a seed kept for the
+    /// next boot, and swap off (a swap file would keep its filesystem busy).
+    pub fn at_shutdown(&self) {
+        if self.real_root {
+            random_seed::save_at_shutdown();
+            swap::off_all();
+        }
+    }
+}
+
+fn report_hostname() {
+    let uname = rustix::system::uname();
+    log::info!(
+        "hostname {} (arje.hostname= or /etc/hostname)",
+        uname.nodename().to_string_lossy()
+    );
+}
