@@ -8,6 +8,7 @@
 //! The field reference is docs/CARDS.md.
 
 mod deps;
+mod exec;
 mod fields;
 mod tree;
 mod validate;
@@ -156,6 +157,18 @@ const COMMAND_KEYS: &[&str] = &[
     "after",
     "requires",
     "wants",
+    "runtime_directory",
+    "runtime_directory_mode",
+    "state_directory",
+    "state_directory_mode",
+    "cache_directory",
+    "cache_directory_mode",
+    "logs_directory",
+    "logs_directory_mode",
+    "configuration_directory",
+    "configuration_directory_mode",
+    "rlimits",
+    "kill_mode",
 ];
 /// Keys only a `[[service]]` may have: a task runs once.
 const SERVICE_KEYS: &[&str] = &[
@@ -423,6 +436,33 @@ impl<'a> Loader<'a> {
                 "ready_timeout" => cmd.ready_timeout_ms = self.duration(value, f)?,
                 "watchdog" => cmd.watchdog_ms = Some(self.duration(value, f)?),
                 "health" => cmd.health = Some(self.health(value, path, at)?),
+                "kill_mode" => {
+                    cmd.kill_mode = [
+                        crate::spec::KillMode::ControlGroup,
+                        crate::spec::KillMode::Process,
+                    ][self.choice(value, f, &["control-group", "process"])?]
+                }
+                "rlimits" => cmd.rlimits = self.rlimits(value, f)?,
+                k if k.ends_with("_directory") => {
+                    let mode_key = format!("{k}_mode");
+                    let mode = match get(table, &mode_key) {
+                        Some(m) => self.mode(m, &join(path, &mode_key))?,
+                        None => 0o755,
+                    };
+                    let stem = k.trim_end_matches("_directory");
+                    let (kind, ..) = crate::spec::DirKind::ALL
+                        .into_iter()
+                        .find(|(_, s, _)| *s == stem)
+                        .expect("a key of COMMAND_KEYS");
+                    for p in self.strings(value, path, key, at)? {
+                        cmd.directories.push(crate::spec::ServiceDir {
+                            kind,
+                            path: p,
+                            mode,
+                        });
+                    }
+                }
+                k if k.ends_with("_directory_mode") => {}
                 "after" => cmd.after = self.deps(value, path, key, at)?,
                 "requires" => cmd.requires = self.deps(value, path, key, at)?,
                 "wants" => cmd.wants = self.deps(value, path, key, at)?,

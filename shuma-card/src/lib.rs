@@ -15,6 +15,6 @@ pub mod units;
 pub use event::{Event, EventKind, ExitStatus};
 pub use pipeline::{Edge, OutStream, PipelineSpec};
 pub use spec::{
-    CommandKind, CommandSpec, DepRef, HealthCheck, Limits, LogTarget, Probe, Readiness,
-    RestartPolicy, WorkspaceSpec,
+    CommandKind, CommandSpec, DepRef, DirKind, HealthCheck, KillMode, Limits, LogTarget, Probe,
+    Readiness, RestartPolicy, Rlimit, ServiceDir, WorkspaceSpec,
 };

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 mod parts;
 mod saved;
+mod saved_exec;
 mod saved_pipeline;
 mod v1;
 mod v2;
@@ -43,6 +44,7 @@ pub use saved::{
     SavedHealthCheck, SavedLimits, SavedLogTarget, SavedOomAction, SavedProbe, SavedReadiness,
     SavedRestartPolicy, SavedStatsSample, SavedWorkspaceSpec,
 };
+pub use saved_exec::{SavedDirKind, SavedKillMode, SavedRlimit, SavedServiceDir};
 pub use saved_pipeline::{SavedEdge, SavedOutStream, SavedPipelineSpec};
 
 /// The first eight bytes of every snapshot file.

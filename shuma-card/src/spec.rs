@@ -143,6 +143,98 @@ pub struct CommandSpec {
     /// Periodic check of a ready service; past `retries` failures in a row it is
     /// restarted by its policy.
     pub health: Option<HealthCheck>,
+    /// Directories made before each start, owned by the command's user and group
+    /// (systemd's `RuntimeDirectory=` and its siblings). Protocol 6 and snapshot 4 on,
+    /// like the two after it.
+    pub directories: Vec<ServiceDir>,
+    /// Resource limits the program starts with (setrlimit(2)).
+    pub rlimits: Vec<Rlimit>,
+    /// What a stop signals: the whole run (its group, session or cgroup), or only its
+    /// main process.
+    pub kill_mode: KillMode,
+}
+
+/// A directory a command needs: `path` (relative) under the base its `kind` names.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ServiceDir {
+    pub kind: DirKind,
+    pub path: String,
+    /// Permission bits, e.g. 0o755.
+    pub mode: u32,
+}
+
+/// The bases of [`ServiceDir`], as systemd's directory settings name them.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirKind {
+    /// `/run`
+    Runtime,
+    /// `/var/lib`
+    State,
+    /// `/var/cache`
+    Cache,
+    /// `/var/log`
+    Logs,
+    /// `/etc`
+    Configuration,
+}
+
+impl DirKind {
+    /// Every kind, with its card key's stem and its base directory.
+    pub const ALL: [(DirKind, &'static str, &'static str); 5] = [
+        (DirKind::Runtime, "runtime", "/run"),
+        (DirKind::State, "state", "/var/lib"),
+        (DirKind::Cache, "cache", "/var/cache"),
+        (DirKind::Logs, "logs", "/var/log"),
+        (DirKind::Configuration, "configuration", "/etc"),
+    ];
+
+    /// The base directory, e.g. `/run`.
+    pub fn base(self) -> &'static str {
+        DirKind::ALL
+            .iter()
+            .find(|(k, ..)| *k == self)
+            .map_or("/run", |(_, _, base)| base)
+    }
+}
+
+/// One resource limit: the resource as setrlimit(2) names it without `RLIMIT_`, in
+/// lower case (`nofile`, `nproc`, `core`...); `None` is unlimited.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: String,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// The resources a card may limit, by name.
+pub const RLIMIT_NAMES: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// What a stop signals (systemd's `KillMode=`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KillMode {
+    /// Every process of the run: its process group and session, or its leaf cgroup.
+    #[default]
+    ControlGroup,
+    /// Only the main process; the others it started keep running (an ssh session
+    /// outlives a restart of sshd).
+    Process,
 }
 
 /// A dependency: a command of the same workspace, or `workspace/name` of another.
@@ -255,6 +347,9 @@ impl CommandSpec {
             requires: Vec::new(),
             wants: Vec::new(),
             health: None,
+            directories: Vec::new(),
+            rlimits: Vec::new(),
+            kill_mode: KillMode::ControlGroup,
         }
     }
 }

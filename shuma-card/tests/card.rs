@@ -970,3 +970,61 @@ fn test_load_str_pipeline_node_name_taken_by_a_command_is_refused() {
 
     assert!(message(&src).contains("\"etl.load\" is the name of a command"));
 }
+
+#[test]
+fn test_load_str_host_fields_directories_rlimits_and_kill_mode() {
+    let src = format!(
+        "{WS}[[service]]\nname = \"sshd\"\nargv = [\"/usr/sbin/sshd\", \"-D\"]\nruntime_directory = [\"sshd\"]\nruntime_directory_mode = \"0711\"\nstate_directory = [\"ssh/keys\"]\nrlimits = {{ nofile = 65536, core = \"infinity\", nproc = \"1024:4096\" }}\nkill_mode = \"process\"\n"
+    );
+
+    let spec = load_str(&src, "t.toml").unwrap();
+
+    let c = &spec.commands[0];
+    assert_eq!(
+        c.directories,
+        [
+            shuma_card::ServiceDir {
+                kind: shuma_card::DirKind::Runtime,
+                path: "sshd".into(),
+                mode: 0o711
+            },
+            shuma_card::ServiceDir {
+                kind: shuma_card::DirKind::State,
+                path: "ssh/keys".into(),
+                mode: 0o755
+            },
+        ]
+    );
+    let limits: Vec<(&str, Option<u64>, Option<u64>)> = c
+        .rlimits
+        .iter()
+        .map(|r| (r.resource.as_str(), r.soft, r.hard))
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            ("nofile", Some(65536), Some(65536)),
+            ("core", None, None),
+            ("nproc", Some(1024), Some(4096))
+        ]
+    );
+    assert_eq!(c.kill_mode, shuma_card::KillMode::Process);
+}
+
+#[test]
+fn test_load_str_host_fields_refuse_escaping_path_and_inverted_limits() {
+    let task =
+        |extra: &str| format!("{WS}[[task]]\nname = \"t\"\nargv = [\"/bin/true\"]\n{extra}\n");
+
+    let up = message(&task("runtime_directory = [\"../etc\"]"));
+    let abs = message(&task("logs_directory = [\"/var/log/x\"]"));
+    let inverted = message(&task("rlimits = { nofile = \"4096:1024\" }"));
+    let unknown = message(&task("rlimits = { files = 10 }"));
+    let (line, _, field) = fails(&task("rlimits = { nofile = \"4096:1024\" }"));
+
+    assert!(up.contains("relative path"), "{up}");
+    assert!(abs.contains("relative path"), "{abs}");
+    assert!(inverted.contains("soft limit is above"), "{inverted}");
+    assert!(unknown.contains("unknown resource"), "{unknown}");
+    assert_eq!((line, field.as_str()), (6, "task[0].rlimits.nofile"));
+}

@@ -23,7 +23,7 @@ use shuma_card::{
     CommandKind, CommandSpec, DepRef, Event, EventKind, ExitStatus, HealthCheck, LogTarget, Probe,
     Readiness, RestartPolicy, WorkspaceSpec,
 };
-use shuma_card::{Edge, PipelineSpec};
+use shuma_card::{DirKind, Edge, KillMode, PipelineSpec, Rlimit, ServiceDir};
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,6 +53,18 @@ fn card() -> WorkspaceSpec {
         timeout_ms: 2_000,
         retries: 3,
     });
+    // From version 6: a host daemon's directories, limits and kill mode.
+    svc.directories = vec![ServiceDir {
+        kind: DirKind::Runtime,
+        path: "httpd".into(),
+        mode: 0o750,
+    }];
+    svc.rlimits = vec![Rlimit {
+        resource: "nofile".into(),
+        soft: Some(1024),
+        hard: None,
+    }];
+    svc.kill_mode = KillMode::Process;
     let mut db = CommandSpec::new("db", CommandKind::Service, vec!["/bin/db".into()]);
     db.ready = Readiness::Probe(Probe::Tcp("127.0.0.1:5432".into()));
     db.health = Some(HealthCheck {

@@ -32,7 +32,7 @@ use shuma_card::{
     CommandKind, CommandSpec, DepRef, ExitStatus, HealthCheck, Limits, LogTarget, Probe, Readiness,
     RestartPolicy, WorkspaceSpec,
 };
-use shuma_card::{Edge, PipelineSpec};
+use shuma_card::{DirKind, Edge, KillMode, PipelineSpec, Rlimit, ServiceDir};
 
 const REGENERATE_ENV: &str = "ARJE_REGENERATE_GOLDEN";
 
@@ -343,6 +343,25 @@ fn full_v4() -> Snapshot {
     etl.fanout_buffer = 4096;
     let mut batch = s.workspaces[1].spec.clone().into_card();
     batch.pipelines = vec![etl.clone()];
+    let worker = &mut batch.commands[0];
+    worker.directories = vec![
+        ServiceDir {
+            kind: DirKind::Runtime,
+            path: "worker".into(),
+            mode: 0o755,
+        },
+        ServiceDir {
+            kind: DirKind::State,
+            path: "worker/db".into(),
+            mode: 0o700,
+        },
+    ];
+    worker.rlimits = vec![Rlimit {
+        resource: "nofile".into(),
+        soft: Some(4096),
+        hard: Some(65536),
+    }];
+    worker.kill_mode = KillMode::Process;
     s.workspaces[1].spec = SavedWorkspaceSpec::from(&batch);
     s.workspaces[1].commands.extend([
         running(48, "etl.extract", 83, true),

@@ -22,7 +22,7 @@ use shuma_card::{
     CommandKind, CommandSpec, DepRef, ExitStatus, HealthCheck, Limits, LogTarget, Probe, Readiness,
     RestartPolicy, WorkspaceSpec,
 };
-use shuma_card::{Edge, OutStream, PipelineSpec};
+use shuma_card::{DirKind, Edge, KillMode, OutStream, PipelineSpec, Rlimit, ServiceDir};
 
 fn text() -> impl Strategy<Value = String> {
     // Any Unicode, not only valid names: the snapshot must carry whatever the spec holds.
@@ -115,8 +115,30 @@ fn command_spec() -> impl Strategy<Value = CommandSpec> {
         deps(),
         option::of(health_check()),
     );
-    (identity, policy, readiness).prop_map(
-        |((name, kind, argv, env, cwd, user, group, log), policy, readiness)| {
+    let host = (
+        vec(
+            (0u8..5, text(), any::<u32>()).prop_map(|(k, path, mode)| ServiceDir {
+                kind: DirKind::ALL[k as usize].0,
+                path,
+                mode,
+            }),
+            0..3,
+        ),
+        vec(
+            (text(), option::of(any::<u64>()), option::of(any::<u64>())).prop_map(
+                |(resource, soft, hard)| Rlimit {
+                    resource,
+                    soft,
+                    hard,
+                },
+            ),
+            0..3,
+        ),
+        prop_oneof![Just(KillMode::ControlGroup), Just(KillMode::Process)],
+    );
+    (identity, policy, readiness, host).prop_map(
+        |((name, kind, argv, env, cwd, user, group, log), policy, readiness, host)| {
+            let (directories, rlimits, kill_mode) = host;
             let (
                 restart,
                 backoff_initial_ms,
@@ -152,6 +174,9 @@ fn command_spec() -> impl Strategy<Value = CommandSpec> {
                 requires,
                 wants,
                 health,
+                directories,
+                rlimits,
+                kill_mode,
             }
         },
     )

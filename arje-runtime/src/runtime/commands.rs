@@ -295,15 +295,22 @@ impl Runtime {
 
     /// Send `signal` to the run's process group (the child called setsid, so its pgid
     /// is its pid, which cannot be reused while the child is unreaped), and to the
-    /// process itself through its pidfd in case it left the group.
+    /// process itself through its pidfd in case it left the group. With `kill_mode =
+    /// "process"`, to the process alone (systemd's `KillMode=process`: sshd's sessions
+    /// outlive a restart of sshd).
     pub(crate) fn signal_run(&mut self, id: CommandId, signal: i32) {
-        let Some(run) = self.table.commands.get(&id).and_then(|c| c.run.as_ref()) else {
+        let Some(cmd) = self.table.commands.get(&id) else {
             return;
         };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-run.pid),
-            nix::sys::signal::Signal::try_from(signal).ok(),
-        );
+        let Some(run) = cmd.run.as_ref() else {
+            return;
+        };
+        if cmd.spec.kill_mode == shuma_card::KillMode::ControlGroup {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(-run.pid),
+                nix::sys::signal::Signal::try_from(signal).ok(),
+            );
+        }
         if let Some(sig) = RSignal::from_named_raw(signal) {
             let _ = rustix::process::pidfd_send_signal(&run.pidfd, sig);
         }
@@ -320,6 +327,7 @@ impl Runtime {
             .table
             .commands
             .get(&id)
+            .filter(|c| c.spec.kill_mode == shuma_card::KillMode::ControlGroup)
             .and_then(|c| c.run.as_ref())
             .and_then(|r| r.leaf.as_ref())
         {
@@ -336,6 +344,7 @@ impl Runtime {
         let ws = cmd.ws;
         let creds = super::creds::resolve(&spec)?;
         let runs_as = creds.as_ref().map(|(uid, ..)| *uid);
+        let owner = creds.as_ref().map(|(uid, gid, _)| (*uid, *gid));
         let mut env = spec.env.clone();
         env.extend(self.ready_env(id)?);
         let mut plan = ExecPlan::new(&spec.argv, &env, spec.cwd.as_deref(), creds)
@@ -343,6 +352,16 @@ impl Runtime {
         if spec.watchdog_ms.is_some() {
             plan = plan.with_pid_env("WATCHDOG_PID");
         }
+        if !spec.rlimits.is_empty() {
+            let limits: Vec<_> = spec
+                .rlimits
+                .iter()
+                .filter_map(|r| Some((super::setup::rlimit_resource(&r.resource)?, r.soft, r.hard)))
+                .collect();
+            plan = plan.with_rlimits(&limits);
+        }
+        // Its directories, before anything of it runs (`RuntimeDirectory=` and kin).
+        super::setup::make_directories(&spec.directories, owner)?;
         // stdio: /dev/null in, out and err to pipes (ring), the console, or a file;
         // a pipeline node's connected streams to the pipes its pipeline made.
         let stdio = self

@@ -41,6 +41,7 @@ mod requests;
 mod rollback;
 mod server;
 mod sessions;
+mod setup;
 pub(crate) mod signals;
 mod state;
 mod stop;

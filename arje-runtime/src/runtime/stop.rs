@@ -117,6 +117,15 @@ impl Runtime {
     /// while the run is unreaped and has no leaf cgroup), hold each by a pidfd and send
     /// it `signal`.
     pub(crate) fn sweep_session(&mut self, id: CommandId, signal: i32) {
+        // `kill_mode = "process"`: what the main process started is left alone.
+        if self
+            .table
+            .commands
+            .get(&id)
+            .is_some_and(|c| c.spec.kill_mode == shuma_card::KillMode::Process)
+        {
+            return;
+        }
         let Some(cmd) = self.table.commands.get(&id) else {
             return;
         };

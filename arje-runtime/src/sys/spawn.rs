@@ -93,6 +93,9 @@ pub struct ExecPlan {
     /// (`WATCHDOG_PID`, which only the child knows before exec), and where the value
     /// starts. An `UnsafeCell`: the child writes it through the shared plan.
     pid_env: Option<(Box<std::cell::UnsafeCell<[u8; PID_ENV_LEN]>>, usize)>,
+    /// Resource limits set in the child before exec, after arje's RLIMIT_NOFILE reset
+    /// (so a card's `nofile` wins).
+    rlimits: Vec<(c_int, libc::rlimit)>,
 }
 
 /// Bytes of a pid-valued environment entry: a name of up to 31 bytes, `=`, and room for
@@ -125,6 +128,7 @@ impl ExecPlan {
             cwd,
             creds,
             pid_env: None,
+            rlimits: Vec::new(),
         };
         plan.argv_ptrs = plan
             .argv
@@ -139,6 +143,22 @@ impl ExecPlan {
             .chain([std::ptr::null()])
             .collect();
         Ok(plan)
+    }
+
+    /// Resource limits for the child: `(resource, soft, hard)`, `None` unlimited.
+    pub fn with_rlimits(mut self, limits: &[(c_int, Option<u64>, Option<u64>)]) -> ExecPlan {
+        let value = |v: Option<u64>| v.unwrap_or(libc::RLIM_INFINITY);
+        self.rlimits = limits
+            .iter()
+            .map(|&(res, soft, hard)| {
+                let lim = libc::rlimit {
+                    rlim_cur: value(soft),
+                    rlim_max: value(hard),
+                };
+                (res, lim)
+            })
+            .collect();
+        self
     }
 
     /// Add `name=<the child's pid>` to the environment, filled in by the child between
@@ -596,6 +616,11 @@ fn child_main(ctx: &mut ChildCtx<'_>) -> ! {
         // Lowering a soft limit needs no privilege.
         if let Some(limit) = &ctx.nofile {
             check!("setrlimit", libc::setrlimit(libc::RLIMIT_NOFILE, limit));
+        }
+        // The card's limits, before the credentials change: raising a hard limit needs
+        // the privilege arje still has here.
+        for (resource, limit) in &ctx.plan.rlimits {
+            check!("setrlimit", libc::setrlimit(*resource as _, limit));
         }
         check!("setsid", libc::setsid());
         for (target, &src) in ctx.stdio.iter().enumerate() {

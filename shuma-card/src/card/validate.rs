@@ -297,7 +297,56 @@ pub fn check_command(c: &CommandSpec) -> Result<(), (String, String)> {
         return err("stop_signal", "must be a signal number in 1..=64");
     }
     check_readiness(c)?;
+    check_host_fields(c)?;
     deps::check_refs(c)
+}
+
+/// Directories and resource limits: a directory is a relative path of plain components
+/// (no `..`, no empty or absolute part: root makes it under a fixed base), a mode fits in
+/// 0o7777; a resource is named once, and its soft limit is not above its hard one.
+fn check_host_fields(c: &CommandSpec) -> Result<(), (String, String)> {
+    for d in &c.directories {
+        let (_, stem, _) = crate::spec::DirKind::ALL
+            .into_iter()
+            .find(|(k, ..)| *k == d.kind)
+            .expect("every kind is listed");
+        let field = format!("{stem}_directory");
+        let plain = |part: &str| !part.is_empty() && part != "." && part != "..";
+        if d.path.len() > 255 || d.path.contains('\0') || !d.path.split('/').all(plain) {
+            return Err((
+                field,
+                format!(
+                    "{:?} is not a relative path of plain names (no '..', no leading '/')",
+                    d.path
+                ),
+            ));
+        }
+        if d.mode > 0o7777 {
+            return Err((
+                format!("{field}_mode"),
+                format!("{:o} is above 7777", d.mode),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for r in &c.rlimits {
+        let field = format!("rlimits.{}", r.resource);
+        if !crate::spec::RLIMIT_NAMES.contains(&r.resource.as_str()) {
+            return Err((field, "not a resource setrlimit(2) knows".into()));
+        }
+        if !seen.insert(r.resource.as_str()) {
+            return Err((field, "named twice".into()));
+        }
+        let above = match (r.soft, r.hard) {
+            (None, Some(_)) => true,
+            (Some(s), Some(h)) => s > h,
+            _ => false,
+        };
+        if above {
+            return Err((field, "the soft limit is above the hard one".into()));
+        }
+    }
+    Ok(())
 }
 
 /// `ready`, `ready_timeout`, `watchdog` and `health`: a service's alone, since a task is

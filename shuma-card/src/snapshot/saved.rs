@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::saved_exec::{SavedKillMode, SavedRlimit, SavedServiceDir};
 use super::saved_pipeline::SavedPipelineSpec;
 
 use crate::event::ExitStatus;
@@ -90,6 +91,10 @@ pub struct SavedCommandSpec {
     pub requires: Vec<SavedDepRef>,
     pub wants: Vec<SavedDepRef>,
     pub health: Option<SavedHealthCheck>,
+    /// From v4 on, like the two after it.
+    pub directories: Vec<SavedServiceDir>,
+    pub rlimits: Vec<SavedRlimit>,
+    pub kill_mode: SavedKillMode,
 }
 
 /// [`Readiness`] as saved. Variant order is part of the format.
@@ -341,6 +346,9 @@ impl From<&CommandSpec> for SavedCommandSpec {
             requires,
             wants,
             health,
+            directories,
+            rlimits,
+            kill_mode,
         } = spec;
         let deps = |refs: &[DepRef]| refs.iter().map(SavedDepRef::from).collect();
         SavedCommandSpec {
@@ -367,6 +375,9 @@ impl From<&CommandSpec> for SavedCommandSpec {
             requires: deps(requires),
             wants: deps(wants),
             health: health.as_ref().map(SavedHealthCheck::from),
+            directories: directories.iter().map(SavedServiceDir::from).collect(),
+            rlimits: rlimits.iter().map(SavedRlimit::from).collect(),
+            kill_mode: (*kill_mode).into(),
         }
     }
 }
@@ -398,6 +409,9 @@ impl SavedCommandSpec {
             requires,
             wants,
             health,
+            directories,
+            rlimits,
+            kill_mode,
         } = self;
         let deps = |refs: Vec<SavedDepRef>| refs.into_iter().map(SavedDepRef::into_card).collect();
         CommandSpec {
@@ -424,6 +438,12 @@ impl SavedCommandSpec {
             requires: deps(requires),
             wants: deps(wants),
             health: health.map(SavedHealthCheck::into_card),
+            directories: directories
+                .into_iter()
+                .map(SavedServiceDir::into_card)
+                .collect(),
+            rlimits: rlimits.into_iter().map(SavedRlimit::into_card).collect(),
+            kill_mode: kill_mode.into_card(),
         }
     }
 }

@@ -24,10 +24,10 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use super::saved::{
-    SavedCommandKind, SavedCommandSpec, SavedCpuMax, SavedExitStatus, SavedLimits, SavedLogTarget,
-    SavedOomAction, SavedReadiness, SavedRestartPolicy, SavedStatsSample,
+    SavedCommandKind, SavedCpuMax, SavedExitStatus, SavedLimits, SavedLogTarget, SavedOomAction,
+    SavedReadiness, SavedRestartPolicy, SavedStatsSample,
 };
-use super::v3::{SavedWorkspaceSpecV3, SnapshotV3, WorkspaceStateV3};
+use super::v3::{SavedCommandSpecV3, SavedWorkspaceSpecV3, SnapshotV3, WorkspaceStateV3};
 use super::{decode_exact, CommandState, LiveProcess, Snapshot, SnapshotError};
 
 /// The `ready_timeout` a command of a v2 file gets: the default of a card without the key
@@ -390,7 +390,7 @@ impl SavedOomActionV2 {
 }
 
 impl SavedCommandSpecV2 {
-    fn migrate(self) -> SavedCommandSpec {
+    fn migrate(self) -> SavedCommandSpecV3 {
         let SavedCommandSpecV2 {
             name,
             kind,
@@ -411,7 +411,7 @@ impl SavedCommandSpecV2 {
         } = self;
         // What a card without the new keys gives: ready once started, no watchdog, no
         // dependencies, no health check. That is how every v2 command behaved.
-        SavedCommandSpec {
+        SavedCommandSpecV3 {
             name,
             kind: kind.migrate(),
             argv,

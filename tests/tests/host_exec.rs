@@ -1,0 +1,128 @@
+//! A command's host fields (what systemd's units ask of a daemon): resource limits,
+//! per-service directories made with owner and mode, and `kill_mode = "process"`, which
+//! stops only the main process so what it started (an ssh session) outlives a restart.
+
+use arje_tests::host::{err, out, Daemon};
+use shuma_card::EventKind;
+
+fn exited(k: &EventKind, name: &str) -> bool {
+    matches!(k, EventKind::CommandExited { command, .. } if command == name)
+}
+
+#[test]
+fn test_rlimits_from_the_card_reach_the_program() {
+    let d = Daemon::start();
+    let card = r#"
+[workspace]
+name = "lim"
+
+[[task]]
+name = "show"
+argv = ["/bin/sh", "-c", "ulimit -Sn; ulimit -Hn; ulimit -c"]
+rlimits = { nofile = "1000:2000", core = "infinity" }
+"#;
+
+    let created = d.ws_create("lim.toml", card);
+    assert!(created.status.success(), "{}", err(&created));
+    d.events_until(1, |k| exited(k, "show"));
+
+    let logs = d.shuma(&["logs", "lim", "show"]);
+    assert_eq!(out(&logs), "1000\n2000\nunlimited\n");
+}
+
+#[test]
+fn test_runtime_directory_made_for_the_user_with_its_mode_before_start() {
+    // Arrange: a directory under /run that must not exist yet.
+    let name = format!("arje-test-{}", std::process::id());
+    let path = std::path::Path::new("/run").join(&name);
+    let _ = std::fs::remove_dir_all(&path);
+    let d = Daemon::start();
+    let card = format!(
+        "[workspace]\nname = \"dirs\"\n\n[[task]]\nname = \"look\"\nargv = [\"/usr/bin/stat\", \"-c\", \"%U %a\", \"/run/{name}/sub\"]\nuser = \"nobody\"\nruntime_directory = [\"{name}/sub\"]\nruntime_directory_mode = \"0710\"\n"
+    );
+
+    // Act
+    let created = d.ws_create("dirs.toml", &card);
+    assert!(created.status.success(), "{}", err(&created));
+    d.events_until(1, |k| exited(k, "look"));
+
+    // Assert: the program saw its directory, owned by its user, with the card's mode.
+    let logs = d.shuma(&["logs", "dirs", "look"]);
+    let _ = std::fs::remove_dir_all(&path);
+    assert_eq!(out(&logs), "nobody 710\n", "{}", err(&logs));
+}
+
+#[test]
+fn test_runtime_directory_through_a_symlink_is_refused() {
+    let name = format!("arje-test-link-{}", std::process::id());
+    let link = std::path::Path::new("/run").join(&name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let d = Daemon::start();
+    let card = format!(
+        "[workspace]\nname = \"evil\"\n\n[[task]]\nname = \"t\"\nargv = [\"/bin/true\"]\nruntime_directory = [\"{name}/arje-owned\"]\n"
+    );
+
+    let created = d.ws_create("evil.toml", &card);
+
+    let _ = std::fs::remove_file(&link);
+    assert!(!std::path::Path::new("/etc/arje-owned").exists());
+    assert!(
+        err(&created).contains("symlink"),
+        "{} / {}",
+        out(&created),
+        err(&created)
+    );
+}
+
+/// Is `pid` alive (not a zombie)?
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn test_kill_mode_process_restart_leaves_what_the_service_started() {
+    // Arrange: a service that starts a child of its own (a "session") and reports it.
+    let d = Daemon::start();
+    let card = r#"
+[workspace]
+name = "km"
+
+[[service]]
+name = "daemon"
+argv = ["/bin/sh", "-c", "sleep 1000 & echo session $!; exec sleep 1000"]
+kill_mode = "process"
+stop_grace = "2s"
+"#;
+    let created = d.ws_create("km.toml", card);
+    assert!(created.status.success(), "{}", err(&created));
+    let line = d.wait_lines("km", "daemon", 1).remove(0);
+    let session: i32 = line
+        .strip_prefix("session ")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Act
+    let restarted = d.shuma(&["restart", "km/daemon"]);
+    assert!(restarted.status.success(), "{}", err(&restarted));
+    d.events_until(
+        2,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "daemon"),
+    );
+
+    // Assert: the main process was stopped and started again; its session was not.
+    let still = alive(session);
+    // SAFETY: signalling a process this test's service started.
+    unsafe { libc::kill(session, libc::SIGKILL) };
+    assert!(still, "the session {session} died with the restart");
+}
