@@ -172,6 +172,9 @@ pub struct Runtime {
     capture: capture::Capture,
     /// Fan-out copiers of pipeline outputs (`fanout.rs`).
     fanouts: fanout::Fanouts,
+    /// Cgroup statistics are sampled until then: someone asked for them (`ws stats`,
+    /// `top`) within [`workspaces::STATS_WATCH`]. No one asking, no periodic wake-up.
+    stats_until: Option<Instant>,
     cgroups: watches::Watches,
     store: store::Store,
     journal: Journal,
@@ -247,6 +250,7 @@ impl Runtime {
             procs,
             capture: capture::Capture::default(),
             fanouts: fanout::Fanouts::default(),
+            stats_until: None,
             cgroups: watches::Watches::new(cgroups),
             store,
             journal: match disk_journal {
