@@ -108,6 +108,7 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
         journal_max: args
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
+        vsock_port: None,
     };
     let mut runtime = match reexec::start(config, inherited) {
         Ok(r) => r,

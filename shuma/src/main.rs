@@ -11,6 +11,7 @@ mod pipeline;
 mod ready;
 mod stream;
 mod top;
+mod vsock;
 mod ws;
 
 #[cfg(test)]

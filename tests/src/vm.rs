@@ -52,6 +52,8 @@ pub struct VmOpts {
     /// QEMU's `-nic` value (e.g. user-mode networking with `hostfwd` rules); `None` is
     /// `-nic none`.
     pub nic: Option<String>,
+    /// More QEMU arguments (devices), appended as they are.
+    pub qemu_args: Vec<String>,
 }
 
 impl VmOpts {
@@ -64,6 +66,7 @@ impl VmOpts {
             allow_reboot: false,
             timeout: Duration::from_secs(boot_timeout_secs()),
             nic: None,
+            qemu_args: Vec::new(),
         }
     }
 }
@@ -224,6 +227,7 @@ impl Vm {
             cmd.arg("-drive")
                 .arg(format!("file={},format=raw,if=virtio", disk.display()));
         }
+        cmd.args(&opts.qemu_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -37,6 +37,9 @@ pub struct BootParams {
     /// `arje.shell=1`: start an emergency-style shell on the console next to the
     /// runtime (default 0). For debugging a boot; the demo uses a console card instead.
     pub shell: bool,
+    /// `arje.vsock=PORT`: serve the control protocol on this AF_VSOCK port too, for
+    /// the VM's host (`shuma --vsock`); none by default.
+    pub vsock: Option<u32>,
     /// Parameters that looked like ours but did not parse, for the log.
     pub rejected: Vec<String>,
 }
@@ -55,6 +58,7 @@ impl Default for BootParams {
             shutdown_timeout: Duration::from_secs(10),
             hostname: None,
             shell: false,
+            vsock: None,
             rejected: Vec::new(),
         }
     }
@@ -83,6 +87,7 @@ impl BootParams {
                     .map(|d| p.shutdown_timeout = d)
                     .is_some(),
                 "log" => value.parse().map(|l| p.log = l).is_ok(),
+                "vsock" => value.parse().map(|v| p.vsock = Some(v)).is_ok(),
                 "shell" => match value {
                     "1" | "" => set(&mut p.shell, true),
                     "0" => set(&mut p.shell, false),

@@ -134,6 +134,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         journal_max: args
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
+        vsock_port: params.vsock,
     };
     log::info!(
         "boot done in {:.3}s of boottime; starting the runtime",

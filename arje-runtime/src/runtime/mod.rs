@@ -240,8 +240,15 @@ impl Runtime {
             }
             None => control::bind(&cfg.socket, cfg.socket_group).map_err(RuntimeError::Control)?,
         };
-        let server = server::Server::new(&reactor, listener, cfg.socket_group)
+        let mut server = server::Server::new(&reactor, listener, cfg.socket_group)
             .map_err(RuntimeError::Epoll)?;
+        if let Some(port) = cfg.vsock_port {
+            // Without it the guest still runs; the host cannot drive it, and says so.
+            match server.add_vsock(&reactor, port) {
+                Ok(()) => log::info!("control: listening on vsock port {port} too"),
+                Err(e) => log::error!("control: vsock port {port}: {e}; not listening there"),
+            }
+        }
         let mut rt = Runtime {
             reactor,
             signals,
@@ -399,6 +406,10 @@ impl Runtime {
             Token::Listener => self
                 .server
                 .accept(&self.reactor, &mut self.timers, Instant::now()),
+            Token::VsockListener => {
+                self.server
+                    .accept_vsock(&self.reactor, &mut self.timers, Instant::now())
+            }
             Token::Conn(id) => {
                 for req in self
                     .server
