@@ -116,7 +116,7 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
             return 1;
         }
     };
-    match reexec::serve(&mut runtime) {
+    match reexec::serve(&mut runtime, &mut |_| {}) {
         Outcome::Exit => {
             log::info!("stopped; exiting");
             0

@@ -37,6 +37,9 @@ pub struct BootParams {
     /// `arje.shell=1`: start an emergency-style shell on the console next to the
     /// runtime (default 0). For debugging a boot; the demo uses a console card instead.
     pub shell: bool,
+    /// `arje.exit-on=WORKSPACE/COMMAND` (or `arje.exit_on`): power off when it ends and
+    /// report how (`exit_on.rs`, which checks the value).
+    pub exit_on: Option<String>,
     /// Parameters that looked like ours but did not parse, for the log.
     pub rejected: Vec<String>,
 }
@@ -55,6 +58,7 @@ impl Default for BootParams {
             shutdown_timeout: Duration::from_secs(10),
             hostname: None,
             shell: false,
+            exit_on: None,
             rejected: Vec::new(),
         }
     }
@@ -83,6 +87,8 @@ impl BootParams {
                     .map(|d| p.shutdown_timeout = d)
                     .is_some(),
                 "log" => value.parse().map(|l| p.log = l).is_ok(),
+                // The kernel treats '-' and '_' in a parameter's name alike; so does arje.
+                "exit-on" | "exit_on" => set(&mut p.exit_on, Some(value.into())),
                 "shell" => match value {
                     "1" | "" => set(&mut p.shell, true),
                     "0" => set(&mut p.shell, false),
