@@ -78,3 +78,31 @@ fn test_exit_on_task_exiting_0_ends_qemu_with_3() {
     assert_eq!(status, format!("{want}\n"), "arje.status port");
     assert_eq!(vm.qemu_exit_code(), Some(3), "QEMU's exit code");
 }
+
+#[test]
+fn test_exit_on_command_that_never_appears_is_reported_absent_at_poweroff() {
+    // Arrange: scenario poweroff calls busybox `poweroff`; nothing is named ci/nosuch.
+    let mut opts = VmOpts::scenario("boot_exit_on_absent", "poweroff");
+    opts.append.push_str(" arje.exit-on=ci/nosuch");
+    opts.debug_exit = true;
+
+    // Act
+    let mut vm = Vm::boot(opts);
+    vm.wait_end();
+
+    // Assert
+    assert_eq!(
+        vm.lines_with("no such workspace or command appeared").len(),
+        1,
+        "tail:\n{}",
+        vm.tail(40)
+    );
+    let lines = arje_lines(&vm);
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("arje: exit-on ci/nosuch status=absent code=126"),
+        "tail:\n{}",
+        vm.tail(40)
+    );
+    assert_eq!(vm.qemu_exit_code(), Some(2 * (126 + 1) + 1));
+}
