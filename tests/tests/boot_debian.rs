@@ -95,6 +95,8 @@ fn boot(name: &str, m: &Machine) -> Vm {
             m.ssh_port, m.http_port
         )),
         qemu_args: Vec::new(),
+        debug_exit: false,
+        status_port: None,
     })
 }
 

@@ -30,6 +30,7 @@ mod handover;
 mod identity;
 mod lifecycle;
 mod notify;
+mod observe;
 mod output;
 mod pipelines;
 mod probes;
@@ -185,6 +186,9 @@ pub struct Runtime {
     ready: Vec<Ready>,
     /// The `/dev/log` sink, if configured and bound.
     syslog: Option<syslog::Syslog>,
+    /// The newest journal entry before this start (`observe.rs`): what came after it
+    /// is this image's, the restored workspaces' starts included.
+    start_cursor: u64,
 }
 
 impl Runtime {
@@ -271,8 +275,10 @@ impl Runtime {
             started: process_started(),
             ready: Vec::with_capacity(256),
             syslog: None,
+            start_cursor: 0,
             cfg,
         };
+        rt.start_cursor = rt.journal.last_id();
         for message in rt.store.take_warnings().into_iter().chain(journal_warnings) {
             rt.event(EventKind::Warning { message });
         }
@@ -310,6 +316,12 @@ impl Runtime {
 
     /// Run until a shutdown (PID 1), a stop signal (subreaper) or a re-exec request.
     pub fn run(&mut self) -> Outcome {
+        self.begin_serving();
+        self.resume()
+    }
+
+    /// What [`Self::run`] does once before its loop: the boot cards, the ready line.
+    fn begin_serving(&mut self) {
         self.load_cards();
         let boottime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         log::info!(
@@ -318,11 +330,6 @@ impl Runtime {
             boottime.tv_sec,
             boottime.tv_nsec / 1_000_000
         );
-        loop {
-            if let Some(outcome) = self.turn() {
-                return outcome;
-            }
-        }
     }
 
     /// One turn of the loop: wait for events, handle them, flush what they changed.
