@@ -390,3 +390,41 @@ argv = ["/bin/cat"]
     assert!(out(&ls).contains("running"), "{}", out(&ls));
     d.wait_output("rx", "p.sink", "n ");
 }
+
+#[test]
+fn test_pipeline_node_that_cannot_start_is_blamed_not_the_writer_it_cut_off() {
+    // Arrange: a writer whose reader cannot start; the writer dies of SIGPIPE (its shell
+    // says 141), which is the reader's fault, not its own.
+    let d = Daemon::start();
+    let card = r#"
+[workspace]
+name = "sf"
+
+[[pipeline]]
+name = "p"
+restart_max = 1
+backoff = { initial = "10ms", max = "10ms" }
+
+[[pipeline.node]]
+name = "a"
+argv = ["/bin/sh", "-c", "yes | head -c 1000000"]
+
+[[pipeline.node]]
+name = "b"
+argv = ["/nonexistent/prog"]
+"#;
+
+    // Act
+    let created = d.ws_create("sf.toml", card);
+    assert!(created.status.success(), "{}", err(&created));
+    let events = d.events_until(1, |k| matches!(k, EventKind::PipelineFailed { .. }));
+
+    // Assert
+    match &events.last().unwrap().kind {
+        EventKind::PipelineFailed { node, reason, .. } => {
+            assert_eq!(node, "b", "{reason}");
+            assert!(reason.contains("/nonexistent/prog"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
