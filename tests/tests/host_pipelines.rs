@@ -416,8 +416,14 @@ argv = ["/nonexistent/prog"]
 
     // Act
     let created = d.ws_create("sf.toml", card);
-    assert!(created.status.success(), "{}", err(&created));
     let events = d.events_until(1, |k| matches!(k, EventKind::PipelineFailed { .. }));
+
+    // Assert: the creator heard of it (as of a command that cannot start: exit 1)...
+    assert!(
+        err(&created).contains("did not start: p.b:"),
+        "{}",
+        err(&created)
+    );
 
     // Assert
     match &events.last().unwrap().kind {

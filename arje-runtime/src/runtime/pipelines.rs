@@ -640,6 +640,25 @@ impl Runtime {
         }
     }
 
+    /// The nodes of a pipeline that could not start in its latest run, as `name: why`
+    /// (for the creator of a workspace, as its commands' are).
+    pub(crate) fn pipeline_spawn_failures(&self, id: PipelineId) -> Vec<String> {
+        let Some(p) = self.table.pipelines.get(&id) else {
+            return Vec::new();
+        };
+        p.nodes
+            .iter()
+            .filter_map(|cid| self.table.commands.get(cid))
+            .filter(|c| c.sup.last_exit.is_none())
+            .filter_map(|c| match &c.sup.state {
+                crate::supervise::State::Failed { reason } => {
+                    Some(format!("{}: {reason}", c.spec.name))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The live pipelines of one workspace or of all, in creation order.
     pub(crate) fn pipeline_infos(&self, ws: Option<WorkspaceId>) -> Vec<PipelineInfo> {
         self.table

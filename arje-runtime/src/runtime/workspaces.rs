@@ -201,9 +201,10 @@ impl Runtime {
         // service retries by its policy), but the creator hears of it. Commands start
         // in dependency order: those waiting for another start when it is ready.
         self.table.pending.extend(ids);
-        let failed = self.deps_progress(Instant::now());
+        let mut failed = self.deps_progress(Instant::now());
         for p in pipelines {
             self.pipeline_start(p, Instant::now());
+            failed.extend(self.pipeline_spawn_failures(p));
         }
         Ok(Created { warnings, failed })
     }
