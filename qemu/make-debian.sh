@@ -153,11 +153,12 @@ tar --numeric-owner --xattrs --xattrs-include='*' -C "$stage" -xpf "$base"
 rm -rf --one-file-system "${stage:?}"/dev/* "${stage:?}"/run/*
 # Per-machine identity must not be shared by every image made from the cached base. The
 # machine id is made on the machine's first boot, by arje-init itself (docs/HOST.md).
-# The ssh host keys are made here, once per image, by the image's own `ssh-keygen -A`:
-# that is when Debian makes them (openssh-server's postinst, at install time), and its
-# ssh.service, converted unedited below, expects them (its `sshd -t` fails without).
+# The ssh host keys are made here, once per image, with `ssh-keygen -A` (this machine's,
+# with the stage as its prefix: the stage has no /dev to chroot into): that is when
+# Debian makes them (openssh-server's postinst, at install time), and its ssh.service,
+# converted unedited below, expects them (its `sshd -t` fails without).
 rm -f "$stage"/etc/ssh/ssh_host_*
-chroot "$stage" /usr/bin/ssh-keygen -A >&2
+ssh-keygen -q -A -f "$stage" >&2
 : >"$stage/etc/machine-id"
 
 install -m 0755 "$bin/arje-init" "$stage/usr/sbin/arje-init"
@@ -181,7 +182,7 @@ for unit in ssh nginx cron; do
         log "shuma card from-unit $unit.service failed (exit $rc)"
         exit 1
     fi
-    log "$unit.service -> /etc/arje/cards/$unit.toml ($(wc -l <"$stage/etc/arje/from-unit/$unit.notes") notes, in /etc/arje/from-unit/$unit.notes)"
+    log "$unit.service -> /etc/arje/cards/$unit.toml: $(tail -n1 "$stage/etc/arje/from-unit/$unit.notes")"
 done
 # The network card's `ip -batch` file.
 install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"

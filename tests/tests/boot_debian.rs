@@ -169,17 +169,32 @@ fn http_get(m: &Machine) -> std::io::Result<String> {
     Ok(answer)
 }
 
-/// Boots the machine; once arje says nginx is ready (Debian's nginx.service is
-/// Type=forking: its converted card's `nginx` task is ready when the daemon has forked,
-/// listening) and the network's address is set, GETs / from the host; once it says sshd
-/// is ready (READY=1, Type=notify) logs in. Prints the time of each from QEMU's start.
+/// Boots the machine; once arje says sshd is ready (READY=1: Debian's ssh.service is
+/// Type=notify) logs in; then, over that ssh, waits until nginx's card is ready (its
+/// nginx.service is Type=forking: the converted card's `nginx` task is ready when it
+/// exited 0, the daemon forked and listening) and the network's address is set, and GETs
+/// / from the host. Prints the time of each from QEMU's start.
+///
+/// ssh comes first because the console says when a service is ready, not when a task
+/// exited 0 (routine, at debug level): `shuma wait-ready` over ssh is how a task's
+/// readiness is awaited. The converted cards are not ordered after the network's card
+/// (their After=network.target has no arje equivalent: noted in each card); the
+/// daemons listen on every address, and a connection forwarded before eth0 has its
+/// address is retried by QEMU's network until it has.
 fn boot_until_serving(name: &str, m: &Machine) -> Vm {
     let mut vm = boot(name, m);
-    // The converted cards are not ordered after the network's card (their After=
-    // network.target has no arje equivalent: noted in the card); the daemons listen on
-    // every address, but the forwarded connection needs eth0's.
-    seen_or_wait(&mut vm, "network/eth0 ready");
-    seen_or_wait(&mut vm, "nginx/nginx ready");
+    seen_or_wait(&mut vm, "ssh/ssh ready");
+    let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
+    eprintln!(
+        "figure: {name}: ssh login done at {:.1}s after QEMU started",
+        vm.wall().as_secs_f64()
+    );
+    assert_eq!(hostname.trim(), HOSTNAME);
+    ssh_ok(
+        &vm,
+        m,
+        "shuma wait-ready network eth0 && shuma wait-ready nginx nginx",
+    );
     let answer = http_get(m).unwrap_or_else(|e| {
         panic!(
             "{name}: GET / on port {}: {e}; tail:\n{}",
@@ -196,13 +211,6 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
         "{name}: nginx answered {answer:?}"
     );
     assert!(answer.contains("Welcome to nginx"), "{name}: {answer:?}");
-    seen_or_wait(&mut vm, "ssh/ssh ready");
-    let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
-    eprintln!(
-        "figure: {name}: ssh login done at {:.1}s after QEMU started",
-        vm.wall().as_secs_f64()
-    );
-    assert_eq!(hostname.trim(), HOSTNAME);
     vm
 }
 
