@@ -6,6 +6,8 @@
 # Usage: initramfs/build.sh --out FILE --init FILE [options]
 #   --init FILE        becomes /init (arje-init, or a shell script for a baseline)
 #   --shuma FILE       becomes /bin/shuma
+#   --shuma-link       /bin/shuma is a link to /init instead: the multi-call arje-init,
+#                      which is the CLI when called as shuma (one binary in the image)
 #   --helper FILE      becomes /bin/arje-guest (test-only helper, see tests/src/bin)
 #   --cards DIR        every *.toml in it goes to /etc/arje/cards/
 #   --scenarios DIR    each subfolder goes to /etc/arje/scenarios/<name>/
@@ -19,12 +21,13 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="" init="" shuma="" helper="" cards="" scenarios="" kernel_dir="" modules=1 files=()
+out="" init="" shuma="" shuma_link=0 helper="" cards="" scenarios="" kernel_dir="" modules=1 files=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --out) out="$2"; shift 2 ;;
     --init) init="$2"; shift 2 ;;
     --shuma) shuma="$2"; shift 2 ;;
+    --shuma-link) shuma_link=1; shift ;;
     --helper) helper="$2"; shift 2 ;;
     --cards) cards="$2"; shift 2 ;;
     --scenarios) scenarios="$2"; shift 2 ;;
@@ -69,6 +72,7 @@ for applet in $("$busybox" --list); do
     [[ -e "$stage/bin/$applet" ]] || ln -s busybox "$stage/bin/$applet"
 done
 [[ -z "$shuma" ]] || install -m 0755 "$shuma" "$stage/bin/shuma"
+[[ "$shuma_link" == 0 ]] || ln -sf ../init "$stage/bin/shuma"
 [[ -z "$helper" ]] || install -m 0755 "$helper" "$stage/bin/arje-guest"
 
 for spec in "${files[@]}"; do

@@ -10,14 +10,17 @@
 # ext4 asks the crypto API for "crc32c" at mount time, which would otherwise need a
 # modprobe helper the guest does not have. libcrc32c is listed for the same reason.
 # button and evdev: the ACPI power button as an input device, /dev/input/eventN, which
-# PID 1 reads (arje-init/src/pid1/power_button.rs).
+# PID 1 reads (arje-init/src/pid1/power_button.rs). virtio_console: the `arje.status`
+# virtio-serial port that `arje.exit-on` reports to (arje-init/src/pid1/exit_report.rs).
+# vmw_vsock_virtio_transport (with vsock and the common transport): the control socket
+# for the VM's host, `arje.vsock=`.
 set -euo pipefail
 
 kernel_dir="$1" stage="$2"
 shift 2
 version="$(cat "$kernel_dir/version")"
 tree="$kernel_dir/lib/modules/$version"
-roots=(virtio_pci virtio_blk crc32c_generic libcrc32c ext4 button evdev)
+roots=(virtio_pci virtio_blk crc32c_generic libcrc32c ext4 button evdev virtio_console vmw_vsock_virtio_transport)
 [[ $# -eq 0 ]] || roots=("$@")
 
 log() { echo "initramfs/modules: $*" >&2; }

@@ -11,8 +11,9 @@
 #
 # The layout: busybox-static at /bin/busybox with one link per applet in /bin (its `init`
 # left out), arje-init at /sbin/arje-init (the first place the initramfs's arje-init looks
-# for the root's init), shuma at /bin/shuma, empty /dev /proc /sys /run for the mounts the
-# initramfs moves in.
+# for the root's init), /bin/shuma a link to it (the multi-call arje-init is the CLI when
+# called shuma: docs/PID1.md), empty /dev /proc /sys /run for the mounts the initramfs
+# moves in.
 set -euo pipefail
 
 out="" bin="" scenarios="" label="arje-root" uuid="" size="64M"
@@ -45,7 +46,7 @@ for applet in $("$busybox" --list); do
     ln -s busybox "$stage/bin/$applet"
 done
 install -m 0755 "$bin/arje-init" "$stage/sbin/arje-init"
-install -m 0755 "$bin/shuma" "$stage/bin/shuma"
+ln -s ../sbin/arje-init "$stage/bin/shuma"
 if [[ -n "$scenarios" ]]; then
     for dir in "$scenarios"/*/; do
         name="$(basename "$dir")"

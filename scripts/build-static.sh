@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds static arje-init and shuma (release profile), plus the test helper, into
+# Builds static arje-init (the multi-call binary: also shuma when called so) and the
+# standalone shuma (release profile), plus the test helper, into
 # build/bin/<variant>/: `test` is built with --features test-hooks (the boot tests'
 # initramfs), `demo` without. musl if its target is installed or installable, else glibc
 # with crt-static. Prints the output directory of the last variant built; writes the
@@ -29,7 +30,11 @@ build_variant() {
     # A separate target dir per variant keeps the feature sets from rebuilding each other.
     local tdir="$root/target/static-$name"
     RUSTFLAGS="$rustflags" cargo build -q --release --target "$target" --target-dir "$tdir" \
-        -p arje-init -p shuma -p arje-tests --bin arje-init --bin shuma --bin arje-guest --bin cg-probe "$@" >&2
+        -p shuma -p arje-tests --bin shuma --bin arje-guest --bin cg-probe >&2
+    # arje-init on its own: built beside shuma, cargo would unify shuma's features and
+    # give the multi-call binary the unit converter it leaves out (docs/PID1.md).
+    RUSTFLAGS="$rustflags" cargo build -q --release --target "$target" --target-dir "$tdir" \
+        -p arje-init --bin arje-init "$@" >&2
     mkdir -p "$out"
     for bin in arje-init shuma arje-guest cg-probe; do
         cp "$tdir/$target/release/$bin" "$out/$bin"

@@ -36,7 +36,7 @@ fi
 if [[ -z "$scenario" ]]; then
     bin="$("$root/scripts/build-static.sh" demo)"
     "$root/initramfs/build.sh" --out build/demo.cpio.gz --init "$bin/arje-init" \
-        --shuma "$bin/shuma" --cards initramfs/cards --kernel-dir "$kernel_dir"
+        --shuma-link --cards initramfs/cards --kernel-dir "$kernel_dir"
     echo "demo: booting; try 'shuma ps', 'shuma logs demo ticker -f', 'shuma events'; 'poweroff' ends it" >&2
     exec "$root/qemu/run.sh" --initramfs build/demo.cpio.gz --interactive --timeout 0 \
         --append "$append" --log build/vm-logs/demo.log "${disk_args[@]}"

@@ -11,7 +11,7 @@ cd "$root"
 bin="$("$root/scripts/build-static.sh" test)"
 kernel_dir="$("$root/qemu/fetch-kernel.sh")"
 out="$root/build/boot-test.cpio.gz"
-"$root/initramfs/build.sh" --out "$out" --init "$bin/arje-init" --shuma "$bin/shuma" \
+"$root/initramfs/build.sh" --out "$out" --init "$bin/arje-init" --shuma-link \
     --helper "$bin/arje-guest" --file "$bin/cg-probe:/bin/cg-probe" --cards "$root/initramfs/cards" \
     --scenarios "$root/tests/scenarios" --kernel-dir "$kernel_dir"
 echo "KERNEL=$kernel_dir/vmlinuz"

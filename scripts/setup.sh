@@ -50,5 +50,15 @@ if command -v rustup >/dev/null; then
     fi
 fi
 
+# The host side of a guest's vsock for the boot test of `shuma --vsock` (issue 14): this
+# machine's kernel has no vhost_vsock, so QEMU's vhost-user-vsock-pci with rust-vmm's
+# user-space device, which offers the host a unix socket (hybrid vsock). Built once per
+# machine from crates.io, pinned, into ~/.cache/arje (a few minutes the first time).
+vdv_root="${XDG_CACHE_HOME:-$HOME/.cache}/arje/vhost-device-vsock-0.3.0"
+if [[ ! -x "$vdv_root/bin/vhost-device-vsock" ]]; then
+    log "building vhost-device-vsock 0.3.0 (once per machine)"
+    cargo install --quiet --locked vhost-device-vsock --version 0.3.0 --root "$vdv_root" >&2
+fi
+
 "$root/qemu/fetch-kernel.sh" >/dev/null
 log "ready"

@@ -2,13 +2,15 @@
 //! A thin binary: it prepares the ground (mounts, console, modules, state disk as PID 1;
 //! subreaper and OOM protection otherwise), hands over to `arje_runtime::Runtime`, and
 //! acts on how the runtime ended (exit, shutdown and reboot(2), or re-exec). Or, given
-//! `-- PROGRAM`, a container entrypoint (entrypoint/).
+//! `-- PROGRAM`, a container entrypoint (entrypoint/). One binary for several names, as
+//! busybox is (multicall.rs): `shuma`, `poweroff`, `reboot`, `halt`, ...
 #![deny(unsafe_code)]
 
 mod args;
 mod entrypoint;
 mod limits;
 mod logger;
+mod multicall;
 mod note;
 mod pid1;
 mod power;
@@ -24,6 +26,9 @@ use args::Args;
 fn main() {
     // Taken first, before any work: the boot benchmark's "PID 1 exec" mark.
     let start_boottime = logger::boottime_secs();
+    // Called as `shuma` (a link to this binary): the CLI, before anything of an init's
+    // (its `run WS -- CMD` would look like entrypoint mode).
+    multicall::run_applet();
     // Entrypoint mode (`arje-init [-g] -- PROGRAM...`, entrypoint/) before anything
     // else: as PID 1 of a pid namespace getpid() is 1 too, and a container must not get
     // a machine's boot (mounts, console, modules).
@@ -108,6 +113,7 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
         journal_max: args
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
+        vsock_port: None,
     };
     let mut runtime = match reexec::start(config, inherited) {
         Ok(r) => r,
@@ -116,7 +122,7 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
             return 1;
         }
     };
-    match reexec::serve(&mut runtime) {
+    match reexec::serve(&mut runtime, &mut |_| {}) {
         Outcome::Exit => {
             log::info!("stopped; exiting");
             0

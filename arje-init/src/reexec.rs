@@ -75,14 +75,15 @@ fn roll_back(previous: &Previous, why: &str) -> String {
 
 /// Run until an outcome other than a re-exec. A re-exec whose exec fails is survived:
 /// the runtime takes back what it handed over and goes on serving, with every child.
-pub fn serve(runtime: &mut Runtime) -> Outcome {
-    let mut outcome = runtime.run();
+/// `observe` is called between turns (`Runtime::run_observed`: PID 1's `arje.exit-on`).
+pub fn serve(runtime: &mut Runtime, observe: &mut dyn FnMut(&mut Runtime)) -> Outcome {
+    let mut outcome = runtime.run_observed(observe);
     while let Outcome::Reexec { binary } = &outcome {
         // Exec while `runtime` is alive: dropping it would close the listener, the log
         // pipes and the client connections that the snapshot hands to the new image.
         let err = exec(binary);
         runtime.reexec_failed(&err);
-        outcome = runtime.resume();
+        outcome = runtime.resume_observed(observe);
     }
     outcome
 }

@@ -60,6 +60,9 @@ pub struct Config {
     /// Bound on the event journal on disk, in bytes ([`JOURNAL_MAX_DEFAULT`]); 0: in
     /// memory only. In the state directory (no durable one) at most [`JOURNAL_MAX_RUN`].
     pub journal_max: u64,
+    /// Serve the control protocol on this AF_VSOCK port too (`arje.vsock=PORT`), with
+    /// full access for the VM's host (docs/SECURITY.md).
+    pub vsock_port: Option<u32>,
 }
 
 /// The on-disk journal's default bound.

@@ -28,6 +28,8 @@ pub enum Token {
     FanoutIn(FanoutId),
     /// A fan-out's reader pipes (all of them under one token): one has room again.
     FanoutOut(FanoutId),
+    /// The vsock control listener (`arje.vsock=PORT`).
+    VsockListener,
 }
 
 const ID_MASK: u64 = (1 << 56) - 1;
@@ -48,6 +50,7 @@ impl Token {
             Token::Syslog => (11, 0),
             Token::FanoutIn(id) => (12, id.raw()),
             Token::FanoutOut(id) => (13, id.raw()),
+            Token::VsockListener => (14, 0),
         };
         (kind << 56) | (id & ID_MASK)
     }
@@ -68,6 +71,7 @@ impl Token {
             11 => Token::Syslog,
             12 => Token::FanoutIn(id.into()),
             13 => Token::FanoutOut(id.into()),
+            14 => Token::VsockListener,
             _ => return None,
         })
     }
@@ -93,6 +97,7 @@ mod tests {
             Token::Syslog,
             Token::FanoutIn(12.into()),
             Token::FanoutOut(13.into()),
+            Token::VsockListener,
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -5,25 +5,48 @@
 //! some directives were not translated (each named on stderr), or, with `--strict`,
 //! nothing was written because of them; 1 a unit was refused or could not be read
 //! (nothing written); 2 usage.
+//!
+//! The converter is the feature `from-unit` (default on): the multi-call arje-init
+//! builds the CLI without it, since it is about a sixth of that binary and a host
+//! converts its units with the standalone `shuma` (docs/PID1.md, "One binary").
 
+#[cfg(feature = "from-unit")]
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+#[cfg(feature = "from-unit")]
+use anyhow::Context as _;
+use anyhow::Result;
+#[cfg(feature = "from-unit")]
 use shuma_card::unit::{self, ConvertError, Machine, Options, OsFs};
 
-use crate::cli::{CardCommand, FromUnitArgs};
+use crate::cli::CardCommand;
+#[cfg(feature = "from-unit")]
+use crate::cli::FromUnitArgs;
+#[cfg(feature = "from-unit")]
 use crate::client::CliError;
 use crate::commands::Ctx;
 
 /// Exit code of a conversion that left directives untranslated.
+#[cfg(feature = "from-unit")]
 pub const EXIT_INCOMPLETE: u8 = 5;
 
 pub fn card(command: CardCommand, ctx: &mut Ctx) -> Result<u8> {
     match command {
+        #[cfg(feature = "from-unit")]
         CardCommand::FromUnit(args) => from_unit(args, ctx),
+        #[cfg(not(feature = "from-unit"))]
+        CardCommand::FromUnit(_) => {
+            writeln!(
+                ctx.err,
+                "shuma: card from-unit: this build has no unit converter (the multi-call \
+                 arje-init leaves it out); use the standalone shuma"
+            )?;
+            Ok(1)
+        }
     }
 }
 
+#[cfg(feature = "from-unit")]
 fn from_unit(args: FromUnitArgs, ctx: &mut Ctx) -> Result<u8> {
     if !args.root.is_dir() {
         let msg = format!("--root {}: not a directory", args.root.display());
@@ -71,6 +94,7 @@ fn from_unit(args: FromUnitArgs, ctx: &mut Ctx) -> Result<u8> {
 
 /// Write through a temporary file beside `path` and rename it, so a reader (arje's
 /// cards directory) never sees half a card.
+#[cfg(feature = "from-unit")]
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{}.tmp", file_name.unwrap_or_default()));
@@ -78,7 +102,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "from-unit"))]
 mod tests {
     use std::path::PathBuf;
 

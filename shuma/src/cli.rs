@@ -32,6 +32,10 @@ pub struct Cli {
     /// The control socket of arje-init.
     #[arg(long, global = true, env = "ARJE_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Reach a VM's arje (booted with `arje.vsock=PORT`) instead of the socket: `CID:PORT`
+    /// over AF_VSOCK, or `unix:PATH:PORT` through a hybrid vsock device's unix socket.
+    #[arg(long, global = true, env = "ARJE_VSOCK", value_name = "CID:PORT", value_parser = crate::vsock::parse)]
+    pub vsock: Option<crate::vsock::Vsock>,
     /// Print listings as JSON: one document, or one per line for `events` and `top`.
     #[arg(long, global = true)]
     pub json: bool,

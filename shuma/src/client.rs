@@ -119,16 +119,40 @@ impl Client {
     /// backlog is full (thousands of unaccepted clients), and a stopped daemon's
     /// backlog accepts the connection, so the Hello is what times out.
     pub fn connect(socket: &Path, timeout: Option<Duration>) -> Result<Client, CliError> {
-        let connect_err = |source| CliError::Connect {
+        let stream = UnixStream::connect(socket).map_err(|source| CliError::Connect {
             socket: socket.to_path_buf(),
             source,
+        })?;
+        Client::handshake(stream, socket.to_path_buf(), timeout)
+    }
+
+    /// [`Client::connect`] to a VM's arje over vsock (`--vsock`).
+    pub fn connect_vsock(
+        to: &crate::vsock::Vsock,
+        timeout: Option<Duration>,
+    ) -> Result<Client, CliError> {
+        let name = PathBuf::from(to.to_string());
+        let stream = crate::vsock::connect(to).map_err(|source| CliError::Connect {
+            socket: name.clone(),
+            source,
+        })?;
+        Client::handshake(stream, name, timeout)
+    }
+
+    fn handshake(
+        stream: UnixStream,
+        socket: PathBuf,
+        timeout: Option<Duration>,
+    ) -> Result<Client, CliError> {
+        let connect_err = |source| CliError::Connect {
+            socket: socket.clone(),
+            source,
         };
-        let stream = UnixStream::connect(socket).map_err(connect_err)?;
         stream.set_read_timeout(timeout).map_err(connect_err)?;
         stream.set_write_timeout(timeout).map_err(connect_err)?;
         let mut client = Client {
             stream,
-            socket: socket.to_path_buf(),
+            socket: socket.clone(),
             server: String::new(),
             timeout,
         };

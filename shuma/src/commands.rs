@@ -38,7 +38,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     };
     let answer_ms = cli.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
     let timeout = (answer_ms > 0).then(|| std::time::Duration::from_millis(answer_ms));
-    let connect = || Client::connect(&cli.socket, timeout);
+    let connect = || match &cli.vsock {
+        Some(to) => Client::connect_vsock(to, timeout),
+        None => Client::connect(&cli.socket, timeout),
+    };
     match cli.command {
         Command::Ping => ping(&mut connect()?, ctx),
         Command::Status => status(&mut connect()?, ctx),

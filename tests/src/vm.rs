@@ -52,6 +52,14 @@ pub struct VmOpts {
     /// QEMU's `-nic` value (e.g. user-mode networking with `hostfwd` rules); `None` is
     /// `-nic none`.
     pub nic: Option<String>,
+    /// More QEMU arguments (devices), appended as they are.
+    pub qemu_args: Vec<String>,
+    /// Adds QEMU's isa-debug-exit device at 0xf4 (`arje.exit-on` writes the status
+    /// there: QEMU's exit code, [`Vm::qemu_exit_code`]).
+    pub debug_exit: bool,
+    /// Adds a virtio-serial port named `arje.status` whose output QEMU writes to this
+    /// file.
+    pub status_port: Option<PathBuf>,
 }
 
 impl VmOpts {
@@ -64,6 +72,9 @@ impl VmOpts {
             allow_reboot: false,
             timeout: Duration::from_secs(boot_timeout_secs()),
             nic: None,
+            qemu_args: Vec::new(),
+            debug_exit: false,
+            status_port: None,
         }
     }
 }
@@ -188,6 +199,8 @@ pub struct Vm {
     ended: Option<End>,
     /// QEMU's human monitor socket ([`Vm::monitor`]).
     monitor: PathBuf,
+    /// QEMU's exit status, once it has ended ([`Vm::wait_end`]).
+    exit: Option<std::process::ExitStatus>,
 }
 
 impl Vm {
@@ -220,10 +233,22 @@ impl Vm {
         if !opts.allow_reboot {
             cmd.arg("-no-reboot");
         }
+        if opts.debug_exit {
+            cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        }
+        if let Some(path) = &opts.status_port {
+            cmd.args(["-device", "virtio-serial-pci", "-chardev"])
+                .arg(format!("file,id=arjestatus,path={}", path.display()))
+                .args([
+                    "-device",
+                    "virtserialport,chardev=arjestatus,name=arje.status",
+                ]);
+        }
         if let Some(disk) = &opts.disk {
             cmd.arg("-drive")
                 .arg(format!("file={},format=raw,if=virtio", disk.display()));
         }
+        cmd.args(&opts.qemu_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -259,6 +284,7 @@ impl Vm {
             name: opts.name,
             ended: None,
             monitor,
+            exit: None,
         }
     }
 
@@ -316,9 +342,15 @@ impl Vm {
                 Err(RecvTimeoutError::Disconnected) => break self.classify(),
             }
         };
-        let _ = self.child.wait();
+        self.exit = self.child.wait().ok();
         self.ended = Some(end);
         end
+    }
+
+    /// QEMU's exit code once [`Vm::wait_end`] has seen it exit by itself (`None` if it
+    /// was killed, or has not ended).
+    pub fn qemu_exit_code(&self) -> Option<i32> {
+        self.exit.and_then(|s| s.code())
     }
 
     fn classify(&self) -> End {

@@ -97,6 +97,9 @@ fn boot(name: &str, m: &Machine) -> Vm {
             "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:80",
             m.ssh_port, m.http_port
         )),
+        qemu_args: Vec::new(),
+        debug_exit: false,
+        status_port: None,
     })
 }
 

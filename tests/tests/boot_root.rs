@@ -94,6 +94,11 @@ fn boot_to_poweroff(name: &str, root_args: &str, disk: &Path) -> Vm {
     let mount = said_after(&vm, "root mount ");
     assert!(mount.contains(" ext4 /dev/vda "), "{mount}");
     assert_eq!(said_after(&vm, "no initramfs /init"), "");
+    assert_eq!(
+        said_after(&vm, "shuma "),
+        "pong",
+        "the root's /bin/shuma link"
+    );
 
     let dirty = dirty_kmsg(&vm);
     assert!(

@@ -346,3 +346,85 @@ fn test_pipeline_card_with_a_cycle_is_refused_with_line_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn test_pipeline_chain_keeps_its_nodes_and_flows_across_a_daemon_reexec() {
+    // Arrange: an endless numbered source into a sink, running.
+    let d = Daemon::start();
+    let card = r#"
+[workspace]
+name = "rx"
+
+[[pipeline]]
+name = "p"
+
+[[pipeline.node]]
+name = "src"
+argv = ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo n $i; sleep 0.05; done"]
+env = { PATH = "/bin:/usr/bin" }
+
+[[pipeline.node]]
+name = "sink"
+argv = ["/bin/cat"]
+"#;
+    let created = d.ws_create("rx.toml", card);
+    assert!(created.status.success(), "{}", err(&created));
+    d.wait_output("rx", "p.sink", "n 2\n");
+    let pids = |d: &Daemon| -> Vec<Option<i32>> {
+        let mut c = d.client();
+        let mut ps = c.ps(Some("rx".into()));
+        ps.sort_by_key(|c| c.id);
+        ps.iter().map(|c| c.pid).collect()
+    };
+    let before = pids(&d);
+
+    // Act
+    let reexec = d.shuma(&["daemon-reexec"]);
+    assert!(reexec.status.success(), "{}", err(&reexec));
+
+    // Assert: same processes, the pipeline still running, and lines still arrive: the
+    // sink's ring is new after the exec, so a line read now was written after it.
+    assert_eq!(pids(&d), before);
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+    let ls = d.shuma(&["pipeline", "ls", "--workspace", "rx"]);
+    assert!(out(&ls).contains("running"), "{}", out(&ls));
+    d.wait_output("rx", "p.sink", "n ");
+}
+
+#[test]
+fn test_pipeline_node_that_cannot_start_is_blamed_not_the_writer_it_cut_off() {
+    // Arrange: a writer whose reader cannot start; the writer dies of SIGPIPE (its shell
+    // says 141), which is the reader's fault, not its own.
+    let d = Daemon::start();
+    let card = r#"
+[workspace]
+name = "sf"
+
+[[pipeline]]
+name = "p"
+restart_max = 1
+backoff = { initial = "10ms", max = "10ms" }
+
+[[pipeline.node]]
+name = "a"
+argv = ["/bin/sh", "-c", "yes | head -c 1000000"]
+
+[[pipeline.node]]
+name = "b"
+argv = ["/nonexistent/prog"]
+"#;
+
+    // Act
+    let created = d.ws_create("sf.toml", card);
+    assert!(created.status.success(), "{}", err(&created));
+    let events = d.events_until(1, |k| matches!(k, EventKind::PipelineFailed { .. }));
+
+    // Assert
+    match &events.last().unwrap().kind {
+        EventKind::PipelineFailed { node, reason, .. } => {
+            assert_eq!(node, "b", "{reason}");
+            assert!(reason.contains("/nonexistent/prog"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -37,6 +37,12 @@ pub struct BootParams {
     /// `arje.shell=1`: start an emergency-style shell on the console next to the
     /// runtime (default 0). For debugging a boot; the demo uses a console card instead.
     pub shell: bool,
+    /// `arje.vsock=PORT`: serve the control protocol on this AF_VSOCK port too, for
+    /// the VM's host (`shuma --vsock`); none by default.
+    pub vsock: Option<u32>,
+    /// `arje.exit-on=WORKSPACE/COMMAND` (or `arje.exit_on`): power off when it ends and
+    /// report how (`exit_on.rs`, which checks the value).
+    pub exit_on: Option<String>,
     /// Parameters that looked like ours but did not parse, for the log.
     pub rejected: Vec<String>,
 }
@@ -55,6 +61,8 @@ impl Default for BootParams {
             shutdown_timeout: Duration::from_secs(10),
             hostname: None,
             shell: false,
+            vsock: None,
+            exit_on: None,
             rejected: Vec::new(),
         }
     }
@@ -83,6 +91,9 @@ impl BootParams {
                     .map(|d| p.shutdown_timeout = d)
                     .is_some(),
                 "log" => value.parse().map(|l| p.log = l).is_ok(),
+                "vsock" => value.parse().map(|v| p.vsock = Some(v)).is_ok(),
+                // The kernel treats '-' and '_' in a parameter's name alike; so does arje.
+                "exit-on" | "exit_on" => set(&mut p.exit_on, Some(value.into())),
                 "shell" => match value {
                     "1" | "" => set(&mut p.shell, true),
                     "0" => set(&mut p.shell, false),

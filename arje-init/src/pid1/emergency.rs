@@ -79,7 +79,7 @@ pub fn reaper_loop(shell: Option<fn() -> Option<Child>>) -> ! {
                     libc::SIGTERM | libc::SIGINT => ShutdownKind::Reboot,
                     _ => continue,
                 };
-                super::shutdown::finish(kind, Instant::now());
+                super::shutdown::finish(kind, Instant::now(), None);
             }
             // try_wait reaps the shell itself before the blanket reap can take it.
             let shell_gone = child

@@ -6,6 +6,8 @@ pub mod blockdev;
 pub mod cmdline;
 pub mod console;
 pub mod emergency;
+pub mod exit_on;
+pub mod exit_report;
 pub mod host;
 pub mod modules;
 pub mod mounts;
@@ -134,27 +136,64 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         journal_max: args
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
+        vsock_port: params.vsock,
     };
     log::info!(
         "boot done in {:.3}s of boottime; starting the runtime",
         logger::boottime_secs() - start_boottime
     );
-    let outcome = run_contained(config, inherited);
+    // `arje.exit-on`: the command whose end ends the machine (exit_on.rs).
+    let exit_on = exit_on::target_from(params.exit_on.as_deref());
+    let outcome = run_contained(config, inherited, exit_on);
 
     // 6. The end.
     host.at_shutdown();
     match outcome {
-        Ok(Outcome::Shutdown(kind)) => shutdown::finish(kind, Instant::now()),
-        Ok(Outcome::Exit) => {
+        Ok((Outcome::Shutdown(kind), watch)) => {
+            let report = exit_report(watch.as_ref(), kind);
+            shutdown::finish(kind, Instant::now(), report)
+        }
+        Ok((Outcome::Exit, watch)) => {
             log::warn!("the runtime asked to exit, which PID 1 cannot: powering off");
-            shutdown::finish(ShutdownKind::Poweroff, Instant::now())
+            let report = exit_report(watch.as_ref(), ShutdownKind::Poweroff);
+            shutdown::finish(ShutdownKind::Poweroff, Instant::now(), report)
         }
         // `run_contained` carries out every re-exec itself, and survives a failed one.
-        Ok(Outcome::Reexec { binary }) => {
+        Ok((Outcome::Reexec { binary }, _)) => {
             emergency::emergency(&format!("re-exec of {} not carried out", binary.display()))
         }
         Err(why) => emergency::emergency(&why),
     }
+}
+
+/// What `arje.exit-on` reports at the end of a shutdown of `kind`, opened now (before
+/// the unmounts). A reboot before the command ended is not its end: the next boot
+/// watches again, so nothing is reported.
+fn exit_report(watch: Option<&exit_on::Watch>, kind: ShutdownKind) -> Option<exit_report::Report> {
+    let watch = watch?;
+    if kind == ShutdownKind::Reboot && !watch.ended() {
+        log::info!(
+            "exit-on {}: rebooting before it ended; the next boot watches again",
+            watch.target()
+        );
+        return None;
+    }
+    let status = watch.verdict();
+    match status {
+        exit_on::Status::Absent => log::warn!(
+            "exit-on {}: no such workspace or command appeared in this boot",
+            watch.target()
+        ),
+        exit_on::Status::Unfinished => log::warn!(
+            "exit-on {}: had not ended when the machine shut down",
+            watch.target()
+        ),
+        exit_on::Status::Failed(ref why) => {
+            log::warn!("exit-on {}: failed: {why}", watch.target())
+        }
+        _ => {}
+    }
+    Some(exit_report::Report::prepare(watch.target(), &status))
 }
 
 /// Switches to the root that `root=` names, if there is one and `/` is the initramfs;
@@ -184,8 +223,23 @@ fn real_root(cmdline: &str) {
 /// the runtime takes back what it handed over and goes on (`reexec::serve`); nor does
 /// a new image that cannot take over, when the previous one can be exec'd back
 /// (`reexec::start`).
-fn run_contained(config: Config, inherited: crate::reexec::Inherited) -> Result<Outcome, String> {
+///
+/// With `exit_on`, a watch reads the journal between turns (`exit_on::observe`) from
+/// this start on; it comes back with the outcome, for the report.
+fn run_contained(
+    config: Config,
+    inherited: crate::reexec::Inherited,
+    exit_on: Option<exit_on::Target>,
+) -> Result<(Outcome, Option<exit_on::Watch>), String> {
     let mut runtime = crate::reexec::start(config, inherited)?;
-    std::panic::catch_unwind(AssertUnwindSafe(|| crate::reexec::serve(&mut runtime)))
-        .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))
+    let mut watch = exit_on.map(|t| exit_on::Watch::new(t, runtime.journal_start_cursor()));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::reexec::serve(&mut runtime, &mut |rt| {
+            if let Some(w) = watch.as_mut() {
+                exit_on::observe(w, rt);
+            }
+        })
+    }))
+    .map_err(|p| format!("the runtime panicked: {}", crate::panic_message(&p)))?;
+    Ok((outcome, watch))
 }

@@ -22,8 +22,9 @@ fn step(start: Instant, what: &str) {
 }
 
 /// Ends the system. Never returns: if reboot(2) fails there is nothing left to do but
-/// keep reaping, since PID 1 exiting is a kernel panic.
-pub fn finish(kind: ShutdownKind, start: Instant) -> ! {
+/// keep reaping, since PID 1 exiting is a kernel panic. `report` (`arje.exit-on`) is
+/// sent last, once everything is synced and unmounted.
+pub fn finish(kind: ShutdownKind, start: Instant, report: Option<super::exit_report::Report>) -> ! {
     step(start, &format!("{kind:?}: workspaces stopped"));
     let sfd = signalfd(&pid1_signals());
     if let Err(e) = &sfd {
@@ -80,6 +81,9 @@ pub fn finish(kind: ShutdownKind, start: Instant) -> ! {
     rustix::fs::sync();
     step(start, "synced");
 
+    if let Some(report) = report {
+        report.send();
+    }
     let cmd = match kind {
         ShutdownKind::Poweroff => RebootCommand::PowerOff,
         ShutdownKind::Reboot => RebootCommand::Restart,

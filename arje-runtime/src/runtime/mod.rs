@@ -30,6 +30,7 @@ mod handover;
 mod identity;
 mod lifecycle;
 mod notify;
+mod observe;
 mod output;
 mod pipelines;
 mod probes;
@@ -172,6 +173,9 @@ pub struct Runtime {
     capture: capture::Capture,
     /// Fan-out copiers of pipeline outputs (`fanout.rs`).
     fanouts: fanout::Fanouts,
+    /// Cgroup statistics are sampled until then: someone asked for them (`ws stats`,
+    /// `top`) within [`workspaces::STATS_WATCH`]. No one asking, no periodic wake-up.
+    stats_until: Option<Instant>,
     cgroups: watches::Watches,
     store: store::Store,
     journal: Journal,
@@ -182,6 +186,9 @@ pub struct Runtime {
     ready: Vec<Ready>,
     /// The `/dev/log` sink, if configured and bound.
     syslog: Option<syslog::Syslog>,
+    /// The newest journal entry before this start (`observe.rs`): what came after it
+    /// is this image's, the restored workspaces' starts included.
+    start_cursor: u64,
 }
 
 impl Runtime {
@@ -237,8 +244,15 @@ impl Runtime {
             }
             None => control::bind(&cfg.socket, cfg.socket_group).map_err(RuntimeError::Control)?,
         };
-        let server = server::Server::new(&reactor, listener, cfg.socket_group)
+        let mut server = server::Server::new(&reactor, listener, cfg.socket_group)
             .map_err(RuntimeError::Epoll)?;
+        if let Some(port) = cfg.vsock_port {
+            // Without it the guest still runs; the host cannot drive it, and says so.
+            match server.add_vsock(&reactor, port) {
+                Ok(()) => log::info!("control: listening on vsock port {port} too"),
+                Err(e) => log::error!("control: vsock port {port}: {e}; not listening there"),
+            }
+        }
         let mut rt = Runtime {
             reactor,
             signals,
@@ -247,6 +261,7 @@ impl Runtime {
             procs,
             capture: capture::Capture::default(),
             fanouts: fanout::Fanouts::default(),
+            stats_until: None,
             cgroups: watches::Watches::new(cgroups),
             store,
             journal: match disk_journal {
@@ -260,8 +275,10 @@ impl Runtime {
             started: process_started(),
             ready: Vec::with_capacity(256),
             syslog: None,
+            start_cursor: 0,
             cfg,
         };
+        rt.start_cursor = rt.journal.last_id();
         for message in rt.store.take_warnings().into_iter().chain(journal_warnings) {
             rt.event(EventKind::Warning { message });
         }
@@ -299,6 +316,12 @@ impl Runtime {
 
     /// Run until a shutdown (PID 1), a stop signal (subreaper) or a re-exec request.
     pub fn run(&mut self) -> Outcome {
+        self.begin_serving();
+        self.resume()
+    }
+
+    /// What [`Self::run`] does once before its loop: the boot cards, the ready line.
+    fn begin_serving(&mut self) {
         self.load_cards();
         let boottime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         log::info!(
@@ -307,11 +330,6 @@ impl Runtime {
             boottime.tv_sec,
             boottime.tv_nsec / 1_000_000
         );
-        loop {
-            if let Some(outcome) = self.turn() {
-                return outcome;
-            }
-        }
     }
 
     /// One turn of the loop: wait for events, handle them, flush what they changed.
@@ -395,6 +413,10 @@ impl Runtime {
             Token::Listener => self
                 .server
                 .accept(&self.reactor, &mut self.timers, Instant::now()),
+            Token::VsockListener => {
+                self.server
+                    .accept_vsock(&self.reactor, &mut self.timers, Instant::now())
+            }
             Token::Conn(id) => {
                 for req in self
                     .server

@@ -11,8 +11,9 @@
 //!   (an exit other than 0, a signal other than SIGPIPE, or no start) fails the run: the
 //!   whole pipeline starts again after a backoff that doubles from `backoff_initial` up
 //!   to `backoff_max`, until more than `restart_max` failed runs in a row; then it is
-//!   failed, with the node and its stderr tail. A writer killed by SIGPIPE only lost its
-//!   reader, which ended first (`yes | head`), so it is not blamed.
+//!   failed, with the node and its stderr tail. A writer killed by SIGPIPE (or a shell
+//!   exiting 141 = 128 + SIGPIPE for its own pipeline) only lost its reader, which ended
+//!   first (`yes | head`), so it is not blamed.
 //!
 //! A stop goes source first: the sources get their stop signal; a node whose feeders
 //! have all ended is given its stop grace to drain its input and exit by itself, and gets
@@ -149,8 +150,9 @@ pub fn backoff(p: &PipelineSpec, n: u32) -> Duration {
 fn node_failure(c: &Command) -> Option<String> {
     match c.sup.last_exit {
         Some(s) if s.success() => None,
-        // Its reader ended first: the writer's end, not a failure.
-        Some(ExitStatus::Signal(13)) => None,
+        // Its reader ended first: the writer's end, not a failure. A shell reports its
+        // own pipeline's last command killed so as exit 128 + 13.
+        Some(ExitStatus::Signal(13) | ExitStatus::Code(141)) => None,
         Some(s) => Some(format!("{s}{}", super::ready::stderr_tail(c))),
         None => Some(match &c.sup.state {
             crate::supervise::State::Failed { reason } => reason.clone(),

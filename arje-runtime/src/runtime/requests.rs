@@ -157,6 +157,7 @@ impl Runtime {
             }
             Request::WsStats { name } => {
                 let samples = self.stats_of(&name)?;
+                self.watch_stats(Instant::now());
                 one(Response::Stats { name, samples })
             }
             Request::Run {

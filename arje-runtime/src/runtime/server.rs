@@ -23,6 +23,7 @@ use crate::timers::{TimerAction, Timers};
 use crate::token::Token;
 
 mod accept;
+mod vsock;
 
 pub struct Server {
     listener: UnixListener,
@@ -43,6 +44,10 @@ pub struct Server {
     /// Clients dropped for [`control::WRITE_BUDGET`]: the first is logged, the rest
     /// counted.
     over_budget: u64,
+    /// The vsock listener (`arje.vsock=PORT`), if any (`vsock.rs`).
+    vsock: Option<OwnedFd>,
+    /// It is out of epoll after an accept failure, until a connection closes.
+    vsock_paused: bool,
 }
 
 /// A connection handed across a re-exec (see `handover.rs`).
@@ -75,6 +80,8 @@ impl Server {
             failures: 0,
             held: Vec::new(),
             over_budget: 0,
+            vsock: None,
+            vsock_paused: false,
         })
     }
 
@@ -257,6 +264,7 @@ impl Server {
         if let Some(conn) = self.conns.remove(&id) {
             reactor.remove(conn.fd());
             drop(conn);
+            self.vsock_resume(reactor);
             // An fd was freed: a resting listener may accept again.
             self.watch_again(reactor);
         }

@@ -24,6 +24,7 @@ fn config(dir: &std::path::Path) -> Config {
         child_nofile: None,
         syslog: None,
         journal_max: crate::JOURNAL_MAX_DEFAULT,
+        vsock_port: None,
     }
 }
 
@@ -126,14 +127,19 @@ fn test_ttl_set_before_the_first_turn_wakes_the_loop() {
 }
 
 #[test]
-fn test_restore_of_many_cgroup_workspaces_starts_one_stats_sampler() {
+fn test_restore_of_many_cgroup_workspaces_starts_no_stats_sampler_until_asked_then_one() {
     // Arrange: a durable snapshot of three workspaces, restored onto a (fake) cgroup tree.
+    // Statistics are sampled only while someone asks for them, and by one sampler.
     let dir = tempfile::tempdir().unwrap();
     {
         let root = FakeRoot::new("cpu memory pids", false);
         let mut rt = runtime_with_fake_cgroups(dir.path(), &root);
         for name in ["a", "b", "c"] {
             rt.create_workspace(workspace(name, None)).unwrap();
+        }
+        assert_eq!(rt.timers.pending(TimerAction::Stats), 0);
+        for name in ["a", "b"] {
+            rt.handle(Request::WsStats { name: name.into() }).unwrap();
         }
         assert_eq!(rt.timers.pending(TimerAction::Stats), 1);
         rt.flush_state();
@@ -147,7 +153,36 @@ fn test_restore_of_many_cgroup_workspaces_starts_one_stats_sampler() {
     // Assert
     assert_eq!(rt.table.workspaces.len(), 3);
     assert!(rt.table.workspaces.values().all(|w| w.cgroup.is_some()));
-    assert_eq!(rt.timers.pending(TimerAction::Stats), 1);
+    assert_eq!(rt.timers.pending(TimerAction::Stats), 0);
+}
+
+#[test]
+fn test_stats_sampling_stops_once_no_one_has_asked_for_a_while() {
+    // Arrange: a workspace whose statistics were asked for once.
+    let dir = tempfile::tempdir().unwrap();
+    let root = FakeRoot::new("cpu memory pids", false);
+    let mut rt = runtime_with_fake_cgroups(dir.path(), &root);
+    rt.create_workspace(workspace("a", None)).unwrap();
+    let asked = Instant::now();
+    rt.handle(Request::WsStats { name: "a".into() }).unwrap();
+
+    // Act: the fake clock past the watch, sampling as the timer fires.
+    let mut now = asked;
+    let mut samples = 0;
+    while rt.timers.pending(TimerAction::Stats) == 1 && samples < 1_000 {
+        now += super::workspaces::STATS_EVERY;
+        rt.fire_timers(now);
+        samples += 1;
+    }
+
+    // Assert: it sampled for the watch and then stopped re-arming.
+    let expected = (super::workspaces::STATS_WATCH.as_secs()
+        / super::workspaces::STATS_EVERY.as_secs()) as usize;
+    assert!(
+        (expected - 1..=expected + 1).contains(&samples),
+        "{samples} samples"
+    );
+    assert_eq!(rt.timers.pending(TimerAction::Stats), 0);
 }
 
 #[test]

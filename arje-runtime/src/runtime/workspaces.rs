@@ -47,8 +47,12 @@ pub const MAX_SPEC: usize = shuma_card::protocol::MAX_FRAME - 64 * 1024;
 pub const KEEP_FINISHED_RUNS: usize = 64;
 /// Samples of statistics kept per workspace.
 pub const STATS_HISTORY: usize = 60;
-/// How often statistics are sampled while any workspace has a cgroup.
+/// How often statistics are sampled while someone watches them.
 pub const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How long after the last `ws stats` (or `top` frame) the sampling goes on. An idle
+/// arje with 1,000 workspaces would otherwise read 4,000 cgroup files every 2 s that no
+/// one looks at: a wake-up nothing asked for.
+pub const STATS_WATCH: Duration = Duration::from_secs(600);
 
 impl Workspace {
     pub fn new(
@@ -204,8 +208,8 @@ impl Runtime {
         Ok(Created { warnings, failed })
     }
 
-    /// Put a workspace in the table and watch its cgroup: its event files, and the stats
-    /// sampler (one for all workspaces).
+    /// Put a workspace in the table and watch its cgroup's event files. (Statistics are
+    /// sampled only while someone asks for them: [`Runtime::watch_stats`].)
     pub(crate) fn insert_workspace(&mut self, ws: Workspace) {
         let id = ws.id;
         let files: Vec<(EventsFile, OwnedFd)> = ws.cgroup.as_ref().map_or(Vec::new(), |cg| {
@@ -214,10 +218,6 @@ impl Runtime {
                 .filter_map(|which| cg.open_events_file(which).ok().map(|fd| (which, fd)))
                 .collect()
         });
-        if ws.cgroup.is_some() {
-            self.timers
-                .add_once(Instant::now() + STATS_EVERY, TimerAction::Stats);
-        }
         self.table.insert_workspace(ws);
         for (which, fd) in files {
             self.cgroups.add(&self.reactor, id, which, fd);
@@ -458,8 +458,15 @@ impl Runtime {
         }
     }
 
+    /// Someone asked for statistics: sample every [`STATS_EVERY`] for the next
+    /// [`STATS_WATCH`] (one sampler for all workspaces).
+    pub(crate) fn watch_stats(&mut self, now: Instant) {
+        self.stats_until = Some(now + STATS_WATCH);
+        self.timers.add_once(now + STATS_EVERY, TimerAction::Stats);
+    }
+
     /// Sample every workspace's cgroup; the sampler re-arms itself while any workspace
-    /// has one.
+    /// has one and someone watches.
     pub(crate) fn sample_stats(&mut self, now: Instant) {
         let mut any = false;
         for ws in self.table.workspaces.values_mut() {
@@ -474,7 +481,7 @@ impl Runtime {
             }
             ws.stats.push_back(sample);
         }
-        if any {
+        if any && self.stats_until.is_some_and(|t| now < t) {
             self.timers.add_once(now + STATS_EVERY, TimerAction::Stats);
         }
     }

@@ -7,6 +7,8 @@ while read -r _id _parent _majmin _root mp opts rest; do
     [ "$mp" = / ] && say "root mount $opts ${rest#*- }"
 done </proc/self/mountinfo
 [ -e /init ] && say "initramfs /init visible" || say "no initramfs /init"
+# /bin/shuma is a link to /sbin/arje-init (the multi-call binary).
+say "shuma $(shuma ping 2>&1)"
 boots=$(cat /var/boots 2>/dev/null || echo 0)
 say "boots before $boots"
 if echo $((boots + 1)) 2>/dev/null >/var/boots; then

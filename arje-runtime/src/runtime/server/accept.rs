@@ -53,7 +53,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     self.recovered();
-                    self.admit_client(reactor, timers, now, stream);
+                    self.admit_client(reactor, timers, now, stream, None);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -167,16 +167,23 @@ impl Server {
     }
 
     /// A client accepted: refused (credentials, the cap) or inserted.
-    fn admit_client(
+    pub(super) fn admit_client(
         &mut self,
         reactor: &Reactor,
         timers: &mut Timers,
         now: Instant,
         stream: UnixStream,
+        trusted: Option<access::Peer>,
     ) {
         let _ = stream.set_nonblocking(true);
         let mut conn = Conn::new(stream, now);
-        let uid = match access::peer_access(&conn.stream, self.group) {
+        // A vsock client comes with its access decided (`vsock.rs`): it has no
+        // credentials to read.
+        let peer = match trusted {
+            Some(peer) => Ok(peer),
+            None => access::peer_access(&conn.stream, self.group),
+        };
+        let uid = match peer {
             Ok(peer) => {
                 conn.peer = peer;
                 peer.uid
