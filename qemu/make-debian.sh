@@ -11,9 +11,12 @@
 #     clone (CI) re-uses it.
 #  2. The image: the base unpacked into a staging directory, arje staged into it (the
 #     static arje-init at /usr/sbin/arje-init, shuma at /usr/local/bin/shuma, the
-#     machine-command links in /usr/local/sbin, the host's cards in /etc/arje/cards, the
-#     virtio_net module and /etc/arje/modules.order), the caller's ssh key for root, then
-#     `mkfs.ext4 -d` (no loop mount) into a sparse image.
+#     machine-command links in /usr/local/sbin, the virtio_net module and
+#     /etc/arje/modules.order), the services' cards converted from the image's own unit
+#     files (`shuma card from-unit --root STAGE ssh.service`, nginx.service, cron.service,
+#     unedited) and the hand-written cards of what is not a service's unit (the network's
+#     address) in /etc/arje/cards, fresh ssh host keys, the caller's ssh key for root,
+#     then `mkfs.ext4 -d` (no loop mount) into a sparse image.
 #
 # Usage: qemu/make-debian.sh --base-only           (prints the cached tarball's path)
 #        qemu/make-debian.sh --out IMG --bin DIR --authorized-key FILE
@@ -21,11 +24,11 @@
 #                            [--hostname NAME] [--systemd]
 #   --bin DIR            static arje-init and shuma (scripts/build-static.sh's output)
 #   --authorized-key F   an ssh public key, root's only authorized key
-#   --cards DIR          the host's cards (default qemu/debian/cards)
+#   --cards DIR          the hand-written cards (default qemu/debian/cards: the network)
 #   --kernel-dir DIR     the kernel tree of qemu/fetch-kernel.sh (default: fetched)
 #   --systemd            also install systemd (+ udev, kmod) and configure it to do the
-#                        same job (systemd-networkd for the address, a unit for
-#                        `ssh-keygen -A`), for booting the same machine with
+#                        same job (systemd-networkd for the address), for booting
+#                        the same machine with
 #                        init=/lib/systemd/systemd as a comparison (qemu/bench-debian.sh);
 #                        a base of its own in the cache
 set -euo pipefail
@@ -148,10 +151,14 @@ tar --numeric-owner --xattrs --xattrs-include='*' -C "$stage" -xpf "$base"
 
 # /dev, /proc, /sys and /run are mount points: the initramfs moves its mounts onto them.
 rm -rf --one-file-system "${stage:?}"/dev/* "${stage:?}"/run/*
-# Per-machine identity is made on the machine's first boot: the ssh host keys by ssh's
-# card (ssh-keygen -A), the machine id by arje-init itself (docs/HOST.md). The base has
-# whatever debootstrap's postinst scripts left; they must not be shared by every image.
+# Per-machine identity must not be shared by every image made from the cached base. The
+# machine id is made on the machine's first boot, by arje-init itself (docs/HOST.md).
+# The ssh host keys are made here, once per image, with `ssh-keygen -A` (this machine's,
+# with the stage as its prefix: the stage has no /dev to chroot into): that is when
+# Debian makes them (openssh-server's postinst, at install time), and its ssh.service,
+# converted unedited below, expects them (its `sshd -t` fails without).
 rm -f "$stage"/etc/ssh/ssh_host_*
+ssh-keygen -q -A -f "$stage" >&2
 : >"$stage/etc/machine-id"
 
 install -m 0755 "$bin/arje-init" "$stage/usr/sbin/arje-init"
@@ -162,6 +169,21 @@ for n in poweroff reboot halt shutdown telinit; do
 done
 mkdir -p "$stage/etc/arje/cards"
 install -m 0644 "$cards"/*.toml "$stage/etc/arje/cards/"
+# The services' cards: Debian's own units, converted with no hand edit (docs/HOST.md, "What
+# remains as cards"). Exit 5 is a card written with notes (directives not translated,
+# listed on stderr and in the card); anything else is a failure.
+mkdir -p "$stage/etc/arje/from-unit"
+for unit in ssh nginx cron; do
+    rc=0
+    "$bin/shuma" card from-unit --root "$stage" -o "$stage/etc/arje/cards/$unit.toml" \
+        "$unit.service" 2>"$stage/etc/arje/from-unit/$unit.notes" || rc=$?
+    if [[ "$rc" != 0 && "$rc" != 5 ]]; then
+        cat "$stage/etc/arje/from-unit/$unit.notes" >&2
+        log "shuma card from-unit $unit.service failed (exit $rc)"
+        exit 1
+    fi
+    log "$unit.service -> /etc/arje/cards/$unit.toml: $(tail -n1 "$stage/etc/arje/from-unit/$unit.notes")"
+done
 # The network card's `ip -batch` file.
 install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"
 
@@ -176,11 +198,7 @@ if [[ "$with_systemd" == 1 ]]; then
     mkdir -p "$stage/etc/systemd/network"
     printf '[Match]\nName=eth0 en*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
         >"$stage/etc/systemd/network/10-eth0.network"
-    # Debian's ssh.service does not make host keys (its postinst does); the image has none.
-    printf '%s\n' '[Unit]' 'Description=ssh host keys (ssh-keygen -A)' 'Before=ssh.service' '' \
-        '[Service]' 'Type=oneshot' 'ExecStart=/usr/bin/ssh-keygen -A' '' \
-        '[Install]' 'WantedBy=multi-user.target' >"$stage/etc/systemd/system/ssh-keygen.service"
-    systemctl --root="$stage" enable systemd-networkd.service ssh-keygen.service >&2
+    systemctl --root="$stage" enable systemd-networkd.service >&2
 fi
 
 echo "$hostname" >"$stage/etc/hostname"

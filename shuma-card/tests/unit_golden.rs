@@ -97,6 +97,11 @@ fn test_golden_service_settings_and_limits() {
 }
 
 #[test]
+fn test_golden_directories_rlimits_and_kill_mode() {
+    check("host");
+}
+
+#[test]
 fn test_golden_oneshot_chain_is_tasks() {
     check("oneshot");
 }

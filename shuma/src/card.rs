@@ -171,7 +171,7 @@ mod tests {
             o.err
         );
         assert!(o.err.contains(
-            "api.service:30: LimitNOFILE=65536: not translated: cards have no rlimits yet"
+            "api.service:31: ProtectSystem=strict: not translated: arje has no sandboxing"
         ));
         let spec = shuma_card::card::load_file(&card).unwrap();
         assert_eq!(spec.name, "api");

@@ -3,17 +3,20 @@
 //! iproute2) made by qemu/make-debian.sh, reached through arje's initramfs with
 //! `root=LABEL=... ro`. The host's duties (fsck and remount of /, /etc/fstab, /run,
 //! /dev/pts, the loopback, the machine id, a random seed) are arje-init's own
-//! (arje-init/src/pid1/host/); the cards of qemu/debian/cards are only the services' own
-//! and the network's address. The test talks to the machine as a user would: over ssh
-//! and http, through QEMU's user-mode network with `hostfwd`.
+//! (arje-init/src/pid1/host/). The services' cards are Debian's own `ssh.service`,
+//! `nginx.service` and `cron.service` converted by `shuma card from-unit --root` when the
+//! image is made, with no hand edit (issue 12); the only hand-written card,
+//! qemu/debian/cards/network.toml, is the network's address. The test talks to the
+//! machine as a user would: over ssh and http, through QEMU's user-mode network with
+//! `hostfwd`.
 //!
 //! Consoles: target/vm-logs/debian-boot1.log, debian-boot2.log. Figures are printed as
 //! `figure: ...` lines (docs/HOST.md, "A Debian root").
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use arje_tests::vm::{assert_fsck_clean, boot_timeout_secs, prepare, repo_root, End, Vm, VmOpts};
@@ -115,8 +118,13 @@ fn ssh(m: &Machine, cmd: &str) -> Output {
 
 /// `ssh` with extra options of ssh's own (`-tt` for a terminal).
 fn ssh_with(m: &Machine, extra: &[&str], cmd: &str) -> Output {
-    Command::new("timeout")
-        .arg("120")
+    ssh_command(m, extra, cmd).output().expect("run ssh")
+}
+
+/// The `ssh root@guest CMD` command line, bounded by `timeout(1)`.
+fn ssh_command(m: &Machine, extra: &[&str], cmd: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg("120")
         .arg("ssh")
         .args(extra)
         .arg("-i")
@@ -136,9 +144,8 @@ fn ssh_with(m: &Machine, extra: &[&str], cmd: &str) -> Output {
             "LogLevel=ERROR",
             "root@127.0.0.1",
             cmd,
-        ])
-        .output()
-        .expect("run ssh")
+        ]);
+    c
 }
 
 /// `ssh` that must exit 0; returns its stdout.
@@ -165,14 +172,32 @@ fn http_get(m: &Machine) -> std::io::Result<String> {
     Ok(answer)
 }
 
-/// Boots the machine; once arje says nginx is ready (its card's probe connected to port
-/// 80 inside the guest) GETs / from the host, once it says sshd is ready (READY=1) logs
-/// in. Prints the time of each from QEMU's start.
+/// Boots the machine; once arje says sshd is ready (READY=1: Debian's ssh.service is
+/// Type=notify) logs in; then, over that ssh, waits until nginx's card is ready (its
+/// nginx.service is Type=forking: the converted card's `nginx` task is ready when it
+/// exited 0, the daemon forked and listening) and the network's address is set, and GETs
+/// / from the host. Prints the time of each from QEMU's start.
+///
+/// ssh comes first because the console says when a service is ready, not when a task
+/// exited 0 (routine, at debug level): `shuma wait-ready` over ssh is how a task's
+/// readiness is awaited. The converted cards are not ordered after the network's card
+/// (their After=network.target has no arje equivalent: noted in each card); the
+/// daemons listen on every address, and a connection forwarded before eth0 has its
+/// address is retried by QEMU's network until it has.
 fn boot_until_serving(name: &str, m: &Machine) -> Vm {
     let mut vm = boot(name, m);
-    // nginx first: on a first boot sshd waits for `ssh-keygen -A`, and each figure
-    // should say when its own service answered.
-    seen_or_wait(&mut vm, "www/nginx ready");
+    seen_or_wait(&mut vm, "ssh/ssh ready");
+    let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
+    eprintln!(
+        "figure: {name}: ssh login done at {:.1}s after QEMU started",
+        vm.wall().as_secs_f64()
+    );
+    assert_eq!(hostname.trim(), HOSTNAME);
+    ssh_ok(
+        &vm,
+        m,
+        "shuma wait-ready network eth0 && shuma wait-ready nginx nginx",
+    );
     let answer = http_get(m).unwrap_or_else(|e| {
         panic!(
             "{name}: GET / on port {}: {e}; tail:\n{}",
@@ -189,13 +214,6 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
         "{name}: nginx answered {answer:?}"
     );
     assert!(answer.contains("Welcome to nginx"), "{name}: {answer:?}");
-    seen_or_wait(&mut vm, "ssh/sshd ready");
-    let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
-    eprintln!(
-        "figure: {name}: ssh login done at {:.1}s after QEMU started",
-        vm.wall().as_secs_f64()
-    );
-    assert_eq!(hostname.trim(), HOSTNAME);
     vm
 }
 
@@ -332,8 +350,78 @@ fn ps_line<'a>(ps: &'a str, name: &str) -> Option<&'a str> {
         .find(|l| l.split_whitespace().nth(2) == Some(name))
 }
 
+/// The PID column of `shuma ps`'s line of command `name`.
+fn ps_pid(ps: &str, name: &str) -> u32 {
+    let line = ps_line(ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
+/// The services converted from Debian's units: each one's commands running (services)
+/// or exited and ready (their ExecStartPre= tasks, and nginx's Type=forking start).
+fn assert_services(ps: &str) {
+    for name in ["ssh", "cron"] {
+        let line = ps_line(ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
+        assert!(line.contains(" running "), "{name} not running:\n{ps}");
+    }
+    for name in ["ssh-pre", "nginx-pre", "nginx", "eth0"] {
+        let line = ps_line(ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
+        assert!(line.contains(" exited "), "{name} did not exit:\n{ps}");
+        assert!(line.contains(" yes "), "{name} failed:\n{ps}");
+    }
+}
+
+/// Issue 11, "an open ssh session survives `shuma restart` of sshd": Debian's
+/// ssh.service says `KillMode=process`, its converted card `kill_mode = "process"`, so a
+/// restart signals sshd's main process alone. A session is opened (it prints `open`,
+/// then echoes what it reads), sshd is restarted, and the same session still answers
+/// over its connection, served by the session process the old sshd forked.
+///
+/// With cgroups (as here) this does not yet tell `process` from `control-group`: a
+/// control-group stop also signals only the process group and the main process, and
+/// kills the leaf cgroup only when the grace runs out, so a session (which calls setsid)
+/// survives a prompt restart either way (checked by hand with the card's kill_mode
+/// removed from the image; reported to the runtime's owner).
+fn assert_session_survives_sshd_restart(vm: &mut Vm, m: &Machine) {
+    let before = ps_pid(&ssh_ok(vm, m, "shuma ps"), "ssh");
+    let mut session = ssh_command(m, &[], "echo open; read line; echo \"still $line\"")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the ssh session");
+    let mut out = BufReader::new(session.stdout.take().expect("session stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line)
+        .expect("read the session's first line");
+    assert_eq!(line, "open\n", "the session did not open");
+
+    ssh_ok(vm, m, "shuma restart ssh/ssh");
+    // The restarted sshd says READY=1 again.
+    vm.wait_for("ssh/ssh ready")
+        .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+    let after = ps_pid(&ssh_ok(vm, m, "shuma ps"), "ssh");
+    let mut stdin = session.stdin.take().expect("session stdin");
+    stdin.write_all(b"here\n").expect("write to the session");
+    drop(stdin);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest)
+        .expect("read the session's answer");
+    let status = session.wait().expect("wait for the session");
+
+    eprintln!(
+        "figure: {}: sshd's main pid {before} -> {after} after `shuma restart ssh/ssh`; the session opened before answered {:?}",
+        vm.name(),
+        rest.trim()
+    );
+    assert_ne!(before, after, "sshd was not restarted");
+    assert_eq!(rest, "still here\n", "the session did not survive");
+    assert!(status.success(), "the session ended with {status}");
+}
+
 #[test]
-fn test_debian_cards_load() {
+fn test_debian_hand_written_cards_are_only_the_network() {
     // Arrange
     let dir = repo_root().join("qemu/debian/cards");
     let mut names = Vec::new();
@@ -349,8 +437,9 @@ fn test_debian_cards_load() {
     }
     names.sort();
 
-    // Assert
-    assert_eq!(names, ["cron", "network", "ssh", "www"]);
+    // Assert: the services' cards are converted from Debian's units when the image is
+    // made (qemu/make-debian.sh), not written here.
+    assert_eq!(names, ["network"]);
 }
 
 #[test]
@@ -359,20 +448,18 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     let dir = tempfile::tempdir().unwrap();
     let m = make_machine(dir.path());
 
-    // Act + Assert: boot 1 (the first: host keys, machine id and random seed are made).
+    // Act + Assert: boot 1 (the first: machine id and random seed are made).
     let mut vm = boot_until_serving("debian-boot1", &m);
     let ps = ssh_ok(&vm, &m, "shuma ps");
-    for name in ["sshd", "nginx", "cron"] {
-        let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
-        assert!(line.contains(" running "), "{name} not running:\n{ps}");
-    }
-    // What is left as cards: the network's address, and ssh's own host keys and
-    // runtime directory; the rest is arje-init's, and says so on the console.
-    for name in ["eth0", "keys", "run-dir"] {
-        let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
-        assert!(line.contains(" exited "), "{name} did not exit:\n{ps}");
-        assert!(line.contains(" yes "), "{name} failed:\n{ps}");
-    }
+    assert_services(&ps);
+    // The cards on the machine are the converter's, unedited: ssh.service's
+    // KillMode=process and RuntimeDirectory=sshd are there, and arje made /run/sshd.
+    let card = ssh_ok(&vm, &m, "cat /etc/arje/cards/ssh.toml");
+    assert!(card.starts_with("# Converted from systemd units by `shuma card from-unit`"));
+    assert!(card.contains("kill_mode = \"process\""), "{card}");
+    assert!(card.contains("runtime_directory = [\"sshd\"]"), "{card}");
+    let run_dir = ssh_ok(&vm, &m, "stat -c '%a %U' /run/sshd");
+    assert_eq!(run_dir.trim(), "755 root", "{run_dir}");
     let status = ssh_ok(&vm, &m, "grep -E '^(VmRSS|VmHWM)' /proc/1/status");
     eprintln!(
         "figure: debian-boot1: PID 1 {}",
@@ -396,6 +483,7 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     );
     assert_host_duties(&vm, &m);
     let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
+    assert_session_survives_sshd_restart(&mut vm, &m);
     poweroff_over_ssh(&mut vm, &m);
     assert_console(&vm, "random seed saved to /var/lib/arje/random-seed");
     // The swap file is off before the unmount: it would keep / busy, not read-only.
@@ -421,10 +509,7 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     );
     assert_host_duties(&vm, &m);
     let ps = ssh_ok(&vm, &m, "shuma ps");
-    for name in ["sshd", "nginx", "cron"] {
-        let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
-        assert!(line.contains(" running "), "{name} not running:\n{ps}");
-    }
+    assert_services(&ps);
     // This time the hypervisor's "shut down": the ACPI power button.
     shut_down(&mut vm, &m, Shutdown::Button);
 }

@@ -1,6 +1,5 @@
-//! The commands of a unit in the order systemd runs them: the tasks that create its
-//! directories, `ExecStartPre=`, `ExecStart=` (several for a oneshot) and
-//! `ExecStartPost=`. Each waits for the one before (`after`) and requires it, unless that
+//! The commands of a unit in the order systemd runs them: `ExecStartPre=`, `ExecStart=`
+//! (several for a oneshot) and `ExecStartPost=`. Each waits for the one before (`after`) and requires it, unless that
 //! one had the `-` prefix, whose failure systemd ignores.
 
 use std::collections::HashMap;
@@ -21,32 +20,9 @@ pub struct Built {
     pub last: usize,
 }
 
-/// Build the chain from the unit's common settings `base` and its directory tasks.
-pub fn chain(
-    p: &mut Planner,
-    ty: Type,
-    base: &CommandSpec,
-    dirs: Vec<(String, Vec<String>, String)>,
-) -> Result<Built, ConvertError> {
+/// Build the chain from the unit's common settings `base`.
+pub fn chain(p: &mut Planner, ty: Type, base: &CommandSpec) -> Result<Built, ConvertError> {
     let mut cmds: Vec<PlanCmd> = Vec::new();
-    for (suffix, argv, comment) in dirs {
-        let mut spec = base.clone();
-        spec.argv = argv;
-        // Directories are made by root, before the working directory (which may be
-        // one of them) is entered, as systemd does.
-        spec.user = None;
-        spec.group = None;
-        spec.cwd = None;
-        cmds.push(PlanCmd {
-            suffix,
-            spec,
-            after: Vec::new(),
-            requires: Vec::new(),
-            comment,
-        });
-    }
-    let dir_tasks: Vec<usize> = (0..cmds.len()).collect();
-
     let pre = parse_lines(p, "ExecStartPre")?;
     let start = parse_lines(p, "ExecStart")?;
     let post = parse_lines(p, "ExecStartPost")?;
@@ -60,10 +36,10 @@ pub fn chain(
         ));
     }
 
-    // The chain: directory tasks, then ExecStartPre=, ExecStart= and ExecStartPost=
-    // in order. Each waits for the one before (after); it also requires it unless that
-    // one had the - prefix, whose failure systemd ignores.
-    let mut prev: Vec<(usize, bool)> = dir_tasks.iter().map(|&i| (i, true)).collect();
+    // The chain: ExecStartPre=, ExecStart= and ExecStartPost= in order. Each waits for
+    // the one before (after); it also requires it unless that one had the - prefix,
+    // whose failure systemd ignores.
+    let mut prev: Vec<(usize, bool)> = Vec::new();
     let restarts = matches!(
         ty,
         Type::Simple | Type::Exec | Type::Idle | Type::Notify | Type::NotifyReload | Type::Dbus
@@ -180,8 +156,15 @@ fn build(
     spec.argv = argv;
     if line.prefixes.full_privileges {
         // + : without the User=/Group= switch; arje has no other restriction to lift.
+        // arje would hand the unit's directories to the user the command runs as, root
+        // here; systemd gives them to User= whichever command runs, so this one leaves
+        // them to the commands that run as User=.
         spec.user = None;
         spec.group = None;
+        if !spec.directories.is_empty() && (base.user.is_some() || base.group.is_some()) {
+            spec.directories.clear();
+            p.note(src, "partly translated: runs as root (+) without the unit's directories, which arje makes before the commands that run as User=; on a first start they may not exist yet when this one runs");
+        }
     }
     Ok(spec)
 }

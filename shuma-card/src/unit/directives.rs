@@ -5,7 +5,7 @@
 pub fn untranslated(section: &str, key: &str) -> String {
     let reason = match (section, key) {
         (_, k) if k.starts_with("Limit") => {
-            "cards have no rlimits yet (a card, protocol and snapshot version bump: docs/UNITS.md)"
+            "not one of systemd's resource limits (systemd.exec(5) lists LimitCPU= to LimitRTTIME=)"
         }
         (_, k) if k.starts_with("Condition") || k.starts_with("Assert") => {
             "arje starts a card's commands unconditionally; check the condition in the command or leave the unit out"

@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use crate::spec::{
-    CommandKind, CommandSpec, DepRef, LogTarget, Readiness, RestartPolicy, WorkspaceSpec,
+    CommandKind, CommandSpec, DepRef, DirKind, KillMode, LogTarget, Readiness, RestartPolicy,
+    Rlimit, ServiceDir, WorkspaceSpec,
 };
 use crate::units;
 
@@ -67,6 +68,17 @@ fn list(items: &[String]) -> String {
 
 fn deps(d: &[DepRef]) -> String {
     list(&d.iter().map(ToString::to_string).collect::<Vec<_>>())
+}
+
+/// A limit as the card writes it: a number when soft and hard are the same and TOML's
+/// integers hold it, else a string, `"infinity"` or `"SOFT:HARD"`.
+fn rlimit(r: &Rlimit) -> String {
+    let one = |v: Option<u64>| v.map_or("infinity".to_string(), |n| n.to_string());
+    match (r.soft, r.hard) {
+        (Some(n), Some(h)) if n == h && i64::try_from(n).is_ok() => n.to_string(),
+        (s, h) if s == h => quote(&one(s)),
+        (s, h) => quote(&format!("{}:{}", one(s), one(h))),
+    }
 }
 
 fn duration(ms: u64) -> String {
@@ -191,6 +203,30 @@ fn command(out: &mut String, c: &CommandSpec) {
     }
     if let Some(g) = &c.group {
         let _ = writeln!(out, "group = {}", quote(g));
+    }
+    if c.kill_mode == KillMode::Process {
+        out.push_str("kill_mode = \"process\"\n");
+    }
+    for (kind, stem, _) in DirKind::ALL {
+        let dirs: Vec<&ServiceDir> = c.directories.iter().filter(|d| d.kind == kind).collect();
+        let Some(first) = dirs.first() else { continue };
+        let paths: Vec<String> = dirs.iter().map(|d| d.path.clone()).collect();
+        let _ = writeln!(out, "{stem}_directory = {}", list(&paths));
+        // One mode per kind, as systemd has one *DirectoryMode= per kind; written as
+        // systemd writes modes, with a leading 0 ("0755", "02750").
+        let _ = writeln!(
+            out,
+            "{stem}_directory_mode = {}",
+            quote(&format!("0{:03o}", first.mode))
+        );
+    }
+    if !c.rlimits.is_empty() {
+        let items: Vec<String> = c
+            .rlimits
+            .iter()
+            .map(|r| format!("{} = {}", r.resource, rlimit(r)))
+            .collect();
+        let _ = writeln!(out, "rlimits = {{ {} }}", items.join(", "));
     }
     match &c.log {
         LogTarget::Ring => {}

@@ -29,6 +29,7 @@ pub mod lookup;
 pub mod name;
 mod plan;
 mod resources;
+mod rlimits;
 mod service;
 mod settings;
 pub mod specifier;

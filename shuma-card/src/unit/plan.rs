@@ -1,6 +1,6 @@
 //! One unit's settings, merged from its files, turned into card commands: the main
 //! command (a `[[service]]`, or a `[[task]]` for Type=oneshot and Type=forking), tasks
-//! for `ExecStartPre=`, `ExecStartPost=` and the state directories, their order among
+//! for `ExecStartPre=` and `ExecStartPost=`, their order among
 //! themselves, and the dependencies and limits that [`super::assemble`] resolves across
 //! units. Whatever the card cannot express becomes a [`Note`].
 
@@ -18,7 +18,7 @@ use super::settings::{gather, Settings};
 use super::specifier::{self, Context};
 use super::values::{self, Span};
 use super::{ConvertError, Note};
-use crate::spec::{CommandKind, CommandSpec, RestartPolicy};
+use crate::spec::{CommandKind, CommandSpec, KillMode, RestartPolicy};
 use crate::units;
 
 /// Kinds of dependency between units.
@@ -200,8 +200,12 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
         }
     }
     if let Some((src, mode)) = p.single("KillMode") {
-        if mode != "control-group" {
-            p.note(&src, "not translated: arje stops every process of the command (the stop signal to its process group, then all of its cgroup), not the main process alone");
+        match mode.as_str() {
+            "control-group" => base.kill_mode = KillMode::ControlGroup,
+            "process" => base.kill_mode = KillMode::Process,
+            "mixed" => p.note(&src, "not translated: kill_mode = \"control-group\": arje sends the stop signal to every process of the command; systemd sends it to the main process alone, and SIGKILL to all after the timeout"),
+            "none" => p.note(&src, "not translated: kill_mode = \"control-group\": arje signals every process of the command at a stop; systemd signals none (only ExecStop= runs)"),
+            other => p.note(&src, format!("not translated: {other:?} is not a kill mode (systemd ignores it)")),
         }
     }
     if let Some((src, v)) = p.single("TimeoutStopSec") {
@@ -246,19 +250,19 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
         }
     }
     let mut base_env = env;
-    let dirs = resources::directories(
-        &mut p,
-        &mut base_env,
-        base.user.as_deref(),
-        base.group.as_deref(),
-    );
+    // Every command of the unit gets its directories, limits and kill mode, as systemd
+    // applies them to each of the unit's processes: arje makes the directories before
+    // each start, so ExecStartPre= finds them (sshd -t needs /run/sshd) and so does the
+    // main command after a restart.
+    base.directories = resources::directories(&mut p, &mut base_env, base.user.as_deref());
+    base.rlimits = resources::rlimits(&mut p);
     resources::user_env(&mut p, &mut base_env, user.as_ref());
     base.env = base_env.vars.clone();
     let Built {
         mut cmds,
         main,
         last,
-    } = chain::chain(&mut p, ty, &base, dirs)?;
+    } = chain::chain(&mut p, ty, &base)?;
     service::service_settings(&mut p, ty, &mut cmds[main].spec);
     let main_spec = cmds[main].spec.clone();
     for c in cmds.iter_mut() {

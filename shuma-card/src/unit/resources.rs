@@ -7,14 +7,14 @@ use std::path::Path;
 use super::directives;
 use super::env::{self, Env};
 use super::plan::{Dep, DepKind, Limit, Planner, Src};
+use super::rlimits;
 use super::specifier;
 use super::values::{self, Size, Span};
+use crate::spec::{DirKind, Rlimit, ServiceDir};
 use crate::units;
 
 /// systemd's default `PATH` for system services (Debian 12's split-usr build).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The program that creates RuntimeDirectory= and friends (coreutils).
-pub const INSTALL: &str = "/usr/bin/install";
 
 /// PATH, then Environment=, then EnvironmentFile= (whose values override, as systemd
 /// reads the files at start and applies them last).
@@ -128,69 +128,36 @@ pub fn user_env(p: &mut Planner, env: &mut Env, user: Option<&(Src, String)>) {
     }
 }
 
-/// RuntimeDirectory= and friends: a task per kind that creates the directories with
-/// their mode and owner (`install -d`), and the variables systemd sets for them.
-pub fn directories(
-    p: &mut Planner,
-    env: &mut Env,
-    user: Option<&str>,
-    group: Option<&str>,
-) -> Vec<(String, Vec<String>, String)> {
+/// RuntimeDirectory= and friends onto the command's directory fields (arje makes them
+/// before each start, as root, and hands them to the command's user and group), and
+/// the variables systemd sets for them.
+pub fn directories(p: &mut Planner, env: &mut Env, user: Option<&str>) -> Vec<ServiceDir> {
     let kinds = [
-        (
-            "RuntimeDirectory",
-            "/run",
-            "RUNTIME_DIRECTORY",
-            "-runtime-dir",
-            true,
-        ),
-        (
-            "StateDirectory",
-            "/var/lib",
-            "STATE_DIRECTORY",
-            "-state-dir",
-            true,
-        ),
-        (
-            "CacheDirectory",
-            "/var/cache",
-            "CACHE_DIRECTORY",
-            "-cache-dir",
-            true,
-        ),
-        (
-            "LogsDirectory",
-            "/var/log",
-            "LOGS_DIRECTORY",
-            "-logs-dir",
-            true,
-        ),
+        ("RuntimeDirectory", DirKind::Runtime, "RUNTIME_DIRECTORY"),
+        ("StateDirectory", DirKind::State, "STATE_DIRECTORY"),
+        ("CacheDirectory", DirKind::Cache, "CACHE_DIRECTORY"),
+        ("LogsDirectory", DirKind::Logs, "LOGS_DIRECTORY"),
         (
             "ConfigurationDirectory",
-            "/etc",
+            DirKind::Configuration,
             "CONFIGURATION_DIRECTORY",
-            "-config-dir",
-            false,
         ),
     ];
     let mut out = Vec::new();
-    for (key, root, var, suffix, owned) in kinds {
-        let mut paths = Vec::new();
+    for (key, kind, var) in kinds {
+        let mut paths: Vec<String> = Vec::new();
         let mut first: Option<Src> = None;
         for src in p.list(key) {
             let Some(v) = p.value(&src) else { continue };
             for word in v.split_whitespace() {
-                // "dir:symlink" makes a symlink too (systemd 250).
-                if word.contains(':') || word.starts_with('/') || word.contains("..") {
-                    p.note(
-                        &src,
-                        format!(
-                            "not translated: {word:?}: only plain relative directory names are"
-                        ),
-                    );
-                    continue;
+                match dir_path(word) {
+                    Ok(path) => {
+                        if !paths.contains(&path) {
+                            paths.push(path);
+                        }
+                    }
+                    Err(why) => p.note(&src, format!("not translated: {word:?}: {why}")),
                 }
-                paths.push(format!("{root}/{word}"));
             }
             first.get_or_insert(src);
         }
@@ -199,35 +166,79 @@ pub fn directories(
             continue;
         }
         let mode_key = format!("{key}Mode");
-        let mode = match p.single(&mode_key) {
-            Some((_, m)) => m,
-            None => "0755".into(),
-        };
-        let mut argv = vec![INSTALL.to_string(), "-d".into(), "-m".into(), mode];
-        if owned {
-            if let Some(u) = user {
-                argv.extend(["-o".into(), u.to_string()]);
-            }
-            if let Some(g) = group {
-                argv.extend(["-g".into(), g.to_string()]);
+        let mut mode = 0o755;
+        if let Some((msrc, m)) = p.single(&mode_key) {
+            match u32::from_str_radix(m.trim(), 8) {
+                Ok(n) if n <= 0o7777 => mode = n,
+                _ => p.note(
+                    &msrc,
+                    "not translated: not an octal mode up to 7777 (systemd ignores it too): 0755",
+                ),
             }
         }
-        argv.extend(paths.iter().cloned());
-        env.set(var, &paths.join(":"));
-        if key == "RuntimeDirectory" {
-            // "restart" keeps it across restarts only; it is still removed at the stop.
-            let preserve = p
-                .single("RuntimeDirectoryPreserve")
-                .is_some_and(|(_, v)| values::parse_bool(&v) == Some(true));
-            if !preserve {
-                p.note(&src, "partly translated: created by a task before the start; systemd also removes it when the service stops, arje leaves it");
+        let base = kind.base();
+        let full: Vec<String> = paths.iter().map(|d| format!("{base}/{d}")).collect();
+        env.set(var, &full.join(":"));
+        if kind == DirKind::Runtime {
+            // systemd removes the runtime directory when the service stops (and, without
+            // "restart", at a restart too); arje makes it again before each start but
+            // never removes it, so what was left in it is still there.
+            let preserve = p.single("RuntimeDirectoryPreserve").map(|(_, v)| v);
+            let kept = preserve
+                .as_deref()
+                .is_some_and(|v| values::parse_bool(v) == Some(true));
+            if !kept {
+                let when = if preserve.as_deref() == Some("restart") {
+                    "when the service stops"
+                } else {
+                    "when the service stops or restarts"
+                };
+                p.note(&src, format!("partly translated: arje makes it before each start and never removes it; systemd removes it {when}, so its old contents are not there at the next start"));
             }
         }
-        let comment = format!(
-            "{}:{}: {key}= (systemd creates it before the start)",
-            src.file, src.line
+        if kind == DirKind::Configuration && user.is_some() {
+            p.note(&src, "partly translated: arje gives it to the command's user and group; systemd leaves a configuration directory to root");
+        }
+        out.extend(
+            paths
+                .into_iter()
+                .map(|path| ServiceDir { kind, path, mode }),
         );
-        out.push((suffix.to_string(), argv, comment));
+    }
+    out
+}
+
+/// A directory of RuntimeDirectory= and friends, simplified as systemd does (repeated
+/// and trailing slashes, `.` components dropped), or why it is not one a card takes.
+fn dir_path(word: &str) -> Result<String, &'static str> {
+    if word.contains(':') {
+        // "dir:symlink" also makes a symlink (systemd 250).
+        return Err("a directory with a symlink to it is not translated; only plain relative directory names are");
+    }
+    if word.starts_with('/') {
+        return Err("not a relative path (systemd ignores it too)");
+    }
+    let parts: Vec<&str> = word
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.is_empty() || parts.contains(&"..") {
+        return Err("not a plain relative path (systemd ignores it too)");
+    }
+    Ok(parts.join("/"))
+}
+
+/// Limit*= onto the command's rlimits.
+pub fn rlimits(p: &mut Planner) -> Vec<Rlimit> {
+    let mut out = Vec::new();
+    for key in rlimits::keys() {
+        let Some((src, v)) = p.single(key) else {
+            continue;
+        };
+        match rlimits::parse(key, &v) {
+            Ok(r) => out.push(r),
+            Err(e) => p.note(&src, format!("not translated: {e}")),
+        }
     }
     out
 }

@@ -104,6 +104,17 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("Service", "IOWeight", false),
 ];
 
+/// Whether `key` of `section` is a setting this module reads; `true` for a list.
+fn known(section: &str, key: &str) -> Option<bool> {
+    if section == "Service" && super::rlimits::keys().any(|k| k == key) {
+        return Some(false);
+    }
+    KNOWN
+        .iter()
+        .find(|(sec, k, _)| *sec == section && *k == key)
+        .map(|(_, _, list)| *list)
+}
+
 pub fn gather(unit: &LoadedUnit, notes: &mut Vec<Note>, comments: &mut Vec<String>) -> Settings {
     let mut s = Settings::default();
     let mut install = false;
@@ -134,11 +145,8 @@ pub fn gather(unit: &LoadedUnit, notes: &mut Vec<Note>, comments: &mut Vec<Strin
                 )));
                 continue;
             }
-            let known = KNOWN
-                .iter()
-                .find(|(sec, key, _)| *sec == section && *key == d.key);
-            match known {
-                Some((_, _, true)) => {
+            match known(section, &d.key) {
+                Some(true) => {
                     let list = s.lists.entry(d.key.clone()).or_default();
                     if d.value.is_empty() {
                         list.clear();
@@ -146,7 +154,7 @@ pub fn gather(unit: &LoadedUnit, notes: &mut Vec<Note>, comments: &mut Vec<Strin
                         list.push(src);
                     }
                 }
-                Some((_, _, false)) => {
+                Some(false) => {
                     // Aliases of the same setting: the last assignment wins.
                     let keys: Vec<&str> = match d.key.as_str() {
                         "TimeoutSec" => vec!["TimeoutStartSec", "TimeoutStopSec"],
