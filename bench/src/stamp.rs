@@ -82,11 +82,8 @@ impl Stamps {
     pub fn create(path: &Path) -> Stamps {
         let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid C string.
-        assert_eq!(
-            unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
-            0,
-            "mkfifo {path:?}"
-        );
+        let made = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(made, 0, "mkfifo {path:?}");
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -112,7 +109,7 @@ impl Stamps {
     }
 
     /// The next stamp, blocking until a service writes one.
-    pub fn next(&mut self) -> Stamp {
+    pub fn read(&mut self) -> Stamp {
         let mut b = [0u8; 24];
         self.0.read_exact(&mut b).unwrap();
         let word = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());

@@ -72,7 +72,7 @@ fn main() {
         )
         .unwrap();
         let daemon = Daemon::start(root, &["--cards", cards.to_str().unwrap()]);
-        let pid = stamps.next().pid;
+        let pid = stamps.read().pid;
         peers.push(Peer {
             name: format!("arje {}", env!("CARGO_PKG_VERSION")),
             stamps,
@@ -96,7 +96,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {prog}: {e}"));
-        let pid = stamps.next().pid;
+        let pid = stamps.read().pid;
         peers.push(Peer {
             name: format!("{label} {} ({prog})", dpkg_version(label)),
             stamps,
@@ -114,7 +114,7 @@ fn main() {
             let t0 = monotonic_ns();
             // SAFETY: kill(2) of the service's current pid, read from its own stamp.
             unsafe { libc::kill(p.pid, libc::SIGKILL) };
-            let next = p.stamps.next();
+            let next = p.stamps.read();
             p.latencies_us.push((next.mono_ns - t0) as f64 / 1000.0);
             p.pid = next.pid;
         }

@@ -26,7 +26,8 @@
 //! Usage: `peers [--n N] [--rounds R] [--kills K] [--idle-secs S] [--runs R]
 //! [--peers LIST] [--arje-static PATH]` (defaults 1000 services, 5 rounds, 20 kills a
 //! round, 60 s of idle in all, split over the rounds, 20 runs a round; LIST is a comma
-//! list of arje, arje-static, s6, runit, supervisord, systemd).
+//! list of arje, arje-static, s6, runit, supervisord, systemd, and s6-nofd: s6 without
+//! `notification-fd`, not in the default list).
 
 mod arje;
 mod peer;
@@ -129,6 +130,10 @@ fn peers(o: &Opts, notes: &mut Vec<String>) -> Vec<Box<dyn Peer>> {
                 out.push(Box::new(svdir::SvDir::new(svdir::Kind::S6)));
                 None
             }),
+            "s6-nofd" => missing("s6-svscan").or_else(|| {
+                out.push(Box::new(svdir::SvDir::new(svdir::Kind::S6WithoutReadiness)));
+                None
+            }),
             "runit" => missing("runsvdir").or_else(|| {
                 out.push(Box::new(svdir::SvDir::new(svdir::Kind::Runit)));
                 None
@@ -175,7 +180,7 @@ fn round(peer: &mut dyn Peer, ctx: &Ctx, stamps: &mut Stamps, o: &Opts, r: &mut 
     let mut live = HashSet::new();
     let mut last = t0;
     for _ in 0..ctx.n {
-        let s = stamps.next();
+        let s = stamps.read();
         live.insert(s.pid);
         last = last.max(s.mono_ns);
     }
@@ -195,7 +200,7 @@ fn round(peer: &mut dyn Peer, ctx: &Ctx, stamps: &mut Stamps, o: &Opts, r: &mut 
         let t = monotonic_ns();
         // SAFETY: kill(2) of a service pid read from its own stamp.
         unsafe { libc::kill(v, libc::SIGKILL) };
-        let s = stamps.next();
+        let s = stamps.read();
         r.restart_us.push((s.mono_ns - t) as f64 / 1e3);
         live.remove(&v);
         live.insert(s.pid);

@@ -16,6 +16,10 @@ use crate::peer::{end_tree, run, Ctx, Peer};
 pub enum Kind {
     Runit,
     S6,
+    /// s6 without `notification-fd`: s6-supervise then waits 1 s before it restarts a
+    /// service, however long that ran (measured; with the fd and a service that said it
+    /// was ready, the restart is immediate).
+    S6WithoutReadiness,
 }
 
 pub struct SvDir {
@@ -37,7 +41,7 @@ impl SvDir {
     fn names(&self) -> (&'static str, &'static str) {
         match self.kind {
             Kind::Runit => ("runsvdir", "runit"),
-            Kind::S6 => ("s6-svscan", "s6"),
+            Kind::S6 | Kind::S6WithoutReadiness => ("s6-svscan", "s6"),
         }
     }
 }
@@ -45,7 +49,11 @@ impl SvDir {
 impl Peer for SvDir {
     fn label(&self) -> String {
         let (_, package) = self.names();
-        format!("{package} {}", arje_bench::dpkg_version(package))
+        let without = match self.kind {
+            Kind::S6WithoutReadiness => " (no notif. fd)",
+            _ => "",
+        };
+        format!("{package} {}{without}", arje_bench::dpkg_version(package))
     }
 
     fn config(&self) -> String {
@@ -54,11 +62,14 @@ impl Peer for SvDir {
                             `log/`); restarts at once a service that ran 1 s or more (not \
                             configurable); no readiness; stop: `d` into each `supervise/control`"
                 .into(),
-            Kind::S6 => "`s6-svscan SCANDIR`, one `s6-supervise` per service directory (`run`, \
+            Kind::S6 => {
+                "`s6-svscan -c N+16 SCANDIR`, one `s6-supervise` per service directory (`run`, \
                          `notification-fd` = 3, no `log/`); readiness through the notification \
                          fd, waited for with `s6-svwait -U -a` over all directories; stop: `d` \
                          into each `supervise/control`"
-                .into(),
+                    .into()
+            }
+            Kind::S6WithoutReadiness => "as s6, without `notification-fd`".into(),
         }
     }
 
@@ -76,7 +87,12 @@ impl Peer for SvDir {
             self.dirs.push(d);
         }
         let (prog, _) = self.names();
-        let child = Command::new(prog)
+        let mut cmd = Command::new(prog);
+        if self.kind != Kind::Runit {
+            // s6-svscan keeps at most `-c` services (its own default below N = 1000).
+            cmd.arg("-c").arg((ctx.n + 16).to_string());
+        }
+        let child = cmd
             .arg(&scan)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -89,7 +105,7 @@ impl Peer for SvDir {
     }
 
     fn wait_ready(&mut self, _ctx: &Ctx) -> bool {
-        if self.kind == Kind::Runit {
+        if self.kind != Kind::S6 {
             return false;
         }
         run(Command::new("s6-svwait")
