@@ -9,11 +9,15 @@ use arje_bench::{Client, Daemon};
 use shuma_card::protocol::{Request, Response};
 use shuma_card::spec::MAX_COMMANDS_PER_WORKSPACE;
 
-use crate::peer::{timed, Ctx, Peer};
+use crate::peer::{remove_cgroup, timed, Ctx, Peer};
 
 pub struct Arje {
     /// "glibc" or "static musl".
     build: &'static str,
+    /// A cgroup2 directory under which each round's `--cgroup-root` is made; `None`:
+    /// no cgroups (a subreaper's default).
+    cgroups: Option<PathBuf>,
+    cgroup_root: Option<PathBuf>,
     init: PathBuf,
     shuma: PathBuf,
     daemon: Option<Daemon>,
@@ -24,11 +28,20 @@ impl Arje {
     pub fn new(build: &'static str, init: PathBuf, shuma: PathBuf) -> Arje {
         Arje {
             build,
+            cgroups: None,
+            cgroup_root: None,
             init,
             shuma,
             daemon: None,
             workspaces: Vec::new(),
         }
+    }
+
+    /// The same with `--cgroup-root`, a new directory under `base` each round: every
+    /// command in a leaf cgroup of its own, stopped with `cgroup.kill`.
+    pub fn with_cgroups(mut self, base: PathBuf) -> Arje {
+        self.cgroups = Some(base);
+        self
     }
 
     fn socket(&self) -> PathBuf {
@@ -53,16 +66,29 @@ fn card(ws: &str, first: usize, count: usize, ctx: &Ctx) -> String {
 
 impl Peer for Arje {
     fn label(&self) -> String {
-        format!("arje {} ({})", env!("CARGO_PKG_VERSION"), self.build)
+        let cgroups = if self.cgroups.is_some() {
+            ", cgroups"
+        } else {
+            ""
+        };
+        format!(
+            "arje {} ({}{cgroups})",
+            env!("CARGO_PKG_VERSION"),
+            self.build
+        )
     }
 
     fn config(&self) -> String {
         format!(
-            "`{} --subreaper --cards DIR --state-dir /dev/shm/...`, cards of {MAX_COMMANDS_PER_WORKSPACE} \
+            "`{} --subreaper --cards DIR --state-dir /dev/shm/...{}`, cards of {MAX_COMMANDS_PER_WORKSPACE} \
              services at most, each `restart = \"always\"`, `backoff = {{ initial = \"1ms\" }}`, \
              `max_restarts = 0`, `ready = \"notify\"`, `log` the default ring; driven over the \
              control socket (WsStop per workspace, WaitReady per workspace)",
-            self.init.display()
+            self.init.display(),
+            match &self.cgroups {
+                Some(base) => format!(" --cgroup-root {}/arje-peers-...", base.display()),
+                None => String::new(),
+            }
         )
     }
 
@@ -82,7 +108,22 @@ impl Peer for Arje {
             self.workspaces.push(ws);
             first += count;
         }
-        let daemon = Daemon::start_bin(&self.init, &ctx.dir, &["--cards", cards.to_str().unwrap()]);
+        let mut args = vec!["--cards".to_string(), cards.to_str().unwrap().to_string()];
+        if let Some(base) = &self.cgroups {
+            let root = base.join(format!(
+                "arje-peers-{}-{}",
+                std::process::id(),
+                ctx.dir.file_name().unwrap().to_str().unwrap()
+            ));
+            std::fs::create_dir(&root).unwrap_or_else(|e| panic!("mkdir {root:?}: {e}"));
+            args.extend([
+                "--cgroup-root".to_string(),
+                root.to_str().unwrap().to_string(),
+            ]);
+            self.cgroup_root = Some(root);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let daemon = Daemon::start_bin(&self.init, &ctx.dir, &args);
         let pid = daemon.child.id() as i32;
         self.daemon = Some(daemon);
         pid
@@ -140,5 +181,8 @@ impl Peer for Arje {
     fn finish(&mut self, _ctx: &Ctx) {
         // Dropping the daemon sends SIGTERM and reaps it.
         self.daemon = None;
+        if let Some(root) = self.cgroup_root.take() {
+            remove_cgroup(&root);
+        }
     }
 }

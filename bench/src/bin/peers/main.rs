@@ -26,8 +26,9 @@
 //! Usage: `peers [--n N] [--rounds R] [--kills K] [--idle-secs S] [--runs R]
 //! [--peers LIST] [--arje-static PATH]` (defaults 1000 services, 5 rounds, 20 kills a
 //! round, 60 s of idle in all, split over the rounds, 20 runs a round; LIST is a comma
-//! list of arje, arje-static, s6, runit, supervisord, systemd, and s6-nofd: s6 without
-//! `notification-fd`, not in the default list).
+//! list of arje, arje-static, s6, runit, supervisord, systemd, and, not in the default
+//! list, arje-cgroup: the glibc arje with `--cgroup-root` (a directory made for each
+//! round in the cgroup v2 hierarchy), and s6-nofd: s6 without `notification-fd`).
 
 mod arje;
 mod peer;
@@ -113,6 +114,14 @@ fn peers(o: &Opts, notes: &mut Vec<String>) -> Vec<Box<dyn Peer>> {
                 )));
                 None
             }
+            "arje-cgroup" => match peer::cgroup_roots().into_iter().next() {
+                Some(base) if base.join("cgroup.controllers").exists() => {
+                    let a = arje::Arje::new("glibc", bin.join("arje-init"), bin.join("shuma"));
+                    out.push(Box::new(a.with_cgroups(base)));
+                    None
+                }
+                _ => Some("no cgroup v2 hierarchy is mounted".into()),
+            },
             "arje-static" if o.arje_static.exists() => {
                 let shuma = o.arje_static.with_file_name("shuma");
                 out.push(Box::new(arje::Arje::new(

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -118,4 +118,34 @@ pub fn timed(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     run(cmd);
     t.elapsed()
+}
+
+/// The mount points of the cgroup v2 hierarchy and of v1 `name=systemd`, if any (the v2
+/// one first).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut roots: Vec<(bool, PathBuf)> = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let v2 = f.get(2) == Some(&"cgroup2");
+            let systemd_v1 = f.get(2) == Some(&"cgroup") && f.get(3)?.contains("name=systemd");
+            (v2 || systemd_v1).then(|| (!v2, PathBuf::from(f[1])))
+        })
+        .collect();
+    roots.sort();
+    roots.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Remove the cgroup `dir` and those below it, the deepest first (a cgroup is removed
+/// with rmdir once it has no processes and no children).
+pub fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::peer::{end_tree, run, timed, Ctx, Peer};
+use crate::peer::{cgroup_roots, end_tree, remove_cgroup, run, timed, Ctx, Peer};
 
 const CGROUP: &str = "arje-peers-systemd";
 
@@ -26,19 +26,6 @@ pub struct Systemd {
     config_dir: PathBuf,
     ready: Option<UnixDatagram>,
     cgroups: Vec<PathBuf>,
-}
-
-/// The mount points of the cgroup v2 hierarchy and of v1 `name=systemd`, if any.
-fn cgroup_roots() -> Vec<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let systemd_v1 = f.get(2) == Some(&"cgroup") && f.get(3)?.contains("name=systemd");
-            (f.get(2) == Some(&"cgroup2") || systemd_v1).then(|| PathBuf::from(f[1]))
-        })
-        .collect()
 }
 
 /// Why `systemd --user` cannot run here, if it cannot.
@@ -188,15 +175,4 @@ impl Peer for Systemd {
             remove_cgroup(cg);
         }
     }
-}
-
-fn remove_cgroup(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_cgroup(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
