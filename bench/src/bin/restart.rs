@@ -9,7 +9,9 @@
 //! clocks are the same kernel clock, read in two processes.
 //!
 //! Each supervisor at its lowest delay: runit and s6 restart at once a service that ran
-//! one second or more (and wait a second otherwise, which cannot be set lower), arje
+//! one second or more (and wait a second otherwise, which cannot be set lower; s6 without
+//! a `notification-fd`, as here, waits the second always: `peers.rs` measures s6 with the
+//! fd, where a service that said it was ready restarts at once), arje
 //! restarts at once one that ran `min_uptime` (set to 1 s here too, so the rounds are
 //! the same for all). So every round first lets each service run past 1 s.
 //!
