@@ -172,7 +172,11 @@ impl Client {
             version: PROTOCOL_VERSION,
             client: "bench".into(),
         };
-        assert!(matches!(c.call(&hello), Response::Hello { .. }));
+        let answer = c.call(&hello);
+        assert!(
+            matches!(answer, Response::Hello { .. }),
+            "Hello answered with {answer:?}"
+        );
         c
     }
     pub fn send(&mut self, req: &Request) {
