@@ -147,16 +147,20 @@ impl Peer for Arje {
 
     fn stop_all(&mut self, _ctx: &Ctx) {
         // One connection per workspace, all asked before any answer is read, so that
-        // the workspaces stop together as the other supervisors' services do.
+        // the workspaces stop together as the other supervisors' services do. All are
+        // connected first: a connection made while arje is busy with a stop can be
+        // closed with "no Hello" although its Hello was sent (see docs/BENCHMARKS.md).
         let socket = self.socket();
-        let mut conns: Vec<Client> = Vec::new();
-        for ws in &self.workspaces {
-            let mut c = Client::connect(&socket);
+        let mut conns: Vec<Client> = self
+            .workspaces
+            .iter()
+            .map(|_| Client::connect(&socket))
+            .collect();
+        for (c, ws) in conns.iter_mut().zip(&self.workspaces) {
             c.send(&Request::WsStop {
                 name: ws.clone(),
                 grace_ms: None,
             });
-            conns.push(c);
         }
         for (c, ws) in conns.iter_mut().zip(&self.workspaces) {
             match c.recv() {
