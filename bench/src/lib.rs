@@ -17,29 +17,72 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().expect("bin dir").to_path_buf()
 }
 
-/// Compile a tiny static program (no libc: one syscall in `_start`) with the system C
-/// compiler; returns its path. `body` is the C statements of `_start`, which may call
-/// `sys1(n, a)` and `sys3(n, a, b, c)`.
-pub fn tiny_static(dir: &Path, name: &str, body: &str) -> PathBuf {
+pub mod procfs;
+pub mod stamp;
+
+/// Compile a whole C `source` into a static program without libc, `dir/name`, with the
+/// system C compiler; returns its path. The flags keep the compiler from calling
+/// library functions on its own (memcpy for a copy loop, the stack protector).
+pub fn compile_static(dir: &Path, name: &str, source: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let out = dir.join(name);
-    std::fs::write(
-        &src,
-        format!(
-            "static long sys1(long n, long a) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
-             static long sys3(long n, long a, long b, long c) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a), \"S\"(b), \"d\"(c) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
-             void _start(void) {{ {body} for (;;) sys1(60, 0); }}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&src, source).unwrap();
     let status = Command::new("cc")
-        .args(["-static", "-nostdlib", "-O2", "-o"])
+        .args([
+            "-static",
+            "-nostdlib",
+            "-O2",
+            "-fno-stack-protector",
+            "-fno-builtin",
+            "-fno-tree-loop-distribute-patterns",
+            "-o",
+        ])
         .arg(&out)
         .arg(&src)
         .status()
         .expect("run cc");
     assert!(status.success(), "cc failed for {name}");
     out
+}
+
+/// Compile a tiny static program (no libc: one syscall in `_start`) with the system C
+/// compiler; returns its path. `body` is the C statements of `_start`, which may call
+/// `sys1(n, a)` and `sys3(n, a, b, c)`.
+pub fn tiny_static(dir: &Path, name: &str, body: &str) -> PathBuf {
+    compile_static(
+        dir,
+        name,
+        &format!(
+            "static long sys1(long n, long a) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
+             static long sys3(long n, long a, long b, long c) {{ long r; __asm__ volatile (\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a), \"S\"(b), \"d\"(c) : \"rcx\", \"r11\", \"memory\"); return r; }}\n\
+             void _start(void) {{ {body} for (;;) sys1(60, 0); }}\n"
+        ),
+    )
+}
+
+/// Whether `prog` is in a directory of `$PATH`.
+pub fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).exists()))
+        .unwrap_or(false)
+}
+
+/// The installed version of the Debian package `package` (`dpkg-query -W`), or "?".
+pub fn dpkg_version(package: &str) -> String {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", package])
+        .stderr(Stdio::null())
+        .output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The median of `v` (sorted in place); 0 for none.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// arje-init in subreaper mode on a socket in `dir`, started and ready.
@@ -60,9 +103,14 @@ pub fn run_dir() -> tempfile::TempDir {
 
 impl Daemon {
     pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_bin(&bin_dir().join("arje-init"), dir, extra)
+    }
+
+    /// [`Daemon::start`] with the arje-init at `bin` (e.g. a static build).
+    pub fn start_bin(bin: &Path, dir: &Path, extra: &[&str]) -> Daemon {
         let socket = dir.join("control.sock");
         let run = run_dir();
-        let mut child = Command::new(bin_dir().join("arje-init"))
+        let mut child = Command::new(bin)
             .arg("--subreaper")
             .arg("--socket")
             .arg(&socket)
@@ -124,7 +172,11 @@ impl Client {
             version: PROTOCOL_VERSION,
             client: "bench".into(),
         };
-        assert!(matches!(c.call(&hello), Response::Hello { .. }));
+        let answer = c.call(&hello);
+        assert!(
+            matches!(answer, Response::Hello { .. }),
+            "Hello answered with {answer:?}"
+        );
         c
     }
     pub fn send(&mut self, req: &Request) {

@@ -15,6 +15,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use arje_bench::procfs::slab_kib;
 use arje_bench::{tiny_static, us};
 use arje_runtime::parts::{ExecPlan, Spawner};
 
@@ -27,15 +28,6 @@ fn spawner(copy: bool) -> Spawner {
         s.copy_fd_table();
     }
     s
-}
-
-/// `Slab:` of /proc/meminfo, in KiB.
-fn slab_kib() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Slab:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("Slab: in /proc/meminfo")
 }
 
 /// Start `n` pause children with `spawner` while holding 3 fds per child; the slab

@@ -3,13 +3,15 @@
 //!
 //! The service is a tiny static program that, as it starts, reads CLOCK_MONOTONIC and
 //! writes that time and its pid into the FIFO `started` in its working directory, then
-//! pauses. Each round kills every supervisor's service with SIGKILL, one after the
+//! pauses (`arje_bench::stamp`). Each round kills every supervisor's service with SIGKILL, one after the
 //! other, recording CLOCK_MONOTONIC just before the kill, and reads the successor's
 //! start time from the FIFO: the latency is the successor's time minus the kill's. Both
 //! clocks are the same kernel clock, read in two processes.
 //!
 //! Each supervisor at its lowest delay: runit and s6 restart at once a service that ran
-//! one second or more (and wait a second otherwise, which cannot be set lower), arje
+//! one second or more (and wait a second otherwise, which cannot be set lower; s6 without
+//! a `notification-fd`, as here, waits the second always: `peers.rs` measures s6 with the
+//! fd, where a service that said it was ready restarts at once), arje
 //! restarts at once one that ran `min_uptime` (set to 1 s here too, so the rounds are
 //! the same for all). So every round first lets each service run past 1 s.
 //!
@@ -17,93 +19,28 @@
 //! restart [ROUNDS]` (default 30); runit and s6 come from the distribution
 //! (`apt-get install runit s6`), and a missing one is skipped with a note.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use arje_bench::{tiny_static, Daemon};
-
-/// The service: stamp (seconds, nanoseconds, pid) into ./started, then pause.
-const STAMP: &str = r#"
-    long t[3];
-    sys3(228, 1, (long)t, 0);
-    t[2] = sys3(39, 0, 0, 0);
-    long fd = sys3(2, (long)"started", 1, 0);
-    sys3(1, fd, (long)t, 24);
-    sys3(3, fd, 0, 0);
-    for (;;) sys1(34, 0);
-"#;
+use arje_bench::stamp::{build_service, monotonic_ns, Stamps};
+use arje_bench::{dpkg_version, median, on_path, Daemon};
 
 struct Peer {
     name: String,
-    fifo: File,
+    stamps: Stamps,
     pid: i32,
     _supervisor: Option<Child>,
     _arje: Option<Daemon>,
     latencies_us: Vec<f64>,
 }
 
-fn monotonic_ns() -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-}
-
-/// A service directory with the FIFO, opened read-write (so it never sees EOF and the
-/// writer's open never blocks).
-fn service_dir(root: &Path, name: &str) -> (PathBuf, File) {
+/// A service directory with its own FIFO `started`.
+fn service_dir(root: &Path, name: &str) -> (PathBuf, Stamps) {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join("started");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&fifo)
-        .unwrap();
-    (dir, f)
-}
-
-/// The next stamp: (CLOCK_MONOTONIC ns, pid).
-fn next_stamp(fifo: &mut File) -> (i128, i32) {
-    let mut b = [0u8; 24];
-    fifo.read_exact(&mut b).unwrap();
-    let word = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
-    (
-        word(0) as i128 * 1_000_000_000 + word(1) as i128,
-        word(2) as i32,
-    )
-}
-
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).exists()))
-        .unwrap_or(false)
-}
-
-fn version(cmd: &str) -> String {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f", "${Version}", cmd])
-        .output();
-    out.ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "?".into())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let stamps = Stamps::create(&dir.join("started"));
+    (dir, stamps)
 }
 
 fn main() {
@@ -119,12 +56,12 @@ fn main() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let stamp = tiny_static(root, "stamp", STAMP);
+    let stamp = build_service(root, "stamp");
     let mut peers: Vec<Peer> = Vec::new();
 
     // arje: one service, restart always, min_uptime 1 s.
     {
-        let (dir, mut fifo) = service_dir(root, "arje");
+        let (dir, mut stamps) = service_dir(root, "arje");
         let cards = root.join("cards");
         std::fs::create_dir_all(&cards).unwrap();
         std::fs::write(
@@ -137,10 +74,10 @@ fn main() {
         )
         .unwrap();
         let daemon = Daemon::start(root, &["--cards", cards.to_str().unwrap()]);
-        let (_, pid) = next_stamp(&mut fifo);
+        let pid = stamps.read().pid;
         peers.push(Peer {
             name: format!("arje {}", env!("CARGO_PKG_VERSION")),
-            fifo,
+            stamps,
             pid,
             _supervisor: None,
             _arje: Some(daemon),
@@ -152,7 +89,7 @@ fn main() {
             println!("{label}: {prog} not installed (apt-get install {label}); skipped");
             continue;
         }
-        let (dir, mut fifo) = service_dir(root, label);
+        let (dir, mut stamps) = service_dir(root, label);
         std::os::unix::fs::symlink(&stamp, dir.join("run")).unwrap();
         let child = Command::new(prog)
             .arg(&dir)
@@ -161,10 +98,10 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {prog}: {e}"));
-        let (_, pid) = next_stamp(&mut fifo);
+        let pid = stamps.read().pid;
         peers.push(Peer {
-            name: format!("{label} {} ({prog})", version(label)),
-            fifo,
+            name: format!("{label} {} ({prog})", dpkg_version(label)),
+            stamps,
             pid,
             _supervisor: Some(child),
             _arje: None,
@@ -179,9 +116,9 @@ fn main() {
             let t0 = monotonic_ns();
             // SAFETY: kill(2) of the service's current pid, read from its own stamp.
             unsafe { libc::kill(p.pid, libc::SIGKILL) };
-            let (t1, pid) = next_stamp(&mut p.fifo);
-            p.latencies_us.push((t1 - t0) as f64 / 1000.0);
-            p.pid = pid;
+            let next = p.stamps.read();
+            p.latencies_us.push((next.mono_ns - t0) as f64 / 1000.0);
+            p.pid = next.pid;
         }
     }
 
