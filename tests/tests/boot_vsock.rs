@@ -91,7 +91,9 @@ fn shuma(uds: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn test_host_drives_the_guest_over_vsock_create_logs_run_wait_poweroff() {
-    // Arrange: the device, then the guest with a vsock device and arje.vsock=1024.
+    // Arrange: the host's shuma, the device, then the guest with a vsock device and
+    // arje.vsock=1024.
+    arje_tests::host::ensure_binaries();
     let dir = tempfile::tempdir().unwrap();
     let control = dir.path().join("vhost.sock");
     let uds = dir.path().join("vm.vsock");
