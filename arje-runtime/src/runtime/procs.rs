@@ -224,6 +224,11 @@ impl Procs {
         self.orphans = None;
     }
 
+    /// Is `pid` the process of a command's run (a session leader of its own)?
+    pub fn is_run(&self, pid: i32) -> bool {
+        self.pids.contains_key(&pid)
+    }
+
     /// Is `pid` a command's run or a process a stop holds?
     pub fn holds(&self, pid: i32) -> bool {
         self.pids.contains_key(&pid)

@@ -84,11 +84,16 @@ pub(crate) fn attributable(procs: &[ProcStat], sid: i32) -> (Vec<ProcStat>, Vec<
 /// makes this likely, since it reaches the whole process group at once). The kernel
 /// moves them before the exit is visible, so reading arje's children again after a walk
 /// finds them; the walk goes on until a reading adds nothing.
-fn attributable_to(sid: i32) -> (Vec<ProcStat>, Vec<ProcStat>) {
-    walk_session(sid).unwrap_or_else(|| attributable(&sessions::all(), sid))
+///
+/// `is_run` names arje's children that are other commands' runs: each leads a session of
+/// its own, so it is never a member of this one, and its stat is not read. (With 1,000
+/// services, reading every child's stat on every reading of every stop's sweep made
+/// stopping them all take 28 s: 98.8% of arje's CPU in a profile.)
+fn attributable_to(sid: i32, is_run: impl Fn(i32) -> bool) -> (Vec<ProcStat>, Vec<ProcStat>) {
+    walk_session(sid, is_run).unwrap_or_else(|| attributable(&sessions::all(), sid))
 }
 
-fn walk_session(sid: i32) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
+fn walk_session(sid: i32, is_run: impl Fn(i32) -> bool) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
     /// Bounds the walk under a fork storm; a later sweep (at the kill, at the run's exit)
     /// looks again.
     const READINGS: usize = 16;
@@ -102,7 +107,7 @@ fn walk_session(sid: i32) -> Option<(Vec<ProcStat>, Vec<ProcStat>)> {
         left.extend(l);
         roots = sessions::children(me)?
             .into_iter()
-            .filter(|pid| !seen.contains(pid))
+            .filter(|pid| !seen.contains(pid) && (*pid == sid || !is_run(*pid)))
             .filter(|pid| sessions::stat(*pid).is_some_and(|p| p.sid == sid))
             .collect();
         if roots.is_empty() {
@@ -139,7 +144,8 @@ impl Runtime {
             .map(|s| (s.pid, s.start_ticks))
             .collect();
         let (workspace, name) = (cmd.workspace.clone(), cmd.spec.name.clone());
-        let (found, left) = attributable_to(sid);
+        let procs = &self.procs;
+        let (found, left) = attributable_to(sid, |pid| procs.is_run(pid));
         let mut new = Vec::new();
         for p in found
             .iter()
