@@ -116,6 +116,11 @@ impl Server {
             Some((at, _)) if now < at => {
                 timers.add_once(at, TimerAction::ConnDeadline(id));
             }
+            // Bytes wait unread: the client spoke in time and the loop was busy (a turn
+            // that stopped 1,000 services). Its event comes in this turn or the next.
+            Some(_) if waiting_input(&conn.stream) => {
+                timers.add_once(now + control::HELLO_TIMEOUT, TimerAction::ConnDeadline(id));
+            }
             Some((_, why)) => {
                 log::debug!("control: closing connection {id}: {why}");
                 if !conn.closing {
@@ -257,6 +262,16 @@ fn set_interest(reactor: &Reactor, id: ConnId, conn: &Conn) -> Interest {
         reactor.modify(conn.fd(), Token::Conn(id), want);
     }
     want
+}
+
+/// Has the peer sent bytes that are not read yet?
+fn waiting_input(stream: &UnixStream) -> bool {
+    use rustix::net::RecvFlags;
+    let mut byte = [0u8; 1];
+    matches!(
+        rustix::net::recv(stream, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Ok((n, _)) if n > 0
+    )
 }
 
 impl Server {

@@ -641,6 +641,34 @@ fn greeted(rt: &mut Runtime, socket: &std::path::Path) -> std::os::unix::net::Un
 }
 
 #[test]
+fn test_hello_waiting_unread_at_the_deadline_is_not_closed() {
+    // Arrange: a client that sent its Hello while the loop was busy: the bytes wait in
+    // the socket, unread, when the deadline comes (a turn that stopped 1,000 services
+    // took longer than the 5 s a Hello may take).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let mut c = std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).unwrap();
+    turn_until(&mut rt, |rt| rt.server.len() == 1);
+    send_frame(
+        &mut c,
+        &Request::Hello {
+            version: shuma_card::protocol::PROTOCOL_VERSION,
+            client: "late".into(),
+        },
+    );
+
+    // Act: the deadline fires before the connection's event is handled.
+    rt.fire_timers(Instant::now() + Duration::from_secs(6));
+
+    // Assert: still open, and the Hello is answered once read.
+    assert_eq!(rt.server.len(), 1, "a client that spoke in time was closed");
+    let mut first = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    turn_until(&mut rt, |_| rustix::net::recv(&c, &mut first, flags).is_ok());
+    assert!(matches!(read_frame(&mut c), Some(Response::Hello { .. })));
+}
+
+#[test]
 fn test_silent_connection_closed_at_the_hello_deadline() {
     // Arrange: a client that connects and says nothing.
     let dir = tempfile::tempdir().unwrap();
