@@ -126,3 +126,65 @@ stop_grace = "2s"
     unsafe { libc::kill(session, libc::SIGKILL) };
     assert!(still, "the session {session} died with the restart");
 }
+
+/// A delegated directory in this host's cgroup2 hierarchy (as host_cgroups.rs finds it).
+fn cgroup_root(tag: &str) -> std::path::PathBuf {
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let base = if unified.join("cgroup.procs").exists() {
+        unified.to_path_buf()
+    } else {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    };
+    let dir = base.join(format!("arje-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a writable cgroup2 hierarchy (ENVIRONMENT.md)");
+    dir
+}
+
+/// Restart `km/daemon` (whose card sets `kill_mode` as `mode`, in a leaf cgroup) and
+/// say whether the session it started (setsid: out of its process group) survived.
+fn session_survives_restart(mode: &str) -> bool {
+    let root = cgroup_root(mode);
+    let d = Daemon::start_with(&[], &["--cgroup-root", root.to_str().unwrap()]);
+    let card = format!(
+        "[workspace]\nname = \"km\"\n\n[[service]]\nname = \"daemon\"\nargv = [\"/bin/sh\", \"-c\", \"setsid sleep 1000 & echo session $!; exec sleep 1000\"]\nenv = {{ PATH = \"/bin:/usr/bin\" }}\nkill_mode = \"{mode}\"\nstop_grace = \"2s\"\n"
+    );
+    let created = d.ws_create("km.toml", &card);
+    assert!(created.status.success(), "{}", err(&created));
+    let line = d.wait_lines("km", "daemon", 1).remove(0);
+    let session: i32 = line
+        .strip_prefix("session ")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let restarted = d.shuma(&["restart", "km/daemon"]);
+    assert!(restarted.status.success(), "{}", err(&restarted));
+    d.events_until(
+        2,
+        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "daemon"),
+    );
+    let survived = alive(session);
+    // SAFETY: signalling a process this test's service started.
+    unsafe { libc::kill(session, libc::SIGKILL) };
+    assert_eq!(d.stop(), Some(0));
+    for sub in ["arje/km", "arje", "arje-init", ""] {
+        let _ = std::fs::remove_dir(root.join(sub));
+    }
+    survived
+}
+
+#[test]
+fn test_kill_mode_control_group_restart_ends_what_left_the_process_group() {
+    assert!(
+        !session_survives_restart("control-group"),
+        "a control-group stop left a setsid'd process of the run alive"
+    );
+}
+
+#[test]
+fn test_kill_mode_process_with_cgroups_restart_keeps_the_session() {
+    assert!(
+        session_survives_restart("process"),
+        "kill_mode = \"process\" killed the session"
+    );
+}

@@ -257,6 +257,7 @@ impl Runtime {
             }
             Action::SendStop { signal, grace } => {
                 self.signal_run(id, signal);
+                self.signal_leaf(id, signal);
                 self.sweep_session(id, signal);
                 if let Some(cmd) = self.table.commands.get_mut(&id) {
                     cmd.stragglers_kill_at = Some(now + grace);
@@ -313,6 +314,30 @@ impl Runtime {
         }
         if let Some(sig) = RSignal::from_named_raw(signal) {
             let _ = rustix::process::pidfd_send_signal(&run.pidfd, sig);
+        }
+    }
+
+    /// Send `signal` to every other process of the run's leaf cgroup (those that left
+    /// its process group: an ssh session calls setsid), as systemd's `KillMode=
+    /// control-group` stop does; not with `kill_mode = "process"`.
+    fn signal_leaf(&self, id: CommandId, signal: i32) {
+        let Some(cmd) = self.table.commands.get(&id) else {
+            return;
+        };
+        let Some(run) = cmd.run.as_ref() else { return };
+        let Some(leaf) = run.leaf.as_ref() else {
+            return;
+        };
+        if cmd.spec.kill_mode != shuma_card::KillMode::ControlGroup {
+            return;
+        }
+        let Ok(sig) = nix::sys::signal::Signal::try_from(signal) else {
+            return;
+        };
+        for pid in leaf.procs().unwrap_or_default() {
+            if pid != run.pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            }
         }
     }
 

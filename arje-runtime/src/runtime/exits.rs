@@ -118,6 +118,21 @@ impl Runtime {
                 }
             }
         }
+        // A stop ends the whole run (`kill_mode = "control-group"`): what is left in its
+        // leaf when the main process has exited got the stop signal with it and had as
+        // long; it goes now, as systemd's stop of a unit ends its cgroup. (An exit that
+        // is not a stop leaves them: a daemon that forked away from its task lives on.)
+        if matches!(cmd.sup.state, crate::supervise::State::Stopping { .. })
+            && cmd.spec.kill_mode == shuma_card::KillMode::ControlGroup
+        {
+            if let Some(leaf) = run.as_ref().and_then(|r| r.leaf.as_ref()) {
+                if leaf.populated().unwrap_or(false) {
+                    if let Err(e) = leaf.kill() {
+                        log::warn!("{e}");
+                    }
+                }
+            }
+        }
         let (ws, workspace, name) = (cmd.ws, cmd.workspace.clone(), cmd.spec.name.clone());
         // What the process wrote before it exited is in its pipes now: read it before
         // anyone learns of the exit, so `run --wait` then `logs` sees all of it.

@@ -664,7 +664,9 @@ fn test_hello_waiting_unread_at_the_deadline_is_not_closed() {
     assert_eq!(rt.server.len(), 1, "a client that spoke in time was closed");
     let mut first = [0u8; 1];
     let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-    turn_until(&mut rt, |_| rustix::net::recv(&c, &mut first, flags).is_ok());
+    turn_until(&mut rt, |_| {
+        rustix::net::recv(&c, &mut first, flags).is_ok()
+    });
     assert!(matches!(read_frame(&mut c), Some(Response::Hello { .. })));
 }
 
