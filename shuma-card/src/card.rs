@@ -66,6 +66,12 @@ impl std::error::Error for CardError {}
 
 /// Read and load the card at `path`; errors name the path as given.
 pub fn load_file(path: &Path) -> Result<WorkspaceSpec, CardError> {
+    let (src, file) = read_capped(path)?;
+    load_str(&src, &file)
+}
+
+/// The text of the file at `path` (at most [`MAX_CARD_BYTES`]) and its name as given.
+fn read_capped(path: &Path) -> Result<(String, String), CardError> {
     let file = path.display().to_string();
     let io_err = |message: String| CardError {
         file: file.clone(),
@@ -85,28 +91,13 @@ pub fn load_file(path: &Path) -> Result<WorkspaceSpec, CardError> {
             "card is larger than {MAX_CARD_BYTES} bytes"
         )));
     }
-    load_str(&src, &file)
+    Ok((src, file))
 }
 
 /// Read the `[[pipeline]]` tables of a file (and nothing else), as `shuma pipeline save`
 /// does; errors name the path as given.
 pub fn load_pipelines_file(path: &Path) -> Result<Vec<crate::PipelineSpec>, CardError> {
-    let file = path.display().to_string();
-    let io_err = |message: String| CardError {
-        file: file.clone(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message,
-    };
-    let f = std::fs::File::open(path).map_err(|e| io_err(format!("cannot open: {e}")))?;
-    let mut src = String::new();
-    f.take(MAX_CARD_BYTES + 1)
-        .read_to_string(&mut src)
-        .map_err(|e| io_err(format!("cannot read: {e}")))?;
-    if src.len() as u64 > MAX_CARD_BYTES {
-        return Err(io_err(format!("larger than {MAX_CARD_BYTES} bytes")));
-    }
+    let (src, file) = read_capped(path)?;
     load_pipelines_str(&src, &file)
 }
 

@@ -411,3 +411,13 @@ pub fn out(o: &Output) -> String {
 pub fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Is `pid` a live process? A zombie is not: it has exited, and the one left to reap it
+/// may be arje itself (an orphan of the service reparented to it), which need not have
+/// done so by the time `ws stop` answers.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}

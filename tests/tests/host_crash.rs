@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use arje_tests::faults::KillAtReply;
-use arje_tests::host::{err, Daemon};
+use arje_tests::host::{alive, err, Daemon};
 use shuma_card::protocol::{Request, Response};
 use shuma_card::{CommandKind, CommandSpec, EventKind, WorkspaceSpec};
 
@@ -112,16 +112,6 @@ fn test_kill9_after_nth_acknowledged_reply_loses_nothing_acknowledged() {
         drop(c);
         drop(second);
     }
-}
-
-/// Is `pid` a live process? A zombie is not: it has exited, and the one left to reap it
-/// may be arje itself (an orphan of the service reparented to it), which need not have
-/// done so by the time `ws stop` answers.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
 }
 
 /// The `n` pids the service `svc` of workspace `ws` prints as `pid=N` lines.

@@ -2,7 +2,7 @@
 //! per-service directories made with owner and mode, and `kill_mode = "process"`, which
 //! stops only the main process so what it started (an ssh session) outlives a restart.
 
-use arje_tests::host::{err, out, Daemon};
+use arje_tests::host::{alive, err, out, Daemon};
 use shuma_card::EventKind;
 
 fn exited(k: &EventKind, name: &str) -> bool {
@@ -75,56 +75,12 @@ fn test_runtime_directory_through_a_symlink_is_refused() {
     );
 }
 
-/// Is `pid` alive (not a zombie)?
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn test_kill_mode_process_restart_leaves_what_the_service_started() {
-    // Arrange: a service that starts a child of its own (a "session") and reports it.
-    let d = Daemon::start();
-    let card = r#"
-[workspace]
-name = "km"
-
-[[service]]
-name = "daemon"
-argv = ["/bin/sh", "-c", "sleep 1000 & echo session $!; exec sleep 1000"]
-kill_mode = "process"
-stop_grace = "2s"
-"#;
-    let created = d.ws_create("km.toml", card);
-    assert!(created.status.success(), "{}", err(&created));
-    let line = d.wait_lines("km", "daemon", 1).remove(0);
-    let session: i32 = line
-        .strip_prefix("session ")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-
-    // Act
-    let restarted = d.shuma(&["restart", "km/daemon"]);
-    assert!(restarted.status.success(), "{}", err(&restarted));
-    d.events_until(
-        2,
-        |k| matches!(k, EventKind::CommandStarted { command, .. } if command == "daemon"),
+    assert!(
+        session_survives_restart("process", false),
+        "kill_mode = \"process\" killed the session (no cgroups)"
     );
-
-    // Assert: the main process was stopped and started again; its session was not.
-    let still = alive(session);
-    // SAFETY: signalling a process this test's service started.
-    unsafe { libc::kill(session, libc::SIGKILL) };
-    assert!(still, "the session {session} died with the restart");
 }
 
 /// A delegated directory in this host's cgroup2 hierarchy (as host_cgroups.rs finds it).
@@ -140,11 +96,16 @@ fn cgroup_root(tag: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Restart `km/daemon` (whose card sets `kill_mode` as `mode`, in a leaf cgroup) and
-/// say whether the session it started (setsid: out of its process group) survived.
-fn session_survives_restart(mode: &str) -> bool {
-    let root = cgroup_root(mode);
-    let d = Daemon::start_with(&[], &["--cgroup-root", root.to_str().unwrap()]);
+/// Restart `km/daemon` (whose card sets `kill_mode` as `mode`; in a leaf cgroup with
+/// `cgroups`) and say whether the session it started (setsid: out of its process group)
+/// survived.
+fn session_survives_restart(mode: &str, cgroups: bool) -> bool {
+    let root = cgroups.then(|| cgroup_root(mode));
+    let extra: Vec<&str> = match &root {
+        Some(r) => vec!["--cgroup-root", r.to_str().unwrap()],
+        None => Vec::new(),
+    };
+    let d = Daemon::start_with(&[], &extra);
     let card = format!(
         "[workspace]\nname = \"km\"\n\n[[service]]\nname = \"daemon\"\nargv = [\"/bin/sh\", \"-c\", \"setsid sleep 1000 & echo session $!; exec sleep 1000\"]\nenv = {{ PATH = \"/bin:/usr/bin\" }}\nkill_mode = \"{mode}\"\nstop_grace = \"2s\"\n"
     );
@@ -167,8 +128,10 @@ fn session_survives_restart(mode: &str) -> bool {
     // SAFETY: signalling a process this test's service started.
     unsafe { libc::kill(session, libc::SIGKILL) };
     assert_eq!(d.stop(), Some(0));
-    for sub in ["arje/km", "arje", "arje-init", ""] {
-        let _ = std::fs::remove_dir(root.join(sub));
+    if let Some(root) = &root {
+        for sub in ["arje/km", "arje", "arje-init", ""] {
+            let _ = std::fs::remove_dir(root.join(sub));
+        }
     }
     survived
 }
@@ -176,7 +139,7 @@ fn session_survives_restart(mode: &str) -> bool {
 #[test]
 fn test_kill_mode_control_group_restart_ends_what_left_the_process_group() {
     assert!(
-        !session_survives_restart("control-group"),
+        !session_survives_restart("control-group", true),
         "a control-group stop left a setsid'd process of the run alive"
     );
 }
@@ -184,7 +147,7 @@ fn test_kill_mode_control_group_restart_ends_what_left_the_process_group() {
 #[test]
 fn test_kill_mode_process_with_cgroups_restart_keeps_the_session() {
     assert!(
-        session_survives_restart("process"),
+        session_survives_restart("process", true),
         "kill_mode = \"process\" killed the session"
     );
 }
