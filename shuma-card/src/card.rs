@@ -330,6 +330,20 @@ impl<'a> Loader<'a> {
         Ok(spec)
     }
 
+    /// `restart`: "never", "on-failure" or "always" (a service's and a pipeline's).
+    fn restart_policy(
+        &self,
+        value: &Spanned<Node>,
+        field: &str,
+    ) -> Result<RestartPolicy, CardError> {
+        let policies = [
+            RestartPolicy::Never,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ];
+        Ok(policies[self.choice(value, field, &["never", "on-failure", "always"])?])
+    }
+
     fn command(
         &mut self,
         node: &Spanned<Node>,
@@ -378,13 +392,7 @@ impl<'a> Loader<'a> {
             match key {
                 "name" => {}
                 "argv" => cmd.argv = self.strings(argv_node, path, "argv", at)?,
-                "restart" => {
-                    cmd.restart = [
-                        RestartPolicy::Never,
-                        RestartPolicy::OnFailure,
-                        RestartPolicy::Always,
-                    ][self.choice(value, f, &["never", "on-failure", "always"])?]
-                }
+                "restart" => cmd.restart = self.restart_policy(value, f)?,
                 "backoff" => {
                     let backoff = self.table(value, f)?;
                     self.check_keys(backoff, &["initial", "max"], f)?;

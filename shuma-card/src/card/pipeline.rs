@@ -21,7 +21,7 @@ use super::fields::{get, join};
 use super::tree::Node;
 use super::{CardError, Loader, SpecError};
 use crate::pipeline::{Edge, PipelineSpec};
-use crate::spec::{CommandKind, RestartPolicy};
+use crate::spec::CommandKind;
 
 const PIPELINE_KEYS: &[&str] = &[
     "name",
@@ -89,13 +89,7 @@ impl Loader<'_> {
                             .push(Edge::parse(&text).map_err(|e| self.error(item.span(), &fj, e))?);
                     }
                 }
-                "restart" => {
-                    p.restart = [
-                        RestartPolicy::Never,
-                        RestartPolicy::OnFailure,
-                        RestartPolicy::Always,
-                    ][self.choice(value, f, &["never", "on-failure", "always"])?]
-                }
+                "restart" => p.restart = self.restart_policy(value, f)?,
                 "backoff" => {
                     let backoff = self.table(value, f)?;
                     self.check_keys(backoff, &["initial", "max"], f)?;
