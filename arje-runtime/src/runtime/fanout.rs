@@ -269,7 +269,11 @@ impl Fanout {
                     }
                 }
             }
-            let due = d.reported_at.is_none_or_past(now);
+            // At most one report per edge every DROP_REPORT_EVERY.
+            let due = match d.reported_at {
+                None => true,
+                Some(t) => now.saturating_duration_since(t) >= DROP_REPORT_EVERY,
+            };
             if d.unreported > 0 && (due || ended) {
                 moved
                     .dropped
@@ -304,20 +308,6 @@ impl Fanout {
 
     fn finished(&self) -> bool {
         self.src.is_none() && self.dests.iter().all(|d| d.fd.is_none())
-    }
-}
-
-/// `None`, or an instant at least [`DROP_REPORT_EVERY`] before `now`.
-trait DueBy {
-    fn is_none_or_past(&self, now: Instant) -> bool;
-}
-
-impl DueBy for Option<Instant> {
-    fn is_none_or_past(&self, now: Instant) -> bool {
-        match self {
-            None => true,
-            Some(t) => now.saturating_duration_since(*t) >= DROP_REPORT_EVERY,
-        }
     }
 }
 

@@ -86,16 +86,21 @@ impl Runtime {
             .values()
             .map(Into::into)
             .collect();
-        let pipeline_states: Vec<Vec<shuma_card::snapshot::PipelineState>> = self
+        // Built only for the workspaces that have pipelines: this runs on every turn that
+        // changed something, and most workspaces have none.
+        let pipeline_states: std::collections::HashMap<_, Vec<_>> = self
             .table
             .workspaces
             .values()
+            .filter(|ws| !ws.pipelines.is_empty())
             .map(|ws| {
-                ws.pipelines
+                let states = ws
+                    .pipelines
                     .iter()
                     .filter_map(|id| self.table.pipelines.get(id))
                     .map(|p| p.saved_state(now, now_unix))
-                    .collect()
+                    .collect();
+                (ws.id, states)
             })
             .collect();
         let head = SnapshotHead {
@@ -114,64 +119,59 @@ impl Runtime {
         let pipe_fd = move |c: &Command, is_err: bool| {
             capture.fd_of(&c.pipe_ids, is_err).filter(|_| for_reexec)
         };
-        let workspaces =
-            self.table
-                .workspaces
-                .values()
-                .zip(&pipeline_states)
-                .map(|(ws, pipelines)| WorkspaceParts {
-                    pipelines,
-                    id: ws.id.raw(),
-                    spec_bytes: &ws.spec_bytes,
-                    created_unix_ms: ws.created_unix_ms,
-                    stopping: ws.state != WsState::Running,
-                    commands: ws
-                        .commands
+        let workspaces = self.table.workspaces.values().map(|ws| WorkspaceParts {
+            pipelines: pipeline_states.get(&ws.id).map_or(&[], Vec::as_slice),
+            id: ws.id.raw(),
+            spec_bytes: &ws.spec_bytes,
+            created_unix_ms: ws.created_unix_ms,
+            stopping: ws.state != WsState::Running,
+            commands: ws
+                .commands
+                .iter()
+                // Every id of a workspace is in the command table (they are inserted and
+                // removed together); indexing keeps the iterator's exact length, so the
+                // encoder writes the count first instead of shifting the bytes after.
+                .map(move |id| &commands[id])
+                .map(move |c| CommandParts {
+                    id: c.id.raw(),
+                    name: &c.spec.name,
+                    restarts: c.sup.restarts,
+                    recent_restarts_unix_ms: c
+                        .sup
+                        .recent_restarts
                         .iter()
-                        // Every id of a workspace is in the command table (they are inserted and
-                        // removed together); indexing keeps the iterator's exact length, so the
-                        // encoder writes the count first instead of shifting the bytes after.
-                        .map(move |id| &commands[id])
-                        .map(move |c| CommandParts {
-                            id: c.id.raw(),
-                            name: &c.spec.name,
-                            restarts: c.sup.restarts,
-                            recent_restarts_unix_ms: c
-                                .sup
-                                .recent_restarts
-                                .iter()
-                                .map(move |t| unix_ms_of_instant(*t, now, now_unix)),
-                            last_exit: c.sup.last_exit,
-                            done: c.spec.kind == CommandKind::Task && c.sup.is_final(),
-                            failed: match &c.sup.state {
-                                State::Failed { reason } => Some(reason.as_str()),
-                                _ => None,
-                            },
-                            live: c.run.as_ref().map(|r| LiveProcess {
-                                pid: r.pid,
-                                start_time_ticks: r.start_time_ticks,
-                                started_unix_ms: r.started_unix_ms,
-                                stdout_fd: pipe_fd(c, false),
-                                stderr_fd: pipe_fd(c, true),
-                            }),
-                            ready: c.ready.ready,
-                            status: c.ready.status.as_deref(),
-                            // The command's readiness channel: its notify socket, or the read end
-                            // of its s6 notification pipe (a command has one or the other).
-                            notify_fd: c
-                                .ready
-                                .notify
-                                .as_ref()
-                                .map(|n| &n.fd)
-                                .or(c.ready.fd.as_ref())
-                                .map(std::os::fd::AsRawFd::as_raw_fd)
-                                .filter(|_| for_reexec),
-                        }),
-                    stats: ws
-                        .stats
-                        .iter()
-                        .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS)),
-                });
+                        .map(move |t| unix_ms_of_instant(*t, now, now_unix)),
+                    last_exit: c.sup.last_exit,
+                    done: c.spec.kind == CommandKind::Task && c.sup.is_final(),
+                    failed: match &c.sup.state {
+                        State::Failed { reason } => Some(reason.as_str()),
+                        _ => None,
+                    },
+                    live: c.run.as_ref().map(|r| LiveProcess {
+                        pid: r.pid,
+                        start_time_ticks: r.start_time_ticks,
+                        started_unix_ms: r.started_unix_ms,
+                        stdout_fd: pipe_fd(c, false),
+                        stderr_fd: pipe_fd(c, true),
+                    }),
+                    ready: c.ready.ready,
+                    status: c.ready.status.as_deref(),
+                    // The command's readiness channel: its notify socket, or the read end
+                    // of its s6 notification pipe (a command has one or the other).
+                    notify_fd: c
+                        .ready
+                        .notify
+                        .as_ref()
+                        .map(|n| &n.fd)
+                        .or(c.ready.fd.as_ref())
+                        .map(std::os::fd::AsRawFd::as_raw_fd)
+                        .filter(|_| for_reexec),
+                }),
+            stats: ws
+                .stats
+                .iter()
+                .skip(ws.stats.len().saturating_sub(SNAPSHOT_STATS)),
+        });
         encode_parts(&head, workspaces, &mut self.store.buf);
     }
 
