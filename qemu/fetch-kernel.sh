@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fetches Debian's current amd64 kernel package once and extracts it under
 # build/kernel/. Prints the kernel directory's path on stdout: it holds `vmlinuz`
-# (a stable link to boot/vmlinuz-*), `version`, and the module tree lib/modules/<version>.
+# (a stable link to boot/vmlinuz-*), `version`, the kernel's build configuration
+# `config-<version>` (Debian's mkinitramfs reads it: qemu/make-debian.sh --initrd), and
+# the module tree lib/modules/<version>.
 #
 # Only the one package the metapackage linux-image-amd64 depends on is downloaded:
 # `apt-get download linux-image-6.1.0-*` with a glob would fetch every version.
@@ -11,7 +13,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARJE_BUILD_DIR:-$root/build}"
 dest="$build/kernel"
 
-if [[ -f "$dest/version" && -e "$dest/vmlinuz" ]]; then
+if [[ -f "$dest/version" && -e "$dest/vmlinuz" && -f "$dest/config-$(cat "$dest/version")" ]]; then
     echo "$dest"
     exit 0
 fi
@@ -45,6 +47,7 @@ version="${vmlinuz##*/vmlinuz-}"
 rm -rf "$dest.tmp"
 mkdir -p "$dest.tmp/lib/modules"
 mv "$vmlinuz" "$dest.tmp/vmlinuz-$version"
+mv "$work/x/boot/config-$version" "$dest.tmp/config-$version"
 ln -s "vmlinuz-$version" "$dest.tmp/vmlinuz"
 mv "$work/x/lib/modules/$version" "$dest.tmp/lib/modules/$version"
 echo "$version" >"$dest.tmp/version"

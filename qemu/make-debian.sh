@@ -21,7 +21,7 @@
 # Usage: qemu/make-debian.sh --base-only           (prints the cached tarball's path)
 #        qemu/make-debian.sh --out IMG --bin DIR --authorized-key FILE
 #                            [--cards DIR] [--kernel-dir DIR] [--label L] [--size 1G]
-#                            [--hostname NAME] [--systemd]
+#                            [--hostname NAME] [--systemd] [--initrd OUT]
 #   --bin DIR            static arje-init and shuma (scripts/build-static.sh's output)
 #   --authorized-key F   an ssh public key, root's only authorized key
 #   --cards DIR          the hand-written cards (default qemu/debian/cards: the network)
@@ -31,6 +31,11 @@
 #                        the same machine with
 #                        init=/lib/systemd/systemd as a comparison (qemu/bench-debian.sh);
 #                        a base of its own in the cache
+#   --initrd OUT         also make Debian's own initramfs for the kernel, in the image
+#                        (`mkinitramfs` in a chroot of the stage, /boot/initrd.img-VERSION
+#                        beside /boot/vmlinuz-VERSION, as a Debian machine has them) and
+#                        copy it to OUT, for booting with `init=/usr/sbin/arje-init`
+#                        (docs/HOST.md, "Under the distribution's initramfs")
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,10 +43,13 @@ suite=bookworm
 variant=minbase
 # What the machine runs, beyond minbase (which has e2fsprogs, util-linux, hostname):
 # no ifupdown, no init system: arje's cards bring the network up with iproute2.
-packages=(openssh-server nginx-light cron iproute2 procps netbase)
+# initramfs-tools (with its udev and kmod): the distribution's own initramfs, made in the
+# image by `--initrd` for booting it with `init=/usr/sbin/arje-init`, as a Debian machine
+# installed the usual way has it.
+packages=(openssh-server nginx-light cron iproute2 procps netbase initramfs-tools)
 
 out="" bin="" key="" cards="$root/qemu/debian/cards" kernel_dir="" label="arje-debian"
-size="1G" hostname="arje-debian" base_only=0 with_systemd=0
+size="1G" hostname="arje-debian" base_only=0 with_systemd=0 initrd=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -54,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     --hostname) hostname="$2"; shift 2 ;;
     --base-only) base_only=1; shift ;;
     --systemd) with_systemd=1; shift ;;
+    --initrd) initrd="$2"; shift 2 ;;
     *) echo "qemu/make-debian.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -169,6 +178,8 @@ for n in poweroff reboot halt shutdown telinit; do
 done
 mkdir -p "$stage/etc/arje/cards"
 install -m 0644 "$cards"/*.toml "$stage/etc/arje/cards/"
+# arje's own cards for a host (a getty on the console), installed with arje-init.
+install -m 0644 "$root"/host/cards/*.toml "$stage/etc/arje/cards/"
 # The services' cards: Debian's own units, converted with no hand edit (docs/HOST.md, "What
 # remains as cards"). Exit 5 is a card written with notes (directives not translated,
 # listed on stderr and in the card); anything else is a failure.
@@ -187,14 +198,17 @@ done
 # The network card's `ip -batch` file.
 install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"
 
-# The NIC's driver: the root's arje-init loads /etc/arje/modules.order after the switch
-# (the initramfs already loaded virtio and ext4: those lines are EEXIST, which is fine).
-"$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net
+# The NIC's driver and the power button's: the root's arje-init loads
+# /etc/arje/modules.order once it runs on the root (arje's initramfs already loaded
+# virtio, ext4 and the button: those lines are EEXIST, which is fine; Debian's loaded
+# only the disk's).
+"$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net button evdev
+version="$(cat "$kernel_dir/version")"
 
 if [[ "$with_systemd" == 1 ]]; then
     # udev loads modules by alias through modules.dep: make it for what is there. udev
     # also renames eth0 by its slot (ens3), hence the two names in the .network file.
-    depmod -b "$stage" "$(cat "$kernel_dir/version")"
+    depmod -b "$stage" "$version"
     mkdir -p "$stage/etc/systemd/network"
     printf '[Match]\nName=eth0 en*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
         >"$stage/etc/systemd/network/10-eth0.network"
@@ -229,8 +243,49 @@ sed -i "s/@LABEL@/$label/" "$stage/etc/fstab"
 head -c 16M /dev/urandom >"$stage/swapfile"
 chmod 0600 "$stage/swapfile"
 mkswap -q "$stage/swapfile" >&2
+# A cron job for the test: every minute a line on the console, which the test awaits
+# (cron's own log line of the job reaches arje's journal through /dev/log).
+echo '* * * * * root echo "arje-test: cron ran a job" >/dev/console' >"$stage/etc/cron.d/arje-test"
+chmod 0644 "$stage/etc/cron.d/arje-test"
+# Kernel settings: arje-init applies sysctl.d at boot as systemd-sysctl does, procps's
+# own /usr/lib/sysctl.d/99-protect-links.conf among them. For the test, a package's file
+# hidden by the administrator's of the same name, and a key this kernel lacks, allowed
+# to fail by its leading '-'.
+printf 'kernel.domainname = from-usr-lib\n' >"$stage/usr/lib/sysctl.d/60-arje-test.conf"
+printf 'kernel.domainname = arje-test\n-kernel.arje_no_such_key = 1\n' >"$stage/etc/sysctl.d/60-arje-test.conf"
 install -d -m 0700 "$stage/root/.ssh"
 install -m 0600 "$key" "$stage/root/.ssh/authorized_keys"
+
+if [[ -n "$initrd" ]]; then
+    # Debian's initramfs for this kernel, made as its kernel package's postinst makes it:
+    # mkinitramfs in the machine itself (a chroot of the stage, its /dev, /proc and /sys
+    # mounted in a mount namespace of its own, gone when it ends), last, so that its fsck
+    # hook finds the root's type in /etc/fstab. It holds only the
+    # modules the root needs (MODULES=list): the disk's and ext4's, copied into the
+    # stage with their dependencies (initramfs/modules.sh's default roots).
+    # (Into a directory of its own: its modules.order is not the root's.)
+    mods="$(mktemp -d "${TMPDIR:-/tmp}/arje-mods.XXXXXX")"
+    "$root/initramfs/modules.sh" "$kernel_dir" "$mods" >/dev/null
+    cp -a "$mods/lib/." "$stage/lib/"
+    rm -rf "$mods"
+    cp "$kernel_dir/lib/modules/$version"/modules.{order,builtin,builtin.modinfo} \
+        "$stage/lib/modules/$version/"
+    depmod -b "$stage" "$version"
+    install -m 0644 "$kernel_dir/vmlinuz-$version" "$stage/boot/vmlinuz-$version"
+    install -m 0644 "$kernel_dir/config-$version" "$stage/boot/config-$version"
+    echo "MODULES=list" >"$stage/etc/initramfs-tools/conf.d/arje-test.conf"
+    printf '%s\n' virtio_pci virtio_blk crc32c_generic ext4 >>"$stage/etc/initramfs-tools/modules"
+    t0=$SECONDS
+    unshare --mount --propagation private -- bash -euc '
+        stage="$1" version="$2"
+        mount --rbind /dev "$stage/dev"
+        mount -t proc proc "$stage/proc"
+        mount -t sysfs sysfs "$stage/sys"
+        chroot "$stage" mkinitramfs -o "/boot/initrd.img-$version" "$version"
+    ' make-debian "$stage" "$version" >&2
+    cp "$stage/boot/initrd.img-$version" "$initrd"
+    log "Debian's initramfs for $version made in $((SECONDS - t0)) s: $(stat -c %s "$initrd") bytes, copied to $initrd"
+fi
 
 rm -f "$out"
 truncate -s "$size" "$out"

@@ -113,6 +113,7 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
         journal_max: args
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
+        journal_dir: None,
         vsock_port: None,
     };
     let mut runtime = match reexec::start(config, inherited) {

@@ -60,6 +60,11 @@ pub struct Config {
     /// Bound on the event journal on disk, in bytes ([`JOURNAL_MAX_DEFAULT`]); 0: in
     /// memory only. In the state directory (no durable one) at most [`JOURNAL_MAX_RUN`].
     pub journal_max: u64,
+    /// Where the event journal's `events/` goes when there is no durable directory, if
+    /// not in the state directory: a host's /var/lib/arje (arje-init on a real root),
+    /// so the journal outlives a reboot while the snapshot, which a host's cards
+    /// replace at every boot, does not.
+    pub journal_dir: Option<PathBuf>,
     /// Serve the control protocol on this AF_VSOCK port too (`arje.vsock=PORT`), with
     /// full access for the VM's host (docs/SECURITY.md).
     pub vsock_port: Option<u32>,

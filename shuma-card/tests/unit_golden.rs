@@ -115,3 +115,8 @@ fn test_golden_socket_unit_refused() {
 fn test_golden_target_between_converted_units_kept_as_order() {
     check("targets");
 }
+
+#[test]
+fn test_golden_after_a_converted_services_socket_is_after_the_service() {
+    check("socket-order");
+}

@@ -174,6 +174,10 @@ pub enum WsCommand {
         /// Grace before SIGKILL for every command, e.g. `2s` (default: each command's own).
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         grace: Option<u64>,
+        /// Stop it even if this shell runs inside it (an ssh session in sshd's
+        /// workspace), which ends this session too.
+        #[arg(long)]
+        force: bool,
     },
     /// Change limits of a running workspace, e.g. `memory_max=64M pids_max=32`.
     Set {

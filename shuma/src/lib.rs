@@ -9,6 +9,7 @@ mod client;
 mod cmd_table;
 mod commands;
 mod output;
+mod own_session;
 mod pipeline;
 mod ready;
 mod stream;

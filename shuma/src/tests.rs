@@ -174,7 +174,7 @@ fn test_refused_request_prints_daemon_message_verbatim_exit_1() {
 
     let outcome = shuma(
         &daemon.socket.clone(),
-        &["ws", "stop", "demo", "--grace", "2s"],
+        &["ws", "stop", "demo", "--grace", "2s", "--force"],
     );
 
     assert_eq!(outcome.code, 1);
@@ -1099,6 +1099,87 @@ fn test_ps_json_carries_readiness_fields_as_sent() {
     assert_eq!(value[0]["status"], "serving 12 clients");
     assert_eq!(value[1]["health"]["Failing"]["failures"], 3);
     assert_eq!(value[2]["waiting_for"], serde_json::json!(["db", "net/up"]));
+}
+
+/// A fake daemon for `ws stop`: its workspace `demo` has one command whose pid is
+/// `pid` and no cgroup; it answers the stop with Ok.
+fn ws_stop_daemon(pid: i32) -> FakeDaemon {
+    FakeDaemon::with(move |req| match req {
+        Request::WsShow { name } => Answer::Frames(vec![
+            Response::Workspace(Box::new(WorkspaceDetail {
+                info: WorkspaceInfo {
+                    cgroup: None,
+                    ..workspace_info(name)
+                },
+                spec: shuma_card::WorkspaceSpec {
+                    name: name.clone(),
+                    ..Default::default()
+                },
+                unenforced: vec![],
+            })),
+            Response::Commands(vec![CommandInfo {
+                pid: Some(pid),
+                ..command_info(1, "sshd", CmdState::Running, None)
+            }]),
+            Response::End,
+        ]),
+        Request::WsStop { .. } => Answer::Frames(vec![Response::Ok]),
+        _ => panic!("unexpected request {req:?}"),
+    })
+}
+
+#[test]
+fn test_ws_stop_of_the_workspace_this_shell_runs_in_is_refused_without_force() {
+    // Arrange: the workspace's command is this process's parent, as sshd is an ssh
+    // session's.
+    let daemon = ws_stop_daemon(nix::unistd::getppid().as_raw());
+
+    // Act
+    let outcome = shuma(&daemon.socket.clone(), &["ws", "stop", "demo"]);
+
+    // Assert
+    assert_eq!(outcome.code, 1);
+    let message = outcome.message.unwrap();
+    assert!(
+        message.starts_with("not stopping workspace demo: its command demo/sshd (pid "),
+        "{message}"
+    );
+    assert!(
+        message.contains("would end this session too; run `shuma ws stop --force demo`"),
+        "{message}"
+    );
+    assert!(
+        !daemon
+            .requests()
+            .iter()
+            .any(|r| matches!(r, Request::WsStop { .. })),
+        "the stop was sent"
+    );
+}
+
+#[test]
+fn test_ws_stop_force_and_ws_stop_from_outside_are_sent() {
+    for (args, pid) in [
+        (
+            &["ws", "stop", "demo", "--force"][..],
+            nix::unistd::getppid().as_raw(),
+        ),
+        (&["ws", "stop", "demo"][..], i32::MAX),
+    ] {
+        // Arrange
+        let daemon = ws_stop_daemon(pid);
+
+        // Act
+        let outcome = shuma(&daemon.socket.clone(), args);
+
+        // Assert
+        assert_eq!(outcome.code, 0, "{args:?}: {:?}", outcome.message);
+        assert_eq!(outcome.out, "stopped workspace demo\n");
+        assert!(daemon
+            .requests()
+            .iter()
+            .any(|r| matches!(r, Request::WsStop { .. })));
+    }
 }
 
 #[test]

@@ -27,12 +27,15 @@ pub fn ws(
         }
         WsCommand::Ls => ls(&mut connect()?, ctx),
         WsCommand::Show { name } => show(&mut connect()?, ctx, name),
-        WsCommand::Stop { name, grace } => {
+        WsCommand::Stop { name, grace, force } => {
             let req = Request::WsStop {
                 name: name.clone(),
                 grace_ms: grace,
             };
             let mut client = connect()?;
+            if !force {
+                refuse_own_session(&mut client, &name)?;
+            }
             client.send(&req)?;
             // The answer comes once every command has stopped, each within its grace.
             client.wait_without_timeout()?;
@@ -56,6 +59,31 @@ pub fn ws(
             set(&mut connect()?, ctx, name, settings)
         }
         WsCommand::Stats { name } => stats(&mut connect()?, ctx, name),
+    }
+}
+
+/// Refuses (exit 1, nothing sent) to stop the workspace this process runs in: over ssh
+/// that is sshd's, and stopping it ends the session that asked (own_session.rs). A
+/// workspace that does not exist is left to the stop request to report.
+fn refuse_own_session(client: &mut Client, name: &str) -> Result<()> {
+    let detail = match client.call(&Request::WsShow {
+        name: name.to_string(),
+    })? {
+        Response::Workspace(detail) => detail,
+        Response::Error { .. } => return Ok(()),
+        other => return Err(client.unexpected("Workspace", &other).into()),
+    };
+    let commands = client.command_pages()?;
+    match crate::own_session::why_inside(&detail, &commands) {
+        None => Ok(()),
+        Some(why) => Err(CliError::Refused {
+            code: shuma_card::protocol::ErrorCode::Denied,
+            message: format!(
+                "not stopping workspace {name}: {why}, so stopping it would end this session too; \
+                 run `shuma ws stop --force {name}` to stop it anyway"
+            ),
+        }
+        .into()),
     }
 }
 

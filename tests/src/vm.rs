@@ -60,6 +60,9 @@ pub struct VmOpts {
     /// Adds a virtio-serial port named `arje.status` whose output QEMU writes to this
     /// file.
     pub status_port: Option<PathBuf>,
+    /// Another initramfs than arje's (a distribution's own, with `init=` in `append`);
+    /// `None` is the test initramfs.
+    pub initrd: Option<PathBuf>,
 }
 
 impl VmOpts {
@@ -75,6 +78,7 @@ impl VmOpts {
             qemu_args: Vec::new(),
             debug_exit: false,
             status_port: None,
+            initrd: None,
         }
     }
 }
@@ -222,7 +226,7 @@ impl Vm {
             .arg("-kernel")
             .arg(&p.kernel)
             .arg("-initrd")
-            .arg(&p.initramfs)
+            .arg(opts.initrd.as_ref().unwrap_or(&p.initramfs))
             .arg("-append")
             // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check
             // can fail and panic the boot ("IO-APIC + timer doesn't work").

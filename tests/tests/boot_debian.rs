@@ -10,7 +10,8 @@
 //! machine as a user would: over ssh and http, through QEMU's user-mode network with
 //! `hostfwd`.
 //!
-//! Consoles: target/vm-logs/debian-boot1.log, debian-boot2.log. Figures are printed as
+//! Consoles: target/vm-logs/debian-boots.log (two boots: `reboot` over ssh between them),
+//! debian-initramfs-tools.log, debian-fsck-fails.log. Figures are printed as
 //! `figure: ...` lines (docs/HOST.md, "A Debian root").
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +31,9 @@ struct Machine {
     key: PathBuf,
     ssh_port: u16,
     http_port: u16,
+    /// Debian's own initramfs for the kernel, made in the image (`make-debian.sh
+    /// --initrd`): booted with `init=/usr/sbin/arje-init` instead of arje's initramfs.
+    initrd: Option<PathBuf>,
 }
 
 /// A port the kernel just gave out on 127.0.0.1 (the listener is closed again; QEMU
@@ -39,8 +43,9 @@ fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-/// An ssh key for the test, and the Debian image with its public half as root's key.
-fn make_machine(dir: &Path) -> Machine {
+/// An ssh key for the test, and the Debian image with its public half as root's key;
+/// with `debian_initrd`, also Debian's own initramfs (`mkinitramfs` in the image).
+fn make_machine(dir: &Path, debian_initrd: bool) -> Machine {
     let p = prepare();
     let key = dir.join("id_ed25519");
     let st = Command::new("ssh-keygen")
@@ -60,10 +65,18 @@ fn make_machine(dir: &Path) -> Machine {
     assert!(st.success(), "ssh-keygen failed: {st}");
 
     let disk = dir.join("debian.img");
+    let initrd = debian_initrd.then(|| dir.join("initrd.img"));
     let root = repo_root();
     let t0 = Instant::now();
-    let st = Command::new("bash")
-        .arg(root.join("qemu/make-debian.sh"))
+    let mut make = Command::new("bash");
+    if let Some(initrd) = &initrd {
+        make.arg(root.join("qemu/make-debian.sh"))
+            .arg("--initrd")
+            .arg(initrd);
+    } else {
+        make.arg(root.join("qemu/make-debian.sh"));
+    }
+    let st = make
         .arg("--out")
         .arg(&disk)
         .arg("--bin")
@@ -82,16 +95,24 @@ fn make_machine(dir: &Path) -> Machine {
         key,
         ssh_port: free_port(),
         http_port: free_port(),
+        initrd,
     }
 }
 
-fn boot(name: &str, m: &Machine) -> Vm {
+/// Boots the machine: through arje's initramfs, or through Debian's own with
+/// `init=/usr/sbin/arje-init` when the machine has one. With `allow_reboot`, a reboot of
+/// the guest boots it again in the same QEMU (one console log for both boots).
+fn boot(name: &str, m: &Machine, allow_reboot: bool) -> Vm {
+    // Read-only, so arje-init's fsck checks the root before it is remounted.
+    let mut append = format!("root=LABEL={LABEL} ro");
+    if m.initrd.is_some() {
+        append.push_str(" init=/usr/sbin/arje-init");
+    }
     Vm::boot(VmOpts {
         name: name.to_string(),
-        // Read-only, so arje-init's fsck checks the root before it is remounted.
-        append: format!("root=LABEL={LABEL} ro"),
+        append,
         disk: Some(m.disk.clone()),
-        allow_reboot: false,
+        allow_reboot,
         timeout: Duration::from_secs(boot_timeout_secs().max(300)),
         nic: Some(format!(
             "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:80",
@@ -100,6 +121,7 @@ fn boot(name: &str, m: &Machine) -> Vm {
         qemu_args: Vec::new(),
         debug_exit: false,
         status_port: None,
+        initrd: m.initrd.clone(),
     })
 }
 
@@ -185,16 +207,33 @@ fn http_get(m: &Machine) -> std::io::Result<String> {
 /// daemons listen on every address, and a connection forwarded before eth0 has its
 /// address is retried by QEMU's network until it has.
 fn boot_until_serving(name: &str, m: &Machine) -> Vm {
-    let mut vm = boot(name, m);
+    let mut vm = boot(name, m, false);
     seen_or_wait(&mut vm, "ssh/ssh ready");
-    let hostname = ssh_ok(&vm, m, "cat /etc/hostname");
+    serving(&vm, m, name, Instant::now() - vm.wall(), "QEMU started");
+    vm
+}
+
+/// [`boot_until_serving`] of a machine that was rebooted in the same QEMU: the next
+/// `ssh/ssh ready` on the console is the new boot's.
+fn serving_after_reboot(vm: &mut Vm, m: &Machine, label: &str) {
+    let t0 = Instant::now();
+    vm.wait_for("reboot: Restarting system")
+        .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+    vm.wait_for("ssh/ssh ready")
+        .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+    serving(vm, m, label, t0, "`reboot` was sent");
+}
+
+/// The ssh login and nginx's answer, with their times since `t0`.
+fn serving(vm: &Vm, m: &Machine, name: &str, t0: Instant, since: &str) {
+    let hostname = ssh_ok(vm, m, "cat /etc/hostname");
     eprintln!(
-        "figure: {name}: ssh login done at {:.1}s after QEMU started",
-        vm.wall().as_secs_f64()
+        "figure: {name}: ssh login done at {:.1}s after {since}",
+        t0.elapsed().as_secs_f64()
     );
     assert_eq!(hostname.trim(), HOSTNAME);
     ssh_ok(
-        &vm,
+        vm,
         m,
         "shuma wait-ready network eth0 && shuma wait-ready nginx nginx",
     );
@@ -206,15 +245,14 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
         )
     });
     eprintln!(
-        "figure: {name}: nginx answered at {:.1}s after QEMU started",
-        vm.wall().as_secs_f64()
+        "figure: {name}: nginx answered at {:.1}s after {since}",
+        t0.elapsed().as_secs_f64()
     );
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "{name}: nginx answered {answer:?}"
     );
     assert!(answer.contains("Welcome to nginx"), "{name}: {answer:?}");
-    vm
 }
 
 /// `poweroff` over ssh; the machine must power off and leave its root clean.
@@ -342,6 +380,23 @@ fn assert_host_duties(vm: &Vm, m: &Machine) {
     assert_console(vm, "on /mnt/absent: no device has LABEL=no-such-disk");
     assert_console(vm, "(nofail: the boot goes on)");
     assert_console(vm, "loopback lo up");
+    // sysctl.d: procps's 99-protect-links.conf (systemd-sysctl's job, which left
+    // fs.protected_regular at 0 before arje applied it), and the test's
+    // 60-arje-test.conf in /etc hiding /usr/lib's of the same name, its '-' key
+    // missing quietly.
+    let sysctl = ssh_ok(
+        vm,
+        m,
+        "sysctl -n fs.protected_regular fs.protected_fifos kernel.domainname",
+    );
+    assert_eq!(
+        sysctl, "2\n1\narje-test\n",
+        "sysctl.d not applied as expected"
+    );
+    assert_console(
+        vm,
+        "sysctl: 5 of 6 settings applied from 3 files (0 failed, 1 allowed to fail)",
+    );
 }
 
 /// The `shuma ps` line of command `name` (the NAME column).
@@ -443,13 +498,23 @@ fn test_debian_hand_written_cards_are_only_the_network() {
 }
 
 #[test]
-fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
+fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let m = make_machine(dir.path());
+    let m = make_machine(dir.path(), false);
+    let nonce = format!("arje-test-{}", std::process::id());
 
-    // Act + Assert: boot 1 (the first: machine id and random seed are made).
-    let mut vm = boot_until_serving("debian-boot1", &m);
+    // Act + Assert: boot 1 (the first: machine id and random seed are made), in a QEMU
+    // that lets the guest reboot.
+    let mut vm = boot("debian-boots", &m, true);
+    seen_or_wait(&mut vm, "ssh/ssh ready");
+    serving(
+        &vm,
+        &m,
+        "boot 1",
+        Instant::now() - vm.wall(),
+        "QEMU started",
+    );
     let ps = ssh_ok(&vm, &m, "shuma ps");
     assert_services(&ps);
     // The cards on the machine are the converter's, unedited: ssh.service's
@@ -462,13 +527,10 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     assert_eq!(run_dir.trim(), "755 root", "{run_dir}");
     let status = ssh_ok(&vm, &m, "grep -E '^(VmRSS|VmHWM)' /proc/1/status");
     eprintln!(
-        "figure: debian-boot1: PID 1 {}",
+        "figure: boot 1: PID 1 {}",
         status.split_whitespace().collect::<Vec<_>>().join(" ")
     );
     assert_eq!(ssh_ok(&vm, &m, "hostname").trim(), HOSTNAME);
-    // cron's syslog(3) lines reach arje's journal through /dev/log.
-    let events = ssh_ok(&vm, &m, "shuma events");
-    assert!(events.contains("syslog cron.info cron["), "{events}");
     assert_mounted_clean(&vm, &m);
     let machine_id = ssh_ok(&vm, &m, "cat /etc/machine-id");
     assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
@@ -484,21 +546,31 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     assert_host_duties(&vm, &m);
     let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     assert_session_survives_sshd_restart(&mut vm, &m);
-    poweroff_over_ssh(&mut vm, &m);
+    // A message of the guest's own `logger`, sent to /dev/log: looked for after the
+    // reboot, in the journal arje keeps on the root.
+    ssh_ok(
+        &vm,
+        &m,
+        &format!("logger -p user.notice -t arje-test 'before the reboot {nonce}'"),
+    );
+    assert_cron_ran_a_job(&mut vm, &m);
+    assert_getty_respawns(&mut vm, &m);
+    // Debian's own `reboot` (arje-init's link), from the ssh session.
+    let _ = ssh(&m, "reboot");
+
+    // Boot 2, in the same QEMU: the same machine comes up again, with the identity
+    // made by boot 1, and a root that boot 1's shutdown left clean.
+    serving_after_reboot(&mut vm, &m, "boot 2");
+    assert_console(&vm, "root /dev/vda (ext4) remounted read-only");
     assert_console(&vm, "random seed saved to /var/lib/arje/random-seed");
     // The swap file is off before the unmount: it would keep / busy, not read-only.
     assert_console(&vm, "swap off /swapfile");
-    drop(vm);
-
-    // Boot 2: the same machine comes up again, with the identity made by boot 1.
-    let mut vm = boot_until_serving("debian-boot2", &m);
     assert_eq!(ssh_ok(&vm, &m, "cat /etc/machine-id"), machine_id);
     assert_eq!(
         ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub"),
         host_key
     );
     assert_mounted_clean(&vm, &m);
-    assert_console(&vm, "fsck of / (/dev/vda, ext4): clean");
     assert_console(
         &vm,
         &format!("machine id {} (from /etc/machine-id)", machine_id.trim()),
@@ -510,7 +582,106 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
     assert_host_duties(&vm, &m);
     let ps = ssh_ok(&vm, &m, "shuma ps");
     assert_services(&ps);
-    // This time the hypervisor's "shut down": the ACPI power button.
+    let events = ssh_ok(&vm, &m, &format!("shuma events | grep -F '{nonce}'"));
+    assert!(
+        events.contains(&format!(
+            "syslog user.notice arje-test: before the reboot {nonce}"
+        )),
+        "{events}"
+    );
+    // `shuma ws stop ssh` typed in an ssh session would end that session: refused
+    // without --force, and sshd runs on.
+    let cut = ssh(&m, "shuma ws stop ssh");
+    let said = String::from_utf8_lossy(&cut.stderr);
+    assert_eq!(cut.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("not stopping workspace ssh: this process runs in its cgroup"),
+        "{said}"
+    );
+    assert_services(&ssh_ok(&vm, &m, "shuma ps"));
+    // Debian's own `poweroff` over ssh this time; the image is checked once QEMU ended.
+    poweroff_over_ssh(&mut vm, &m);
+}
+
+/// cron runs a job of /etc/cron.d (qemu/make-debian.sh's `arje-test`, every minute: it
+/// writes a line to the console), and its syslog(3) lines reach arje's journal through
+/// /dev/log: its start, and the job's `CMD`.
+fn assert_cron_ran_a_job(vm: &mut Vm, m: &Machine) {
+    let t0 = Instant::now();
+    seen_or_wait(vm, "arje-test: cron ran a job");
+    eprintln!(
+        "figure: {}: cron's job seen {:.1}s after the other checks (cron runs it at the next minute)",
+        vm.name(),
+        t0.elapsed().as_secs_f64()
+    );
+    let events = ssh_ok(vm, m, "shuma events");
+    assert!(events.contains("syslog cron.info cron["), "{events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("syslog cron.info CRON[") && l.contains("(root) CMD (")),
+        "no CMD line of cron in the journal:\n{events}"
+    );
+}
+
+/// arje's getty card (host/cards/getty.toml): a login prompt on the serial console,
+/// and on tty1; killed, the serial one is started again and prompts again. (Awaited by
+/// the /etc/issue line above the prompt: the prompt itself ends no line.)
+fn assert_getty_respawns(vm: &mut Vm, m: &Machine) {
+    let issue = format!("Debian GNU/Linux 12 {HOSTNAME} ttyS0");
+    seen_or_wait(vm, &issue);
+    assert_console(vm, &format!("{HOSTNAME} login:"));
+    let ps = ssh_ok(vm, m, "shuma ps");
+    for name in ["ttys0", "tty1"] {
+        let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
+        assert!(line.contains(" running "), "{name} not running:\n{ps}");
+    }
+    let before = ps_pid(&ps, "ttys0");
+    ssh_ok(vm, m, &format!("kill -9 {before}"));
+    vm.wait_for("getty/ttys0 restarting")
+        .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+    vm.wait_for(&issue)
+        .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+    let after = ps_pid(&ssh_ok(vm, m, "shuma ps"), "ttys0");
+    assert_ne!(before, after, "the getty was not started again");
+}
+
+/// The same image, booted the other way in: Debian's own initramfs (initramfs-tools,
+/// made in the image by `mkinitramfs`) mounts the root read-only and runs
+/// `init=/usr/sbin/arje-init` on it; arje does not switch, does the host's duties on the
+/// mounted root, serves ssh and http, and the ACPI button powers it off clean.
+#[test]
+fn test_debian_root_boots_under_debians_own_initramfs_with_init_arje() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let m = make_machine(dir.path(), true);
+
+    // Act
+    let mut vm = boot_until_serving("debian-initramfs-tools", &m);
+
+    // Assert: arje-init started once, as `init=` on the root Debian's initramfs had
+    // mounted (through arje's initramfs it starts twice: in the initramfs, then on the
+    // root it switched to). Debian's initramfs is silent under `quiet`.
+    assert_eq!(
+        vm.lines_with("as PID 1 (started at").len(),
+        1,
+        "tail:\n{}",
+        vm.tail(80)
+    );
+    assert!(vm.lines_with("switched from the initramfs").is_empty());
+    assert_console(
+        &vm,
+        &format!("root=LABEL={LABEL}: / is already a mounted root, nothing to switch"),
+    );
+    let exe = ssh_ok(&vm, &m, "readlink /proc/1/exe; cat /proc/cmdline");
+    assert!(exe.starts_with("/usr/sbin/arje-init\n"), "{exe}");
+    assert!(exe.contains("init=/usr/sbin/arje-init"), "{exe}");
+    assert_console(&vm, "fsck of / (/dev/vda, ext4): clean");
+    assert_host_duties(&vm, &m);
+    assert_services(&ssh_ok(&vm, &m, "shuma ps"));
+    assert_mounted_clean(&vm, &m);
+    // The power button's module comes from the root's /etc/arje/modules.order here
+    // (arje's own initramfs is not there to load it).
     shut_down(&mut vm, &m, Shutdown::Button);
 }
 
@@ -522,7 +693,7 @@ fn test_debian_root_serves_ssh_and_http_and_powers_off_clean() {
 fn test_debian_root_fsck_failure_leaves_root_read_only() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let m = make_machine(dir.path());
+    let m = make_machine(dir.path(), false);
     for cmd in ["sif /etc/motd block[0] 0", "ssv state 2"] {
         let out = Command::new("debugfs")
             .args(["-w", "-R", cmd])
@@ -533,7 +704,7 @@ fn test_debian_root_fsck_failure_leaves_root_read_only() {
     }
 
     // Act
-    let mut vm = boot("debian-fsck-fails", &m);
+    let mut vm = boot("debian-fsck-fails", &m, false);
     let failed = vm
         .wait_for("fsck of / (/dev/vda, ext4) FAILED")
         .unwrap_or_else(|e| panic!("{e}"));

@@ -106,6 +106,13 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
             Err(e) => log::error!("state disk: {e}; booting without durable state"),
         }
     }
+    // A real root is itself a disk: the event journal outlives a reboot there. (Not the
+    // snapshot: a host's cards say what runs at every boot, as a systemd host's units.)
+    let journal_dir = if durable.is_none() {
+        host.journal_dir()
+    } else {
+        None
+    };
     if params.shell && !reexec {
         emergency::spawn_shell();
     }
@@ -136,6 +143,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         journal_max: args
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
+        journal_dir,
         vsock_port: params.vsock,
     };
     log::info!(

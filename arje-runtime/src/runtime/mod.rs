@@ -621,7 +621,10 @@ fn open_disk_journal(
     cfg: &Config,
     claim: &store::Claim,
 ) -> (Option<(crate::persist::EventLog, Option<u64>)>, Vec<String>) {
-    let Some((path, durable)) = claim.journal_dir().filter(|_| cfg.journal_max > 0) else {
+    let Some((path, durable)) = claim
+        .journal_dir(cfg.journal_dir.as_deref())
+        .filter(|_| cfg.journal_max > 0)
+    else {
         return (None, Vec::new());
     };
     let total = if durable {

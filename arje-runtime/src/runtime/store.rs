@@ -75,12 +75,17 @@ impl Claim {
     }
 
     /// Where the on-disk event journal goes: `events/` in the durable directory, else in
-    /// the run directory; whether it is the durable one.
-    pub fn journal_dir(&self) -> Option<(std::path::PathBuf, bool)> {
-        match (&self.durable, &self.run) {
-            (Some(d), _) => Some((d.join("events"), true)),
-            (None, Some(r)) => Some((r.join("events"), false)),
-            (None, None) => None,
+    /// `journal` (the configured journal directory) if given, else in the run directory;
+    /// whether it is on a disk (not tmpfs).
+    pub fn journal_dir(
+        &self,
+        journal: Option<&std::path::Path>,
+    ) -> Option<(std::path::PathBuf, bool)> {
+        match (&self.durable, journal, &self.run) {
+            (Some(d), _, _) => Some((d.join("events"), true)),
+            (None, Some(j), _) => Some((j.join("events"), true)),
+            (None, None, Some(r)) => Some((r.join("events"), false)),
+            (None, None, None) => None,
         }
     }
 

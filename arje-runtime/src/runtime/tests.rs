@@ -24,6 +24,7 @@ fn config(dir: &std::path::Path) -> Config {
         child_nofile: None,
         syslog: None,
         journal_max: crate::JOURNAL_MAX_DEFAULT,
+        journal_dir: None,
         vsock_port: None,
     }
 }

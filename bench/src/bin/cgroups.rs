@@ -393,6 +393,7 @@ fn runtime(dir: &Path, cgroups: bool) -> arje_runtime::Runtime {
         child_nofile: None,
         syslog: None,
         journal_max: arje_runtime::JOURNAL_MAX_DEFAULT,
+        journal_dir: None,
         vsock_port: None,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");

@@ -271,6 +271,7 @@ fn in_process(dir: &std::path::Path, prog: &str, n: usize) -> Vec<Duration> {
         child_nofile: None,
         syslog: None,
         journal_max: arje_runtime::JOURNAL_MAX_DEFAULT,
+        journal_dir: None,
         vsock_port: None,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");

@@ -122,6 +122,25 @@ pub fn assemble(mut plans: Vec<Plan>, options: &Options) -> Result<Conversion, C
             if dep.target == plans[i].name.full {
                 continue;
             }
+            // After= a socket of a converted service: after that service, which opens
+            // the socket itself (systemd orders the socket, and buffers what arrives
+            // on it before the service runs; under arje the service must be up).
+            if dep.kind == DepKind::After && !index.contains_key(&dep.target) {
+                if let Some(j) = plans.iter().position(|p| p.sockets.contains(&dep.target)) {
+                    if j != i {
+                        let last_j = names[j][plans[j].last].clone();
+                        for e in plans[i].entry() {
+                            push_unique(&mut plans[i].cmds[e].spec.after, local(&last_j));
+                        }
+                        let text = format!(
+                            "partly translated: after {}, which opens {} itself under arje (no socket activation)",
+                            plans[j].name.full, dep.target
+                        );
+                        plans[i].notes.push(dep.src.note(text));
+                        continue;
+                    }
+                }
+            }
             let Some(&j) = index.get(&dep.target) else {
                 let opposite = match dep.kind {
                     DepKind::After => Some(DepKind::Before),

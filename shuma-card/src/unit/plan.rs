@@ -77,6 +77,10 @@ pub struct Plan {
     pub limits: Vec<Limit>,
     pub notes: Vec<Note>,
     pub comments: Vec<String>,
+    /// The socket units that would start this service under systemd: its `Sockets=`,
+    /// and the socket of its own name. An `After=` one of them is kept as an `after`
+    /// this service (which opens its sockets itself under arje).
+    pub sockets: Vec<String>,
 }
 
 impl Plan {
@@ -183,6 +187,26 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
         comments,
         unreadable_env: false,
     };
+    // `Sockets=` stays among the directives not translated (and noted as such); it is
+    // read here only for the order.
+    let mut sockets: Vec<String> =
+        p.s.other
+            .iter()
+            .filter(|src| src.key == "Sockets")
+            .flat_map(|src| {
+                src.value
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+    let own = match &p.name.instance {
+        Some(i) => format!("{}@{i}.socket", p.name.prefix),
+        None => format!("{}.socket", p.name.prefix),
+    };
+    if !sockets.contains(&own) {
+        sockets.push(own);
+    }
     let description = p.single("Description").map(|(_, v)| v);
     let ty = service::service_type(&mut p);
     let env = resources::environment(&mut p);
@@ -298,6 +322,7 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
         p.note(&src, format!("not translated: {reason}"));
     }
     Ok(Plan {
+        sockets,
         name: p.name,
         requested: unit.requested,
         fragment: unit.fragment,

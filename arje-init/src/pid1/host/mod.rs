@@ -9,7 +9,8 @@
 //! 3. /run, /run/lock, /dev/shm, /dev/pts and /dev/ptmx (`dirs.rs`);
 //! 4. the loopback interface up (`loopback.rs`);
 //! 5. /etc/machine-id if empty (`machine_id.rs`);
-//! 6. a random seed carried over from the last boot (`random_seed.rs`).
+//! 6. a random seed carried over from the last boot (`random_seed.rs`);
+//! 7. kernel settings from sysctl.d and /etc/sysctl.conf (`sysctl.rs`).
 //!
 //! At shutdown, once the workspaces have stopped: a fresh random seed saved, and every
 //! swap area off, before pid1/shutdown.rs unmounts.
@@ -27,6 +28,7 @@ mod random_seed;
 mod rootfs;
 mod source;
 mod swap;
+mod sysctl;
 
 use super::switch_root::root_is_initramfs;
 
@@ -74,6 +76,7 @@ pub fn boot(cmdline: &str, reexec: bool) -> Host {
     timed("loopback", &mut loopback::up);
     timed("machine-id", &mut machine_id::ensure);
     timed("random-seed", &mut random_seed::carry_over);
+    timed("sysctl", &mut sysctl::apply_all);
     log::info!(
         "host: duties done in {} ms ({} ms)",
         t0.elapsed().as_millis(),
@@ -82,7 +85,43 @@ pub fn boot(cmdline: &str, reexec: bool) -> Host {
     Host { real_root }
 }
 
+/// Where a host keeps arje's event journal (in `events/`).
+const JOURNAL_DIR: &str = "/var/lib/arje";
+
 impl Host {
+    /// Where the event journal of a machine booted on a real root goes, when no durable
+    /// directory was named (`arje.durable=`, a state disk): /var/lib/arje on the root
+    /// itself, which outlives a reboot as /run does not (journald's /var/log/journal).
+    /// None on an initramfs root, or while `/` is read-only (fsck failed).
+    pub fn journal_dir(&self) -> Option<std::path::PathBuf> {
+        if !self.real_root {
+            return None;
+        }
+        match rustix::fs::statvfs("/") {
+            Ok(st) if !st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) => {}
+            Ok(_) => {
+                log::warn!("/ is read-only: the event journal stays in /run this boot");
+                return None;
+            }
+            Err(e) => {
+                log::warn!("statvfs /: {e}: the event journal stays in /run this boot");
+                return None;
+            }
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(JOURNAL_DIR)
+        {
+            Ok(()) => Some(JOURNAL_DIR.into()),
+            Err(e) => {
+                log::warn!("{JOURNAL_DIR}: {e}: the event journal stays in /run this boot");
+                None
+            }
+        }
+    }
+
     /// Once the workspaces have stopped, before the last unmount: a seed kept for the
     /// next boot, and swap off (a swap file would keep its filesystem busy).
     pub fn at_shutdown(&self) {
