@@ -183,32 +183,50 @@ install -m 0644 "$root"/host/cards/*.toml "$stage/etc/arje/cards/"
 # The services' cards: Debian's own units, converted with no hand edit (docs/HOST.md, "What
 # remains as cards"). Exit 5 is a card written with notes (directives not translated,
 # listed on stderr and in the card); anything else is a failure.
+# udev is Debian's three units in one card (workspace `udev`): the daemon, the coldplug
+# `udevadm trigger` (after the daemon: its After= of the daemon's sockets) and `udevadm
+# settle`, which the network's card waits for, as systemd orders them.
 mkdir -p "$stage/etc/arje/from-unit"
-for unit in ssh nginx cron; do
-    rc=0
-    "$bin/shuma" card from-unit --root "$stage" -o "$stage/etc/arje/cards/$unit.toml" \
-        "$unit.service" 2>"$stage/etc/arje/from-unit/$unit.notes" || rc=$?
+convert() {
+    local card="$1" rc=0
+    shift
+    "$bin/shuma" card from-unit --root "$stage" -o "$stage/etc/arje/cards/$card.toml" \
+        --workspace "$card" "$@" 2>"$stage/etc/arje/from-unit/$card.notes" || rc=$?
     if [[ "$rc" != 0 && "$rc" != 5 ]]; then
-        cat "$stage/etc/arje/from-unit/$unit.notes" >&2
-        log "shuma card from-unit $unit.service failed (exit $rc)"
+        cat "$stage/etc/arje/from-unit/$card.notes" >&2
+        log "shuma card from-unit $* failed (exit $rc)"
         exit 1
     fi
-    log "$unit.service -> /etc/arje/cards/$unit.toml: $(tail -n1 "$stage/etc/arje/from-unit/$unit.notes")"
-done
+    log "$* -> /etc/arje/cards/$card.toml: $(tail -n1 "$stage/etc/arje/from-unit/$card.notes")"
+}
+convert ssh ssh.service
+convert nginx nginx.service
+convert cron cron.service
+convert udev systemd-udevd.service systemd-udev-trigger.service systemd-udev-settle.service
 # The network card's `ip -batch` file.
 install -m 0644 "$root/qemu/debian/network.ip" "$stage/etc/arje/network.ip"
 
-# The NIC's driver and the power button's: the root's arje-init loads
-# /etc/arje/modules.order once it runs on the root (arje's initramfs already loaded
-# virtio, ext4 and the button: those lines are EEXIST, which is fine; Debian's loaded
-# only the disk's).
-"$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net button evdev
+# The modules: the NIC's driver (virtio_net) is loaded by udev from the device's
+# modalias, at its coldplug; it only has to be in the tree, with depmod's index. The
+# power button's (button, evdev) are in the root's /etc/arje/modules.order, which
+# arje-init loads before its runtime and its button watch start (arje's initramfs has
+# loaded them already: those lines are EEXIST, which is fine; Debian's has not).
+"$root/initramfs/modules.sh" "$kernel_dir" "$stage" virtio_net >/dev/null
+"$root/initramfs/modules.sh" "$kernel_dir" "$stage" button evdev
 version="$(cat "$kernel_dir/version")"
+# The kernel's own lists, so that modprobe knows a built-in module as such.
+cp "$kernel_dir/lib/modules/$version"/modules.{order,builtin,builtin.modinfo} \
+    "$stage/lib/modules/$version/"
+depmod -b "$stage" "$version"
+if [[ "$with_systemd" == 0 ]]; then
+    # The network card configures eth0: udev's predictable names (ens3) off, the way
+    # Debian documents it.
+    mkdir -p "$stage/etc/systemd/network"
+    ln -sf /dev/null "$stage/etc/systemd/network/99-default.link"
+fi
 
 if [[ "$with_systemd" == 1 ]]; then
-    # udev loads modules by alias through modules.dep: make it for what is there. udev
-    # also renames eth0 by its slot (ens3), hence the two names in the .network file.
-    depmod -b "$stage" "$version"
+    # udev renames eth0 by its slot (ens3), hence the two names in the .network file.
     mkdir -p "$stage/etc/systemd/network"
     printf '[Match]\nName=eth0 en*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' \
         >"$stage/etc/systemd/network/10-eth0.network"
@@ -268,8 +286,6 @@ if [[ -n "$initrd" ]]; then
     "$root/initramfs/modules.sh" "$kernel_dir" "$mods" >/dev/null
     cp -a "$mods/lib/." "$stage/lib/"
     rm -rf "$mods"
-    cp "$kernel_dir/lib/modules/$version"/modules.{order,builtin,builtin.modinfo} \
-        "$stage/lib/modules/$version/"
     depmod -b "$stage" "$version"
     install -m 0644 "$kernel_dir/vmlinuz-$version" "$stage/boot/vmlinuz-$version"
     install -m 0644 "$kernel_dir/config-$version" "$stage/boot/config-$version"

@@ -399,6 +399,39 @@ fn assert_host_duties(vm: &Vm, m: &Machine) {
     );
 }
 
+/// udev, from Debian's own units converted into one card: the daemon runs, its
+/// coldplug and settle ran, it loaded the NIC's driver from the device's modalias (the
+/// root's modules.order does not list virtio_net), it made /dev/disk/by-label, and the
+/// network's address was set only after `udevadm settle` ended.
+fn assert_udev(vm: &Vm, m: &Machine) {
+    let ps = ssh_ok(vm, m, "shuma ps");
+    let udevd = ps_line(&ps, "systemd-udevd").unwrap_or_else(|| panic!("no udevd:\n{ps}"));
+    assert!(udevd.contains(" running "), "{ps}");
+    for name in ["systemd-udev-trigger", "systemd-udev-settle"] {
+        let line = ps_line(&ps, name).unwrap_or_else(|| panic!("no {name} in shuma ps:\n{ps}"));
+        assert!(line.contains(" exited ") && line.contains(" yes "), "{ps}");
+    }
+    let seen = ssh_ok(
+        vm,
+        m,
+        &format!(
+            "grep -c virtio_net /etc/arje/modules.order; test -d /sys/module/virtio_net && echo loaded; readlink -f /dev/disk/by-label/{LABEL}"
+        ),
+    );
+    assert_eq!(seen, "0\nloaded\n/dev/vda\n", "udev's work");
+    let events = ssh_ok(vm, m, "shuma events");
+    let at = |needle: &str| {
+        events
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in shuma events:\n{events}"))
+    };
+    assert!(
+        at("udev/systemd-udev-settle pid") < at("network/eth0 started"),
+        "eth0 was configured before udev settled:\n{events}"
+    );
+}
+
 /// The `shuma ps` line of command `name` (the NAME column).
 fn ps_line<'a>(ps: &'a str, name: &str) -> Option<&'a str> {
     ps.lines()
@@ -544,6 +577,7 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
         "random seed: no saved seed at /var/lib/arje/random-seed",
     );
     assert_host_duties(&vm, &m);
+    assert_udev(&vm, &m);
     let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     assert_session_survives_sshd_restart(&mut vm, &m);
     // A message of the guest's own `logger`, sent to /dev/log: looked for after the
@@ -679,6 +713,7 @@ fn test_debian_root_boots_under_debians_own_initramfs_with_init_arje() {
     assert_console(&vm, "fsck of / (/dev/vda, ext4): clean");
     assert_host_duties(&vm, &m);
     assert_services(&ssh_ok(&vm, &m, "shuma ps"));
+    assert_udev(&vm, &m);
     assert_mounted_clean(&vm, &m);
     // The power button's module comes from the root's /etc/arje/modules.order here
     // (arje's own initramfs is not there to load it).
