@@ -31,6 +31,9 @@ Runtime options:
   --journal-max SIZE       bound on the event journal on disk, e.g. 32M (default 32M in
                            the durable directory, at most 4M in the state directory
                            without one); 0 keeps events in memory only
+  --log-dir DIR            also write ring-logged commands' output to
+                           DIR/WORKSPACE/COMMAND.log (PID 1 on a real root: /var/log/arje)
+  --log-file-max SIZE      rotate a log file past SIZE, e.g. 8M (default 8M; 3 files kept)
   --shutdown-timeout DUR   bound on stopping everything, e.g. 10s, 500ms (default 10s)
   --log-level LEVEL        error, warn, info, debug or trace (default info)
   --version                print the version and exit
@@ -51,6 +54,8 @@ pub struct Args {
     pub cgroup_root: Option<PathBuf>,
     pub syslog: Option<PathBuf>,
     pub journal_max: Option<u64>,
+    pub log_dir: Option<PathBuf>,
+    pub log_file_max: Option<u64>,
     pub shutdown_timeout: Option<Duration>,
     pub log_level: Option<log::LevelFilter>,
     pub version: bool,
@@ -118,6 +123,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError>
                 let n = shuma_card::units::parse_size(&v)
                     .map_err(|_| ArgsError::BadValue { flag, value: v })?;
                 out.journal_max = Some(n);
+            }
+            "--log-dir" => out.log_dir = Some(value(&flag)?.into()),
+            "--log-file-max" => {
+                let v = value(&flag)?;
+                let n = shuma_card::units::parse_size(&v)
+                    .map_err(|_| ArgsError::BadValue { flag, value: v })?;
+                out.log_file_max = Some(n);
             }
             "--shutdown-timeout" => {
                 let v = value(&flag)?;

@@ -114,6 +114,10 @@ fn run_under_another_init(args: Args, inherited: reexec::Inherited) -> i32 {
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
         journal_dir: None,
+        log_dir: args.log_dir.clone(),
+        log_file_max: args
+            .log_file_max
+            .unwrap_or(arje_runtime::LOG_FILE_MAX_DEFAULT),
         vsock_port: None,
     };
     let mut runtime = match reexec::start(config, inherited) {

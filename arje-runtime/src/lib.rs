@@ -65,11 +65,17 @@ pub struct Config {
     /// so the journal outlives a reboot while the snapshot, which a host's cards
     /// replace at every boot, does not.
     pub journal_dir: Option<PathBuf>,
+    /// Where ring-logged commands' output is also written, `DIR/WORKSPACE/COMMAND.log`,
+    /// rotated past [`Config::log_file_max`] bytes: a host's /var/log/arje.
+    pub log_dir: Option<PathBuf>,
+    pub log_file_max: u64,
     /// Serve the control protocol on this AF_VSOCK port too (`arje.vsock=PORT`), with
     /// full access for the VM's host (docs/SECURITY.md).
     pub vsock_port: Option<u32>,
 }
 
+/// A log file's default bound before it is rotated (three files kept per command).
+pub const LOG_FILE_MAX_DEFAULT: u64 = 8 << 20;
 /// The on-disk journal's default bound.
 pub const JOURNAL_MAX_DEFAULT: u64 = 32 << 20;
 /// The bound when the journal lives in the state directory (tmpfs: memory).

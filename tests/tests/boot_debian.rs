@@ -587,6 +587,17 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
         &m,
         &format!("logger -p user.notice -t arje-test 'before the reboot {nonce}'"),
     );
+    // A command's output, also written to /var/log/arje/WORKSPACE/COMMAND.log on a host:
+    // looked for after the reboot too.
+    ssh_ok(
+        &vm,
+        &m,
+        &format!("shuma run cron --wait --name say -- /bin/echo 'to a file {nonce}'"),
+    );
+    assert_eq!(
+        ssh_ok(&vm, &m, "cat /var/log/arje/cron/say.log"),
+        format!("to a file {nonce}\n")
+    );
     assert_cron_ran_a_job(&mut vm, &m);
     assert_getty_respawns(&mut vm, &m);
     // Debian's own `reboot` (arje-init's link), from the ssh session.
@@ -633,6 +644,11 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
         "{said}"
     );
     assert_services(&ssh_ok(&vm, &m, "shuma ps"));
+    assert_eq!(
+        ssh_ok(&vm, &m, "cat /var/log/arje/cron/say.log"),
+        format!("to a file {nonce}\n"),
+        "the log file did not outlive the reboot"
+    );
     // Debian's own `poweroff` over ssh this time; the image is checked once QEMU ended.
     poweroff_over_ssh(&mut vm, &m);
 }

@@ -151,3 +151,53 @@ fn test_kill_mode_process_with_cgroups_restart_keeps_the_session() {
         "kill_mode = \"process\" killed the session"
     );
 }
+
+/// `--log-dir` (a host's /var/log/arje): a ring-logged command's output is also appended
+/// to `DIR/WORKSPACE/COMMAND.log`, rotated by size with two older files kept. Each run
+/// of the service prints one 39-byte line, more than half the 64-byte bound, so every
+/// run after the first rotates: after four runs the three files hold the last three.
+#[test]
+fn test_log_dir_files_rotated_by_size_keep_the_last_three() {
+    // Arrange
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().to_str().unwrap();
+    let d = arje_tests::host::Daemon::start_with(&[], &["--log-dir", dir, "--log-file-max", "64"]);
+    let card = r#"
+[workspace]
+name = "files"
+
+[[service]]
+name = "say"
+argv = ["/bin/sh", "-c", "printf 'run %07d xxxxxxxxxxxxxxxxxxxxxxxxxx\n' $$"]
+restart = "always"
+backoff = { initial = "1ms", max = "1ms" }
+max_restarts = 3
+"#;
+
+    // Act
+    let created = d.ws_create("files.toml", card);
+    assert!(created.status.success(), "{}", err(&created));
+    d.events_until(
+        1,
+        |k| matches!(k, EventKind::CommandFailed { command, .. } if command == "say"),
+    );
+
+    // Assert
+    let read = |suffix: &str| {
+        std::fs::read_to_string(logs.path().join(format!("files/say.log{suffix}")))
+            .unwrap_or_else(|e| panic!("say.log{suffix}: {e}"))
+    };
+    let files = [read(".2"), read(".1"), read("")];
+    for f in &files {
+        assert_eq!(f.len(), 39, "{files:?}");
+        assert!(f.starts_with("run "), "{files:?}");
+    }
+    assert!(files[0] != files[1] && files[1] != files[2], "{files:?}");
+    assert!(!logs.path().join("files/say.log.3").exists());
+    // The ring has every run, the files the last three of them, in order.
+    let ring = out(&d.shuma(&["logs", "files", "say"]));
+    assert!(
+        ring.ends_with(&files.concat()),
+        "ring:\n{ring}\nfiles: {files:?}"
+    );
+}

@@ -109,10 +109,12 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     // A real root is itself a disk: the event journal outlives a reboot there. (Not the
     // snapshot: a host's cards say what runs at every boot, as a systemd host's units.)
     let journal_dir = if durable.is_none() {
-        host.journal_dir()
+        host.disk_dir(host::JOURNAL_DIR, 0o700)
     } else {
         None
     };
+    // Services' output, kept as files where an operator looks after a reboot.
+    let log_dir = host.disk_dir(host::LOG_DIR, 0o755);
     if params.shell && !reexec {
         emergency::spawn_shell();
     }
@@ -144,6 +146,10 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
             .journal_max
             .unwrap_or(arje_runtime::JOURNAL_MAX_DEFAULT),
         journal_dir,
+        log_dir: args.log_dir.clone().or(log_dir),
+        log_file_max: args
+            .log_file_max
+            .unwrap_or(arje_runtime::LOG_FILE_MAX_DEFAULT),
         vsock_port: params.vsock,
     };
     log::info!(

@@ -29,6 +29,7 @@ mod fanout;
 mod handover;
 mod identity;
 mod lifecycle;
+mod logfiles;
 mod notify;
 mod observe;
 mod output;
@@ -171,6 +172,8 @@ pub struct Runtime {
     server: server::Server,
     procs: procs::Procs,
     capture: capture::Capture,
+    /// A host's log files of ring-logged commands (`logfiles.rs`), if configured.
+    logfiles: logfiles::LogFiles,
     /// Fan-out copiers of pipeline outputs (`fanout.rs`).
     fanouts: fanout::Fanouts,
     /// Cgroup statistics are sampled until then: someone asked for them (`ws stats`,
@@ -260,6 +263,10 @@ impl Runtime {
             server,
             procs,
             capture: capture::Capture::default(),
+            logfiles: match &cfg.log_dir {
+                Some(dir) => logfiles::LogFiles::open(dir, cfg.log_file_max),
+                None => logfiles::LogFiles::none(),
+            },
             fanouts: fanout::Fanouts::default(),
             stats_until: None,
             cgroups: watches::Watches::new(cgroups),

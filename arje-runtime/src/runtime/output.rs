@@ -21,6 +21,10 @@ impl Runtime {
             cmd.pipe_ids.retain(|p| *p != pipe);
         }
         if chunk.data.is_empty() {
+            if chunk.eof && cmd.pipe_ids.is_empty() {
+                // The run's output has ended: its log file is closed until the next.
+                self.logfiles.forget(chunk.command);
+            }
             return;
         }
         if chunk.is_err {
@@ -29,6 +33,10 @@ impl Runtime {
             &mut cmd.out
         }
         .push(&chunk.data);
+        if cmd.spec.log == shuma_card::spec::LogTarget::Ring {
+            self.logfiles
+                .write(chunk.command, &cmd.workspace, &cmd.spec.name, &chunk.data);
+        }
         self.ready_check_output(chunk.command, chunk.is_err, &chunk.data);
         self.push_logs(chunk.command);
     }

@@ -25,6 +25,8 @@ fn config(dir: &std::path::Path) -> Config {
         syslog: None,
         journal_max: crate::JOURNAL_MAX_DEFAULT,
         journal_dir: None,
+        log_dir: None,
+        log_file_max: crate::LOG_FILE_MAX_DEFAULT,
         vsock_port: None,
     }
 }

@@ -272,6 +272,8 @@ fn in_process(dir: &std::path::Path, prog: &str, n: usize) -> Vec<Duration> {
         syslog: None,
         journal_max: arje_runtime::JOURNAL_MAX_DEFAULT,
         journal_dir: None,
+        log_dir: None,
+        log_file_max: arje_runtime::LOG_FILE_MAX_DEFAULT,
         vsock_port: None,
     };
     let mut rt = arje_runtime::Runtime::new(cfg).expect("runtime");

@@ -86,37 +86,39 @@ pub fn boot(cmdline: &str, reexec: bool) -> Host {
 }
 
 /// Where a host keeps arje's event journal (in `events/`).
-const JOURNAL_DIR: &str = "/var/lib/arje";
+pub const JOURNAL_DIR: &str = "/var/lib/arje";
+/// Where a host keeps its services' output (`WORKSPACE/COMMAND.log`).
+pub const LOG_DIR: &str = "/var/log/arje";
 
 impl Host {
-    /// Where the event journal of a machine booted on a real root goes, when no durable
-    /// directory was named (`arje.durable=`, a state disk): /var/lib/arje on the root
-    /// itself, which outlives a reboot as /run does not (journald's /var/log/journal).
-    /// None on an initramfs root, or while `/` is read-only (fsck failed).
-    pub fn journal_dir(&self) -> Option<std::path::PathBuf> {
+    /// `path` on the root (made with `mode` if missing), for what a machine booted on a
+    /// real root keeps across a reboot as /run does not: the event journal
+    /// ([`JOURNAL_DIR`], when no durable directory was named), the services' log files
+    /// ([`LOG_DIR`]). None on an initramfs root, or while `/` is read-only (fsck failed).
+    pub fn disk_dir(&self, path: &str, mode: u32) -> Option<std::path::PathBuf> {
         if !self.real_root {
             return None;
         }
         match rustix::fs::statvfs("/") {
             Ok(st) if !st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) => {}
             Ok(_) => {
-                log::warn!("/ is read-only: the event journal stays in /run this boot");
+                log::warn!("/ is read-only: {path} is not used this boot");
                 return None;
             }
             Err(e) => {
-                log::warn!("statvfs /: {e}: the event journal stays in /run this boot");
+                log::warn!("statvfs /: {e}: {path} is not used this boot");
                 return None;
             }
         }
         use std::os::unix::fs::DirBuilderExt;
         match std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
-            .create(JOURNAL_DIR)
+            .mode(mode)
+            .create(path)
         {
-            Ok(()) => Some(JOURNAL_DIR.into()),
+            Ok(()) => Some(path.into()),
             Err(e) => {
-                log::warn!("{JOURNAL_DIR}: {e}: the event journal stays in /run this boot");
+                log::warn!("{path}: {e}: not used this boot");
                 None
             }
         }
