@@ -649,6 +649,12 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
         format!("to a file {nonce}\n"),
         "the log file did not outlive the reboot"
     );
+    // The last boot's kernel messages (arje-init's own lines among them), kept at its
+    // shutdown where an operator looks.
+    let kernel = ssh_ok(&vm, &m, "cat /var/log/arje/kernel.log");
+    assert!(kernel.contains("] Linux version "), "{kernel}");
+    assert!(kernel.contains("machine id "), "{kernel}");
+    assert!(kernel.contains("every workspace stopped"), "{kernel}");
     // Debian's own `poweroff` over ssh this time; the image is checked once QEMU ended.
     poweroff_over_ssh(&mut vm, &m);
 }

@@ -12,8 +12,9 @@
 //! 6. a random seed carried over from the last boot (`random_seed.rs`);
 //! 7. kernel settings from sysctl.d and /etc/sysctl.conf (`sysctl.rs`).
 //!
-//! At shutdown, once the workspaces have stopped: a fresh random seed saved, and every
-//! swap area off, before pid1/shutdown.rs unmounts.
+//! At shutdown, once the workspaces have stopped: a fresh random seed saved, the
+//! kernel's messages saved (`kmsg.rs`), and every swap area off, before
+//! pid1/shutdown.rs unmounts.
 //!
 //! The hostname from /etc/hostname is set earlier, with the console (pid1/console.rs);
 //! this only reports it. Each duty says on the console what it did.
@@ -21,6 +22,7 @@
 mod dirs;
 mod fsck;
 mod fstab;
+mod kmsg;
 mod loopback;
 mod machine_id;
 mod mount_all;
@@ -125,10 +127,14 @@ impl Host {
     }
 
     /// Once the workspaces have stopped, before the last unmount: a seed kept for the
-    /// next boot, and swap off (a swap file would keep its filesystem busy).
+    /// next boot, the kernel's messages kept in /var/log/arje/kernel.log, and swap off
+    /// (a swap file would keep its filesystem busy).
     pub fn at_shutdown(&self) {
         if self.real_root {
             random_seed::save_at_shutdown();
+            if let Some(dir) = self.disk_dir(LOG_DIR, 0o755) {
+                kmsg::save(std::path::Path::new("/dev/kmsg"), &dir);
+            }
             swap::off_all();
         }
     }
