@@ -64,7 +64,9 @@ pub fn untranslated(section: &str, key: &str) -> String {
         (_, "ExecStop" | "ExecStopPost") => {
             "arje stops a command with its stop_signal (KillSignal=) and runs no stop command"
         }
-        (_, "ExecReload") => "arje has no reload: restart the workspace instead",
+        (_, "ExecReload") => {
+            "arje runs no reload command: `shuma reload WORKSPACE/NAME` sends the main process SIGHUP"
+        }
         (_, "ExecCondition") => "arje runs no condition command before a start",
         (_, "PIDFile" | "GuessMainPID") => {
             "arje supervises the process it starts and reads no PID file (Type=forking is run as a task)"
@@ -124,6 +126,20 @@ pub fn untranslated(section: &str, key: &str) -> String {
         _ => "not a setting this converter knows (docs/UNITS.md lists the ones it translates)",
     };
     reason.to_string()
+}
+
+/// `ExecReload=` that only sends the main process SIGHUP (`/bin/kill -HUP $MAINPID`, as
+/// ssh.service and many others say): exactly what `shuma reload` does.
+pub fn is_sighup_to_main(value: &str) -> bool {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let kill = |w: &str| matches!(w, "kill" | "/bin/kill" | "/usr/bin/kill");
+    matches!(
+        words.as_slice(),
+        [k, "-HUP" | "-SIGHUP" | "-1", "$MAINPID" | "${MAINPID}"] if kill(k)
+    ) || matches!(
+        words.as_slice(),
+        [k, "-s", "HUP" | "SIGHUP", "$MAINPID" | "${MAINPID}"] if kill(k)
+    )
 }
 
 /// Settings that need no card field: they describe the unit to people, or what arje

@@ -54,7 +54,7 @@ pub fn service_type(p: &mut Planner) -> Type {
         match ty {
             Type::Forking => p.note(&src, "partly translated: run as a [[task]], ready when it exits 0 as systemd's start is; the daemon it leaves running is stopped with the workspace but not supervised or restarted (arje has no PIDFile= tracking)"),
             Type::Dbus => p.note(&src, "partly translated: ready as soon as started; arje cannot watch for the D-Bus name"),
-            Type::NotifyReload => p.note(&src, "partly translated: ready = \"notify\"; arje has no reload"),
+            Type::NotifyReload => p.note(&src, "partly translated: ready = \"notify\"; arje's reload (`shuma reload`) sends SIGHUP and does not wait for RELOADING=1/READY=1"),
             _ => {}
         }
     }
