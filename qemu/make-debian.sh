@@ -46,7 +46,8 @@ variant=minbase
 # initramfs-tools (with its udev and kmod): the distribution's own initramfs, made in the
 # image by `--initrd` for booting it with `init=/usr/sbin/arje-init`, as a Debian machine
 # installed the usual way has it.
-packages=(openssh-server nginx-light cron iproute2 procps netbase initramfs-tools)
+# sudo: a user who logs in over ssh and types `sudo reboot` (the test's `op`).
+packages=(openssh-server nginx-light cron iproute2 procps netbase initramfs-tools sudo)
 
 out="" bin="" key="" cards="$root/qemu/debian/cards" kernel_dir="" label="arje-debian"
 size="1G" hostname="arje-debian" base_only=0 with_systemd=0 initrd=""
@@ -273,6 +274,13 @@ printf 'kernel.domainname = from-usr-lib\n' >"$stage/usr/lib/sysctl.d/60-arje-te
 printf 'kernel.domainname = arje-test\n-kernel.arje_no_such_key = 1\n' >"$stage/etc/sysctl.d/60-arje-test.conf"
 install -d -m 0700 "$stage/root/.ssh"
 install -m 0600 "$key" "$stage/root/.ssh/authorized_keys"
+# A user for the test, `op`, who may sudo without a password, with the same key.
+useradd --root "$stage" --create-home --shell /bin/bash --groups sudo op
+echo 'op ALL=(ALL) NOPASSWD: ALL' >"$stage/etc/sudoers.d/op"
+chmod 0440 "$stage/etc/sudoers.d/op"
+op_ids="$(awk -F: '$1 == "op" { print $3 ":" $4 }' "$stage/etc/passwd")"
+install -d -m 0700 -o "${op_ids%:*}" -g "${op_ids#*:}" "$stage/home/op/.ssh"
+install -m 0600 -o "${op_ids%:*}" -g "${op_ids#*:}" "$key" "$stage/home/op/.ssh/authorized_keys"
 
 if [[ -n "$initrd" ]]; then
     # Debian's initramfs for this kernel, made as its kernel package's postinst makes it:

@@ -86,6 +86,11 @@ impl std::fmt::Display for ArgsError {
 /// The kernel passes init every command-line word it does not understand and that has no
 /// `=` or `.` in it (e.g. `single`); as PID 1 those are ignored with a warning by the
 /// caller, so this parser is only strict about words that start with `--`.
+/// A size (`32M`) given to `flag`.
+fn size(v: String, flag: String) -> Result<u64, ArgsError> {
+    shuma_card::units::parse_size(&v).map_err(|_| ArgsError::BadValue { flag, value: v })
+}
+
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError> {
     let mut out = Args::default();
     let mut it = args.into_iter();
@@ -118,19 +123,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError>
             "--durable-dir" => out.durable_dir = Some(value(&flag)?.into()),
             "--cgroup-root" => out.cgroup_root = Some(value(&flag)?.into()),
             "--syslog" => out.syslog = Some(value(&flag)?.into()),
-            "--journal-max" => {
-                let v = value(&flag)?;
-                let n = shuma_card::units::parse_size(&v)
-                    .map_err(|_| ArgsError::BadValue { flag, value: v })?;
-                out.journal_max = Some(n);
-            }
+            "--journal-max" => out.journal_max = Some(size(value(&flag)?, flag)?),
             "--log-dir" => out.log_dir = Some(value(&flag)?.into()),
-            "--log-file-max" => {
-                let v = value(&flag)?;
-                let n = shuma_card::units::parse_size(&v)
-                    .map_err(|_| ArgsError::BadValue { flag, value: v })?;
-                out.log_file_max = Some(n);
-            }
+            "--log-file-max" => out.log_file_max = Some(size(value(&flag)?, flag)?),
             "--shutdown-timeout" => {
                 let v = value(&flag)?;
                 let d = parse_duration(&v).ok_or(ArgsError::BadValue { flag, value: v })?;

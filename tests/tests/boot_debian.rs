@@ -145,6 +145,11 @@ fn ssh_with(m: &Machine, extra: &[&str], cmd: &str) -> Output {
 
 /// The `ssh root@guest CMD` command line, bounded by `timeout(1)`.
 fn ssh_command(m: &Machine, extra: &[&str], cmd: &str) -> Command {
+    ssh_command_as(m, "root", extra, cmd)
+}
+
+/// [`ssh_command`] as `user` (the image's `op`: a user with sudo, the test's key).
+fn ssh_command_as(m: &Machine, user: &str, extra: &[&str], cmd: &str) -> Command {
     let mut c = Command::new("timeout");
     c.arg("120")
         .arg("ssh")
@@ -164,7 +169,7 @@ fn ssh_command(m: &Machine, extra: &[&str], cmd: &str) -> Command {
             "ConnectTimeout=60",
             "-o",
             "LogLevel=ERROR",
-            "root@127.0.0.1",
+            &format!("{user}@127.0.0.1"),
             cmd,
         ]);
     c
@@ -600,8 +605,17 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
     );
     assert_cron_ran_a_job(&mut vm, &m);
     assert_getty_respawns(&mut vm, &m);
-    // Debian's own `reboot` (arje-init's link), from the ssh session.
-    let _ = ssh(&m, "reboot");
+    // `sudo reboot` by a user logged in over ssh: sudo runs the machine's `reboot`
+    // (arje-init's link) as root. The session ends with the machine.
+    let whoami = ssh_command_as(&m, "op", &[], "id -un; sudo -n id -un")
+        .output()
+        .expect("run ssh");
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "op\nroot\n",
+        "{whoami:?}"
+    );
+    let _ = ssh_command_as(&m, "op", &[], "sudo -n reboot").output();
 
     // Boot 2, in the same QEMU: the same machine comes up again, with the identity
     // made by boot 1, and a root that boot 1's shutdown left clean.
