@@ -81,16 +81,16 @@ impl std::fmt::Display for ArgsError {
     }
 }
 
-/// Parses the arguments after argv[0]. Accepts `--flag VALUE` and `--flag=VALUE`.
-///
-/// The kernel passes init every command-line word it does not understand and that has no
-/// `=` or `.` in it (e.g. `single`); as PID 1 those are ignored with a warning by the
-/// caller, so this parser is only strict about words that start with `--`.
 /// A size (`32M`) given to `flag`.
 fn size(v: String, flag: String) -> Result<u64, ArgsError> {
     shuma_card::units::parse_size(&v).map_err(|_| ArgsError::BadValue { flag, value: v })
 }
 
+/// Parses the arguments after argv[0]. Accepts `--flag VALUE` and `--flag=VALUE`.
+///
+/// The kernel passes init every command-line word it does not understand and that has no
+/// `=` or `.` in it (e.g. `single`); as PID 1 those are ignored with a warning by the
+/// caller, so this parser is only strict about words that start with `--`.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, ArgsError> {
     let mut out = Args::default();
     let mut it = args.into_iter();

@@ -295,7 +295,8 @@ pub struct WorkspaceInfo {
     pub commands: u32,
     pub running: u32,
     pub limits: Limits,
-    /// Relative cgroup path, if the workspace has a cgroup.
+    /// The workspace's cgroup directory (absolute, e.g. `/sys/fs/cgroup/arje/web`), if
+    /// it has one.
     pub cgroup: Option<String>,
     pub created_unix_ms: u64,
 }

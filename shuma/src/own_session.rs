@@ -58,25 +58,30 @@ fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-/// mountinfo writes a space as `\040` (and a tab, newline and backslash likewise).
-fn unescape_octal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// mountinfo writes a space as `\040` (and a tab, newline and backslash likewise); the
+/// bytes of a path are kept as they are otherwise (not necessarily UTF-8).
+fn unescape_octal(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
     let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v as char);
-            i += 4;
-        } else {
-            out.push(b[i] as char);
-            i += 1;
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(v as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
-    out
+    std::ffi::OsString::from_vec(out)
 }
 
 /// This process's cgroup directory: the v2 line (`0::/PATH`) of /proc/self/cgroup under

@@ -392,8 +392,20 @@ impl Vm {
 
     /// Lines read so far that contain `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<&str> {
+        self.lines_with_since(0, needle)
+    }
+
+    /// How many lines have been read: a mark for [`Vm::lines_with_since`] (the lines of
+    /// a second boot in the same QEMU, say).
+    pub fn mark(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Lines read after `mark` that contain `needle`.
+    pub fn lines_with_since(&self, mark: usize, needle: &str) -> Vec<&str> {
         self.seen
             .iter()
+            .skip(mark)
             .filter(|l| l.contains(needle))
             .map(String::as_str)
             .collect()

@@ -220,13 +220,15 @@ fn boot_until_serving(name: &str, m: &Machine) -> Vm {
 
 /// [`boot_until_serving`] of a machine that was rebooted in the same QEMU: the next
 /// `ssh/ssh ready` on the console is the new boot's.
-fn serving_after_reboot(vm: &mut Vm, m: &Machine, label: &str) {
+fn serving_after_reboot(vm: &mut Vm, m: &Machine, label: &str) -> usize {
     let t0 = Instant::now();
     vm.wait_for("reboot: Restarting system")
         .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+    let mark = vm.mark();
     vm.wait_for("ssh/ssh ready")
         .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
     serving(vm, m, label, t0, "`reboot` was sent");
+    mark
 }
 
 /// The ssh login and nginx's answer, with their times since `t0`.
@@ -326,8 +328,13 @@ fn assert_mounted_clean(vm: &Vm, m: &Machine) {
 
 /// A console line of PID 1 with `needle` (its host duties say what they did there).
 fn assert_console(vm: &Vm, needle: &str) {
+    assert_console_since(vm, 0, needle);
+}
+
+/// [`assert_console`] among the lines after `mark` ([`Vm::mark`]): this boot's.
+fn assert_console_since(vm: &Vm, mark: usize, needle: &str) {
     assert!(
-        !vm.lines_with(needle).is_empty(),
+        !vm.lines_with_since(mark, needle).is_empty(),
         "{}: no console line with {needle:?}; tail:\n{}",
         vm.name(),
         vm.tail(80)
@@ -336,8 +343,9 @@ fn assert_console(vm: &Vm, needle: &str) {
 
 /// What arje-init's host duties did, as the machine shows it over ssh: the root rw,
 /// every fstab case (an escaped space, noauto, a missing nofail disk, a swap file),
-/// the runtime directories, the loopback, and a terminal for an ssh session.
-fn assert_host_duties(vm: &Vm, m: &Machine) {
+/// the runtime directories, the loopback, and a terminal for an ssh session. Console
+/// lines are looked for after `mark`, among this boot's.
+fn assert_host_duties(vm: &Vm, m: &Machine, mark: usize) {
     let mounts = ssh_ok(
         vm,
         m,
@@ -380,11 +388,15 @@ fn assert_host_duties(vm: &Vm, m: &Machine) {
     let seed = ssh_ok(vm, m, "stat -c '%s %a' /var/lib/arje/random-seed");
     assert_eq!(seed.trim(), "512 600", "{seed}");
 
-    assert_console(vm, "remounted / rw,errors=remount-ro (as /etc/fstab says)");
-    assert_console(vm, "on /mnt/never: skipped (noauto)");
-    assert_console(vm, "on /mnt/absent: no device has LABEL=no-such-disk");
-    assert_console(vm, "(nofail: the boot goes on)");
-    assert_console(vm, "loopback lo up");
+    assert_console_since(
+        vm,
+        mark,
+        "remounted / rw,errors=remount-ro (as /etc/fstab says)",
+    );
+    assert_console_since(vm, mark, "on /mnt/never: skipped (noauto)");
+    assert_console_since(vm, mark, "on /mnt/absent: no device has LABEL=no-such-disk");
+    assert_console_since(vm, mark, "(nofail: the boot goes on)");
+    assert_console_since(vm, mark, "loopback lo up");
     // sysctl.d: procps's 99-protect-links.conf (systemd-sysctl's job, which left
     // fs.protected_regular at 0 before arje applied it), and the test's
     // 60-arje-test.conf in /etc hiding /usr/lib's of the same name, its '-' key
@@ -398,8 +410,9 @@ fn assert_host_duties(vm: &Vm, m: &Machine) {
         sysctl, "2\n1\narje-test\n",
         "sysctl.d not applied as expected"
     );
-    assert_console(
+    assert_console_since(
         vm,
+        mark,
         "sysctl: 5 of 6 settings applied from 3 files (0 failed, 1 allowed to fail)",
     );
 }
@@ -581,7 +594,7 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
         &vm,
         "random seed: no saved seed at /var/lib/arje/random-seed",
     );
-    assert_host_duties(&vm, &m);
+    assert_host_duties(&vm, &m, 0);
     assert_udev(&vm, &m);
     let host_key = ssh_ok(&vm, &m, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     assert_session_survives_sshd_restart(&mut vm, &m);
@@ -619,7 +632,7 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
 
     // Boot 2, in the same QEMU: the same machine comes up again, with the identity
     // made by boot 1, and a root that boot 1's shutdown left clean.
-    serving_after_reboot(&mut vm, &m, "boot 2");
+    let boot2 = serving_after_reboot(&mut vm, &m, "boot 2");
     assert_console(&vm, "root /dev/vda (ext4) remounted read-only");
     assert_console(&vm, "random seed saved to /var/lib/arje/random-seed");
     // The swap file is off before the unmount: it would keep / busy, not read-only.
@@ -638,7 +651,8 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
         &vm,
         "random seed: 512 bytes from /var/lib/arje/random-seed mixed into /dev/urandom",
     );
-    assert_host_duties(&vm, &m);
+    assert_console_since(&vm, boot2, "fsck of / (/dev/vda, ext4): clean");
+    assert_host_duties(&vm, &m, boot2);
     let ps = ssh_ok(&vm, &m, "shuma ps");
     assert_services(&ps);
     let events = ssh_ok(&vm, &m, &format!("shuma events | grep -F '{nonce}'"));
@@ -665,7 +679,7 @@ fn test_debian_root_serves_ssh_and_http_reboots_from_ssh_and_powers_off_clean() 
     );
     // The last boot's kernel messages (arje-init's own lines among them), kept at its
     // shutdown where an operator looks.
-    let kernel = ssh_ok(&vm, &m, "cat /var/log/arje/kernel.log");
+    let kernel = ssh_ok(&vm, &m, "cat /var/log/arje-kernel.log");
     assert!(kernel.contains("] Linux version "), "{kernel}");
     assert!(kernel.contains("machine id "), "{kernel}");
     assert!(kernel.contains("every workspace stopped"), "{kernel}");
@@ -747,7 +761,7 @@ fn test_debian_root_boots_under_debians_own_initramfs_with_init_arje() {
     assert!(exe.starts_with("/usr/sbin/arje-init\n"), "{exe}");
     assert!(exe.contains("init=/usr/sbin/arje-init"), "{exe}");
     assert_console(&vm, "fsck of / (/dev/vda, ext4): clean");
-    assert_host_duties(&vm, &m);
+    assert_host_duties(&vm, &m, 0);
     assert_services(&ssh_ok(&vm, &m, "shuma ps"));
     assert_udev(&vm, &m);
     assert_mounted_clean(&vm, &m);

@@ -114,7 +114,10 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         None
     };
     // Services' output, kept as files where an operator looks after a reboot.
-    let log_dir = host.disk_dir(host::LOG_DIR, 0o755);
+    let log_dir = match &args.log_dir {
+        Some(_) => None,
+        None => host.disk_dir(host::LOG_DIR, 0o755),
+    };
     if params.shell && !reexec {
         emergency::spawn_shell();
     }

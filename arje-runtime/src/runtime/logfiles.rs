@@ -8,10 +8,17 @@
 //!
 //! The directory is root's: opened once, each workspace's directory below it made and
 //! opened without following a link, each file opened relative to it with `O_NOFOLLOW`,
-//! so no one but root decides where these writes go. At most [`OPEN_MAX`] files are kept
-//! open; past that all are closed and opened again as output comes (no fd per service
-//! beyond that bound); a file is closed when its command's output ends. A failing write
-//! is said once per command, then dropped quietly until its file is opened again.
+//! so no one but root decides where these writes go. A file is kept open while its
+//! command's output flows and closed when it ends (the pipes' EOF); at most [`OPEN_MAX`]
+//! are open, past that one is closed for each opened. Commands of the same name in a
+//! workspace (ad-hoc `shuma run`s that overlap) share one file and its rotation. A
+//! failing write is said once per file; later ones are tried without a word until the
+//! file is opened again. A file may pass the bound by one chunk (at most 256 KiB,
+//! what the loop reads from a pipe in a turn) before it is rotated.
+//!
+//! The write is synchronous, in the loop: a hung /var/log (a network filesystem) would
+//! stall PID 1 as it would stall journald. /var/log on the root's own disk is what this
+//! is for.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,8 +26,6 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
-
-use crate::ids::CommandId;
 
 /// Open log files at most; past it every one is closed (and reopened when written).
 pub const OPEN_MAX: usize = 256;
@@ -37,7 +42,8 @@ struct Open {
 pub struct LogFiles {
     dir: Option<OwnedFd>,
     max: u64,
-    open: HashMap<CommandId, Open>,
+    /// By workspace and command name.
+    open: HashMap<(String, String), Open>,
 }
 
 impl LogFiles {
@@ -80,21 +86,25 @@ impl LogFiles {
         }
     }
 
-    /// Append `data`, output of command `id` (`workspace/name`), rotating first if it
-    /// would go past the bound.
-    pub fn write(&mut self, id: CommandId, workspace: &str, name: &str, data: &[u8]) {
+    /// Append `data`, output of command `workspace/name`, rotating first if it would go
+    /// past the bound.
+    pub fn write(&mut self, workspace: &str, name: &str, data: &[u8]) {
         let Some(dir) = &self.dir else {
             return;
         };
-        if !self.open.contains_key(&id) {
+        let key = (workspace.to_string(), name.to_string());
+        if !self.open.contains_key(&key) {
             if self.open.len() >= OPEN_MAX {
-                self.open.clear();
+                let any = self.open.keys().next().cloned();
+                if let Some(k) = any {
+                    self.open.remove(&k);
+                }
             }
             match open_log(dir, workspace, name) {
                 Ok(file) => {
                     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                     self.open.insert(
-                        id,
+                        key.clone(),
                         Open {
                             file,
                             size,
@@ -108,7 +118,7 @@ impl LogFiles {
                 }
             }
         }
-        let Some(o) = self.open.get_mut(&id) else {
+        let Some(o) = self.open.get_mut(&key) else {
             return;
         };
         if o.size > 0 && o.size + data.len() as u64 > self.max {
@@ -137,9 +147,9 @@ impl LogFiles {
         }
     }
 
-    /// The command is gone: its file is closed.
-    pub fn forget(&mut self, id: CommandId) {
-        self.open.remove(&id);
+    /// The command's output has ended: its file is closed.
+    pub fn forget(&mut self, workspace: &str, name: &str) {
+        self.open.remove(&(workspace.to_string(), name.to_string()));
     }
 
     /// How many files are open (for tests).
@@ -202,11 +212,10 @@ mod tests {
         // Arrange
         let t = tempfile::tempdir().unwrap();
         let mut f = LogFiles::open(t.path(), 10);
-        let id = CommandId::from(1);
 
         // Act: 6 + 6 bytes pass 10: rotate; then twice more.
         for chunk in ["aaaaa\n", "bbbbb\n", "ccccc\n", "ddddd\n"] {
-            f.write(id, "web", "nginx", chunk.as_bytes());
+            f.write("web", "nginx", chunk.as_bytes());
         }
 
         // Assert
@@ -228,7 +237,7 @@ mod tests {
         let mut f = LogFiles::open(t.path(), 1 << 20);
 
         // Act
-        f.write(CommandId::from(1), "evil", "cmd", b"x\n");
+        f.write("evil", "cmd", b"x\n");
 
         // Assert
         assert_eq!(read(&target), "untouched");
@@ -240,11 +249,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut f = LogFiles::open(t.path(), 1 << 20);
 
-        for i in 0..(OPEN_MAX as u64 + 1) {
-            f.write(CommandId::from(i + 1), "w", &format!("c{i}"), b"x\n");
+        for i in 0..=OPEN_MAX {
+            f.write("w", &format!("c{i}"), b"x\n");
         }
 
-        assert_eq!(f.open_count(), 1);
+        assert_eq!(f.open_count(), OPEN_MAX);
         assert_eq!(read(&t.path().join("w/c0.log")), "x\n");
         assert_eq!(read(&t.path().join(format!("w/c{OPEN_MAX}.log"))), "x\n");
     }

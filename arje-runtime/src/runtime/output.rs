@@ -20,11 +20,16 @@ impl Runtime {
         if chunk.eof {
             cmd.pipe_ids.retain(|p| *p != pipe);
         }
+        let to_file = cmd.spec.log == shuma_card::spec::LogTarget::Ring;
+        if to_file && !chunk.data.is_empty() {
+            self.logfiles
+                .write(&cmd.workspace, &cmd.spec.name, &chunk.data);
+        }
+        if to_file && chunk.eof && cmd.pipe_ids.is_empty() {
+            // The run's output has ended: its log file is closed until the next.
+            self.logfiles.forget(&cmd.workspace, &cmd.spec.name);
+        }
         if chunk.data.is_empty() {
-            if chunk.eof && cmd.pipe_ids.is_empty() {
-                // The run's output has ended: its log file is closed until the next.
-                self.logfiles.forget(chunk.command);
-            }
             return;
         }
         if chunk.is_err {
@@ -33,10 +38,6 @@ impl Runtime {
             &mut cmd.out
         }
         .push(&chunk.data);
-        if cmd.spec.log == shuma_card::spec::LogTarget::Ring {
-            self.logfiles
-                .write(chunk.command, &cmd.workspace, &cmd.spec.name, &chunk.data);
-        }
         self.ready_check_output(chunk.command, chunk.is_err, &chunk.data);
         self.push_logs(chunk.command);
     }

@@ -313,8 +313,12 @@ pub fn plan(machine: &Machine, unit: LoadedUnit) -> Result<Plan, ConvertError> {
     let deps = resources::dependencies(&mut p);
     let limits = resources::limits(&mut p);
     for src in std::mem::take(&mut p.s.other) {
-        if src.key == "ExecReload" && directives::is_sighup_to_main(&src.value) {
-            // What `shuma reload` does: nothing to note.
+        if src.key == "ExecReload"
+            && directives::is_sighup_to_main(&src.value)
+            && !matches!(ty, Type::Oneshot | Type::Forking)
+        {
+            // What `shuma reload` does to the service: nothing to note. (A forking or
+            // oneshot unit is a task here, with no main process left to signal.)
             continue;
         }
         let section = if src.key.starts_with("Condition") || src.key.starts_with("Assert") {

@@ -1,17 +1,17 @@
 //! The kernel's messages kept across a reboot: at shutdown, once the workspaces have
 //! stopped and while the root is still writable, the kernel's log buffer (which holds
 //! arje-init's own lines too: PID 1 logs through /dev/kmsg) is written to
-//! /var/log/arje/kernel.log, the previous boot's becoming kernel.log.1, as
-//! `[seconds.micros] message` lines, `dmesg`'s format. A crash or a power cut loses the
+//! /var/log/arje-kernel.log, the previous boot's becoming arje-kernel.log.1, as
+//! `[seconds.micros] message` lines, `dmesg`'s format. (Beside /var/log/arje, not in
+//! it: a workspace may be named `kernel.log`.) A crash or a power cut loses the
 //! boot's buffer, as it does under any init that reads the kernel only at the end.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
 
-const KERNEL_LOG: &str = "kernel.log";
+const KERNEL_LOG: &str = "arje-kernel.log";
 
 /// One /dev/kmsg record as a dmesg line: `PRIO,SEQ,USEC,FLAGS;TEXT` (continuation lines,
 /// ` KEY=VALUE`, are left out). None for what is not a record.
@@ -51,8 +51,8 @@ fn read_all(kmsg: &Path) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// Save the kernel's buffer into `dir` (a host's /var/log/arje), keeping the last
-/// boot's as `kernel.log.1`.
+/// Save the kernel's buffer into `dir` (/var/log), keeping the last boot's as
+/// `arje-kernel.log.1`.
 pub fn save(kmsg: &Path, dir: &Path) {
     let text = match read_all(kmsg) {
         Ok(t) => t,
@@ -63,13 +63,14 @@ pub fn save(kmsg: &Path, dir: &Path) {
     };
     let path = dir.join(KERNEL_LOG);
     let _ = std::fs::rename(&path, dir.join(format!("{KERNEL_LOG}.1")));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
+    let written = rustix::fs::open(
+        &path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o640),
+    )
+    .map_err(std::io::Error::from)
+    .map(std::fs::File::from)
+    .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
     match written {
         Ok(()) => log::info!(
             "kernel messages saved to {} ({} lines)",
@@ -108,7 +109,7 @@ mod tests {
         // Assert
         let now = std::fs::read_to_string(t.path().join(KERNEL_LOG)).unwrap();
         assert_eq!(now, "[    1.000000] Linux version 6.1\n");
-        let before = std::fs::read_to_string(t.path().join("kernel.log.1")).unwrap();
+        let before = std::fs::read_to_string(t.path().join("arje-kernel.log.1")).unwrap();
         assert_eq!(before, "last boot\n");
     }
 }

@@ -127,12 +127,12 @@ impl Host {
     }
 
     /// Once the workspaces have stopped, before the last unmount: a seed kept for the
-    /// next boot, the kernel's messages kept in /var/log/arje/kernel.log, and swap off
+    /// next boot, the kernel's messages kept in /var/log/arje-kernel.log, and swap off
     /// (a swap file would keep its filesystem busy).
     pub fn at_shutdown(&self) {
         if self.real_root {
             random_seed::save_at_shutdown();
-            if let Some(dir) = self.disk_dir(LOG_DIR, 0o755) {
+            if let Some(dir) = self.disk_dir("/var/log", 0o755) {
                 kmsg::save(std::path::Path::new("/dev/kmsg"), &dir);
             }
             swap::off_all();

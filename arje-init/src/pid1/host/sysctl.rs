@@ -15,10 +15,10 @@
 //! following a link and never above /proc/sys (a key with `..` is refused).
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 /// The directories, first wins for a file name.
 const DIRS: [&str; 5] = [
@@ -149,16 +149,20 @@ pub struct Applied {
     pub quiet: usize,
 }
 
-/// Writes each setting into `proc_sys` (`/proc/sys` at boot), in order.
+/// Writes each key's last setting into `proc_sys` (`/proc/sys` at boot), in the order
+/// of those last settings (a key set by two files is written once, the later value).
 pub fn apply(proc_sys: &Path, settings: &[Setting]) -> Applied {
     let mut done = Applied::default();
-    for s in settings {
+    let last = |i: usize, s: &Setting| !settings[i + 1..].iter().any(|t| t.key == s.key);
+    for (_, s) in settings.iter().enumerate().filter(|(i, s)| last(*i, s)) {
         let path = proc_sys.join(&s.key);
-        let written = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .and_then(|mut f| f.write_all(format!("{}\n", s.value).as_bytes()));
+        let written = rustix::fs::open(
+            &path,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|fd| std::fs::File::from(fd).write_all(format!("{}\n", s.value).as_bytes()));
         match written {
             Ok(()) => done.set += 1,
             Err(_) if s.may_fail => done.quiet += 1,
@@ -177,6 +181,18 @@ pub fn apply_all() {
     let files = files(Path::new("/"));
     for f in &files {
         let name = f.display().to_string();
+        // Only regular files (a FIFO would hold the boot), at most 1 MiB each.
+        match std::fs::metadata(f) {
+            Ok(m) if m.is_file() && m.len() <= 1 << 20 => {}
+            Ok(_) => {
+                log::warn!("sysctl: {name}: not a regular file of at most 1 MiB; skipped");
+                continue;
+            }
+            Err(e) => {
+                log::warn!("sysctl: {name}: {e}");
+                continue;
+            }
+        }
         match std::fs::read_to_string(f) {
             Ok(text) => {
                 let (mut s, problems) = parse(&name, &text);
@@ -298,7 +314,7 @@ mod tests {
             .unwrap();
         let (settings, _) = parse(
             "t.conf",
-            "fs.protected_regular = 2\nkernel.link = 9\n-kernel.no.such = 1\nno.dir.here = 1\n",
+            "fs.protected_regular = 1\nfs.protected_regular = 2\nkernel.link = 9\n-kernel.no.such = 1\nno.dir.here = 1\n",
         );
 
         // Act
