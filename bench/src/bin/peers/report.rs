@@ -7,6 +7,8 @@ use arje_bench::median;
 #[derive(Default)]
 pub struct Results {
     pub running_ms: Vec<f64>,
+    /// CPU time of the supervisor's processes (schedstat) when every service runs.
+    pub start_cpu_ms: Vec<f64>,
     pub ready_ms: Vec<f64>,
     pub stop_ms: Vec<f64>,
     pub restart_us: Vec<f64>,
@@ -76,6 +78,12 @@ pub fn print(
             &mut |r| mmm(&mut r.ready_ms, 1, "   (no readiness protocol)"),
             results,
         ),
+    );
+    table(
+        "1c. start: CPU time of the supervisor's processes (schedstat) when every service is running",
+        "ms, per round",
+        labels,
+        rows(&mut |r| mmm(&mut r.start_cpu_ms, 1, ""), results),
     );
     table(
         "2. stop: asking for every service's stop -> every service process ended",
