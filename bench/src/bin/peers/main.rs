@@ -113,14 +113,6 @@ fn parse_opts() -> Opts {
 fn peers(o: &Opts, notes: &mut Vec<String>) -> Vec<Box<dyn Peer>> {
     let mut out: Vec<Box<dyn Peer>> = Vec::new();
     let bin = arje_bench::bin_dir();
-    for (label, path) in &o.arje_bins {
-        if path.exists() {
-            let shuma = path.with_file_name("shuma");
-            out.push(Box::new(arje::Arje::new(label, path.clone(), shuma)));
-        } else {
-            notes.push(format!("{label}: skipped: {} not found", path.display()));
-        }
-    }
     for name in &o.peers {
         let missing = |prog: &str| (!on_path(prog)).then(|| format!("{prog} is not installed"));
         let why_not = match name.as_str() {
@@ -177,6 +169,14 @@ fn peers(o: &Opts, notes: &mut Vec<String>) -> Vec<Box<dyn Peer>> {
         };
         if let Some(why) = why_not {
             notes.push(format!("{name}: skipped: {why}"));
+        }
+    }
+    for (label, path) in &o.arje_bins {
+        if path.exists() {
+            let shuma = path.with_file_name("shuma");
+            out.push(Box::new(arje::Arje::new(label, path.clone(), shuma)));
+        } else {
+            notes.push(format!("{label}: skipped: {} not found", path.display()));
         }
     }
     out
