@@ -9,7 +9,9 @@
 //! Each round, for each supervisor in turn (interleaved, so that the machine's drift hits
 //! all alike), with a fresh supervisor:
 //! 1. start: from the supervisor's spawn until every service has stamped its start, and
-//!    until the supervisor counts every one ready where it has readiness;
+//!    until the supervisor counts every one ready where it has readiness; and the CPU
+//!    time the supervisor's processes used until every service ran (schedstat), also
+//!    over the first supervisor's in the same round;
 //! 2. restart: SIGKILL of one service after another (each a different one, all up more
 //!    than 1 s), from just before the kill to the successor's stamp;
 //! 3. idle: CPU time (schedstat, and clock ticks from /proc/PID/stat) and voluntary
