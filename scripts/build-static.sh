@@ -46,6 +46,12 @@ build_variant() {
         if readelf -l "$out/$bin" | grep -q 'Requesting program interpreter'; then
             log "$out/$bin is not static"; exit 1
         fi
+        # A static glibc binary that calls getpwnam(3) and kin carries NSS, which dlopens
+        # the modules nsswitch.conf names and can crash (arje_runtime::userdb says why).
+        if grep -q 'nsswitch.conf' "$out/$bin"; then
+            log "$out/$bin links glibc's NSS (a getpw*/getgr* call): use arje_runtime::userdb"
+            exit 1
+        fi
     done
     printf '%s %s arje-init=%s shuma=%s\n' "$name" "$target" \
         "$(stat -c %s "$out/arje-init")" "$(stat -c %s "$out/shuma")" >>"$root/build/bin/sizes.txt.new"
