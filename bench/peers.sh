@@ -2,7 +2,7 @@
 # The peer comparison (issue 15): installs the peers it compares arje with, if missing
 # (Debian packages; root), builds arje and the benchmark, then runs
 # bench/src/bin/peers/main.rs with this script's arguments (see its module docs, e.g.
-# `--n 100 --rounds 1 --idle-secs 5` for a quick run). The static musl arje-init is
+# `--n 100 --rounds 1 --idle-secs 5` for a quick run). The static arje-init is
 # compared too if scripts/build-static.sh has made it (`build/bin/demo/`).
 #
 # Usage: bench/peers.sh [ARGS...]

@@ -2,9 +2,11 @@
 # Builds static arje-init (the multi-call binary: also shuma when called so) and the
 # standalone shuma (release profile), plus the test helper, into
 # build/bin/<variant>/: `test` is built with --features test-hooks (the boot tests'
-# initramfs), `demo` without. musl if its target is installed or installable, else glibc
-# with crt-static. Prints the output directory of the last variant built; writes the
-# stripped sizes to build/bin/sizes.txt.
+# initramfs), `demo` without. Static glibc (the host's target with crt-static) by
+# default: measured faster than musl on arje's spawn path (docs/BENCHMARKS.md, "The
+# shipped build against glibc"); ARJE_STATIC_LIBC=musl builds with musl instead (smaller;
+# its target is installed with rustup if missing, else glibc is used). Prints the output
+# directory of the last variant built; writes the stripped sizes to build/bin/sizes.txt.
 #
 # Usage: scripts/build-static.sh [test|demo|all]   (default all)
 set -euo pipefail
@@ -14,13 +16,15 @@ cd "$root"
 variant="${1:-all}"
 log() { echo "build-static: $*" >&2; }
 
-target=x86_64-unknown-linux-musl
-rustflags=""
-if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-    if ! rustup target add "$target" >&2; then
+target=x86_64-unknown-linux-gnu
+rustflags="-C target-feature=+crt-static"
+if [ "${ARJE_STATIC_LIBC:-glibc}" = musl ]; then
+    if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
+        || rustup target add x86_64-unknown-linux-musl >&2; then
+        target=x86_64-unknown-linux-musl
+        rustflags=""
+    else
         log "musl target not installable: glibc with crt-static instead"
-        target=x86_64-unknown-linux-gnu
-        rustflags="-C target-feature=+crt-static"
     fi
 fi
 
@@ -41,6 +45,12 @@ build_variant() {
         strip "$out/$bin" 2>/dev/null || true
         if readelf -l "$out/$bin" | grep -q 'Requesting program interpreter'; then
             log "$out/$bin is not static"; exit 1
+        fi
+        # A static glibc binary that calls getpwnam(3) and kin carries NSS, which dlopens
+        # the modules nsswitch.conf names and can crash (arje_runtime::userdb says why).
+        if grep -q 'nsswitch.conf' "$out/$bin"; then
+            log "$out/$bin links glibc's NSS (a getpw*/getgr* call): use arje_runtime::userdb"
+            exit 1
         fi
     done
     printf '%s %s arje-init=%s shuma=%s\n' "$name" "$target" \

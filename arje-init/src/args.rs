@@ -152,10 +152,7 @@ fn resolve_group(name: &str) -> Option<u32> {
     if let Ok(gid) = name.parse() {
         return Some(gid);
     }
-    nix::unistd::Group::from_name(name)
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw())
+    arje_runtime::userdb::group_by_name(name).ok().flatten()
 }
 
 /// Parses a duration the way cards do (`10s`, `500ms`, `2m`, `1h`, `1.5s`:

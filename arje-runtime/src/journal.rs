@@ -47,9 +47,16 @@ impl Journal {
         self
     }
 
+    /// Hand this turn's events to the disk's writer (one wakeup of its thread a turn).
+    pub fn end_turn(&mut self) {
+        if let Some(d) = &mut self.disk {
+            d.send_pending();
+        }
+    }
+
     /// Wait (at most `bound`) until the disk has every event so far.
-    pub fn flush_disk(&self, bound: Duration) {
-        if let Some(d) = &self.disk {
+    pub fn flush_disk(&mut self, bound: Duration) {
+        if let Some(d) = &mut self.disk {
             if !d.flush(bound) {
                 log::warn!("event journal: not all events reached the disk within {bound:?}");
             }
@@ -80,7 +87,7 @@ impl Journal {
             kind,
         });
         let ev = self.events.back().expect("just pushed");
-        if let Some(d) = &self.disk {
+        if let Some(d) = &mut self.disk {
             d.append(ev);
         }
         ev

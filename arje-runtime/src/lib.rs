@@ -17,6 +17,7 @@ mod supervise;
 mod sys;
 mod timers;
 mod token;
+pub mod userdb;
 
 pub use ids::CommandId;
 

@@ -18,10 +18,14 @@
 //!   segment aside (renamed `<name>.corrupt`), with a Warning naming it and the offset;
 //!   the events in it are lost, the rest is read and boot goes on.
 //!
-//! Writing happens off the loop: [`EventLog::append`] hands a copy of the event to a
-//! thread through a bounded channel and returns; the thread writes what has queued up in
-//! one `write` and one `fdatasync`, so a burst costs a few syncs, not one per event. If
-//! the thread falls behind by [`QUEUE`] events, the next ones are counted as lost
+//! Writing happens off the loop: [`EventLog::append`] keeps a copy of the event, and
+//! [`EventLog::send_pending`] (at the end of each turn of the loop, or as soon as
+//! [`BATCH`] events wait) hands them to a thread through a bounded channel as one
+//! message; the thread writes what has queued up in one `write` and one `fdatasync`, so
+//! a burst costs a few syncs, not one per event. One message a turn, not one an event:
+//! each message wakes the thread (a futex call on the loop's side), which was 11% of an
+//! in-process spawn's samples with three events per spawn (docs/BENCHMARKS.md). If the
+//! thread falls behind by about [`QUEUE`] events, the next ones are counted as lost
 //! ([`EventLog::lost`]) rather than making the loop wait.
 
 use std::fs::File;
@@ -50,6 +54,8 @@ const MAX_RECORD: usize = 1 << 20;
 /// 450 kB of resident memory, 1,024 cost 30 kB and still hold far more than a real
 /// burst brings in the time of one fdatasync.
 pub const QUEUE: usize = 1024;
+/// Most events handed over in one message; the channel holds `QUEUE / BATCH` messages.
+pub const BATCH: usize = 256;
 const CHECKSUM: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
@@ -192,10 +198,12 @@ pub struct EventLog {
     /// The loop's own handle on the directory, for reading.
     dir: StateDir,
     lost: Arc<AtomicU64>,
+    /// Appended, not yet handed to the writer (at most [`BATCH`]).
+    pending: Vec<Event>,
 }
 
 enum Msg {
-    Event(Box<Event>),
+    Events(Vec<Event>),
     /// Answered once everything sent before is written and synced.
     Flush(SyncSender<()>),
 }
@@ -282,7 +290,7 @@ impl EventLog {
                 tail = Some((name.clone(), scan.valid_end as u64));
             }
         }
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE / BATCH);
         let writer = Writer {
             dir: dir.try_clone()?,
             limits,
@@ -297,18 +305,37 @@ impl EventLog {
                 thread: Some(thread),
                 dir,
                 lost: Arc::new(AtomicU64::new(0)),
+                pending: Vec::new(),
             },
             opened,
         ))
     }
 
-    /// Queue `ev` for the disk; never blocks. Past [`QUEUE`] waiting, it is counted lost.
-    pub fn append(&self, ev: &Event) {
+    /// Queue `ev` for the disk; never blocks. Handed to the writer with the others of
+    /// this turn ([`EventLog::send_pending`]), or at once when [`BATCH`] wait.
+    pub fn append(&mut self, ev: &Event) {
+        if self.tx.is_none() {
+            return;
+        }
+        self.pending.push(ev.clone());
+        if self.pending.len() >= BATCH {
+            self.send_pending();
+        }
+    }
+
+    /// Hand what was appended to the writer, as one message; never blocks. With
+    /// `QUEUE / BATCH` messages already waiting, these events are counted lost.
+    pub fn send_pending(&mut self) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Msg::Event(Box::new(ev.clone()))) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let n = batch.len() as u64;
+        match tx.try_send(Msg::Events(batch)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.lost.fetch_add(1, Ordering::Relaxed);
+                self.lost.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -320,7 +347,8 @@ impl EventLog {
 
     /// Wait (at most `bound`) until everything appended so far is written and synced:
     /// before a re-exec (exec ends the thread) and at shutdown.
-    pub fn flush(&self, bound: Duration) -> bool {
+    pub fn flush(&mut self, bound: Duration) -> bool {
+        self.send_pending();
         let Some(tx) = &self.tx else { return false };
         let (ack_tx, ack_rx) = sync_channel(1);
         if tx.send(Msg::Flush(ack_tx)).is_err() {
@@ -361,6 +389,7 @@ impl EventLog {
 impl Drop for EventLog {
     fn drop(&mut self) {
         // Closing the channel ends the thread after it wrote what was queued.
+        self.send_pending();
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -395,6 +424,36 @@ struct Writer {
 }
 
 impl Writer {
+    /// Encode `ev` onto `batch`; a new segment before its record if it would overflow
+    /// the open one, what precedes it written there first. Returns `failing` as
+    /// [`Writer::report`] leaves it.
+    fn add(
+        &mut self,
+        ev: &Event,
+        batch: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        mut failing: bool,
+    ) -> bool {
+        let start = batch.len();
+        encode(ev, batch, scratch);
+        let len = (batch.len() - start) as u64;
+        if self.size > HEADER_LEN as u64 && self.size + len > self.limits.segment {
+            let record = batch.split_off(start);
+            let r = self.write(batch);
+            failing = self.report(r, failing);
+            batch.clear();
+            self.file = None;
+            let r = self.start_segment(ev.id);
+            failing = self.report(r, failing);
+            batch.extend_from_slice(&record);
+        } else if self.file.is_none() {
+            let r = self.start_segment(ev.id);
+            failing = self.report(r, failing);
+        }
+        self.size += len;
+        failing
+    }
+
     fn run(mut self, rx: Receiver<Msg>) {
         let mut batch = Vec::with_capacity(4096);
         let mut scratch = Vec::with_capacity(512);
@@ -404,26 +463,10 @@ impl Writer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Event(ev) => {
-                        let start = batch.len();
-                        encode(&ev, &mut batch, &mut scratch);
-                        let len = (batch.len() - start) as u64;
-                        // A new segment before this record if it would overflow the
-                        // open one: write what precedes it there first.
-                        if self.size > HEADER_LEN as u64 && self.size + len > self.limits.segment {
-                            let record = batch.split_off(start);
-                            let r = self.write(&batch);
-                            failing = self.report(r, failing);
-                            batch.clear();
-                            self.file = None;
-                            let r = self.start_segment(ev.id);
-                            failing = self.report(r, failing);
-                            batch.extend_from_slice(&record);
-                        } else if self.file.is_none() {
-                            let r = self.start_segment(ev.id);
-                            failing = self.report(r, failing);
+                    Msg::Events(events) => {
+                        for ev in &events {
+                            failing = self.add(ev, &mut batch, &mut scratch, failing);
                         }
-                        self.size += len;
                     }
                     Msg::Flush(ack) => acks.push(ack),
                 }
@@ -539,7 +582,7 @@ mod tests {
     }
 
     /// Append `ids`, waiting for the writer every half queue so that none is lost.
-    fn write_all(log: &EventLog, ids: std::ops::RangeInclusive<u64>) {
+    fn write_all(log: &mut EventLog, ids: std::ops::RangeInclusive<u64>) {
         for id in ids {
             log.append(&ev(id));
             if id % (QUEUE as u64 / 2) == 0 {
@@ -558,10 +601,10 @@ mod tests {
     fn test_events_written_are_read_back_after_reopen_by_cursor() {
         // Arrange
         let (t, d) = dir();
-        let (log, opened) =
+        let (mut log, opened) =
             EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
         assert_eq!(opened.last_id, None);
-        write_all(&log, 1..=100);
+        write_all(&mut log, 1..=100);
         drop(log);
 
         // Act
@@ -583,8 +626,9 @@ mod tests {
     fn test_torn_tail_is_truncated_at_the_last_whole_record_with_a_warning() {
         // Arrange: 10 events, then half a record appended, as a power cut leaves it.
         let (t, d) = dir();
-        let (log, _) = EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
-        write_all(&log, 1..=10);
+        let (mut log, _) =
+            EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
+        write_all(&mut log, 1..=10);
         drop(log);
         let seg = t.path().join("events").join(segment_name(1));
         let whole = std::fs::metadata(&seg).unwrap().len();
@@ -600,9 +644,9 @@ mod tests {
 
         // Act
         let d = StateDir::open(&t.path().join("events"), None).unwrap();
-        let (log, opened) =
+        let (mut log, opened) =
             EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
-        write_all(&log, 11..=12);
+        write_all(&mut log, 11..=12);
 
         // Assert: the tail is gone, the warning says where, and appending goes on.
         assert_eq!(opened.last_id, Some(10));
@@ -624,8 +668,8 @@ mod tests {
             total: 1 << 30,
             segment: 2048,
         };
-        let (log, _) = EventLog::open(d, limits).unwrap();
-        write_all(&log, 1..=200);
+        let (mut log, _) = EventLog::open(d, limits).unwrap();
+        write_all(&mut log, 1..=200);
         drop(log);
         let names = segments(&StateDir::open(&t.path().join("events"), None).unwrap());
         assert!(names.len() >= 3, "{names:?}");
@@ -662,10 +706,10 @@ mod tests {
             total: 8 * 1024,
             segment: 2048,
         };
-        let (log, _) = EventLog::open(d, limits).unwrap();
+        let (mut log, _) = EventLog::open(d, limits).unwrap();
 
         // Act
-        write_all(&log, 1..=2000);
+        write_all(&mut log, 1..=2000);
         let on_disk: u64 = segments(&log.dir)
             .iter()
             .map(|(_, n)| std::fs::metadata(log.dir.join(n)).unwrap().len())
@@ -685,17 +729,18 @@ mod tests {
         // Arrange: a log, then a newer segment holding 5 bytes of a header (a crash just
         // after the segment was created).
         let (t, d) = dir();
-        let (log, _) = EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
-        write_all(&log, 1..=3);
+        let (mut log, _) =
+            EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
+        write_all(&mut log, 1..=3);
         drop(log);
         let cut = t.path().join("events").join(segment_name(4));
         std::fs::write(&cut, &header()[..5]).unwrap();
 
         // Act
         let d = StateDir::open(&t.path().join("events"), None).unwrap();
-        let (log, opened) =
+        let (mut log, opened) =
             EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
-        write_all(&log, 4..=5);
+        write_all(&mut log, 4..=5);
 
         // Assert
         assert_eq!(opened.warnings.len(), 1, "{:?}", opened.warnings);
@@ -716,9 +761,9 @@ mod tests {
         std::fs::write(t.path().join("events").join(segment_name(1)), b"garbage!").unwrap();
 
         // Act
-        let (log, opened) =
+        let (mut log, opened) =
             EventLog::open(d, Limits::with_total(crate::JOURNAL_MAX_DEFAULT)).unwrap();
-        write_all(&log, 1..=3);
+        write_all(&mut log, 1..=3);
 
         // Assert
         assert_eq!(opened.warnings.len(), 1);

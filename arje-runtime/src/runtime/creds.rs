@@ -7,12 +7,14 @@
 //!   with a passwd entry is that user, exactly as by name; a number without one is that
 //!   uid, its group the same number unless `group` is set, and no other groups.
 //! - `group` is a name or a number, and replaces the user's primary group.
-//! - The supplementary groups are those of initgroups(3): every group of /etc/group (or
-//!   whatever the C library's group database is) that lists the user, plus the primary
-//!   group. A command without `user` but with `group` keeps arje's uid and gets that one
-//!   group alone.
+//! - The supplementary groups are those of initgroups(3): every group of /etc/group
+//!   that lists the user, plus the primary group. A command without `user` but with
+//!   `group` keeps arje's uid and gets that one group alone.
+//!
+//! Names are looked up in /etc/passwd and /etc/group by arje itself (`crate::userdb`
+//! says why not through the C library).
 
-use nix::unistd::{Gid, Group, Uid, User};
+use crate::userdb;
 use shuma_card::CommandSpec;
 
 /// What the spawner applies: uid, gid, supplementary groups.
@@ -48,15 +50,15 @@ pub fn resolve(spec: &CommandSpec) -> Result<Option<Creds>, String> {
         None => None,
         Some(text) => Some(match parse_id("user", text)? {
             Id::Number(uid) => {
-                let entry = User::from_uid(Uid::from_raw(uid))
-                    .map_err(|e| format!("look up uid {uid}: {e}"))?;
+                let entry =
+                    userdb::user_by_uid(uid).map_err(|e| format!("look up uid {uid}: {e}"))?;
                 (uid, entry)
             }
             Id::Name(name) => {
-                let entry = User::from_name(name)
+                let entry = userdb::user_by_name(name)
                     .map_err(|e| format!("look up user {name}: {e}"))?
                     .ok_or_else(|| format!("no such user {name}"))?;
-                (entry.uid.as_raw(), Some(entry))
+                (entry.uid, Some(entry))
             }
         }),
     };
@@ -64,11 +66,9 @@ pub fn resolve(spec: &CommandSpec) -> Result<Option<Creds>, String> {
         None => None,
         Some(text) => Some(match parse_id("group", text)? {
             Id::Number(gid) => gid,
-            Id::Name(name) => Group::from_name(name)
+            Id::Name(name) => userdb::group_by_name(name)
                 .map_err(|e| format!("look up group {name}: {e}"))?
-                .ok_or_else(|| format!("no such group {name}"))?
-                .gid
-                .as_raw(),
+                .ok_or_else(|| format!("no such group {name}"))?,
         }),
     };
     let Some((uid, entry)) = user else {
@@ -81,14 +81,9 @@ pub fn resolve(spec: &CommandSpec) -> Result<Option<Creds>, String> {
         let gid = group.unwrap_or(uid);
         return Ok(Some((uid, gid, vec![gid])));
     };
-    let gid = group.unwrap_or(entry.gid.as_raw());
-    let name = std::ffi::CString::new(entry.name.as_bytes())
-        .map_err(|_| format!("user {}: NUL in the name", entry.name))?;
-    let groups = nix::unistd::getgrouplist(&name, Gid::from_raw(gid))
-        .map_err(|e| format!("groups of user {}: {e}", entry.name))?
-        .into_iter()
-        .map(Gid::as_raw)
-        .collect();
+    let gid = group.unwrap_or(entry.gid);
+    let groups = userdb::group_list(&entry.name, gid)
+        .map_err(|e| format!("groups of user {}: {e}", entry.name))?;
     Ok(Some((uid, gid, groups)))
 }
 

@@ -364,6 +364,8 @@ impl Runtime {
         if catch_unwind(AssertUnwindSafe(|| self.end_of_turn())).is_err() {
             log::error!("contained a panic while writing the snapshot");
         }
+        // After the snapshot, whose warnings are events too.
+        self.journal.end_turn();
         // Held replies go out whatever the write did: a failed write is logged (and a
         // client is never left without its answer).
         self.server.release_held(&self.reactor);

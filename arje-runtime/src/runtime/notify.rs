@@ -125,11 +125,27 @@ pub struct Sender {
     pub uid: u32,
 }
 
-/// 128 random bits in hex, from the kernel's random uuid (no extra crate, no syscall
-/// wrapper needed).
+/// 128 random bits in hex. getrandom(2) with `GRND_INSECURE` (Linux 5.6): one syscall,
+/// and it never waits for the entropy pool, as PID 1 early in a boot must not; the
+/// kernel's random uuid file (the same generator, five syscalls through a procfs file)
+/// where that flag is refused.
 fn random_hex() -> std::io::Result<String> {
-    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?;
-    Ok(uuid.trim().replace('-', ""))
+    use rustix::rand::{getrandom, GetRandomFlags};
+    use std::fmt::Write;
+    let mut bits = [0u8; 16];
+    match getrandom(&mut bits, GetRandomFlags::INSECURE) {
+        Ok(16) => {
+            let mut hex = String::with_capacity(32);
+            for b in bits {
+                let _ = write!(hex, "{b:02x}");
+            }
+            Ok(hex)
+        }
+        _ => {
+            let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?;
+            Ok(uuid.trim().replace('-', ""))
+        }
+    }
 }
 
 /// What one datagram says, in the order systemd applies it. Unknown assignments are
@@ -426,6 +442,16 @@ mod tests {
 
         let status = m.status.unwrap();
         assert!(status.len() <= MAX_STATUS && status.len() >= MAX_STATUS - 1);
+    }
+
+    #[test]
+    fn test_random_hex_is_128_bits_in_hex_and_differs_each_time() {
+        // Act
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        // Assert
+        assert_eq!(a.len(), 32, "{a}");
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
     }
 
     #[test]

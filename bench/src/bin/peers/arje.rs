@@ -12,8 +12,8 @@ use shuma_card::spec::MAX_COMMANDS_PER_WORKSPACE;
 use crate::peer::{remove_cgroup, timed, Ctx, Peer};
 
 pub struct Arje {
-    /// "glibc" or "static musl".
-    build: &'static str,
+    /// Which build: "glibc", "static musl", or a label given with `--arje-bin`.
+    build: String,
     /// A cgroup2 directory under which each round's `--cgroup-root` is made; `None`:
     /// no cgroups (a subreaper's default).
     cgroups: Option<PathBuf>,
@@ -25,9 +25,9 @@ pub struct Arje {
 }
 
 impl Arje {
-    pub fn new(build: &'static str, init: PathBuf, shuma: PathBuf) -> Arje {
+    pub fn new(build: &str, init: PathBuf, shuma: PathBuf) -> Arje {
         Arje {
-            build,
+            build: build.to_string(),
             cgroups: None,
             cgroup_root: None,
             init,

@@ -3,13 +3,15 @@
 //! systemd as a user manager, each supervising N copies of the same tiny static service
 //! (`arje_bench::stamp`: it stamps its start into a FIFO, says it is ready in both
 //! protocols, and pauses), at its lowest configurable restart delay. arje runs twice:
-//! the release build (glibc) and, if present, the static musl one of
-//! `scripts/build-static.sh` (`build/bin/demo/`).
+//! the release build (glibc) and, if present, the static one of
+//! `scripts/build-static.sh` (`build/bin/demo/`: static glibc, or musl).
 //!
 //! Each round, for each supervisor in turn (interleaved, so that the machine's drift hits
 //! all alike), with a fresh supervisor:
 //! 1. start: from the supervisor's spawn until every service has stamped its start, and
-//!    until the supervisor counts every one ready where it has readiness;
+//!    until the supervisor counts every one ready where it has readiness; and the CPU
+//!    time the supervisor's processes used until every service ran (schedstat), also
+//!    over the first supervisor's in the same round;
 //! 2. restart: SIGKILL of one service after another (each a different one, all up more
 //!    than 1 s), from just before the kill to the successor's stamp;
 //! 3. idle: CPU time (schedstat, and clock ticks from /proc/PID/stat) and voluntary
@@ -24,11 +26,13 @@
 //!
 //! This program installs nothing: `bench/peers.sh` installs the peers, then runs it.
 //! Usage: `peers [--n N] [--rounds R] [--kills K] [--idle-secs S] [--runs R]
-//! [--peers LIST] [--arje-static PATH]` (defaults 1000 services, 5 rounds, 20 kills a
-//! round, 60 s of idle in all, split over the rounds, 20 runs a round; LIST is a comma
-//! list of arje, arje-static, s6, runit, supervisord, systemd, and, not in the default
-//! list, arje-cgroup: the glibc arje with `--cgroup-root` (a directory made for each
-//! round in the cgroup v2 hierarchy), and s6-nofd: s6 without `notification-fd`).
+//! [--peers LIST] [--arje-static PATH] [--arje-bin LABEL=PATH ...]` (defaults 1000
+//! services, 5 rounds, 20 kills a round, 60 s of idle in all, split over the rounds, 20
+//! runs a round; LIST is a comma list of arje, arje-static, s6, runit, supervisord,
+//! systemd, and, not in the default list, arje-cgroup: the glibc arje with
+//! `--cgroup-root` (a directory made for each round in the cgroup v2 hierarchy), and
+//! s6-nofd: s6 without `notification-fd`). Each `--arje-bin` adds one more arje build,
+//! labelled LABEL, its `shuma` beside it: builds compared in the same interleaved run.
 
 mod arje;
 mod peer;
@@ -56,6 +60,8 @@ struct Opts {
     runs: usize,
     peers: Vec<String>,
     arje_static: PathBuf,
+    /// More arje builds side by side, `LABEL=PATH` each (`--arje-bin`, repeatable).
+    arje_bins: Vec<(String, PathBuf)>,
 }
 
 fn parse_opts() -> Opts {
@@ -77,6 +83,7 @@ fn parse_opts() -> Opts {
         .map(String::from)
         .to_vec(),
         arje_static: root.join("build/bin/demo/arje-init"),
+        arje_bins: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -93,6 +100,11 @@ fn parse_opts() -> Opts {
             "--runs" => o.runs = number(value()),
             "--peers" => o.peers = value().split(',').map(String::from).collect(),
             "--arje-static" => o.arje_static = value().into(),
+            "--arje-bin" => {
+                let v = value();
+                let (label, path) = v.split_once('=').expect("--arje-bin LABEL=PATH");
+                o.arje_bins.push((label.to_string(), path.into()));
+            }
             _ => panic!("unknown argument {flag} (see the module docs)"),
         }
     }
@@ -125,7 +137,7 @@ fn peers(o: &Opts, notes: &mut Vec<String>) -> Vec<Box<dyn Peer>> {
             "arje-static" if o.arje_static.exists() => {
                 let shuma = o.arje_static.with_file_name("shuma");
                 out.push(Box::new(arje::Arje::new(
-                    "static musl",
+                    static_libc(&o.arje_static),
                     o.arje_static.clone(),
                     shuma,
                 )));
@@ -161,7 +173,26 @@ fn peers(o: &Opts, notes: &mut Vec<String>) -> Vec<Box<dyn Peer>> {
             notes.push(format!("{name}: skipped: {why}"));
         }
     }
+    for (label, path) in &o.arje_bins {
+        if path.exists() {
+            let shuma = path.with_file_name("shuma");
+            out.push(Box::new(arje::Arje::new(label, path.clone(), shuma)));
+        } else {
+            notes.push(format!("{label}: skipped: {} not found", path.display()));
+        }
+    }
     out
+}
+
+/// "static glibc" or "static musl": which C library a static binary carries (glibc's
+/// holds the name of its tunables variable, musl has none).
+fn static_libc(bin: &std::path::Path) -> &'static str {
+    let bytes = std::fs::read(bin).unwrap_or_default();
+    if bytes.windows(14).any(|w| w == b"GLIBC_TUNABLES") {
+        "static glibc"
+    } else {
+        "static musl"
+    }
 }
 
 /// Sum of the samples of the pids found in both, as `after - before`.
@@ -194,6 +225,11 @@ fn round(peer: &mut dyn Peer, ctx: &Ctx, stamps: &mut Stamps, o: &Opts, r: &mut 
         last = last.max(s.mono_ns);
     }
     r.running_ms.push((last - t0) as f64 / 1e6);
+    let start_cpu_ns: u64 = sample_all(&tree(root, &live))
+        .values()
+        .map(|s| s.run_ns)
+        .sum();
+    r.start_cpu_ms.push(start_cpu_ns as f64 / 1e6);
     if peer.wait_ready(ctx) {
         r.ready_ms.push((monotonic_ns() - t0) as f64 / 1e6);
     }

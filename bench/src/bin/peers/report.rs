@@ -7,6 +7,8 @@ use arje_bench::median;
 #[derive(Default)]
 pub struct Results {
     pub running_ms: Vec<f64>,
+    /// CPU time of the supervisor's processes (schedstat) when every service runs.
+    pub start_cpu_ms: Vec<f64>,
     pub ready_ms: Vec<f64>,
     pub stop_ms: Vec<f64>,
     pub restart_us: Vec<f64>,
@@ -76,6 +78,38 @@ pub fn print(
             &mut |r| mmm(&mut r.ready_ms, 1, "   (no readiness protocol)"),
             results,
         ),
+    );
+    // Paired by round before the table below sorts the figures: each round's CPU time
+    // over the first supervisor's in the same round, so that the machine's drift
+    // between rounds cancels out.
+    let first = results
+        .first()
+        .map(|r| r.start_cpu_ms.clone())
+        .unwrap_or_default();
+    let mut paired: Vec<Vec<f64>> = results
+        .iter()
+        .map(|r| {
+            r.start_cpu_ms
+                .iter()
+                .zip(&first)
+                .map(|(a, b)| a / b)
+                .collect()
+        })
+        .collect();
+    table(
+        "1c. start: CPU time of the supervisor's processes (schedstat) when every service is running",
+        "ms, per round",
+        labels,
+        rows(&mut |r| mmm(&mut r.start_cpu_ms, 1, ""), results),
+    );
+    table(
+        &format!(
+            "1d. start CPU time over {}'s in the same round",
+            labels.first().map_or("", String::as_str)
+        ),
+        "ratio, per round",
+        labels,
+        paired.iter_mut().map(|v| mmm(v, 2, "")).collect(),
     );
     table(
         "2. stop: asking for every service's stop -> every service process ended",
