@@ -42,8 +42,11 @@ struct Open {
 pub struct LogFiles {
     dir: Option<OwnedFd>,
     max: u64,
-    /// By workspace and command name.
-    open: HashMap<(String, String), Open>,
+    /// By `WORKSPACE/NAME` (neither name can hold a `/`).
+    open: HashMap<String, Open>,
+    /// The key of the current write, a buffer kept so a write to an open file
+    /// allocates nothing.
+    key: String,
 }
 
 impl LogFiles {
@@ -53,6 +56,7 @@ impl LogFiles {
             dir: None,
             max: 0,
             open: HashMap::new(),
+            key: String::new(),
         }
     }
 
@@ -74,6 +78,7 @@ impl LogFiles {
                     dir: Some(fd),
                     max: max.max(1),
                     open: HashMap::new(),
+                    key: String::new(),
                 }
             }
             Err(e) => {
@@ -92,8 +97,8 @@ impl LogFiles {
         let Some(dir) = &self.dir else {
             return;
         };
-        let key = (workspace.to_string(), name.to_string());
-        if !self.open.contains_key(&key) {
+        key_into(&mut self.key, workspace, name);
+        if !self.open.contains_key(self.key.as_str()) {
             if self.open.len() >= OPEN_MAX {
                 let any = self.open.keys().next().cloned();
                 if let Some(k) = any {
@@ -104,7 +109,7 @@ impl LogFiles {
                 Ok(file) => {
                     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                     self.open.insert(
-                        key.clone(),
+                        self.key.clone(),
                         Open {
                             file,
                             size,
@@ -118,7 +123,7 @@ impl LogFiles {
                 }
             }
         }
-        let Some(o) = self.open.get_mut(&key) else {
+        let Some(o) = self.open.get_mut(self.key.as_str()) else {
             return;
         };
         if o.size > 0 && o.size + data.len() as u64 > self.max {
@@ -149,7 +154,12 @@ impl LogFiles {
 
     /// The command's output has ended: its file is closed.
     pub fn forget(&mut self, workspace: &str, name: &str) {
-        self.open.remove(&(workspace.to_string(), name.to_string()));
+        if self.open.is_empty() {
+            // Always so without a log directory: no work at every command's exit.
+            return;
+        }
+        key_into(&mut self.key, workspace, name);
+        self.open.remove(self.key.as_str());
     }
 
     /// How many files are open (for tests).
@@ -157,6 +167,14 @@ impl LogFiles {
     pub fn open_count(&self) -> usize {
         self.open.len()
     }
+}
+
+/// `WORKSPACE/NAME` into `key`, the buffer it reuses.
+fn key_into(key: &mut String, workspace: &str, name: &str) {
+    key.clear();
+    key.push_str(workspace);
+    key.push('/');
+    key.push_str(name);
 }
 
 /// The workspace's directory under `dir`, made 0750 if missing, never through a link.
