@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn test_number_after_boottime_line_parses() {
         // Arrange
-        let line = "arje: INFO  control socket ready at /run/arje/control.sock (boottime 3.059s)";
+        let line = "arje: INFO  control socket ready at /run/arje/control.sock (boottime 3.059s); runtime start 98.1 ms (cards 1.2)";
 
         // Act
         let n = number_after(line, "(boottime ");

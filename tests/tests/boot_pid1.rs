@@ -54,6 +54,20 @@ fn test_boot_ready_prints_boottimes_and_powers_off() {
     let t0 = number_after(&start, "boottime ").expect("a boottime at PID 1 start");
     let t1 = number_after(&ready, "(boottime ").expect("a boottime at ready");
     assert!(t1 >= t0, "ready at {t1}s before PID 1 start at {t0}s");
+    // Where the time went: PID 1's steps, then the runtime's, each named.
+    let boot = vm.lines_with("boot done in").concat();
+    for step in ["(mounts ", "console ", "power button "] {
+        assert!(boot.contains(step), "no {step:?} in {boot:?}");
+    }
+    for step in [
+        "runtime start ",
+        "(state lock ",
+        "cgroups ",
+        "socket ",
+        "cards ",
+    ] {
+        assert!(ready.contains(step), "no {step:?} in {ready:?}");
+    }
     assert_line(&vm, "SCENARIO ready: PASS");
     assert_line(&vm, "reboot(2) PowerOff");
     assert_eq!(end, End::Poweroff, "tail:\n{}", vm.tail(40));

@@ -45,11 +45,14 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
 
     // 1. Filesystems the rest needs: /proc to read the command line, /dev for the
     //    console, kmsg and the disk, /run for the socket, cgroup2 for workspaces.
+    let mut laps = Laps::new(start_boottime);
     if !reexec {
         mounts::mount_early();
     }
+    laps.lap("mounts");
     console::attach_stdio();
     logger::attach_pid1();
+    laps.lap("console");
     log::info!(
         "arje-init {} as PID 1 (started at boottime {start_boottime:.3}s)",
         env!("CARGO_PKG_VERSION")
@@ -78,6 +81,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         params.hostname.as_deref(),
         etc_hostname.as_deref(),
     ));
+    laps.lap("cmdline");
 
     // 4. Modules (the state disk's driver and filesystem), then the state disk.
     let mut durable = params.durable.clone();
@@ -88,13 +92,16 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         }
     } else {
         modules::load_listed(&params.modules);
+        laps.lap("modules");
         // 4b. The real root, when root= names one and / is still the initramfs: before
         //     the state disk and the runtime, so nothing started here needs handing over.
         real_root(&cmdline);
+        laps.lap("root");
     }
     // 4c. On a real root: fsck and remount of /, /etc/fstab, /run, /dev/pts, the
     //     loopback, the machine id, the random seed (host/), before the cards.
     let host = host::boot(&cmdline, reexec);
+    laps.lap("host");
     if let (Some(dev), false) = (&params.state_dev, reexec) {
         match state_disk::mount_state(
             dev,
@@ -118,6 +125,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
         Some(_) => None,
         None => host.disk_dir(host::LOG_DIR, 0o755),
     };
+    laps.lap("state disk");
     if params.shell && !reexec {
         emergency::spawn_shell();
     }
@@ -126,6 +134,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     // asks for a poweroff with systemd's signal. Started again after a re-exec (exec
     // ends threads); before the runtime, which blocks every signal again as it starts.
     power_button::watch();
+    laps.lap("power button");
 
     // 5. The runtime: boot cards, workspaces, the control socket, reaping.
     let config = Config {
@@ -155,10 +164,7 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
             .unwrap_or(arje_runtime::LOG_FILE_MAX_DEFAULT),
         vsock_port: params.vsock,
     };
-    log::info!(
-        "boot done in {:.3}s of boottime; starting the runtime",
-        logger::boottime_secs() - start_boottime
-    );
+    log::info!("boot done in {}; starting the runtime", laps.render());
     // `arje.exit-on`: the command whose end ends the machine (exit_on.rs).
     let exit_on = exit_on::target_from(params.exit_on.as_deref());
     let outcome = run_contained(config, inherited, exit_on);
@@ -180,6 +186,45 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
             emergency::emergency(&format!("re-exec of {} not carried out", binary.display()))
         }
         Err(why) => emergency::emergency(&why),
+    }
+}
+
+/// Where PID 1's own part of boot goes, from exec to the runtime: a lap per step in
+/// CLOCK_BOOTTIME, printed as one line (docs/PID1.md, "Where boot's time goes").
+struct Laps {
+    began: f64,
+    last: f64,
+    steps: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn new(began: f64) -> Laps {
+        Laps {
+            began,
+            last: began,
+            steps: Vec::with_capacity(10),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        let now = logger::boottime_secs();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// `45.0 ms (mounts 3.1, console 0.4, ...)`; steps under 0.05 ms are left out.
+    fn render(&self) -> String {
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|(_, secs)| *secs >= 0.000_05)
+            .map(|(name, secs)| format!("{name} {:.1}", secs * 1000.0))
+            .collect();
+        format!(
+            "{:.1} ms ({})",
+            (self.last - self.began) * 1000.0,
+            parts.join(", ")
+        )
     }
 }
 

@@ -7,15 +7,18 @@ use rustix::fs::OFlags;
 use super::Runtime;
 
 impl Runtime {
-    /// Load every `*.toml` card of the cards directory and start its workspace. A bad
-    /// card is logged with its file, line and field and skipped; the others still load.
+    /// Load every `*.toml` card of the cards directory and make its workspace, its
+    /// commands pending: [`Runtime::start_cards`] starts them, after the ready line (the
+    /// first spawn is not on the path to ready). A bad card is logged with its file,
+    /// line and field and skipped; the others still load.
     ///
     /// Each card is read through the directory's fd and only if it is a regular file
     /// (`persist::read_regular_at`: no symlink followed, nothing else opened): a FIFO
     /// named like a card blocked boot forever in open(2).
-    pub fn load_cards(&mut self) {
+    pub(crate) fn load_cards(&mut self) -> Held {
+        let mut pipelines = Vec::new();
         let Some(dir) = self.cfg.cards_dir.clone() else {
-            return;
+            return Held(pipelines);
         };
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let opened = rustix::fs::open(&dir, flags, rustix::fs::Mode::empty())
@@ -25,7 +28,7 @@ impl Runtime {
             Ok(opened) => opened,
             Err(e) => {
                 log::warn!("cards directory {}: {e}", dir.display());
-                return;
+                return Held(pipelines);
             }
         };
         let mut names: Vec<String> = names
@@ -57,19 +60,30 @@ impl Runtime {
                 }
             };
             match shuma_card::card::load_str(&src, &file.display().to_string()) {
-                Ok(spec) => match self.create_workspace(spec) {
-                    Ok(created) => {
-                        for w in created.warnings {
+                Ok(spec) => match self.add_workspace(spec) {
+                    Ok(added) => {
+                        for w in &added.created.warnings {
                             log::warn!("{}: {w}", file.display());
                         }
-                        for f in created.failed {
-                            log::error!("{}: did not start: {f}", file.display());
-                        }
+                        pipelines.extend(added.pipelines);
                     }
                     Err((_, msg)) => log::error!("{}: {msg}", file.display()),
                 },
                 Err(e) => log::error!("bad card: {e}"),
             }
         }
+        Held(pipelines)
+    }
+
+    /// Start what the boot cards hold, in dependency order across all of them.
+    pub(crate) fn start_cards(&mut self, held: Held) {
+        for f in self.start_pending(held.0) {
+            log::error!("boot cards: did not start: {f}");
+        }
     }
 }
+
+/// The boot cards' workspaces are in the table and their commands pending:
+/// [`Runtime::start_cards`] starts them.
+#[must_use = "nothing of the boot cards runs until start_cards"]
+pub(crate) struct Held(Vec<crate::ids::PipelineId>);

@@ -28,6 +28,7 @@ mod exits;
 mod fanout;
 mod handover;
 mod identity;
+mod laps;
 mod lifecycle;
 mod logfiles;
 mod notify;
@@ -192,6 +193,8 @@ pub struct Runtime {
     /// The newest journal entry before this start (`observe.rs`): what came after it
     /// is this image's, the restored workspaces' starts included.
     start_cursor: u64,
+    /// Where this start's time went, for the ready line (`laps.rs`).
+    laps: laps::Laps,
 }
 
 impl Runtime {
@@ -200,22 +203,26 @@ impl Runtime {
     pub fn new(cfg: Config) -> Result<Runtime, RuntimeError> {
         // The state directories and their lock first: a second arje-init on the same
         // state directory stops here, before it touches cgroups or the socket.
+        let mut laps = laps::Laps::start();
         let claim = claim_state(&cfg)?;
+        laps.lap("state lock");
         let cgroups = watches::setup(&cfg);
-        Runtime::start(cfg, claim, cgroups)
+        laps.lap("cgroups");
+        Runtime::start(cfg, claim, cgroups, laps)
     }
 
     /// [`Runtime::new`] on a cgroup tree set up by the caller (tests: a fake cgroupfs).
     #[cfg(test)]
     fn with_cgroups(cfg: Config, cgroups: crate::cgroup::Cgroups) -> Result<Runtime, RuntimeError> {
         let claim = claim_state(&cfg)?;
-        Runtime::start(cfg, claim, cgroups)
+        Runtime::start(cfg, claim, cgroups, laps::Laps::start())
     }
 
     fn start(
         cfg: Config,
         claim: store::Claim,
         cgroups: crate::cgroup::Cgroups,
+        mut laps: laps::Laps,
     ) -> Result<Runtime, RuntimeError> {
         // First, so a signal sent from here on waits in the signalfd (and the durable
         // writer thread, started below with the store, inherits the mask).
@@ -229,7 +236,9 @@ impl Runtime {
             .add(timers.fd(), Token::Timer, Interest::Read)
             .map_err(RuntimeError::Epoll)?;
         let procs = procs::Procs::new(cfg.child_nofile).map_err(RuntimeError::DevNull)?;
+        laps.lap("loop");
         let (disk_journal, journal_warnings) = open_disk_journal(&cfg, &claim);
+        laps.lap("journal");
         let loaded = claim.load();
         let store = store::Store::new(claim);
         let plan = state::plan(&loaded);
@@ -247,6 +256,7 @@ impl Runtime {
             }
             None => control::bind(&cfg.socket, cfg.socket_group).map_err(RuntimeError::Control)?,
         };
+        laps.lap("snapshot");
         let mut server = server::Server::new(&reactor, listener, cfg.socket_group)
             .map_err(RuntimeError::Epoll)?;
         if let Some(port) = cfg.vsock_port {
@@ -283,8 +293,10 @@ impl Runtime {
             ready: Vec::with_capacity(256),
             syslog: None,
             start_cursor: 0,
+            laps,
             cfg,
         };
+        rt.laps.lap("socket");
         rt.start_cursor = rt.journal.last_id();
         for message in rt.store.take_warnings().into_iter().chain(journal_warnings) {
             rt.event(EventKind::Warning { message });
@@ -311,11 +323,13 @@ impl Runtime {
                 }
             }
         }
+        rt.laps.lap("syslog");
         let reexec = plan.reexec;
         rt.restore(loaded, plan);
         if reexec {
             rt.adopt_handover();
         }
+        rt.laps.lap("restore");
         // Write the restored state at once, so a crash now finds it.
         rt.store.mark_dirty();
         Ok(rt)
@@ -327,16 +341,22 @@ impl Runtime {
         self.resume()
     }
 
-    /// What [`Self::run`] does once before its loop: the boot cards, the ready line.
+    /// What [`Self::run`] does once before its loop: the boot cards' workspaces, the
+    /// ready line, then their commands' start. The socket listens and every boot
+    /// workspace exists when the line is printed; nothing of theirs has been spawned
+    /// (docs/PID1.md, "Where boot's time goes"), and no request is read before it is.
     fn begin_serving(&mut self) {
-        self.load_cards();
+        let held = self.load_cards();
+        self.laps.lap("cards");
         let boottime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         log::info!(
-            "control socket ready at {} (boottime {}.{:03}s)",
+            "control socket ready at {} (boottime {}.{:03}s); runtime start {}",
             self.cfg.socket.display(),
             boottime.tv_sec,
-            boottime.tv_nsec / 1_000_000
+            boottime.tv_nsec / 1_000_000,
+            self.laps.render()
         );
+        self.start_cards(held);
     }
 
     /// One turn of the loop: wait for events, handle them, flush what they changed.
@@ -360,6 +380,16 @@ impl Runtime {
             }
         }
         self.ready = ready;
+        // Timers that fell due while this turn's events were handled (a restart after
+        // a run that lasted `min_uptime`, whose delay is zero) fire now, before the
+        // snapshot: a restart waits for no other epoll round, and the exit and the
+        // new run are written in one snapshot, after the spawn, not one before it.
+        let now = Instant::now();
+        if self.timers.any_due(now) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.fire_timers(now))) {
+                self.contain_panic(Token::Timer, &p);
+            }
+        }
         self.procs.end_turn();
         if catch_unwind(AssertUnwindSafe(|| self.end_of_turn())).is_err() {
             log::error!("contained a panic while writing the snapshot");

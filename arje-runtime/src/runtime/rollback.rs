@@ -139,7 +139,7 @@ impl Runtime {
         let claim = claim_state(&cfg)?;
         restorable(&claim).map_err(RuntimeError::Restore)?;
         let cgroups = watches::setup(&cfg);
-        Runtime::start(cfg, claim, cgroups)
+        Runtime::start(cfg, claim, cgroups, super::laps::Laps::start())
     }
 
     /// The new image gave the pid back to this one (`why`, from

@@ -874,3 +874,49 @@ fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
     drop(rt);
     drop(sleepers);
 }
+
+#[test]
+fn test_boot_cards_make_workspaces_before_ready_and_spawn_after() {
+    // Arrange: two cards, the first's command after the second's (a later file).
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    std::fs::write(
+        cards.join("a.toml"),
+        "[workspace]\nname = \"a\"\n\n[[service]]\nname = \"web\"\nargv = [\"/bin/sleep\", \"30\"]\nafter = [\"b/db\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cards.join("b.toml"),
+        "[workspace]\nname = \"b\"\n\n[[service]]\nname = \"db\"\nargv = [\"/bin/sleep\", \"30\"]\n",
+    )
+    .unwrap();
+    let mut cfg = config(dir.path());
+    cfg.cards_dir = Some(cards);
+    let mut rt = Runtime::new(cfg).expect("runtime");
+
+    // Act 1: what is done before the ready line.
+    let held = rt.load_cards();
+
+    // Assert 1: both workspaces exist, nothing runs yet.
+    assert!(rt.table.named("a").is_some() && rt.table.named("b").is_some());
+    assert!(rt.table.commands.values().all(|c| c.run.is_none()));
+
+    // Act 2: after the ready line.
+    rt.start_cards(held);
+
+    // Assert 2: both run, the dependency first (ready when started, the default).
+    let started: Vec<String> = rt
+        .journal
+        .after(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CommandStarted { command, .. } => Some(command),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["db", "web"]);
+    assert!(rt.table.commands.values().all(|c| c.run.is_some()));
+    rt.begin_shutdown(Outcome::Exit);
+    while rt.turn().is_none() {}
+}

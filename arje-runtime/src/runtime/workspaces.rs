@@ -115,11 +115,54 @@ pub struct Created {
     pub failed: Vec<String>,
 }
 
+/// A workspace put in the table by [`Runtime::add_workspace`] whose commands and
+/// pipelines have not been started yet: [`Runtime::start_added`] starts them.
+#[must_use = "nothing of the workspace runs until start_added"]
+pub(crate) struct Added {
+    pub(crate) created: Created,
+    pub(crate) pipelines: Vec<crate::ids::PipelineId>,
+}
+
 impl Runtime {
+    /// Create a workspace and start what may start now.
     pub(crate) fn create_workspace_inner(
         &mut self,
         spec: WorkspaceSpec,
     ) -> Result<Created, ReqError> {
+        let added = self.add_workspace(spec)?;
+        Ok(self.start_added(added))
+    }
+
+    /// Start what `added` holds, in dependency order: commands waiting for another
+    /// start when it is ready. Returns what it had, with `failed` filled in.
+    pub(crate) fn start_added(&mut self, added: Added) -> Created {
+        let Added {
+            mut created,
+            pipelines,
+        } = added;
+        created.failed = self.start_pending(pipelines);
+        created
+    }
+
+    /// Start every pending command that may start, then `pipelines`. Returns what
+    /// could not be spawned, as `name: why`. A command that cannot start does not undo
+    /// its workspace (the others run, a service retries by its policy), but the
+    /// creator hears of it.
+    pub(crate) fn start_pending(
+        &mut self,
+        pipelines: impl IntoIterator<Item = crate::ids::PipelineId>,
+    ) -> Vec<String> {
+        let mut failed = self.deps_progress(Instant::now());
+        for p in pipelines {
+            self.pipeline_start(p, Instant::now());
+            failed.extend(self.pipeline_spawn_failures(p));
+        }
+        failed
+    }
+
+    /// Check `spec`, make its cgroup (limits written before anything runs in it) and
+    /// put the workspace in the table with its commands pending; nothing is started.
+    pub(crate) fn add_workspace(&mut self, spec: WorkspaceSpec) -> Result<Added, ReqError> {
         shuma_card::card::validate(&spec).map_err(|e| (ErrorCode::Invalid, e))?;
         // `ws show` answers with the spec in one frame beside a little more: a spec that
         // large could not be shown (nor sent by a client, whose request frame is capped
@@ -197,16 +240,14 @@ impl Runtime {
                 message: format!("workspace {name}: {w}"),
             });
         }
-        // A command that cannot start does not undo the workspace (the others run, a
-        // service retries by its policy), but the creator hears of it. Commands start
-        // in dependency order: those waiting for another start when it is ready.
         self.table.pending.extend(ids);
-        let mut failed = self.deps_progress(Instant::now());
-        for p in pipelines {
-            self.pipeline_start(p, Instant::now());
-            failed.extend(self.pipeline_spawn_failures(p));
-        }
-        Ok(Created { warnings, failed })
+        Ok(Added {
+            created: Created {
+                warnings,
+                failed: Vec::new(),
+            },
+            pipelines,
+        })
     }
 
     /// Put a workspace in the table and watch its cgroup's event files. (Statistics are
