@@ -54,6 +54,12 @@ impl Journal {
         }
     }
 
+    /// Events kept for the disk and not yet handed to its writer (tests).
+    #[cfg(test)]
+    pub fn unsent(&self) -> Option<usize> {
+        self.disk.as_ref().map(EventLog::unsent)
+    }
+
     /// Wait (at most `bound`) until the disk has every event so far.
     pub fn flush_disk(&mut self, bound: Duration) {
         if let Some(d) = &mut self.disk {

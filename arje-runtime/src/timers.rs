@@ -15,7 +15,7 @@
 //! - Actions name their subject by a never-reused id, so a timer that outlives its subject
 //!   finds nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -63,8 +63,8 @@ pub enum TimerAction {
 pub struct Timers {
     fd: OwnedFd,
     set: BTreeMap<(Instant, u64), TimerAction>,
-    /// Singleton actions currently in `set`.
-    once: HashSet<TimerAction>,
+    /// Singleton actions currently in `set`, with their keys there.
+    once: HashMap<TimerAction, (Instant, u64)>,
     seq: u64,
     armed: Option<Instant>,
 }
@@ -78,7 +78,7 @@ impl Timers {
         Ok(Timers {
             fd,
             set: BTreeMap::new(),
-            once: HashSet::new(),
+            once: HashMap::new(),
             seq: 0,
             armed: None,
         })
@@ -97,11 +97,21 @@ impl Timers {
     /// Fire `action` at `at` unless the same action is already pending (whose deadline
     /// then stands). Returns whether it was added.
     pub fn add_once(&mut self, at: Instant, action: TimerAction) -> bool {
-        if !self.once.insert(action) {
+        if self.once.contains_key(&action) {
             return false;
         }
         self.add(at, action);
+        self.once.insert(action, (at, self.seq));
         true
+    }
+
+    /// Fire the singleton `action` at `at` instead of when it was due: a deadline that
+    /// moved later is not a wake-up to find that out.
+    pub fn move_once(&mut self, at: Instant, action: TimerAction) {
+        if let Some(key) = self.once.remove(&action) {
+            self.set.remove(&key);
+        }
+        self.add_once(at, action);
     }
 
     #[cfg(test)]
@@ -164,6 +174,25 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_move_once_replaces_the_pending_deadline() {
+        // Arrange: a Hello's deadline pending, then the idle one instead.
+        let mut timers = Timers::new().unwrap();
+        let t0 = Instant::now();
+        let action = TimerAction::ShutdownDeadline;
+        assert!(timers.add_once(t0 + Duration::from_secs(5), action));
+
+        // Act
+        timers.move_once(t0 + Duration::from_secs(60), action);
+
+        // Assert: nothing at the old deadline, one firing at the new one.
+        assert!(!timers.any_due(t0 + Duration::from_secs(10)));
+        assert!(timers.expired(t0 + Duration::from_secs(10)).is_empty());
+        assert_eq!(timers.pending(action), 1);
+        assert_eq!(timers.expired(t0 + Duration::from_secs(61)), vec![action]);
+        assert!(timers.add_once(t0, action), "fired: it may be added again");
+    }
 
     #[test]
     fn test_add_once_keeps_one_pending_until_it_fires() {

@@ -332,6 +332,8 @@ impl Runtime {
         rt.laps.lap("restore");
         // Write the restored state at once, so a crash now finds it.
         rt.store.mark_dirty();
+        // And this start's events to the journal's disk: the first turn may wait long.
+        rt.journal.end_turn();
         Ok(rt)
     }
 
@@ -357,6 +359,9 @@ impl Runtime {
             self.laps.render()
         );
         self.start_cards(held);
+        // Their events go to the journal's disk now, not at the end of a first turn
+        // that may wait for hours.
+        self.journal.end_turn();
     }
 
     /// One turn of the loop: wait for events, handle them, flush what they changed.

@@ -87,7 +87,10 @@ impl Runtime {
         if self.procs.scan_pending() && !matches!(req, Request::Run { .. }) {
             self.reap_orphans();
         }
-        if !self.server.admit(&self.reactor, conn, &req) {
+        if !self
+            .server
+            .admit(&self.reactor, &mut self.timers, conn, &req)
+        {
             return Ok(Reply::Frames(Vec::new()));
         }
         let access = self.server.access(conn);

@@ -421,7 +421,13 @@ impl Server {
     /// The protocol's rules before a request reaches a handler: the first request must be
     /// a Hello of this protocol version (answered here), and a connection that follows
     /// or waits is a one-way stream. Returns whether `req` is for a handler.
-    pub fn admit(&mut self, reactor: &Reactor, id: ConnId, req: &Request) -> bool {
+    pub fn admit(
+        &mut self,
+        reactor: &Reactor,
+        timers: &mut Timers,
+        id: ConnId,
+        req: &Request,
+    ) -> bool {
         use shuma_card::protocol::PROTOCOL_VERSION;
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
@@ -430,6 +436,11 @@ impl Server {
             match req {
                 Request::Hello { version, .. } if *version == PROTOCOL_VERSION => {
                     conn.hello_done = true;
+                    // The Hello's deadline is met: the timer moves to the idle one
+                    // rather than wake the loop at the Hello's to find that out.
+                    if let Some((at, _)) = conn.deadline() {
+                        timers.move_once(at, TimerAction::ConnDeadline(id));
+                    }
                     let hello = Response::Hello {
                         version: PROTOCOL_VERSION,
                         server: format!("arje-init {}", env!("CARGO_PKG_VERSION")),

@@ -920,3 +920,29 @@ fn test_boot_cards_make_workspaces_before_ready_and_spawn_after() {
     rt.begin_shutdown(Outcome::Exit);
     while rt.turn().is_none() {}
 }
+
+#[test]
+fn test_boot_events_reach_the_journal_writer_before_the_first_turn() {
+    // Arrange: a card, and a journal on disk (the state directories of `config`).
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    std::fs::write(
+        cards.join("a.toml"),
+        "[workspace]\nname = \"a\"\n\n[[service]]\nname = \"s\"\nargv = [\"/bin/sleep\", \"30\"]\n",
+    )
+    .unwrap();
+    let mut cfg = config(dir.path());
+    cfg.cards_dir = Some(cards);
+    let mut rt = Runtime::new(cfg).expect("runtime");
+    assert_eq!(rt.journal.unsent(), Some(0), "a journal on disk, all sent");
+
+    // Act: what `run` does before its first wait, which may last hours.
+    rt.begin_serving();
+
+    // Assert: the workspace's and the command's events are with the writer already.
+    assert!(rt.journal.last_id() >= 2);
+    assert_eq!(rt.journal.unsent(), Some(0));
+    rt.begin_shutdown(Outcome::Exit);
+    while rt.turn().is_none() {}
+}

@@ -52,6 +52,9 @@ use arje_bench::{on_path, us};
 use peer::{pidfd, wait_gone, Ctx, Peer};
 use report::Results;
 
+/// Between the last kill and the idle window (see `round`).
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
+
 struct Opts {
     n: usize,
     rounds: usize,
@@ -251,6 +254,10 @@ fn round(peer: &mut dyn Peer, ctx: &Ctx, stamps: &mut Stamps, o: &Opts, r: &mut 
         live.insert(s.pid);
     }
 
+    // The idle window opens once the kills' own work is over: a deferred write (arje's
+    // /run snapshot debounce, its journal writer) answers a kill, it is not a wake-up
+    // that nothing asked for. Every peer gets the same pause.
+    std::thread::sleep(IDLE_SETTLE);
     let supervisor = tree(root, &live);
     let window = o.idle / o.rounds as u32;
     let before = sample_all(&supervisor);
