@@ -45,6 +45,9 @@ struct Sample {
     start: Option<f64>,
     ready: Option<f64>,
     wall: f64,
+    /// arje's own account of exec→ready: its `boot done in` and ready lines' steps,
+    /// `(step, ms)` in order (docs/PID1.md, "Where boot's time goes").
+    steps: Vec<(String, f64)>,
 }
 
 fn main() {
@@ -145,6 +148,30 @@ fn main() {
         );
     }
 
+    // arje's steps, median of the rounds, in the order it took them.
+    let arje = &samples[0];
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in arje.iter().flat_map(|s| &s.steps) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    if !names.is_empty() {
+        println!("\narje-init's exec->ready by step (its console lines; ms, median of the rounds [min-max])");
+        for name in &names {
+            let all: Vec<f64> = arje
+                .iter()
+                .flat_map(|s| s.steps.iter().filter(|(n, _)| n == name).map(|(_, ms)| *ms))
+                .collect();
+            let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = all.iter().copied().fold(0.0, f64::max);
+            println!(
+                "  {name:<24} {:>7.1}  [{lo:.1}-{hi:.1}]",
+                median(all.iter().copied())
+            );
+        }
+    }
+
     println!("\nstripped static binaries (bytes)");
     let arje = root.join("build/bin/test/arje-init");
     for (name, path) in [
@@ -166,6 +193,26 @@ fn median(it: impl Iterator<Item = f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// `51.5 ms (mounts 37.2, console 5.3)` → `[(PREFIX total, 51.5), (PREFIX: mounts, 37.2),
+/// (PREFIX: console, 5.3)]`.
+fn steps(text: &str, prefix: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    if let Some(total) = number_after(text, "") {
+        out.push((format!("{prefix} total"), total));
+    }
+    let Some(inner) = text.split_once('(').and_then(|(_, r)| r.split_once(')')) else {
+        return out;
+    };
+    for part in inner.0.split(", ") {
+        if let Some((name, ms)) = part.rsplit_once(' ') {
+            if let Ok(ms) = ms.parse() {
+                out.push((format!("{prefix}: {name}"), ms));
+            }
+        }
+    }
+    out
 }
 
 fn number_after(line: &str, key: &str) -> Option<f64> {
@@ -221,6 +268,11 @@ fn boot(kernel: &Path, v: &Variant) -> Sample {
                 if line.contains(v.ready_key) && s.ready.is_none() && !line.contains(v.start_key) {
                     s.ready = number_after(&line, v.ready_key);
                 }
+                for (key, prefix) in [("boot done in ", "pid1"), ("runtime start ", "runtime")] {
+                    if let Some(at) = line.find(key) {
+                        s.steps.extend(steps(&line[at + key.len()..], prefix));
+                    }
+                }
             }
             Err(RecvTimeoutError::Timeout) => {
                 eprintln!("{}: boot timed out", v.name);
@@ -233,4 +285,25 @@ fn boot(kernel: &Path, v: &Variant) -> Sample {
     let _ = child.wait();
     s.wall = started.elapsed().as_secs_f64();
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_steps_reads_the_total_and_each_named_step() {
+        let got = steps(
+            "51.5 ms (mounts 37.2, power button 3.1); starting the runtime",
+            "pid1",
+        );
+        assert_eq!(
+            got,
+            [
+                ("pid1 total".to_string(), 51.5),
+                ("pid1: mounts".to_string(), 37.2),
+                ("pid1: power button".to_string(), 3.1)
+            ]
+        );
+    }
 }
