@@ -149,6 +149,8 @@ pub struct Conn {
     pub hello_done: bool,
     /// Close once the write buffer is flushed.
     pub closing: bool,
+    /// Its deadline timer was moved to the closing one (`Server::arm_closing`).
+    pub closing_armed: bool,
     pub follow: Follow,
     /// Follow output dropped because this client did not read it.
     pub dropped: u64,
@@ -199,6 +201,7 @@ impl Conn {
             wbuf: Vec::new(),
             hello_done: false,
             closing: false,
+            closing_armed: false,
             follow: Follow::None,
             dropped: 0,
             interest: crate::runtime::reactor::Interest::Read,

@@ -105,6 +105,15 @@ impl Timers {
         true
     }
 
+    /// Fire the singleton `action` at `at` if that is sooner than when it is due (or
+    /// add it, if it is not pending).
+    pub fn bring_forward(&mut self, at: Instant, action: TimerAction) {
+        match self.once.get(&action) {
+            Some(&(due, _)) if due <= at => {}
+            _ => self.move_once(at, action),
+        }
+    }
+
     /// Fire the singleton `action` at `at` instead of when it was due: a deadline that
     /// moved later is not a wake-up to find that out.
     pub fn move_once(&mut self, at: Instant, action: TimerAction) {
@@ -136,8 +145,13 @@ impl Timers {
             if entry.key().0 > now {
                 break;
             }
+            let key = *entry.key();
             let action = entry.remove();
-            self.once.remove(&action);
+            // Only the singleton's own entry ends it (an action also added plainly
+            // leaves the singleton pending).
+            if self.once.get(&action) == Some(&key) {
+                self.once.remove(&action);
+            }
             due.push(action);
         }
         due
@@ -180,7 +194,7 @@ mod tests {
         // Arrange: a Hello's deadline pending, then the idle one instead.
         let mut timers = Timers::new().unwrap();
         let t0 = Instant::now();
-        let action = TimerAction::ShutdownDeadline;
+        let action = TimerAction::RunSnapshot;
         assert!(timers.add_once(t0 + Duration::from_secs(5), action));
 
         // Act
@@ -192,6 +206,40 @@ mod tests {
         assert_eq!(timers.pending(action), 1);
         assert_eq!(timers.expired(t0 + Duration::from_secs(61)), vec![action]);
         assert!(timers.add_once(t0, action), "fired: it may be added again");
+    }
+
+    #[test]
+    fn test_bring_forward_moves_only_to_a_sooner_deadline() {
+        // Arrange
+        let mut timers = Timers::new().unwrap();
+        let t0 = Instant::now();
+        let action = TimerAction::RunSnapshot;
+        timers.add_once(t0 + Duration::from_secs(60), action);
+
+        // Act: sooner moves it; later leaves it.
+        timers.bring_forward(t0 + Duration::from_secs(5), action);
+        timers.bring_forward(t0 + Duration::from_secs(30), action);
+
+        // Assert
+        assert_eq!(timers.pending(action), 1);
+        assert_eq!(timers.expired(t0 + Duration::from_secs(6)), vec![action]);
+    }
+
+    #[test]
+    fn test_a_plain_entry_firing_leaves_the_singleton_pending() {
+        // Arrange: the same action once as a singleton (later) and once plainly.
+        let mut timers = Timers::new().unwrap();
+        let t0 = Instant::now();
+        let action = TimerAction::RunSnapshot;
+        timers.add_once(t0 + Duration::from_secs(60), action);
+        timers.add(t0 + Duration::from_secs(1), action);
+
+        // Act
+        let fired = timers.expired(t0 + Duration::from_secs(2));
+
+        // Assert: the singleton still stands, so no second one can be added.
+        assert_eq!(fired, vec![action]);
+        assert!(!timers.add_once(t0, action));
     }
 
     #[test]

@@ -323,14 +323,14 @@ impl EventLog {
         }
     }
 
-    /// Hand what was appended to the writer, as one message; never blocks. With
-    /// `QUEUE / BATCH` messages already waiting, these events are counted lost.
     /// Events kept and not yet handed to the writer thread (tests).
     #[cfg(test)]
     pub fn unsent(&self) -> usize {
         self.pending.len()
     }
 
+    /// Hand what was appended to the writer, as one message; never blocks. With
+    /// `QUEUE / BATCH` messages already waiting, these events are counted lost.
     pub fn send_pending(&mut self) {
         let Some(tx) = &self.tx else { return };
         if self.pending.is_empty() {

@@ -404,6 +404,7 @@ impl Runtime {
         // Held replies go out whatever the write did: a failed write is logged (and a
         // client is never left without its answer).
         self.server.release_held(&self.reactor);
+        self.server.arm_closing(&mut self.timers);
         self.finished()
     }
 

@@ -41,6 +41,9 @@ pub struct Server {
     failures: u64,
     /// Connections with a held reply, released at the end of the turn.
     held: Vec<ConnId>,
+    /// Connections that turned closing this turn and are still open: their deadline
+    /// timer is brought forward at the end of the turn ([`Server::arm_closing`]).
+    closing: Vec<ConnId>,
     /// Clients dropped for [`control::WRITE_BUDGET`]: the first is logged, the rest
     /// counted.
     over_budget: u64,
@@ -79,6 +82,7 @@ impl Server {
             paused: false,
             failures: 0,
             held: Vec::new(),
+            closing: Vec::new(),
             over_budget: 0,
             vsock: None,
             vsock_paused: false,
@@ -203,6 +207,20 @@ impl Server {
             return;
         };
         conn.interest = set_interest(reactor, id, conn);
+        if conn.closing && !conn.closing_armed {
+            conn.closing_armed = true;
+            self.closing.push(id);
+        }
+    }
+
+    /// The connections that turned closing with their last answer unsent get the
+    /// closing deadline (a Hello's length) instead of the idle one they had.
+    pub fn arm_closing(&mut self, timers: &mut Timers) {
+        for id in self.closing.drain(..) {
+            if let Some((at, _)) = self.conns.get(&id).and_then(Conn::deadline) {
+                timers.bring_forward(at, TimerAction::ConnDeadline(id));
+            }
+        }
     }
 
     /// While all write buffers together hold more than [`control::WRITE_BUDGET`], drop

@@ -946,3 +946,86 @@ fn test_boot_events_reach_the_journal_writer_before_the_first_turn() {
     rt.begin_shutdown(Outcome::Exit);
     while rt.turn().is_none() {}
 }
+
+#[test]
+fn test_zero_delay_restart_is_spawned_in_the_exit_turn() {
+    // Arrange: a service that restarts at once (any run lasts its `min_uptime` of 0).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let mut svc = CommandSpec::new(
+        "svc",
+        CommandKind::Service,
+        vec!["/bin/sleep".into(), "30".into()],
+    );
+    svc.restart = shuma_card::RestartPolicy::Always;
+    svc.min_uptime_ms = 0;
+    let mut ws = workspace("w", None);
+    ws.commands.push(svc);
+    rt.create_workspace(ws).unwrap();
+    let first = rt
+        .table
+        .commands
+        .values()
+        .next()
+        .unwrap()
+        .run
+        .as_ref()
+        .unwrap()
+        .pid;
+    let count = |rt: &Runtime, pick: fn(&EventKind) -> bool| {
+        rt.journal.after(0).iter().filter(|e| pick(&e.kind)).count()
+    };
+    let started = |k: &EventKind| matches!(k, EventKind::CommandStarted { .. });
+    let exited = |k: &EventKind| matches!(k, EventKind::CommandExited { .. });
+
+    // Act: kill it, and turn until a turn has handled its exit.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::SIGKILL).unwrap();
+    while count(&rt, exited) == 0 {
+        rt.turn();
+    }
+
+    // Assert: that same turn spawned its successor.
+    assert_eq!(count(&rt, started), 2);
+    let next = rt
+        .table
+        .commands
+        .values()
+        .next()
+        .unwrap()
+        .run
+        .as_ref()
+        .map(|r| r.pid);
+    assert!(next.is_some_and(|p| p != first), "{next:?}");
+    rt.begin_shutdown(Outcome::Exit);
+    while rt.turn().is_none() {}
+}
+
+#[test]
+fn test_after_the_hello_no_timer_is_due_before_the_idle_deadline() {
+    // Arrange: a client that said Hello and then nothing (a follower-to-be, a CLI
+    // between commands).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    let mut c = std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).unwrap();
+    turn_until(&mut rt, |rt| rt.server.len() == 1);
+    send_frame(
+        &mut c,
+        &Request::Hello {
+            version: shuma_card::protocol::PROTOCOL_VERSION,
+            client: "idle".into(),
+        },
+    );
+    turn_until(&mut rt, |_| {
+        let mut first = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        rustix::net::recv(&c, &mut first, flags).is_ok()
+    });
+    assert!(matches!(read_frame(&mut c), Some(Response::Hello { .. })));
+
+    // Act + Assert: nothing is due at the Hello's deadline (no wake-up to find it
+    // met); the idle deadline still closes the connection.
+    let t0 = Instant::now();
+    assert!(!rt.timers.any_due(t0 + Duration::from_secs(30)));
+    rt.fire_timers(t0 + Duration::from_secs(3600));
+    assert_eq!(rt.server.len(), 0, "the idle connection is still open");
+}
