@@ -50,6 +50,22 @@ fn runtime_with_fake_cgroups(dir: &std::path::Path, root: &FakeRoot) -> Runtime 
     Runtime::with_cgroups(config(dir), tree).expect("runtime")
 }
 
+/// A runtime whose cards directory holds, per `(file, workspace, service, extra)`, a
+/// card of one `sleep 30` service with `extra` lines.
+fn runtime_with_cards(dir: &std::path::Path, cards: &[(&str, &str, &str, &str)]) -> Runtime {
+    let cards_dir = dir.join("cards");
+    std::fs::create_dir(&cards_dir).unwrap();
+    for (file, ws, svc, extra) in cards {
+        let text = format!(
+            "[workspace]\nname = \"{ws}\"\n\n[[service]]\nname = \"{svc}\"\nargv = [\"/bin/sleep\", \"30\"]\n{extra}"
+        );
+        std::fs::write(cards_dir.join(file), text).unwrap();
+    }
+    let mut cfg = config(dir);
+    cfg.cards_dir = Some(cards_dir);
+    Runtime::new(cfg).expect("runtime")
+}
+
 fn workspace(name: &str, ttl_ms: Option<u64>) -> WorkspaceSpec {
     WorkspaceSpec {
         name: name.into(),
@@ -879,21 +895,13 @@ fn test_crash_restart_with_cgroups_adopts_or_kills_what_the_snapshot_lacks() {
 fn test_boot_cards_make_workspaces_before_ready_and_spawn_after() {
     // Arrange: two cards, the first's command after the second's (a later file).
     let dir = tempfile::tempdir().unwrap();
-    let cards = dir.path().join("cards");
-    std::fs::create_dir(&cards).unwrap();
-    std::fs::write(
-        cards.join("a.toml"),
-        "[workspace]\nname = \"a\"\n\n[[service]]\nname = \"web\"\nargv = [\"/bin/sleep\", \"30\"]\nafter = [\"b/db\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        cards.join("b.toml"),
-        "[workspace]\nname = \"b\"\n\n[[service]]\nname = \"db\"\nargv = [\"/bin/sleep\", \"30\"]\n",
-    )
-    .unwrap();
-    let mut cfg = config(dir.path());
-    cfg.cards_dir = Some(cards);
-    let mut rt = Runtime::new(cfg).expect("runtime");
+    let mut rt = runtime_with_cards(
+        dir.path(),
+        &[
+            ("a.toml", "a", "web", "after = [\"b/db\"]\n"),
+            ("b.toml", "b", "db", ""),
+        ],
+    );
 
     // Act 1: what is done before the ready line.
     let held = rt.load_cards();
@@ -925,16 +933,7 @@ fn test_boot_cards_make_workspaces_before_ready_and_spawn_after() {
 fn test_boot_events_reach_the_journal_writer_before_the_first_turn() {
     // Arrange: a card, and a journal on disk (the state directories of `config`).
     let dir = tempfile::tempdir().unwrap();
-    let cards = dir.path().join("cards");
-    std::fs::create_dir(&cards).unwrap();
-    std::fs::write(
-        cards.join("a.toml"),
-        "[workspace]\nname = \"a\"\n\n[[service]]\nname = \"s\"\nargv = [\"/bin/sleep\", \"30\"]\n",
-    )
-    .unwrap();
-    let mut cfg = config(dir.path());
-    cfg.cards_dir = Some(cards);
-    let mut rt = Runtime::new(cfg).expect("runtime");
+    let mut rt = runtime_with_cards(dir.path(), &[("a.toml", "a", "s", "")]);
     assert_eq!(rt.journal.unsent(), Some(0), "a journal on disk, all sent");
 
     // Act: what `run` does before its first wait, which may last hours.
