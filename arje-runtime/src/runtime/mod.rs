@@ -330,9 +330,10 @@ impl Runtime {
             rt.adopt_handover();
         }
         rt.laps.lap("restore");
-        // Write the restored state at once, so a crash now finds it.
+        // Write the restored state, and hand this start's events to the journal's disk,
+        // at once: the first turn may wait for hours, and a crash now finds them.
         rt.store.mark_dirty();
-        // And this start's events to the journal's disk: the first turn may wait long.
+        rt.end_of_turn();
         rt.journal.end_turn();
         Ok(rt)
     }
@@ -359,8 +360,9 @@ impl Runtime {
             self.laps.render()
         );
         self.start_cards(held);
-        // Their events go to the journal's disk now, not at the end of a first turn
-        // that may wait for hours.
+        // Their state and events are saved now, not at the end of a first turn that
+        // may wait for hours.
+        self.end_of_turn();
         self.journal.end_turn();
     }
 

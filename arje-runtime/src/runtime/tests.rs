@@ -935,13 +935,31 @@ fn test_boot_events_reach_the_journal_writer_before_the_first_turn() {
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime_with_cards(dir.path(), &[("a.toml", "a", "s", "")]);
     assert_eq!(rt.journal.unsent(), Some(0), "a journal on disk, all sent");
+    let run = dir.path().join("run");
+    assert!(
+        run.join(crate::persist::SNAPSHOT_FILE).exists(),
+        "written at start"
+    );
 
-    // Act: what `run` does before its first wait, which may last hours.
+    // Act: what `run` does before its first wait, which may last hours, then the
+    // debounce's deadline (the timer the first wait is armed for).
     rt.begin_serving();
+    let unsent = rt.journal.unsent();
+    rt.fire_timers(Instant::now() + Duration::from_secs(1));
 
-    // Assert: the workspace's and the command's events are with the writer already.
+    // Assert: the workspace's and the command's events are with the writer already,
+    // and the snapshot written by the timer, with no event needed to wake the loop.
     assert!(rt.journal.last_id() >= 2);
-    assert_eq!(rt.journal.unsent(), Some(0));
+    assert_eq!(unsent, Some(0));
+    let dir_fd = crate::persist::StateDir::open(&run, None).unwrap();
+    let saved = crate::persist::load(Some(&dir_fd), None)
+        .snapshot
+        .expect("a snapshot");
+    assert_eq!(
+        saved.workspaces.len(),
+        1,
+        "the boot card's workspace is saved"
+    );
     rt.begin_shutdown(Outcome::Exit);
     while rt.turn().is_none() {}
 }
