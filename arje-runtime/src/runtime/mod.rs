@@ -330,10 +330,10 @@ impl Runtime {
             rt.adopt_handover();
         }
         rt.laps.lap("restore");
-        // Write the restored state, and hand this start's events to the journal's disk,
-        // at once: the first turn may wait for hours, and a crash now finds them.
+        // Write the restored state at once, so a crash now finds it (at the end of the
+        // first turn, or `begin_serving`'s). This start's events go to the journal's
+        // disk now: the first turn may wait for hours.
         rt.store.mark_dirty();
-        rt.end_of_turn();
         rt.journal.end_turn();
         Ok(rt)
     }
