@@ -77,8 +77,8 @@ impl Runtime {
 
     /// Start what the boot cards hold, in dependency order across all of them.
     pub(crate) fn start_cards(&mut self, held: Held) {
-        for f in self.start_pending(held.0) {
-            log::error!("boot cards: did not start: {f}");
+        for (id, why) in self.start_pending(held.0) {
+            log::error!("{}: did not start: {why}", self.command_label(id, true));
         }
     }
 }
@@ -86,4 +86,4 @@ impl Runtime {
 /// The boot cards' workspaces are in the table and their commands pending:
 /// [`Runtime::start_cards`] starts them.
 #[must_use = "nothing of the boot cards runs until start_cards"]
-pub(crate) struct Held(Vec<crate::ids::PipelineId>);
+pub(crate) struct Held(pub(super) Vec<crate::ids::PipelineId>);

@@ -97,8 +97,8 @@ impl Runtime {
     }
 
     /// Start what may start, fail what cannot, until nothing changes. Returns the
-    /// commands that could not be spawned, as `name: why` (for `ws create`'s answer).
-    pub(crate) fn deps_progress(&mut self, now: Instant) -> Vec<String> {
+    /// commands that could not be spawned, with why (for `ws create`'s answer).
+    pub(crate) fn deps_progress(&mut self, now: Instant) -> Vec<(CommandId, String)> {
         // A start can make another command ready at once (`ready = started`), which
         // calls back here: the outer call's loop picks that up instead of recursing.
         if self.table.deps_running {
@@ -125,8 +125,7 @@ impl Runtime {
                             c.waiting_for.clear();
                         }
                         if let Err(why) = self.start_command(id, now) {
-                            let name = self.table.commands.get(&id).map(|c| c.spec.name.clone());
-                            failed.push(format!("{}: {why}", name.unwrap_or_default()));
+                            failed.push((id, why));
                         }
                     }
                     Verdict::Fail(reason) => {

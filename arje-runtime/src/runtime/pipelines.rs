@@ -642,7 +642,7 @@ impl Runtime {
 
     /// The nodes of a pipeline that could not start in its latest run, as `name: why`
     /// (for the creator of a workspace, as its commands' are).
-    pub(crate) fn pipeline_spawn_failures(&self, id: PipelineId) -> Vec<String> {
+    pub(crate) fn pipeline_spawn_failures(&self, id: PipelineId) -> Vec<(CommandId, String)> {
         let Some(p) = self.table.pipelines.get(&id) else {
             return Vec::new();
         };
@@ -651,9 +651,7 @@ impl Runtime {
             .filter_map(|cid| self.table.commands.get(cid))
             .filter(|c| c.sup.last_exit.is_none())
             .filter_map(|c| match &c.sup.state {
-                crate::supervise::State::Failed { reason } => {
-                    Some(format!("{}: {reason}", c.spec.name))
-                }
+                crate::supervise::State::Failed { reason } => Some((c.id, reason.clone())),
                 _ => None,
             })
             .collect()

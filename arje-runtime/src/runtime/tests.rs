@@ -1039,3 +1039,27 @@ fn test_after_the_hello_no_timer_is_due_before_the_idle_deadline() {
     rt.fire_timers(t0 + Duration::from_secs(3600));
     assert_eq!(rt.server.len(), 0, "the idle connection is still open");
 }
+
+#[test]
+fn test_a_boot_card_that_cannot_start_is_named_with_its_workspace() {
+    // Arrange: two cards with a command of the same name; one cannot be spawned.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime_with_cards(
+        dir.path(),
+        &[("a.toml", "a", "s", ""), ("b.toml", "b", "s", "")],
+    );
+    let held = rt.load_cards();
+    let b = rt.table.named("b").unwrap().by_name["s"];
+    rt.table.commands.get_mut(&b).unwrap().spec.argv = vec!["/nonexistent/program".into()];
+
+    // Act
+    let failed = rt.start_pending(held.0);
+
+    // Assert: the failure is b's, and its label tells the two apart.
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, b);
+    assert_eq!(rt.command_label(b, true), "b/s");
+    assert_eq!(rt.command_label(b, false), "s");
+    rt.begin_shutdown(Outcome::Exit);
+    while rt.turn().is_none() {}
+}

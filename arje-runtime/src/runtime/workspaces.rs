@@ -140,24 +140,37 @@ impl Runtime {
             mut created,
             pipelines,
         } = added;
-        created.failed = self.start_pending(pipelines);
+        created.failed = self
+            .start_pending(pipelines)
+            .into_iter()
+            .map(|(id, why)| format!("{}: {why}", self.command_label(id, false)))
+            .collect();
         created
     }
 
     /// Start every pending command that may start, then `pipelines`. Returns what
-    /// could not be spawned, as `name: why`. A command that cannot start does not undo
-    /// its workspace (the others run, a service retries by its policy), but the
-    /// creator hears of it.
+    /// could not be spawned, with why. A command that cannot start does not undo its
+    /// workspace (the others run, a service retries by its policy), but the creator
+    /// hears of it.
     pub(crate) fn start_pending(
         &mut self,
         pipelines: impl IntoIterator<Item = crate::ids::PipelineId>,
-    ) -> Vec<String> {
+    ) -> Vec<(CommandId, String)> {
         let mut failed = self.deps_progress(Instant::now());
         for p in pipelines {
             self.pipeline_start(p, Instant::now());
             failed.extend(self.pipeline_spawn_failures(p));
         }
         failed
+    }
+
+    /// A command's name, `WORKSPACE/NAME` with `qualified`.
+    pub(crate) fn command_label(&self, id: CommandId, qualified: bool) -> String {
+        match self.table.commands.get(&id) {
+            Some(c) if qualified => format!("{}/{}", c.workspace, c.spec.name),
+            Some(c) => c.spec.name.clone(),
+            None => format!("command {id}"),
+        }
     }
 
     /// Check `spec`, make its cgroup (limits written before anything runs in it) and
