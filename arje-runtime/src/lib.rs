@@ -94,6 +94,7 @@ pub enum Outcome {
     /// inheritable; the caller execs `binary` with the same arguments.
     Reexec { binary: PathBuf },
 }
+pub use runtime::laps::Laps;
 pub use runtime::{ArjeNote, Created, Previous, Runtime, RuntimeError};
 pub use sys::host::{getrandom, interface_up, swapoff, swapon};
 pub use sys::signals::{block as block_signals_raw, kill_raw, set_signalfd_mask};

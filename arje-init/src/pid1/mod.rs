@@ -21,9 +21,9 @@ pub mod unmount;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use arje_runtime::{Config, Mode, Outcome, ShutdownKind};
+use arje_runtime::{Config, Laps, Mode, Outcome, ShutdownKind};
 
 use crate::args::Args;
 use crate::logger;
@@ -43,9 +43,13 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
     let switched_from = std::env::var_os(switch_root::SWITCHED_ENV);
     std::env::remove_var(switch_root::SWITCHED_ENV);
 
+    // Where PID 1's own part of boot goes, from exec (the top of main) to the runtime.
+    let since_exec = Duration::from_secs_f64((logger::boottime_secs() - start_boottime).max(0.0));
+    let now = Instant::now();
+    let mut laps = Laps::since(now.checked_sub(since_exec).unwrap_or(now));
+
     // 1. Filesystems the rest needs: /proc to read the command line, /dev for the
     //    console, kmsg and the disk, /run for the socket, cgroup2 for workspaces.
-    let mut laps = Laps::new(start_boottime);
     if !reexec {
         mounts::mount_early();
     }
@@ -186,44 +190,6 @@ pub fn boot(args: Args, start_boottime: f64, inherited: crate::reexec::Inherited
             emergency::emergency(&format!("re-exec of {} not carried out", binary.display()))
         }
         Err(why) => emergency::emergency(&why),
-    }
-}
-
-/// Where PID 1's own part of boot goes, from exec to the runtime: a lap per step in
-/// CLOCK_BOOTTIME, printed as one line (docs/PID1.md, "Where boot's time goes").
-struct Laps {
-    began: f64,
-    last: f64,
-    steps: Vec<(&'static str, f64)>,
-}
-
-impl Laps {
-    fn new(began: f64) -> Laps {
-        Laps {
-            began,
-            last: began,
-            steps: Vec::with_capacity(10),
-        }
-    }
-
-    fn lap(&mut self, name: &'static str) {
-        let now = logger::boottime_secs();
-        self.steps.push((name, now - self.last));
-        self.last = now;
-    }
-
-    /// `45.0 ms (mounts 3.1, console 0.4, ...)`: every step, in order.
-    fn render(&self) -> String {
-        let parts: Vec<String> = self
-            .steps
-            .iter()
-            .map(|(name, secs)| format!("{name} {:.1}", secs * 1000.0))
-            .collect();
-        format!(
-            "{:.1} ms ({})",
-            (self.last - self.began) * 1000.0,
-            parts.join(", ")
-        )
     }
 }
 

@@ -1,30 +1,36 @@
-//! Where the runtime's start goes: a lap per step from `Runtime::new` to the ready
-//! line, printed in that line (docs/PID1.md, "Where boot's time goes"). A boot's
-//! exec→ready is arje's to explain, as `systemd-analyze` explains systemd's.
+//! Where a start's time goes: a lap per step, printed as one line (docs/PID1.md, "Where
+//! boot's time goes"): the runtime's from `Runtime::new` to the ready line, and PID 1's
+//! own from exec to the runtime. A boot's exec→ready is arje's to explain, as
+//! `systemd-analyze` explains systemd's.
 
 use std::time::{Duration, Instant};
 
 /// At most this many steps are kept; a later one is folded into the last.
 const STEPS: usize = 10;
 
-pub(crate) struct Laps {
+pub struct Laps {
     began: Instant,
     last: Instant,
     steps: Vec<(&'static str, Duration)>,
 }
 
 impl Laps {
-    pub(crate) fn start() -> Laps {
-        let now = Instant::now();
+    /// Laps from now.
+    pub fn start() -> Laps {
+        Laps::since(Instant::now())
+    }
+
+    /// Laps from `began` (PID 1: its exec, read from CLOCK_BOOTTIME at the top of main).
+    pub fn since(began: Instant) -> Laps {
         Laps {
-            began: now,
-            last: now,
+            began,
+            last: began,
             steps: Vec::with_capacity(STEPS),
         }
     }
 
     /// The step `name` ended now.
-    pub(crate) fn lap(&mut self, name: &'static str) {
+    pub fn lap(&mut self, name: &'static str) {
         let now = Instant::now();
         let took = now - self.last;
         self.last = now;
@@ -39,7 +45,7 @@ impl Laps {
     }
 
     /// `12.3 ms (state 0.4, cgroups 3.1, ...)`: the whole, then each step in order.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let parts: Vec<String> = self
             .steps

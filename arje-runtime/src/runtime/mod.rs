@@ -28,7 +28,7 @@ mod exits;
 mod fanout;
 mod handover;
 mod identity;
-mod laps;
+pub(crate) mod laps;
 mod lifecycle;
 mod logfiles;
 mod notify;

@@ -1016,21 +1016,7 @@ fn test_after_the_hello_no_timer_is_due_before_the_idle_deadline() {
     // between commands).
     let dir = tempfile::tempdir().unwrap();
     let mut rt = runtime(dir.path());
-    let mut c = std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).unwrap();
-    turn_until(&mut rt, |rt| rt.server.len() == 1);
-    send_frame(
-        &mut c,
-        &Request::Hello {
-            version: shuma_card::protocol::PROTOCOL_VERSION,
-            client: "idle".into(),
-        },
-    );
-    turn_until(&mut rt, |_| {
-        let mut first = [0u8; 1];
-        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        rustix::net::recv(&c, &mut first, flags).is_ok()
-    });
-    assert!(matches!(read_frame(&mut c), Some(Response::Hello { .. })));
+    let _c = greeted(&mut rt, &dir.path().join("s.sock"));
 
     // Act + Assert: nothing is due at the Hello's deadline (no wake-up to find it
     // met); the idle deadline still closes the connection.
